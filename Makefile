@@ -1,0 +1,61 @@
+# Baton developer commands. Every target sets up what it needs on a fresh machine:
+# a virtualenv in .venv, buf from npm in .tools, redis-server from apt for the tests.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+PROTOS := $(wildcard proto/baton/v1/*.proto)
+
+.PHONY: install proto proto-check lint format redis-server test run clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(BUF):
+	npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
+
+# Regenerates the committed stubs (messages, .pyi types, typed gRPC stubs) from proto/.
+proto: install
+	rm -f client/baton/v1/*_pb2*.py client/baton/v1/*_pb2*.pyi
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
+		--python_out=client --pyi_out=client --grpc_python_out=client \
+		--mypy_grpc_out=quiet:client $(PROTOS)
+
+# Fails when the committed stubs differ from what `make proto` generates.
+proto-check: proto
+	@git add -N client/baton/v1
+	@git diff --exit-code --stat -- client/baton/v1 || \
+		(echo "stubs in client/baton/v1 are stale: run 'make proto' and commit" && exit 1)
+
+lint: install $(BUF)
+	$(BIN)/ruff check client server tests
+	$(BIN)/ruff format --check client server tests
+	$(BIN)/mypy
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+format: install $(BUF)
+	$(BIN)/ruff check --fix client server tests
+	$(BIN)/ruff format client server tests
+	$(BUF) format -w
+
+# redis-server is needed by the tests (each run starts private ones on free ports).
+redis-server:
+	@command -v redis-server >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
+test: install redis-server
+	$(BIN)/pytest
+
+run: install
+	$(BIN)/python -m baton_server
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,64 @@
+"""Baton's Python client: `baton.Client` (async), `baton.SyncClient`, errors and API types.
+
+The message types are the generated protobuf classes of package `baton.v1`, re-exported
+here for convenience.
+"""
+
+from baton._client import Agents, Client, Handoffs, Workflows
+from baton._errors import (
+    AbortedError,
+    AlreadyExistsError,
+    BatonError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
+from baton._sync import SyncAgents, SyncClient, SyncHandoffs, SyncWorkflows
+from baton.v1.agent_pb2 import Agent, OpenAIRuntime, PythonRuntime, WorkerRuntime
+from baton.v1.common_pb2 import Failure, RetryPolicy
+from baton.v1.handoff_pb2 import Handoff
+from baton.v1.workflow_pb2 import Step, Workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbortedError",
+    "Agent",
+    "Agents",
+    "AlreadyExistsError",
+    "BatonError",
+    "Client",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "Failure",
+    "FieldViolation",
+    "Handoff",
+    "Handoffs",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OpenAIRuntime",
+    "PermissionDeniedError",
+    "PythonRuntime",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "Step",
+    "SyncAgents",
+    "SyncClient",
+    "SyncHandoffs",
+    "SyncWorkflows",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "WorkerRuntime",
+    "Workflow",
+    "Workflows",
+]

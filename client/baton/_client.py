@@ -1,0 +1,333 @@
+"""The async client: `async with Client.connect(target) as client: await client.agents.get(...)`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from baton._errors import from_rpc_error
+from baton.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    handoff_pb2,
+    handoff_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+DEFAULT_TIMEOUT = 30.0
+_RETRIES = 3
+_RETRY_DELAY = 0.1
+
+
+def _name(collection: str, name: str) -> str:
+    """Accepts `collection/id` or a bare id."""
+    return name if name.startswith(f"{collection}/") else f"{collection}/{name}"
+
+
+def _request_id(value: str | None) -> str:
+    """The caller's request id, or a fresh one so that retries stay idempotent."""
+    return value if value is not None else uuid.uuid4().hex
+
+
+class Client:
+    """Async client for every Baton service.
+
+    Use `Client.connect(...)` as an async context manager (or call `close()`). Each service
+    is an attribute: `agents`, `workflows`, `handoffs`; plus `system_health()`.
+    Every failed call raises a subclass of `baton.BatonError`.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        token: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._channel = channel
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        self._timeout = timeout
+        self.agents = Agents(self, agent_pb2_grpc.AgentServiceStub(channel))
+        self.workflows = Workflows(self, workflow_pb2_grpc.WorkflowServiceStub(channel))
+        self.handoffs = Handoffs(self, handoff_pb2_grpc.HandoffServiceStub(channel))
+        self._monitoring: monitoring_pb2_grpc.MonitoringServiceAsyncStub = (
+            monitoring_pb2_grpc.MonitoringServiceStub(channel)
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> Client:
+        """Opens a channel to `target` (e.g. `localhost:50051`).
+
+        Args:
+            target: host:port of the Baton server.
+            token: Bearer token sent with every call.
+            timeout: Default deadline of each call in seconds (None: no deadline).
+            credentials: TLS credentials; plaintext when None.
+            options: Extra gRPC channel options.
+        """
+        if credentials is not None:
+            channel = grpc.aio.secure_channel(target, credentials, options=list(options))
+        else:
+            channel = grpc.aio.insecure_channel(target, options=list(options))
+        return cls(channel, token=token, timeout=timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel."""
+        await self._channel.close()
+
+    async def system_health(self) -> monitoring_pb2.SystemHealth:
+        """The health of the server and its components (storage, Redis)."""
+        return await self._call(
+            self._monitoring.GetSystemHealth, monitoring_pb2.GetSystemHealthRequest()
+        )
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        idempotent: bool = True,
+        deadline: float | None = None,
+    ) -> Resp:
+        """Every RPC goes through here: deadline, metadata, retries of UNAVAILABLE (only for
+        calls that are safe to repeat), and errors turned into BatonError."""
+        attempt = 0
+        while True:
+            try:
+                return await method(
+                    request, timeout=deadline or self._timeout, metadata=self._metadata
+                )
+            except grpc.aio.AioRpcError as exc:
+                attempt += 1
+                if idempotent and exc.code() is grpc.StatusCode.UNAVAILABLE and attempt < _RETRIES:
+                    await asyncio.sleep(_RETRY_DELAY * 2 ** (attempt - 1))
+                    continue
+                raise from_rpc_error(exc) from None
+
+    async def _pages(self, method: Any, request: Any, field: str) -> AsyncIterator[Any]:
+        """Yields the items of every page, following `next_page_token`."""
+        while True:
+            response = await self._call(method, request)
+            for item in getattr(response, field):
+                yield item
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+
+class Agents:
+    """AgentService: the agents that run steps."""
+
+    def __init__(self, client: Client, stub: agent_pb2_grpc.AgentServiceAsyncStub) -> None:
+        self._client = client
+        self._stub = stub
+
+    async def create(
+        self, agent: agent_pb2.Agent, *, agent_id: str = "", request_id: str | None = None
+    ) -> agent_pb2.Agent:
+        """Creates an agent; `agent_id` names it `agents/{agent_id}` (generated if empty)."""
+        request = agent_pb2.CreateAgentRequest(
+            agent=agent, agent_id=agent_id, request_id=_request_id(request_id)
+        )
+        return await self._client._call(self._stub.CreateAgent, request)
+
+    async def get(self, name: str) -> agent_pb2.Agent:
+        """Returns the agent `agents/{id}` (or a bare id)."""
+        request = agent_pb2.GetAgentRequest(name=_name("agents", name))
+        return await self._client._call(self._stub.GetAgent, request)
+
+    def list(
+        self,
+        *,
+        capabilities: Sequence[str] = (),
+        state: agent_pb2.Agent.State = agent_pb2.Agent.STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> AsyncIterator[agent_pb2.Agent]:
+        """Iterates over all agents (page by page) with all `capabilities`, in `state`."""
+        request = agent_pb2.ListAgentsRequest(
+            capabilities=capabilities, state=state, page_size=page_size
+        )
+        return self._client._pages(self._stub.ListAgents, request, "agents")
+
+    async def update(
+        self,
+        agent: agent_pb2.Agent,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> agent_pb2.Agent:
+        """Replaces the fields in `update_mask` (all writable fields if empty)."""
+        request = agent_pb2.UpdateAgentRequest(
+            agent=agent,
+            update_mask=field_mask_pb2.FieldMask(paths=update_mask),
+            request_id=_request_id(request_id),
+        )
+        return await self._client._call(self._stub.UpdateAgent, request)
+
+    async def delete(
+        self, name: str, *, etag: str = "", force: bool = False, request_id: str | None = None
+    ) -> None:
+        """Deletes an agent (`force` also while workflows or handoffs refer to it)."""
+        request = agent_pb2.DeleteAgentRequest(
+            name=_name("agents", name), etag=etag, force=force, request_id=_request_id(request_id)
+        )
+        await self._client._call(self._stub.DeleteAgent, request)
+
+
+class Workflows:
+    """WorkflowService: workflow definitions and their revisions."""
+
+    def __init__(self, client: Client, stub: workflow_pb2_grpc.WorkflowServiceAsyncStub) -> None:
+        self._client = client
+        self._stub = stub
+
+    async def create(
+        self,
+        workflow: workflow_pb2.Workflow,
+        *,
+        workflow_id: str = "",
+        request_id: str | None = None,
+    ) -> workflow_pb2.Workflow:
+        """Validates and creates a workflow at revision 1."""
+        request = workflow_pb2.CreateWorkflowRequest(
+            workflow=workflow, workflow_id=workflow_id, request_id=_request_id(request_id)
+        )
+        return await self._client._call(self._stub.CreateWorkflow, request)
+
+    async def get(self, name: str, *, revision: int = 0) -> workflow_pb2.Workflow:
+        """Returns the latest revision, or `revision`."""
+        request = workflow_pb2.GetWorkflowRequest(name=_name("workflows", name), revision=revision)
+        return await self._client._call(self._stub.GetWorkflow, request)
+
+    def list(
+        self,
+        *,
+        tags: Sequence[str] = (),
+        state: workflow_pb2.Workflow.State = workflow_pb2.Workflow.STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> AsyncIterator[workflow_pb2.Workflow]:
+        """Iterates over all workflows with all `tags`, in `state`."""
+        request = workflow_pb2.ListWorkflowsRequest(tags=tags, state=state, page_size=page_size)
+        return self._client._pages(self._stub.ListWorkflows, request, "workflows")
+
+    async def update(
+        self,
+        workflow: workflow_pb2.Workflow,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> workflow_pb2.Workflow:
+        """Replaces the fields in `update_mask`, creating a new revision."""
+        request = workflow_pb2.UpdateWorkflowRequest(
+            workflow=workflow,
+            update_mask=field_mask_pb2.FieldMask(paths=update_mask),
+            request_id=_request_id(request_id),
+        )
+        return await self._client._call(self._stub.UpdateWorkflow, request)
+
+    async def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """Deletes a workflow and its revisions."""
+        request = workflow_pb2.DeleteWorkflowRequest(
+            name=_name("workflows", name), etag=etag, request_id=_request_id(request_id)
+        )
+        await self._client._call(self._stub.DeleteWorkflow, request)
+
+    async def validate(
+        self, workflow: workflow_pb2.Workflow
+    ) -> workflow_pb2.ValidateWorkflowResponse:
+        """Checks a workflow without storing it; raises InvalidArgumentError when invalid."""
+        request = workflow_pb2.ValidateWorkflowRequest(workflow=workflow)
+        return await self._client._call(self._stub.ValidateWorkflow, request)
+
+
+class Handoffs:
+    """HandoffService: declared handoffs between agents."""
+
+    def __init__(self, client: Client, stub: handoff_pb2_grpc.HandoffServiceAsyncStub) -> None:
+        self._client = client
+        self._stub = stub
+
+    async def create(
+        self, handoff: handoff_pb2.Handoff, *, handoff_id: str = "", request_id: str | None = None
+    ) -> handoff_pb2.Handoff:
+        """Creates a handoff between two existing agents."""
+        request = handoff_pb2.CreateHandoffRequest(
+            handoff=handoff, handoff_id=handoff_id, request_id=_request_id(request_id)
+        )
+        return await self._client._call(self._stub.CreateHandoff, request)
+
+    async def get(self, name: str) -> handoff_pb2.Handoff:
+        """Returns the handoff `handoffs/{id}` (or a bare id)."""
+        request = handoff_pb2.GetHandoffRequest(name=_name("handoffs", name))
+        return await self._client._call(self._stub.GetHandoff, request)
+
+    def list(
+        self,
+        *,
+        source_agent: str = "",
+        target_agent: str = "",
+        type: handoff_pb2.Handoff.Type = handoff_pb2.Handoff.TYPE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> AsyncIterator[handoff_pb2.Handoff]:
+        """Iterates over all handoffs from `source_agent`, to `target_agent`, of `type`."""
+        request = handoff_pb2.ListHandoffsRequest(
+            source_agent=_name("agents", source_agent) if source_agent else "",
+            target_agent=_name("agents", target_agent) if target_agent else "",
+            type=type,
+            page_size=page_size,
+        )
+        return self._client._pages(self._stub.ListHandoffs, request, "handoffs")
+
+    async def update(
+        self,
+        handoff: handoff_pb2.Handoff,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> handoff_pb2.Handoff:
+        """Replaces the fields in `update_mask`."""
+        request = handoff_pb2.UpdateHandoffRequest(
+            handoff=handoff,
+            update_mask=field_mask_pb2.FieldMask(paths=update_mask),
+            request_id=_request_id(request_id),
+        )
+        return await self._client._call(self._stub.UpdateHandoff, request)
+
+    async def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """Deletes a handoff."""
+        request = handoff_pb2.DeleteHandoffRequest(
+            name=_name("handoffs", name), etag=etag, request_id=_request_id(request_id)
+        )
+        await self._client._call(self._stub.DeleteHandoff, request)

@@ -1,0 +1,255 @@
+"""The blocking client: the async client run on a private event loop in a background thread,
+so both share one implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from baton._client import DEFAULT_TIMEOUT, Agents, Client, Handoffs, Workflows
+from baton.v1 import agent_pb2, handoff_pb2, monitoring_pb2, workflow_pb2
+
+T = TypeVar("T")
+
+
+class _Loop:
+    """An event loop running in a daemon thread; `run` blocks on a coroutine there."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="baton-sync-client", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        iterator = aiter(items)
+        while True:
+            try:
+                yield self.run(_next(iterator))
+            except StopAsyncIteration:
+                return
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+async def _next(iterator: AsyncIterator[T]) -> T:
+    return await anext(iterator)
+
+
+class SyncClient:
+    """Blocking client with the same methods as `Client`: `with SyncClient.connect(t) as c:`."""
+
+    def __init__(self, loop: _Loop, client: Client) -> None:
+        self._loop = loop
+        self._client = client
+        self.agents = SyncAgents(loop, client.agents)
+        self.workflows = SyncWorkflows(loop, client.workflows)
+        self.handoffs = SyncHandoffs(loop, client.handoffs)
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> SyncClient:
+        """Opens a channel to `target`; arguments as for `Client.connect`."""
+        loop = _Loop()
+
+        async def make() -> Client:
+            return Client.connect(
+                target, token=token, timeout=timeout, credentials=credentials, options=options
+            )
+
+        return cls(loop, loop.run(make()))
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the channel and stops the background loop."""
+        self._loop.run(self._client.close())
+        self._loop.stop()
+
+    def system_health(self) -> monitoring_pb2.SystemHealth:
+        """The health of the server and its components."""
+        return self._loop.run(self._client.system_health())
+
+
+class SyncAgents:
+    """Blocking AgentService; see `baton.Agents`."""
+
+    def __init__(self, loop: _Loop, agents: Agents) -> None:
+        self._loop = loop
+        self._async = agents
+
+    def create(
+        self, agent: agent_pb2.Agent, *, agent_id: str = "", request_id: str | None = None
+    ) -> agent_pb2.Agent:
+        """See `Agents.create`."""
+        return self._loop.run(self._async.create(agent, agent_id=agent_id, request_id=request_id))
+
+    def get(self, name: str) -> agent_pb2.Agent:
+        """See `Agents.get`."""
+        return self._loop.run(self._async.get(name))
+
+    def list(
+        self,
+        *,
+        capabilities: Sequence[str] = (),
+        state: agent_pb2.Agent.State = agent_pb2.Agent.STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> Iterator[agent_pb2.Agent]:
+        """See `Agents.list`."""
+        return self._loop.iterate(
+            self._async.list(capabilities=capabilities, state=state, page_size=page_size)
+        )
+
+    def update(
+        self,
+        agent: agent_pb2.Agent,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> agent_pb2.Agent:
+        """See `Agents.update`."""
+        return self._loop.run(
+            self._async.update(agent, update_mask=update_mask, request_id=request_id)
+        )
+
+    def delete(
+        self, name: str, *, etag: str = "", force: bool = False, request_id: str | None = None
+    ) -> None:
+        """See `Agents.delete`."""
+        self._loop.run(self._async.delete(name, etag=etag, force=force, request_id=request_id))
+
+
+class SyncWorkflows:
+    """Blocking WorkflowService; see `baton.Workflows`."""
+
+    def __init__(self, loop: _Loop, workflows: Workflows) -> None:
+        self._loop = loop
+        self._async = workflows
+
+    def create(
+        self,
+        workflow: workflow_pb2.Workflow,
+        *,
+        workflow_id: str = "",
+        request_id: str | None = None,
+    ) -> workflow_pb2.Workflow:
+        """See `Workflows.create`."""
+        return self._loop.run(
+            self._async.create(workflow, workflow_id=workflow_id, request_id=request_id)
+        )
+
+    def get(self, name: str, *, revision: int = 0) -> workflow_pb2.Workflow:
+        """See `Workflows.get`."""
+        return self._loop.run(self._async.get(name, revision=revision))
+
+    def list(
+        self,
+        *,
+        tags: Sequence[str] = (),
+        state: workflow_pb2.Workflow.State = workflow_pb2.Workflow.STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> Iterator[workflow_pb2.Workflow]:
+        """See `Workflows.list`."""
+        return self._loop.iterate(self._async.list(tags=tags, state=state, page_size=page_size))
+
+    def update(
+        self,
+        workflow: workflow_pb2.Workflow,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> workflow_pb2.Workflow:
+        """See `Workflows.update`."""
+        return self._loop.run(
+            self._async.update(workflow, update_mask=update_mask, request_id=request_id)
+        )
+
+    def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """See `Workflows.delete`."""
+        self._loop.run(self._async.delete(name, etag=etag, request_id=request_id))
+
+    def validate(self, workflow: workflow_pb2.Workflow) -> workflow_pb2.ValidateWorkflowResponse:
+        """See `Workflows.validate`."""
+        return self._loop.run(self._async.validate(workflow))
+
+
+class SyncHandoffs:
+    """Blocking HandoffService; see `baton.Handoffs`."""
+
+    def __init__(self, loop: _Loop, handoffs: Handoffs) -> None:
+        self._loop = loop
+        self._async = handoffs
+
+    def create(
+        self, handoff: handoff_pb2.Handoff, *, handoff_id: str = "", request_id: str | None = None
+    ) -> handoff_pb2.Handoff:
+        """See `Handoffs.create`."""
+        return self._loop.run(
+            self._async.create(handoff, handoff_id=handoff_id, request_id=request_id)
+        )
+
+    def get(self, name: str) -> handoff_pb2.Handoff:
+        """See `Handoffs.get`."""
+        return self._loop.run(self._async.get(name))
+
+    def list(
+        self,
+        *,
+        source_agent: str = "",
+        target_agent: str = "",
+        type: handoff_pb2.Handoff.Type = handoff_pb2.Handoff.TYPE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> Iterator[handoff_pb2.Handoff]:
+        """See `Handoffs.list`."""
+        return self._loop.iterate(
+            self._async.list(
+                source_agent=source_agent,
+                target_agent=target_agent,
+                type=type,
+                page_size=page_size,
+            )
+        )
+
+    def update(
+        self,
+        handoff: handoff_pb2.Handoff,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> handoff_pb2.Handoff:
+        """See `Handoffs.update`."""
+        return self._loop.run(
+            self._async.update(handoff, update_mask=update_mask, request_id=request_id)
+        )
+
+    def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """See `Handoffs.delete`."""
+        self._loop.run(self._async.delete(name, etag=etag, request_id=request_id))

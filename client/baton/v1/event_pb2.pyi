@@ -1,0 +1,218 @@
+import datetime
+
+from baton.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_EXECUTION_QUEUED: _ClassVar[EventType]
+    EVENT_TYPE_EXECUTION_STARTED: _ClassVar[EventType]
+    EVENT_TYPE_EXECUTION_SUCCEEDED: _ClassVar[EventType]
+    EVENT_TYPE_EXECUTION_FAILED: _ClassVar[EventType]
+    EVENT_TYPE_EXECUTION_CANCELLED: _ClassVar[EventType]
+    EVENT_TYPE_EXECUTION_TIMED_OUT: _ClassVar[EventType]
+    EVENT_TYPE_STEP_SCHEDULED: _ClassVar[EventType]
+    EVENT_TYPE_STEP_STARTED: _ClassVar[EventType]
+    EVENT_TYPE_STEP_SUCCEEDED: _ClassVar[EventType]
+    EVENT_TYPE_STEP_FAILED: _ClassVar[EventType]
+    EVENT_TYPE_STEP_RETRYING: _ClassVar[EventType]
+    EVENT_TYPE_STEP_SKIPPED: _ClassVar[EventType]
+    EVENT_TYPE_STEP_TIMED_OUT: _ClassVar[EventType]
+    EVENT_TYPE_FALLBACK_ACTIVATED: _ClassVar[EventType]
+    EVENT_TYPE_HANDOFF: _ClassVar[EventType]
+    EVENT_TYPE_STEP_OUTPUT_DELTA: _ClassVar[EventType]
+    EVENT_TYPE_LOG: _ClassVar[EventType]
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_EXECUTION_QUEUED: EventType
+EVENT_TYPE_EXECUTION_STARTED: EventType
+EVENT_TYPE_EXECUTION_SUCCEEDED: EventType
+EVENT_TYPE_EXECUTION_FAILED: EventType
+EVENT_TYPE_EXECUTION_CANCELLED: EventType
+EVENT_TYPE_EXECUTION_TIMED_OUT: EventType
+EVENT_TYPE_STEP_SCHEDULED: EventType
+EVENT_TYPE_STEP_STARTED: EventType
+EVENT_TYPE_STEP_SUCCEEDED: EventType
+EVENT_TYPE_STEP_FAILED: EventType
+EVENT_TYPE_STEP_RETRYING: EventType
+EVENT_TYPE_STEP_SKIPPED: EventType
+EVENT_TYPE_STEP_TIMED_OUT: EventType
+EVENT_TYPE_FALLBACK_ACTIVATED: EventType
+EVENT_TYPE_HANDOFF: EventType
+EVENT_TYPE_STEP_OUTPUT_DELTA: EventType
+EVENT_TYPE_LOG: EventType
+
+class ExecutionEvent(_message.Message):
+    __slots__ = ("execution", "sequence", "time", "type", "step_id", "attempt", "execution_queued", "execution_started", "execution_succeeded", "execution_failed", "execution_cancelled", "execution_timed_out", "step_scheduled", "step_started", "step_succeeded", "step_failed", "step_retrying", "step_skipped", "step_timed_out", "fallback_activated", "handoff", "step_output_delta", "log")
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_STARTED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_FAILED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    STEP_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    STEP_STARTED_FIELD_NUMBER: _ClassVar[int]
+    STEP_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    STEP_FAILED_FIELD_NUMBER: _ClassVar[int]
+    STEP_RETRYING_FIELD_NUMBER: _ClassVar[int]
+    STEP_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    STEP_TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_ACTIVATED_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    STEP_OUTPUT_DELTA_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    execution: str
+    sequence: int
+    time: _timestamp_pb2.Timestamp
+    type: EventType
+    step_id: str
+    attempt: int
+    execution_queued: ExecutionQueued
+    execution_started: ExecutionStarted
+    execution_succeeded: ExecutionSucceeded
+    execution_failed: ExecutionFailed
+    execution_cancelled: ExecutionCancelled
+    execution_timed_out: ExecutionTimedOut
+    step_scheduled: StepScheduled
+    step_started: StepStarted
+    step_succeeded: StepSucceeded
+    step_failed: StepFailed
+    step_retrying: StepRetrying
+    step_skipped: StepSkipped
+    step_timed_out: StepTimedOut
+    fallback_activated: FallbackActivated
+    handoff: HandoffOccurred
+    step_output_delta: StepOutputDelta
+    log: _common_pb2.LogEntry
+    def __init__(self, execution: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., execution_queued: _Optional[_Union[ExecutionQueued, _Mapping]] = ..., execution_started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., execution_succeeded: _Optional[_Union[ExecutionSucceeded, _Mapping]] = ..., execution_failed: _Optional[_Union[ExecutionFailed, _Mapping]] = ..., execution_cancelled: _Optional[_Union[ExecutionCancelled, _Mapping]] = ..., execution_timed_out: _Optional[_Union[ExecutionTimedOut, _Mapping]] = ..., step_scheduled: _Optional[_Union[StepScheduled, _Mapping]] = ..., step_started: _Optional[_Union[StepStarted, _Mapping]] = ..., step_succeeded: _Optional[_Union[StepSucceeded, _Mapping]] = ..., step_failed: _Optional[_Union[StepFailed, _Mapping]] = ..., step_retrying: _Optional[_Union[StepRetrying, _Mapping]] = ..., step_skipped: _Optional[_Union[StepSkipped, _Mapping]] = ..., step_timed_out: _Optional[_Union[StepTimedOut, _Mapping]] = ..., fallback_activated: _Optional[_Union[FallbackActivated, _Mapping]] = ..., handoff: _Optional[_Union[HandoffOccurred, _Mapping]] = ..., step_output_delta: _Optional[_Union[StepOutputDelta, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ...) -> None: ...
+
+class ExecutionQueued(_message.Message):
+    __slots__ = ("workflow_revision", "priority")
+    WORKFLOW_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    workflow_revision: int
+    priority: int
+    def __init__(self, workflow_revision: _Optional[int] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class ExecutionStarted(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExecutionSucceeded(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: _struct_pb2.Struct
+    def __init__(self, output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ExecutionFailed(_message.Message):
+    __slots__ = ("error",)
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    error: _common_pb2.Failure
+    def __init__(self, error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ...) -> None: ...
+
+class ExecutionCancelled(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ExecutionTimedOut(_message.Message):
+    __slots__ = ("timeout",)
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    timeout: _duration_pb2.Duration
+    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class StepScheduled(_message.Message):
+    __slots__ = ("agent",)
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    def __init__(self, agent: _Optional[str] = ...) -> None: ...
+
+class StepStarted(_message.Message):
+    __slots__ = ("agent", "idempotency_key", "input")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    agent: str
+    idempotency_key: str
+    input: _struct_pb2.Struct
+    def __init__(self, agent: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class StepSucceeded(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: _struct_pb2.Struct
+    def __init__(self, output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class StepFailed(_message.Message):
+    __slots__ = ("error",)
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    error: _common_pb2.Failure
+    def __init__(self, error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ...) -> None: ...
+
+class StepRetrying(_message.Message):
+    __slots__ = ("error", "delay", "next_attempt")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    error: _common_pb2.Failure
+    delay: _duration_pb2.Duration
+    next_attempt: int
+    def __init__(self, error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., next_attempt: _Optional[int] = ...) -> None: ...
+
+class StepSkipped(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class StepTimedOut(_message.Message):
+    __slots__ = ("timeout",)
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    timeout: _duration_pb2.Duration
+    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class FallbackActivated(_message.Message):
+    __slots__ = ("from_agent", "to_agent", "error")
+    FROM_AGENT_FIELD_NUMBER: _ClassVar[int]
+    TO_AGENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    from_agent: str
+    to_agent: str
+    error: _common_pb2.Failure
+    def __init__(self, from_agent: _Optional[str] = ..., to_agent: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ...) -> None: ...
+
+class HandoffOccurred(_message.Message):
+    __slots__ = ("handoff", "source_agent", "target_agent", "requested_by_agent")
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_AGENT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_AGENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_AGENT_FIELD_NUMBER: _ClassVar[int]
+    handoff: str
+    source_agent: str
+    target_agent: str
+    requested_by_agent: bool
+    def __init__(self, handoff: _Optional[str] = ..., source_agent: _Optional[str] = ..., target_agent: _Optional[str] = ..., requested_by_agent: _Optional[bool] = ...) -> None: ...
+
+class StepOutputDelta(_message.Message):
+    __slots__ = ("text", "data")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    data: _struct_pb2.Struct
+    def __init__(self, text: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,111 @@
+"""Request plumbing shared by the servicers: page sizes and opaque page tokens, FieldMask
+paths, and the idempotency fingerprint of a mutating request."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message
+
+from baton_server.engine.definitions import RequestInfo
+from baton_server.errors import invalid_field
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(value: int) -> int:
+    """AIP-158: 0 means the default, more than the maximum is lowered to it."""
+    if value < 0:
+        raise invalid_field("page_size", "must not be negative")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+class PageTokens:
+    """Opaque, signed page tokens binding a cursor to the list method and filters that made
+    it: a token that was altered, or sent with other filters, is refused."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def encode(self, cursor: int, scope: str, filters: Mapping[str, Any]) -> str:
+        """A token for the page after `cursor`."""
+        body = json.dumps({"c": cursor, "f": _digest(scope, filters)}, separators=(",", ":"))
+        raw = body.encode()
+        mac = hmac.new(self._secret, raw, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac + raw).decode().rstrip("=")
+
+    def decode(self, token: str, scope: str, filters: Mapping[str, Any]) -> int:
+        """The cursor in `token` ('' gives 0); raises INVALID_ARGUMENT if it is not ours."""
+        if not token:
+            return 0
+        try:
+            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            mac, raw = blob[:16], blob[16:]
+            valid = hmac.compare_digest(
+                mac, hmac.new(self._secret, raw, hashlib.sha256).digest()[:16]
+            )
+            body = json.loads(raw) if valid else None
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("c"), int):
+            raise invalid_field(
+                "page_token", "is not a page token issued by this service", "INVALID_PAGE_TOKEN"
+            )
+        if body.get("f") != _digest(scope, filters):
+            raise invalid_field(
+                "page_token",
+                "was issued for a different list or different "
+                "filters; repeat the filters of the first request",
+                "INVALID_PAGE_TOKEN",
+            )
+        return int(body["c"])
+
+
+def _digest(scope: str, filters: Mapping[str, Any]) -> str:
+    canonical = json.dumps([scope, filters], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def request_info(method: str, request: Message) -> RequestInfo:
+    """The request id of a mutating request and a fingerprint of everything else in it."""
+    request_id = getattr(request, "request_id", "")
+    if len(request_id) > 128:
+        raise invalid_field("request_id", "is longer than 128 characters")
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("request_id")
+    fingerprint = hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+    return RequestInfo(method=method, request_id=request_id, fingerprint=fingerprint)
+
+
+def update_fields(
+    mask: field_mask_pb2.FieldMask,
+    writable: frozenset[str],
+    aliases: Mapping[str, str] | None = None,
+    resource: str = "resource",
+) -> set[str]:
+    """The domain fields an update replaces: every writable field for an empty mask or `*`,
+    otherwise the named top-level fields (after `aliases`, e.g. oneof members -> `runtime`)."""
+    paths = list(mask.paths)
+    if not paths or paths == ["*"]:
+        return set(writable)
+    fields = set()
+    for i, path in enumerate(paths):
+        name = (aliases or {}).get(path, path)
+        if name not in writable:
+            known = ", ".join(sorted(writable | set(aliases or {})))
+            raise invalid_field(
+                f"update_mask.paths[{i}]",
+                f"{path!r} is not a field of {resource} that can be updated (top-level "
+                f"fields only: {known})",
+                "INVALID_UPDATE_MASK",
+            )
+        fields.add(name)
+    return fields

@@ -1,0 +1,202 @@
+"""Assembles the server: storage, cache, services, health, reflection; runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from baton.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    execution_pb2,
+    execution_pb2_grpc,
+    handoff_pb2,
+    handoff_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
+from baton_server.api.agents import AgentServicer
+from baton_server.api.handoffs import HandoffServicer
+from baton_server.api.monitoring import MonitoringServicer
+from baton_server.api.requests import PageTokens
+from baton_server.api.unimplemented import unimplemented
+from baton_server.api.workflows import WorkflowServicer
+from baton_server.config import Settings
+from baton_server.engine.definitions import Definitions
+from baton_server.engine.health import HealthProbe, Status
+from baton_server.storage.cache import DefinitionCache
+from baton_server.storage.codec import Codec
+from baton_server.storage.database import Database
+from baton_server.storage.definitions import DefinitionRepository
+from baton_server.storage.idempotency import IdempotencyRepository
+
+log = logging.getLogger(__name__)
+
+SERVICES = [
+    agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
+    workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
+    execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"],
+    handoff_pb2.DESCRIPTOR.services_by_name["HandoffService"],
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
+    monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"],
+]
+SERVICE_NAMES = [s.full_name for s in SERVICES]
+HEALTH_INTERVAL = 5.0
+PURGE_INTERVAL = 3600.0
+
+
+@dataclass
+class Baton:
+    """A started server and what it owns; `stop()` releases all of it."""
+
+    server: grpc.aio.Server
+    port: int
+    db: Database
+    cache: DefinitionCache | None
+    health: health.aio.HealthServicer
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Reports NOT_SERVING, lets in-flight RPCs finish within `grace`, closes storage."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.cache is not None:
+            await self.cache.close()
+        await self.db.close()
+
+
+async def create_server(settings: Settings) -> Baton:
+    """Opens storage, wires every service and starts listening on `settings.listen`."""
+    db = await Database.open(settings.database, synchronous=settings.sqlite_synchronous)
+    codec = Codec(settings.compress_threshold)
+    cache = (
+        DefinitionCache(
+            settings.redis_url, prefix=settings.redis_prefix, ttl=settings.cache_ttl, codec=codec
+        )
+        if settings.redis_url
+        else None
+    )
+    definitions = Definitions(db, DefinitionRepository(codec), IdempotencyRepository(codec), cache)
+    secret = await db.fetchone("SELECT value FROM meta WHERE key = 'page_token_secret'")
+    assert secret is not None, "created by the first migration"
+    tokens = PageTokens(bytes.fromhex(secret[0]))
+    probe = HealthProbe(db, cache)
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ]
+    )
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), server)
+    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
+        WorkflowServicer(definitions, tokens), server
+    )
+    handoff_pb2_grpc.add_HandoffServiceServicer_to_server(
+        HandoffServicer(definitions, tokens), server
+    )
+    execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
+        unimplemented(execution_pb2_grpc.ExecutionServiceServicer, SERVICES[2])(), server
+    )
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(
+        unimplemented(worker_pb2_grpc.WorkerServiceServicer, SERVICES[4])(), server
+    )
+    monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
+        MonitoringServicer(probe, time.time()), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:
+        await db.close()
+        raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
+    await server.start()
+
+    baton = Baton(server, port, db, cache, health_servicer)
+    await _report_health(health_servicer, probe)
+    baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
+    baton.tasks.append(
+        asyncio.create_task(_purge_request_ids(definitions, settings.idempotency_ttl))
+    )
+    return baton
+
+
+async def _report_health(servicer: health.aio.HealthServicer, probe: HealthProbe) -> None:
+    report = await probe.check()
+    status = (
+        health_pb2.HealthCheckResponse.NOT_SERVING
+        if report.status is Status.UNHEALTHY
+        else health_pb2.HealthCheckResponse.SERVING
+    )
+    for name in ["", *SERVICE_NAMES]:
+        await servicer.set(name, status)
+
+
+async def _watch_health(servicer: health.aio.HealthServicer, probe: HealthProbe) -> None:
+    """Keeps grpc.health.v1 in step with storage readiness."""
+    while True:
+        await asyncio.sleep(HEALTH_INTERVAL)
+        try:
+            await _report_health(servicer, probe)
+        except Exception:  # keep watching whatever one probe did
+            log.exception("health probe failed")
+
+
+async def _purge_request_ids(definitions: Definitions, ttl: float) -> None:
+    """Forgets old request ids at start and then hourly."""
+    while True:
+        try:
+            purged = await definitions.purge_request_ids(ttl)
+            if purged:
+                log.info("purged old request ids", extra={"count": purged})
+        except Exception:  # retried at the next interval
+            log.exception("purging request ids failed")
+        await asyncio.sleep(PURGE_INTERVAL)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs the server until SIGTERM or SIGINT, then drains within the grace period."""
+    baton = await create_server(settings)
+    log.info(
+        "baton serving",
+        extra={
+            "listen": settings.listen,
+            "port": baton.port,
+            "database": settings.database,
+            "redis": bool(settings.redis_url),
+        },
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace})
+    await baton.stop(settings.shutdown_grace)
+    log.info("stopped")

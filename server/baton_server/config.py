@@ -1,0 +1,89 @@
+"""Server settings: defaults, `BATON_*` environment variables and command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told. Each field `x` is read from `BATON_X` and `--x`."""
+
+    listen: str = "0.0.0.0:50051"
+    """Address the gRPC server binds; port 0 picks a free port."""
+    database: str = "./baton.db"
+    """Path of the SQLite file (created with its schema on first start)."""
+    sqlite_synchronous: str = "FULL"
+    """SQLite `synchronous` pragma: FULL (fsync every commit) or NORMAL (faster; a power cut
+    may lose the last commits, a process crash loses nothing)."""
+    redis_url: str = ""
+    """Redis for the definition cache, e.g. redis://localhost:6379/0; empty means none."""
+    redis_prefix: str = "baton:"
+    """Prefix of every Redis key this server writes."""
+    cache_ttl: float = 300.0
+    """Seconds a cached definition lives in Redis."""
+    shutdown_grace: float = 10.0
+    """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest request or response message; larger ones fail with RESOURCE_EXHAUSTED."""
+    compress_threshold: int = 1024
+    """Stored payloads larger than this many bytes are zstd-compressed."""
+    idempotency_ttl: float = 24 * 3600.0
+    """Seconds a `request_id` is remembered."""
+    log_level: str = "INFO"
+    """Python logging level."""
+    log_format: str = "json"
+    """`json` (one object per line) or `text`."""
+
+    @classmethod
+    def load(
+        cls,
+        argv: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Builds settings from defaults, then the environment, then flags (last wins)."""
+        environ = os.environ if environ is None else environ
+        settings = cls()
+        from_env: dict[str, Any] = {
+            f.name: _coerce(f.type, environ[f"BATON_{f.name.upper()}"], f.name)
+            for f in fields(cls)
+            if f"BATON_{f.name.upper()}" in environ
+        }
+        settings = replace(settings, **from_env)
+        parser = argparse.ArgumentParser(
+            prog="python -m baton_server", description="Run the Baton gRPC server."
+        )
+        for f in fields(cls):
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                help=f"(env BATON_{f.name.upper()}; default {getattr(settings, f.name)!r})",
+            )
+        args = parser.parse_args(list(argv) if argv is not None else [])
+        from_flags: dict[str, Any] = {
+            f.name: _coerce(f.type, getattr(args, f.name), f.name)
+            for f in fields(cls)
+            if getattr(args, f.name) is not None
+        }
+        settings = replace(settings, **from_flags)
+        if settings.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
+            raise SystemExit("baton: sqlite_synchronous must be FULL or NORMAL")
+        return replace(settings, sqlite_synchronous=settings.sqlite_synchronous.upper())
+
+
+def _coerce(type_name: object, raw: str, name: str) -> object:
+    """Turns a string from the environment or a flag into the field's type."""
+    try:
+        if type_name in ("int", int):
+            return int(raw)
+        if type_name in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise SystemExit(f"baton: setting {name} must be a number, got {raw!r}") from None
+    return raw

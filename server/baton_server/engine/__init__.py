@@ -1,0 +1,1 @@
+"""The domain: definitions, validation, expressions and conditions; knows nothing of gRPC."""

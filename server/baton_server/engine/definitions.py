@@ -1,0 +1,575 @@
+"""Creating, reading, listing, updating and deleting definitions (agents, workflows, handoffs):
+validation, referential checks, revisions, idempotent requests and the read-through cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import aiosqlite
+
+from baton_server.engine.model import (
+    Agent,
+    AgentState,
+    Handoff,
+    HandoffType,
+    Workflow,
+    WorkflowState,
+)
+from baton_server.engine.validation import validate_agent, validate_handoff, validate_workflow
+from baton_server.errors import BatonError, Code, FieldViolation, invalid, invalid_field, not_found
+from baton_server.storage.cache import DefinitionCache
+from baton_server.storage.database import Database
+from baton_server.storage.definitions import (
+    AGENTS,
+    HANDOFFS,
+    WORKFLOWS,
+    DefinitionRepository,
+    Filter,
+    Table,
+)
+from baton_server.storage.idempotency import IdempotencyRepository
+
+log = logging.getLogger(__name__)
+
+
+class Resource(Protocol):
+    """What every definition has."""
+
+    id: str
+    create_time: float
+    update_time: float
+    version: int
+
+    def to_doc(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", Agent, Workflow, Handoff)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[R]):
+    """How one kind of definition is stored and indexed."""
+
+    name: str
+    table: Table
+    from_doc: Callable[[dict[str, Any]], R]
+    index: Callable[[R], dict[str, str]]
+    multi: Callable[[R], dict[str, list[str]]]
+
+
+AGENT = Kind[Agent](
+    "agent",
+    AGENTS,
+    Agent.from_doc,
+    lambda a: {"state": a.state.value},
+    lambda a: {"capabilities": a.capabilities},
+)
+WORKFLOW = Kind[Workflow](
+    "workflow",
+    WORKFLOWS,
+    Workflow.from_doc,
+    lambda w: {"state": w.state.value},
+    lambda w: {"tags": w.tags, "agents": w.agent_ids()},
+)
+HANDOFF = Kind[Handoff](
+    "handoff",
+    HANDOFFS,
+    Handoff.from_doc,
+    lambda h: {
+        "source": h.source_agent,
+        "target": h.target_agent,
+        "type": h.type.value if h.type else "",
+    },
+    lambda h: {},
+)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What makes a mutating request repeatable: its `request_id` and a fingerprint of the
+    rest of it (a repeat must be the same request)."""
+
+    method: str
+    request_id: str = ""
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """One page of a list, and the cursor after its last item when more follow."""
+
+    items: list[R]
+    next_after: int | None
+
+
+def etag_of(resource: Resource) -> str:
+    """The resource's etag: changes on every write."""
+    return format(resource.version, "x")
+
+
+# Fields the API may replace on update, per kind.
+AGENT_FIELDS = frozenset(
+    {
+        "display_name",
+        "description",
+        "capabilities",
+        "tools",
+        "labels",
+        "state",
+        "config",
+        "runtime",
+        "max_concurrency",
+    }
+)
+WORKFLOW_FIELDS = frozenset(
+    {
+        "display_name",
+        "description",
+        "tags",
+        "metadata",
+        "state",
+        "input_schema",
+        "output_mapping",
+        "steps",
+    }
+)
+HANDOFF_FIELDS = frozenset(
+    {
+        "source_agent",
+        "target_agent",
+        "type",
+        "data_mapping",
+        "trigger_conditions",
+        "priority",
+        "description",
+    }
+)
+
+Check = Callable[[aiosqlite.Connection, R], Awaitable[None]]
+
+
+class Definitions:
+    """The definition store the API calls: every write is one transaction, checked and
+    idempotent; reads go through the cache when there is one."""
+
+    def __init__(
+        self,
+        db: Database,
+        repo: DefinitionRepository,
+        idempotency: IdempotencyRepository,
+        cache: DefinitionCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.repo = repo
+        self.idempotency = idempotency
+        self.cache = cache
+        self.clock = clock
+
+    # Agents ---------------------------------------------------------------------------
+
+    async def create_agent(self, agent: Agent, request: RequestInfo) -> Agent:
+        """Stores a new agent."""
+        _raise_if(validate_agent(agent))
+        return await self._create(AGENT, agent, request)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        """Returns an agent or raises AGENT_NOT_FOUND."""
+        return await self._get(AGENT, agent_id)
+
+    async def list_agents(
+        self, *, after: int, limit: int, capabilities: Sequence[str], state: AgentState | None
+    ) -> Page[Agent]:
+        """Lists agents having all `capabilities`, in `state` if given."""
+        where = Filter({"state": state.value} if state else {}, {"capabilities": capabilities})
+        return await self._list(AGENT, after, limit, where)
+
+    async def update_agent(
+        self, patch: Agent, fields: set[str], etag: str, request: RequestInfo
+    ) -> Agent:
+        """Replaces `fields` of the agent `patch.id` with the values in `patch`."""
+
+        def mutate(current: Agent) -> Agent:
+            updated = _merge(current, patch, fields)
+            _raise_if(validate_agent(updated))
+            return updated
+
+        return await self._update(AGENT, patch.id, mutate, etag, request)
+
+    async def delete_agent(
+        self, agent_id: str, etag: str, force: bool, request: RequestInfo
+    ) -> None:
+        """Deletes an agent; refuses while workflows or handoffs refer to it unless forced."""
+
+        async def before(conn: aiosqlite.Connection) -> list[tuple[Kind[Any], str]]:
+            if not force:
+                workflows, handoffs = await self.repo.agent_references(conn, agent_id)
+                if workflows or handoffs:
+                    users = [f"workflows/{w}" for w in workflows] + [
+                        f"handoffs/{h}" for h in handoffs
+                    ]
+                    raise BatonError(
+                        Code.FAILED_PRECONDITION,
+                        "AGENT_IN_USE",
+                        f"agent {agent_id!r} is used by {', '.join(users)}; "
+                        "delete those first or set force",
+                        metadata={"name": f"agents/{agent_id}", "usedBy": ",".join(users)},
+                    )
+            return [(HANDOFF, h) for h in await self.repo.delete_handoffs_of(conn, agent_id)]
+
+        await self._delete(AGENT, agent_id, etag, request, before)
+
+    # Workflows ------------------------------------------------------------------------
+
+    async def validate_workflow(self, workflow: Workflow) -> list[str]:
+        """Checks a workflow as CreateWorkflow would; returns a topological order of its steps."""
+        violations, order = validate_workflow(workflow)
+        _raise_if(violations)
+        await self.db.read(lambda conn: self._check_workflow_agents(conn, workflow))
+        return order
+
+    async def create_workflow(self, workflow: Workflow, request: RequestInfo) -> Workflow:
+        """Stores a new workflow at revision 1."""
+        _raise_if(validate_workflow(workflow)[0])
+        workflow = dataclasses.replace(workflow, revision=1)
+        return await self._create(
+            WORKFLOW, workflow, request, self._check_workflow_agents, self._store_revision
+        )
+
+    async def get_workflow(self, workflow_id: str, revision: int = 0) -> Workflow:
+        """Returns the latest revision, or revision `revision` when it is not 0."""
+        latest = await self._get(WORKFLOW, workflow_id)
+        if revision in (0, latest.revision):
+            return latest
+        doc = None
+        if 0 < revision < latest.revision:
+            doc = await self.db.read(
+                lambda conn: self.repo.get_revision(conn, workflow_id, revision)
+            )
+        if doc is None:
+            raise BatonError(
+                Code.NOT_FOUND,
+                "WORKFLOW_REVISION_NOT_FOUND",
+                f"workflow {workflow_id!r} has no revision {revision} "
+                f"(latest is {latest.revision})",
+                metadata={"name": f"workflows/{workflow_id}", "revision": str(revision)},
+            )
+        return Workflow.from_doc(doc)
+
+    async def list_workflows(
+        self, *, after: int, limit: int, tags: Sequence[str], state: WorkflowState | None
+    ) -> Page[Workflow]:
+        """Lists workflows (latest revisions) having all `tags`, in `state` if given."""
+        where = Filter({"state": state.value} if state else {}, {"tags": tags})
+        return await self._list(WORKFLOW, after, limit, where)
+
+    async def update_workflow(
+        self, patch: Workflow, fields: set[str], etag: str, request: RequestInfo
+    ) -> Workflow:
+        """Replaces `fields` of workflow `patch.id` and stores the result as a new revision."""
+
+        def mutate(current: Workflow) -> Workflow:
+            updated = _merge(current, patch, fields)
+            updated.revision = current.revision + 1
+            _raise_if(validate_workflow(updated)[0])
+            return updated
+
+        return await self._update(
+            WORKFLOW,
+            patch.id,
+            mutate,
+            etag,
+            request,
+            self._check_workflow_agents,
+            self._store_revision,
+        )
+
+    async def delete_workflow(self, workflow_id: str, etag: str, request: RequestInfo) -> None:
+        """Deletes a workflow with all its revisions."""
+        await self._delete(WORKFLOW, workflow_id, etag, request)
+
+    async def _check_workflow_agents(self, conn: aiosqlite.Connection, workflow: Workflow) -> None:
+        found = await self.repo.get_many(conn, AGENTS, workflow.agent_ids())
+        violations = []
+        for i, step in enumerate(workflow.steps):
+            refs = [(f"workflow.steps[{i}].agent", step.agent)] if step.agent else []
+            refs += [
+                (f"workflow.steps[{i}].fallback_agents[{k}]", a)
+                for k, a in enumerate(step.fallback_agents)
+            ]
+            violations += [
+                FieldViolation(field, f"agent 'agents/{agent}' does not exist", "UNKNOWN_AGENT")
+                for field, agent in refs
+                if agent not in found
+            ]
+        _raise_if(violations)
+
+    async def _store_revision(
+        self, conn: aiosqlite.Connection, seq: int, workflow: Workflow
+    ) -> None:
+        await self.repo.insert_revision(conn, seq, workflow.revision, workflow.to_doc())
+
+    # Handoffs -------------------------------------------------------------------------
+
+    async def create_handoff(self, handoff: Handoff, request: RequestInfo) -> Handoff:
+        """Stores a new handoff between two existing agents."""
+        _raise_if(validate_handoff(handoff))
+        return await self._create(HANDOFF, handoff, request, self._check_handoff_agents)
+
+    async def get_handoff(self, handoff_id: str) -> Handoff:
+        """Returns a handoff or raises HANDOFF_NOT_FOUND."""
+        return await self._get(HANDOFF, handoff_id)
+
+    async def list_handoffs(
+        self,
+        *,
+        after: int,
+        limit: int,
+        source_agent: str,
+        target_agent: str,
+        type_: HandoffType | None,
+    ) -> Page[Handoff]:
+        """Lists handoffs, filtered by source, target and type when given."""
+        equals = {
+            column: value
+            for column, value in (
+                ("source", source_agent),
+                ("target", target_agent),
+                ("type", type_.value if type_ else ""),
+            )
+            if value
+        }
+        return await self._list(HANDOFF, after, limit, Filter(equals, {}))
+
+    async def update_handoff(
+        self, patch: Handoff, fields: set[str], etag: str, request: RequestInfo
+    ) -> Handoff:
+        """Replaces `fields` of handoff `patch.id`."""
+
+        def mutate(current: Handoff) -> Handoff:
+            updated = _merge(current, patch, fields)
+            _raise_if(validate_handoff(updated))
+            return updated
+
+        return await self._update(
+            HANDOFF, patch.id, mutate, etag, request, self._check_handoff_agents
+        )
+
+    async def delete_handoff(self, handoff_id: str, etag: str, request: RequestInfo) -> None:
+        """Deletes a handoff."""
+        await self._delete(HANDOFF, handoff_id, etag, request)
+
+    async def _check_handoff_agents(self, conn: aiosqlite.Connection, handoff: Handoff) -> None:
+        found = await self.repo.get_many(conn, AGENTS, [handoff.source_agent, handoff.target_agent])
+        _raise_if(
+            [
+                FieldViolation(
+                    f"handoff.{field}", f"agent 'agents/{agent}' does not exist", "UNKNOWN_AGENT"
+                )
+                for field, agent in (
+                    ("source_agent", handoff.source_agent),
+                    ("target_agent", handoff.target_agent),
+                )
+                if agent not in found
+            ]
+        )
+
+    # The shared mechanics -------------------------------------------------------------
+
+    async def _create(
+        self,
+        kind: Kind[R],
+        resource: R,
+        request: RequestInfo,
+        check: Check[R] | None = None,
+        after_write: Callable[[aiosqlite.Connection, int, R], Awaitable[None]] | None = None,
+    ) -> R:
+        async def produce(conn: aiosqlite.Connection) -> dict[str, Any]:
+            if await self.repo.get(conn, kind.table, resource.id) is not None:
+                raise BatonError(
+                    Code.ALREADY_EXISTS,
+                    f"{kind.name.upper()}_ALREADY_EXISTS",
+                    f"{kind.name} {resource.id!r} already exists",
+                    metadata={"name": f"{kind.table.name}/{resource.id}"},
+                )
+            if check is not None:
+                await check(conn, resource)
+            now = self.clock()
+            created = dataclasses.replace(
+                resource,
+                create_time=now,
+                update_time=now,
+                version=await self.repo.next_version(conn),
+            )
+            seq = await self.repo.insert(
+                conn,
+                kind.table,
+                id_=created.id,
+                version=created.version,
+                doc=created.to_doc(),
+                index=kind.index(created),
+                multi=kind.multi(created),
+            )
+            if after_write is not None:
+                await after_write(conn, seq, created)
+            return created.to_doc()
+
+        doc = await self.db.write(lambda conn: self._once(conn, request, produce))
+        result = kind.from_doc(doc)
+        await self._cache_put(kind, result.id, result.version, doc)
+        return result
+
+    async def _get(self, kind: Kind[R], id_: str) -> R:
+        if self.cache is not None:
+            hit = await self.cache.get(kind.name, id_)
+            if hit is not None:
+                if hit.doc is None:
+                    raise not_found(kind.name, f"{kind.table.name}/{id_}")
+                return kind.from_doc(hit.doc)
+        row = await self.db.read(lambda conn: self.repo.get(conn, kind.table, id_))
+        if row is None:
+            raise not_found(kind.name, f"{kind.table.name}/{id_}")
+        await self._cache_put(kind, id_, row.version, row.doc)
+        return kind.from_doc(row.doc)
+
+    async def _list(self, kind: Kind[R], after: int, limit: int, where: Filter) -> Page[R]:
+        rows = await self.db.read(
+            lambda conn: self.repo.list_page(
+                conn, kind.table, after_seq=after, limit=limit + 1, where=where
+            )
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page([kind.from_doc(r.doc) for r in rows], rows[-1].seq if more else None)
+
+    async def _update(
+        self,
+        kind: Kind[R],
+        id_: str,
+        mutate: Callable[[R], R],
+        etag: str,
+        request: RequestInfo,
+        check: Check[R] | None = None,
+        after_write: Callable[[aiosqlite.Connection, int, R], Awaitable[None]] | None = None,
+    ) -> R:
+        async def produce(conn: aiosqlite.Connection) -> dict[str, Any]:
+            row = await self.repo.get(conn, kind.table, id_)
+            if row is None:
+                raise not_found(kind.name, f"{kind.table.name}/{id_}")
+            current = kind.from_doc(row.doc)
+            _check_etag(kind, current, etag)
+            updated = mutate(current)
+            if check is not None:
+                await check(conn, updated)
+            updated = dataclasses.replace(
+                updated,
+                id=id_,
+                create_time=current.create_time,
+                update_time=self.clock(),
+                version=await self.repo.next_version(conn),
+            )
+            await self.repo.update(
+                conn,
+                kind.table,
+                seq=row.seq,
+                version=updated.version,
+                doc=updated.to_doc(),
+                index=kind.index(updated),
+                multi=kind.multi(updated),
+            )
+            if after_write is not None:
+                await after_write(conn, row.seq, updated)
+            return updated.to_doc()
+
+        doc = await self.db.write(lambda conn: self._once(conn, request, produce))
+        result = kind.from_doc(doc)
+        await self._cache_put(kind, result.id, result.version, doc)
+        return result
+
+    async def _delete(
+        self,
+        kind: Kind[R],
+        id_: str,
+        etag: str,
+        request: RequestInfo,
+        before: Callable[[aiosqlite.Connection], Awaitable[list[tuple[Kind[Any], str]]]]
+        | None = None,
+    ) -> None:
+        tombstones: list[tuple[Kind[Any], str]] = []
+        stamp = 0
+
+        async def produce(conn: aiosqlite.Connection) -> None:
+            nonlocal stamp
+            row = await self.repo.get(conn, kind.table, id_)
+            if row is None:
+                raise not_found(kind.name, f"{kind.table.name}/{id_}")
+            _check_etag(kind, kind.from_doc(row.doc), etag)
+            if before is not None:
+                tombstones.extend(await before(conn))
+            await self.repo.delete(conn, kind.table, row.seq)
+            tombstones.append((kind, id_))
+            stamp = await self.repo.next_version(conn)
+            return None
+
+        await self.db.write(lambda conn: self._once(conn, request, produce))
+        for dead_kind, dead_id in tombstones:
+            await self._cache_put(dead_kind, dead_id, stamp, None)
+
+    async def _once(
+        self,
+        conn: aiosqlite.Connection,
+        request: RequestInfo,
+        produce: Callable[[aiosqlite.Connection], Awaitable[Any]],
+    ) -> Any:
+        """Runs `produce` unless this request id was answered before; remembers the answer."""
+        if not request.request_id:
+            return await produce(conn)
+        key = f"{request.method}:{request.request_id}"
+        remembered = await self.idempotency.get(conn, key)
+        if remembered is not None:
+            if remembered.fingerprint != request.fingerprint:
+                raise invalid_field(
+                    "request_id",
+                    "was already used for a different request",
+                    "REQUEST_ID_REUSED",
+                )
+            return remembered.response
+        response = await produce(conn)
+        await self.idempotency.put(conn, key, request.fingerprint, response, self.clock())
+        return response
+
+    async def purge_request_ids(self, older_than: float) -> int:
+        """Forgets request ids answered more than `older_than` seconds ago."""
+        before = self.clock() - older_than
+        return await self.db.write(lambda conn: self.idempotency.purge(conn, before))
+
+    async def _cache_put(
+        self, kind: Kind[Any], id_: str, version: int, doc: dict[str, Any] | None
+    ) -> None:
+        if self.cache is not None:
+            await self.cache.put(kind.name, id_, version, doc)
+
+
+def _raise_if(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise invalid(violations)
+
+
+def _check_etag(kind: Kind[Any], current: Resource, etag: str) -> None:
+    if etag and etag != etag_of(current):
+        raise BatonError(
+            Code.ABORTED,
+            "ETAG_MISMATCH",
+            f"{kind.name} {current.id!r} changed since etag {etag!r} was read; read it again",
+            metadata={"name": f"{kind.table.name}/{current.id}", "etag": etag_of(current)},
+        )
+
+
+def _merge(current: R, patch: R, fields: set[str]) -> R:
+    """`current` with the named fields taken from `patch`."""
+    return dataclasses.replace(current, **{f: getattr(patch, f) for f in fields})

@@ -1,0 +1,52 @@
+"""Remembered answers to mutating requests, keyed by method and `request_id`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from baton_server.storage.codec import Codec
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """The first answer given to a request id, and the fingerprint of that request."""
+
+    fingerprint: str
+    response: Any
+
+
+class IdempotencyRepository:
+    """Stores first answers in the same transaction as the change they describe."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    async def get(self, conn: aiosqlite.Connection, key: str) -> Remembered | None:
+        """Returns the remembered answer for `key`, or None."""
+        async with conn.execute(
+            "SELECT fingerprint, response FROM idempotency WHERE key = ?", (key,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        response = self.codec.decode(row[1]) if row[1] is not None else None
+        return Remembered(row[0], response)
+
+    async def put(
+        self, conn: aiosqlite.Connection, key: str, fingerprint: str, response: Any, now: float
+    ) -> None:
+        """Remembers the answer to `key`."""
+        await conn.execute(
+            "INSERT INTO idempotency (key, fingerprint, response, create_time) VALUES (?, ?, ?, ?)",
+            (key, fingerprint, None if response is None else self.codec.encode(response), now),
+        )
+
+    async def purge(self, conn: aiosqlite.Connection, before: float) -> int:
+        """Forgets answers older than `before` (epoch seconds); returns how many."""
+        cursor = await conn.execute("DELETE FROM idempotency WHERE create_time < ?", (before,))
+        count = cursor.rowcount
+        await cursor.close()
+        return count

@@ -1,0 +1,86 @@
+"""Versioned schema migrations, tracked in SQLite's `user_version`; each runs in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+# Each entry is one schema version: the statements that take the schema from the previous
+# version to this one. Never edit a released entry; append a new one.
+MIGRATIONS: list[list[str]] = [
+    # 1: definitions (agents, workflows with revisions, handoffs), idempotency, metadata.
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT",
+        # `seq` orders lists (creation order) and is the pagination cursor; `version` is a
+        # database-wide counter stamped on each write (etag and cache ordering).
+        """CREATE TABLE agents (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL,
+            version INTEGER NOT NULL, doc BLOB NOT NULL) STRICT""",
+        "CREATE INDEX agents_state ON agents (state, seq)",
+        """CREATE TABLE agent_capabilities (
+            owner_seq INTEGER NOT NULL REFERENCES agents (seq) ON DELETE CASCADE,
+            value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
+        "CREATE INDEX agent_capabilities_owner ON agent_capabilities (owner_seq)",
+        """CREATE TABLE workflows (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL,
+            version INTEGER NOT NULL, doc BLOB NOT NULL) STRICT""",
+        "CREATE INDEX workflows_state ON workflows (state, seq)",
+        """CREATE TABLE workflow_tags (
+            owner_seq INTEGER NOT NULL REFERENCES workflows (seq) ON DELETE CASCADE,
+            value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
+        "CREATE INDEX workflow_tags_owner ON workflow_tags (owner_seq)",
+        # The agents the latest revision of each workflow names, to refuse deleting them.
+        """CREATE TABLE workflow_agents (
+            owner_seq INTEGER NOT NULL REFERENCES workflows (seq) ON DELETE CASCADE,
+            value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
+        "CREATE INDEX workflow_agents_owner ON workflow_agents (owner_seq)",
+        """CREATE TABLE workflow_revisions (
+            workflow_seq INTEGER NOT NULL REFERENCES workflows (seq) ON DELETE CASCADE,
+            revision INTEGER NOT NULL, doc BLOB NOT NULL,
+            PRIMARY KEY (workflow_seq, revision)) STRICT""",
+        """CREATE TABLE handoffs (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
+            target TEXT NOT NULL, type TEXT NOT NULL,
+            version INTEGER NOT NULL, doc BLOB NOT NULL) STRICT""",
+        "CREATE INDEX handoffs_source ON handoffs (source, seq)",
+        "CREATE INDEX handoffs_target ON handoffs (target, seq)",
+        "CREATE INDEX handoffs_type ON handoffs (type, seq)",
+        """CREATE TABLE idempotency (
+            key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, response BLOB,
+            create_time REAL NOT NULL) STRICT""",
+        "CREATE INDEX idempotency_time ON idempotency (create_time)",
+    ],
+]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Applies every migration newer than the database's `user_version`; returns the version."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    current = int(row[0]) if row else 0
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this server "
+            f"(knows {len(MIGRATIONS)}): upgrade Baton"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version - 1]:
+                await conn.execute(statement)
+            if version == 1:
+                await conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("page_token_secret", secrets.token_hex(32)), ("version", 0)],
+                )
+            await conn.execute(f"PRAGMA user_version = {version}")
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        log.info("migrated database schema", extra={"schema_version": version})
+    return len(MIGRATIONS)
