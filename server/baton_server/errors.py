@@ -29,7 +29,7 @@ class FieldViolation:
 
     field: str
     description: str
-    reason: str = "INVALID_ARGUMENT"
+    reason: str = "INVALID_VALUE"
 
 
 @dataclass
@@ -67,7 +67,7 @@ def invalid(violations: list[FieldViolation]) -> BatonError:
 
 
 def invalid_field(
-    field_path: str, description: str, reason: str = "INVALID_ARGUMENT"
+    field_path: str, description: str, reason: str = "INVALID_VALUE"
 ) -> BatonError:
     """An INVALID_ARGUMENT error for a single field."""
     return invalid([FieldViolation(field_path, description, reason)])

@@ -239,7 +239,12 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
 
 def _topological_order(steps: list[Step], index: dict[str, int]) -> tuple[list[str], list[str]]:
     """Kahn's algorithm in declaration order; returns (order, a cycle if there is one)."""
-    deps = {s.id: [d for d in dict.fromkeys(s.depends_on) if d in index] for s in steps}
+    # Only steps with a valid, first-seen id take part; the others are already reported.
+    deps = {
+        s.id: [d for d in dict.fromkeys(s.depends_on) if d in index]
+        for i, s in enumerate(steps)
+        if index.get(s.id) == i
+    }
     waiting = {step_id: len(d) for step_id, d in deps.items()}
     dependents: dict[str, list[str]] = {step_id: [] for step_id in deps}
     for step_id, ds in deps.items():
@@ -273,7 +278,7 @@ def _find_cycle(deps: dict[str, list[str]]) -> list[str]:
 
 
 def _ancestors(steps: list[Step], order: list[str], index: dict[str, int]) -> dict[str, set[str]]:
-    by_id = {s.id: s for s in steps if index.get(s.id) is not None}
+    by_id = {s.id: s for i, s in enumerate(steps) if index.get(s.id) == i}
     result: dict[str, set[str]] = {}
     for step_id in order:
         found: set[str] = set()

@@ -1,0 +1,150 @@
+"""Fixtures: real servers on port 0 with SQLite files in temp dirs, private redis-servers on
+free ports, and the real client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from baton import Agent, Client, PythonRuntime
+from baton_server.app import Baton, create_server
+from baton_server.config import Settings
+
+_prefixes = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A private redis-server on a free port, which a test may stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run `make test`, which installs it")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One private redis-server for the session; tests use their own key prefixes."""
+    process = RedisProcess(tmp_path_factory.mktemp("redis"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server for one test, which it may kill."""
+    process = RedisProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+StartServer = Callable[..., Awaitable[Baton]]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    """Starts real servers on 127.0.0.1:0; all are stopped after the test."""
+    started: list[Baton] = []
+
+    async def start(**overrides: Any) -> Baton:
+        settings = replace(
+            Settings(),
+            listen="127.0.0.1:0",
+            database=str(tmp_path / "baton.db"),
+            sqlite_synchronous="NORMAL",
+            **overrides,
+        )
+        baton = await create_server(settings)
+        started.append(baton)
+        return baton
+
+    yield start
+    for baton in started:
+        await baton.stop(0)
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Baton:
+    """A server on SQLite only."""
+    return await start_server()
+
+
+@pytest.fixture
+async def client(server: Baton) -> AsyncIterator[Client]:
+    """The async client connected to `server`."""
+    async with Client.connect(f"127.0.0.1:{server.port}", timeout=10) as c:
+        yield c
+
+
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"baton-test-{time.time_ns()}-{next(_prefixes)}:"
+
+
+def python_agent(display_name: str = "Echo", **fields: Any) -> Agent:
+    """An agent with a Python runtime (the entry point is not imported by these services)."""
+    return Agent(
+        display_name=display_name,
+        python=PythonRuntime(entry_point="baton_agents.echo:run"),
+        **fields,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Waits until `check()` is true."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
