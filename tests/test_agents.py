@@ -8,7 +8,7 @@ from conftest import python_agent
 from google.protobuf import duration_pb2, struct_pb2
 
 import baton
-from baton import Agent, Client, OpenAIRuntime, Step, Workflow, WorkerRuntime
+from baton import Agent, Client, OpenAIRuntime, Step, WorkerRuntime, Workflow
 
 
 async def test_create_get_list_update_delete(client: Client) -> None:
@@ -105,7 +105,9 @@ async def test_list_filters_by_capability_and_state(client: Client) -> None:
 
 async def test_etag_guards_concurrent_changes(client: Client) -> None:
     agent = await client.agents.create(python_agent(), agent_id="guarded")
-    await client.agents.update(Agent(name=agent.name, display_name="v2"), update_mask=["display_name"])
+    await client.agents.update(
+        Agent(name=agent.name, display_name="v2"), update_mask=["display_name"]
+    )
     stale = Agent(name=agent.name, display_name="v3", etag=agent.etag)
     with pytest.raises(baton.AbortedError) as caught:
         await client.agents.update(stale, update_mask=["display_name"])
@@ -146,14 +148,30 @@ async def test_agent_in_use_cannot_be_deleted_unless_forced(client: Client) -> N
     ("agent", "agent_id", "field", "reason"),
     [
         (Agent(display_name="no runtime"), "", "agent.runtime", "FIELD_REQUIRED"),
-        (Agent(python=baton.PythonRuntime(entry_point="nocolon")), "",
-         "agent.python.entry_point", "INVALID_VALUE"),
-        (Agent(openai=OpenAIRuntime(base_url="ftp://x", model="m")), "",
-         "agent.openai.base_url", "INVALID_VALUE"),
-        (Agent(openai=OpenAIRuntime(base_url="http://x")), "", "agent.openai.model",
-         "FIELD_REQUIRED"),
-        (Agent(openai=OpenAIRuntime(base_url="http://x", model="m", api_key_env="NOT VALID")),
-         "", "agent.openai.api_key_env", "INVALID_VALUE"),
+        (
+            Agent(python=baton.PythonRuntime(entry_point="nocolon")),
+            "",
+            "agent.python.entry_point",
+            "INVALID_VALUE",
+        ),
+        (
+            Agent(openai=OpenAIRuntime(base_url="ftp://x", model="m")),
+            "",
+            "agent.openai.base_url",
+            "INVALID_VALUE",
+        ),
+        (
+            Agent(openai=OpenAIRuntime(base_url="http://x")),
+            "",
+            "agent.openai.model",
+            "FIELD_REQUIRED",
+        ),
+        (
+            Agent(openai=OpenAIRuntime(base_url="http://x", model="m", api_key_env="NOT VALID")),
+            "",
+            "agent.openai.api_key_env",
+            "INVALID_VALUE",
+        ),
         (python_agent(max_concurrency=-1), "", "agent.max_concurrency", "INVALID_VALUE"),
         (python_agent(display_name="x" * 201), "", "agent.display_name", "FIELD_TOO_LONG"),
         (python_agent(capabilities=[""]), "", "agent.capabilities[0]", "INVALID_VALUE"),
@@ -187,8 +205,9 @@ async def test_bad_names_and_masks(client: Client) -> None:
         await client.agents.get("workflows/x")
     assert caught.value.field == "name"
     with pytest.raises(baton.NotFoundError):
-        await client.agents.update(Agent(name="agents/ghost", display_name="x"),
-                                   update_mask=["display_name"])
+        await client.agents.update(
+            Agent(name="agents/ghost", display_name="x"), update_mask=["display_name"]
+        )
     agent = await client.agents.create(python_agent(), agent_id="masked")
     with pytest.raises(baton.InvalidArgumentError) as caught:
         await client.agents.update(Agent(name=agent.name), update_mask=["create_time"])

@@ -66,27 +66,69 @@ async def test_create_get_list_update_delete(agents: Client) -> None:
 @pytest.mark.parametrize(
     ("handoff", "field", "reason"),
     [
-        (Handoff(target_agent="detail", type=Handoff.TYPE_SEQUENTIAL),
-         "handoff.source_agent", "FIELD_REQUIRED"),
-        (Handoff(source_agent="architect", target_agent="architect",
-                 type=Handoff.TYPE_SEQUENTIAL), "handoff.target_agent", "INVALID_VALUE"),
-        (Handoff(source_agent="architect", target_agent="detail"),
-         "handoff.type", "FIELD_REQUIRED"),
-        (Handoff(source_agent="architect", target_agent="ghost", type=Handoff.TYPE_SEQUENTIAL),
-         "handoff.target_agent", "UNKNOWN_AGENT"),
+        (
+            Handoff(target_agent="detail", type=Handoff.TYPE_SEQUENTIAL),
+            "handoff.source_agent",
+            "FIELD_REQUIRED",
+        ),
+        (
+            Handoff(
+                source_agent="architect", target_agent="architect", type=Handoff.TYPE_SEQUENTIAL
+            ),
+            "handoff.target_agent",
+            "INVALID_VALUE",
+        ),
+        (
+            Handoff(source_agent="architect", target_agent="detail"),
+            "handoff.type",
+            "FIELD_REQUIRED",
+        ),
+        (
+            Handoff(source_agent="architect", target_agent="ghost", type=Handoff.TYPE_SEQUENTIAL),
+            "handoff.target_agent",
+            "UNKNOWN_AGENT",
+        ),
         # The seed writes `=`; CEL needs `==`.
-        (Handoff(source_agent="architect", target_agent="detail", type=Handoff.TYPE_SEQUENTIAL,
-                 trigger_conditions=["completion", "source_output.plan_complete = true"]),
-         "handoff.trigger_conditions[1]", "INVALID_CONDITION"),
-        (Handoff(source_agent="architect", target_agent="detail", type=Handoff.TYPE_SEQUENTIAL,
-                 trigger_conditions=["steps.a.output == 1"]),
-         "handoff.trigger_conditions[0]", "INVALID_CONDITION"),
-        (Handoff(source_agent="architect", target_agent="detail", type=Handoff.TYPE_SEQUENTIAL,
-                 data_mapping={"plan..x": "y"}),
-         "handoff.data_mapping.plan..x", "INVALID_EXPRESSION"),
-        (Handoff(source_agent="architect", target_agent="detail", type=Handoff.TYPE_SEQUENTIAL,
-                 data_mapping={"plan": "not a field"}),
-         "handoff.data_mapping.plan", "INVALID_VALUE"),
+        (
+            Handoff(
+                source_agent="architect",
+                target_agent="detail",
+                type=Handoff.TYPE_SEQUENTIAL,
+                trigger_conditions=["completion", "source_output.plan_complete = true"],
+            ),
+            "handoff.trigger_conditions[1]",
+            "INVALID_CONDITION",
+        ),
+        (
+            Handoff(
+                source_agent="architect",
+                target_agent="detail",
+                type=Handoff.TYPE_SEQUENTIAL,
+                trigger_conditions=["steps.a.output == 1"],
+            ),
+            "handoff.trigger_conditions[0]",
+            "INVALID_CONDITION",
+        ),
+        (
+            Handoff(
+                source_agent="architect",
+                target_agent="detail",
+                type=Handoff.TYPE_SEQUENTIAL,
+                data_mapping={"plan..x": "y"},
+            ),
+            "handoff.data_mapping.plan..x",
+            "INVALID_EXPRESSION",
+        ),
+        (
+            Handoff(
+                source_agent="architect",
+                target_agent="detail",
+                type=Handoff.TYPE_SEQUENTIAL,
+                data_mapping={"plan": "not a field"},
+            ),
+            "handoff.data_mapping.plan",
+            "INVALID_VALUE",
+        ),
     ],
 )
 async def test_invalid_handoffs_are_refused(

@@ -87,7 +87,8 @@ async def test_create_get_and_revisions(agents: Client) -> None:
     assert renamed.revision == 2
     assert renamed.steps == created.steps
     trimmed = await client.workflows.update(
-        Workflow(name=created.name, steps=created.steps[:2]), update_mask=["steps", "output_mapping"]
+        Workflow(name=created.name, steps=created.steps[:2]),
+        update_mask=["steps", "output_mapping"],
     )
     assert trimmed.revision == 3
     assert len(trimmed.steps) == 2
@@ -139,15 +140,21 @@ INVALID = [
     pytest.param(Workflow(display_name="empty"), "workflow.steps", "FIELD_REQUIRED", id="no-steps"),
     pytest.param(
         steps_with(Step(id="a", agent="architect"), Step(id="a", agent="detail")),
-        "workflow.steps[1].id", "DUPLICATE_STEP_ID", id="duplicate-step",
+        "workflow.steps[1].id",
+        "DUPLICATE_STEP_ID",
+        id="duplicate-step",
     ),
     pytest.param(
         steps_with(Step(id="1a", agent="architect")),
-        "workflow.steps[0].id", "INVALID_STEP_ID", id="bad-step-id",
+        "workflow.steps[0].id",
+        "INVALID_STEP_ID",
+        id="bad-step-id",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", depends_on=["ghost"])),
-        "workflow.steps[0].depends_on[0]", "UNKNOWN_STEP", id="unknown-dependency",
+        "workflow.steps[0].depends_on[0]",
+        "UNKNOWN_STEP",
+        id="unknown-dependency",
     ),
     pytest.param(
         steps_with(
@@ -155,100 +162,138 @@ INVALID = [
             Step(id="b", agent="architect", depends_on=["a"]),
             Step(id="c", agent="architect", depends_on=["b"]),
         ),
-        "workflow.steps[0].depends_on", "WORKFLOW_CYCLE", id="cycle",
+        "workflow.steps[0].depends_on",
+        "WORKFLOW_CYCLE",
+        id="cycle",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", depends_on=["a"])),
-        "workflow.steps[0].depends_on", "WORKFLOW_CYCLE", id="self-cycle",
+        "workflow.steps[0].depends_on",
+        "WORKFLOW_CYCLE",
+        id="self-cycle",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="agents/nobody")),
-        "workflow.steps[0].agent", "UNKNOWN_AGENT", id="unknown-agent",
+        "workflow.steps[0].agent",
+        "UNKNOWN_AGENT",
+        id="unknown-agent",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", fallback_agents=["agents/nobody"])),
-        "workflow.steps[0].fallback_agents[0]", "UNKNOWN_AGENT", id="unknown-fallback",
+        "workflow.steps[0].fallback_agents[0]",
+        "UNKNOWN_AGENT",
+        id="unknown-fallback",
     ),
     pytest.param(
         steps_with(Step(id="a")), "workflow.steps[0].agent", "FIELD_REQUIRED", id="no-agent"
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", input_mapping=struct({"x": "${input.a"}))),
-        "workflow.steps[0].input_mapping.x", "INVALID_EXPRESSION", id="unterminated-expression",
+        "workflow.steps[0].input_mapping.x",
+        "INVALID_EXPRESSION",
+        id="unterminated-expression",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", input_mapping=struct({"x": "${secrets.k}"}))),
-        "workflow.steps[0].input_mapping.x", "INVALID_EXPRESSION", id="unknown-root",
+        "workflow.steps[0].input_mapping.x",
+        "INVALID_EXPRESSION",
+        id="unknown-root",
     ),
     pytest.param(
         steps_with(
             Step(id="a", agent="architect", input_mapping=struct({"n": {"deep": ["${input..x}"]}}))
         ),
-        "workflow.steps[0].input_mapping.n.deep[0]", "INVALID_EXPRESSION", id="nested-malformed",
+        "workflow.steps[0].input_mapping.n.deep[0]",
+        "INVALID_EXPRESSION",
+        id="nested-malformed",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", input_mapping=struct({"x": "${steps.a}"}))),
-        "workflow.steps[0].input_mapping.x", "INVALID_EXPRESSION", id="steps-without-output",
+        "workflow.steps[0].input_mapping.x",
+        "INVALID_EXPRESSION",
+        id="steps-without-output",
     ),
     pytest.param(
         steps_with(
             Step(id="a", agent="architect"),
             Step(id="b", agent="architect", input_mapping=struct({"x": "${steps.a.output.v}"})),
         ),
-        "workflow.steps[1].input_mapping.x", "STEP_NOT_ANCESTOR", id="sibling-read",
+        "workflow.steps[1].input_mapping.x",
+        "STEP_NOT_ANCESTOR",
+        id="sibling-read",
     ),
     pytest.param(
         steps_with(
             Step(id="a", agent="architect", input_mapping=struct({"x": "${steps.b.output}"})),
             Step(id="b", agent="architect", depends_on=["a"]),
         ),
-        "workflow.steps[0].input_mapping.x", "STEP_NOT_ANCESTOR", id="descendant-read",
+        "workflow.steps[0].input_mapping.x",
+        "STEP_NOT_ANCESTOR",
+        id="descendant-read",
     ),
     pytest.param(
         steps_with(
             Step(id="a", agent="architect", input_mapping=struct({"x": "${steps.zz.output}"}))
         ),
-        "workflow.steps[0].input_mapping.x", "UNKNOWN_STEP", id="expression-unknown-step",
+        "workflow.steps[0].input_mapping.x",
+        "UNKNOWN_STEP",
+        id="expression-unknown-step",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", input_mapping=struct({"x": "${output.v}"}))),
-        "workflow.steps[0].input_mapping.x", "INVALID_EXPRESSION", id="output-in-input",
+        "workflow.steps[0].input_mapping.x",
+        "INVALID_EXPRESSION",
+        id="output-in-input",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", when="input.x >")),
-        "workflow.steps[0].when", "INVALID_CONDITION", id="cel-syntax",
+        "workflow.steps[0].when",
+        "INVALID_CONDITION",
+        id="cel-syntax",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", when="source_output.ok == true")),
-        "workflow.steps[0].when", "INVALID_CONDITION", id="cel-unknown-variable",
+        "workflow.steps[0].when",
+        "INVALID_CONDITION",
+        id="cel-unknown-variable",
     ),
     pytest.param(
         steps_with(
             Step(id="a", agent="architect"),
             Step(id="b", agent="architect", when="steps.a.output.ok == true"),
         ),
-        "workflow.steps[1].when", "STEP_NOT_ANCESTOR", id="cel-non-ancestor",
+        "workflow.steps[1].when",
+        "STEP_NOT_ANCESTOR",
+        id="cel-non-ancestor",
     ),
     pytest.param(
         Workflow(
             steps=[Step(id="a", agent="architect")],
             output_mapping=struct({"r": "${steps.ghost.output}"}),
         ),
-        "workflow.output_mapping.r", "UNKNOWN_STEP", id="output-unknown-step",
+        "workflow.output_mapping.r",
+        "UNKNOWN_STEP",
+        id="output-unknown-step",
     ),
     pytest.param(
         steps_with(
             Step(id="a", agent="architect", retry_policy=RetryPolicy(backoff_coefficient=0.5))
         ),
-        "workflow.steps[0].retry_policy.backoff_coefficient", "INVALID_VALUE", id="retry-backoff",
+        "workflow.steps[0].retry_policy.backoff_coefficient",
+        "INVALID_VALUE",
+        id="retry-backoff",
     ),
     pytest.param(
         steps_with(Step(id="a", agent="architect", timeout=duration_pb2.Duration(seconds=-1))),
-        "workflow.steps[0].timeout", "INVALID_VALUE", id="negative-timeout",
+        "workflow.steps[0].timeout",
+        "INVALID_VALUE",
+        id="negative-timeout",
     ),
     pytest.param(
         Workflow(steps=[Step(id="a", agent="architect")], input_schema=struct({"type": "thing"})),
-        "workflow.input_schema", "INVALID_VALUE", id="bad-json-schema",
+        "workflow.input_schema",
+        "INVALID_VALUE",
+        id="bad-json-schema",
     ),
 ]
 

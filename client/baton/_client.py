@@ -28,6 +28,9 @@ Resp = TypeVar("Resp")
 DEFAULT_TIMEOUT = 30.0
 _RETRIES = 3
 _RETRY_DELAY = 0.1
+# UNAVAILABLE: not reached; CANCELLED from the server: refused while it shuts down. Both are
+# retried for calls that are safe to repeat (reads, and writes that carry a request_id).
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 def _name(collection: str, name: str) -> str:
@@ -121,8 +124,8 @@ class Client:
         idempotent: bool = True,
         deadline: float | None = None,
     ) -> Resp:
-        """Every RPC goes through here: deadline, metadata, retries of UNAVAILABLE (only for
-        calls that are safe to repeat), and errors turned into BatonError."""
+        """Every RPC goes through here: deadline, metadata, retries of UNAVAILABLE and
+        CANCELLED (only for calls that are safe to repeat), and errors turned into BatonError."""
         attempt = 0
         while True:
             try:
@@ -131,7 +134,7 @@ class Client:
                 )
             except grpc.aio.AioRpcError as exc:
                 attempt += 1
-                if idempotent and exc.code() is grpc.StatusCode.UNAVAILABLE and attempt < _RETRIES:
+                if idempotent and exc.code() in _RETRYABLE and attempt < _RETRIES:
                     await asyncio.sleep(_RETRY_DELAY * 2 ** (attempt - 1))
                     continue
                 raise from_rpc_error(exc) from None

@@ -66,9 +66,7 @@ def invalid(violations: list[FieldViolation]) -> BatonError:
     )
 
 
-def invalid_field(
-    field_path: str, description: str, reason: str = "INVALID_VALUE"
-) -> BatonError:
+def invalid_field(field_path: str, description: str, reason: str = "INVALID_VALUE") -> BatonError:
     """An INVALID_ARGUMENT error for a single field."""
     return invalid([FieldViolation(field_path, description, reason)])
 

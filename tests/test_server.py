@@ -1,0 +1,155 @@
+"""The server as operators see it: health, reflection, unimplemented RPCs, limits, logs, and
+SIGTERM on a real `python -m baton_server` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import python_agent
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import baton
+from baton import Client
+from baton.v1 import execution_pb2, execution_pb2_grpc, worker_pb2, worker_pb2_grpc
+from baton_server.app import Baton
+
+BATON_SERVICES = {
+    "baton.v1.AgentService",
+    "baton.v1.WorkflowService",
+    "baton.v1.ExecutionService",
+    "baton.v1.HandoffService",
+    "baton.v1.WorkerService",
+    "baton.v1.MonitoringService",
+}
+
+
+async def test_health_reports_serving_overall_and_per_service(server: Baton) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ["", *sorted(BATON_SERVICES)]:
+            response = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert response.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Check(health_pb2.HealthCheckRequest(service="baton.v1.Nope"))
+        assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_the_six_services(server: Baton) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async for response in stub.ServerReflectionInfo(requests()):
+            names = {s.name for s in response.list_services_response.service}
+            break
+    assert names >= BATON_SERVICES | {"grpc.health.v1.Health"}
+    assert {n for n in names if n.startswith("baton.v1.")} == BATON_SERVICES
+
+
+async def test_later_rpcs_answer_unimplemented(client: Client, server: Baton) -> None:
+    executions = execution_pb2_grpc.ExecutionServiceStub(client._channel)
+    with pytest.raises(baton.UnimplementedError) as caught:
+        await client._call(
+            executions.StartExecution, execution_pb2.StartExecutionRequest(workflow="workflows/w")
+        )
+    assert caught.value.reason == "NOT_IMPLEMENTED"
+    assert "StartExecution is not implemented yet" in caught.value.message
+
+    stream = executions.StreamExecutionEvents(
+        execution_pb2.StreamExecutionEventsRequest(execution="executions/x")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raw:
+        async for _ in stream:
+            pass
+    assert raw.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+    workers = worker_pb2_grpc.WorkerServiceStub(client._channel)
+    with pytest.raises(baton.UnimplementedError):
+        await client._call(workers.CompleteTask, worker_pb2.CompleteTaskRequest(task_token="t"))
+
+
+async def test_oversized_requests_are_refused(start_server: object) -> None:
+    server = await start_server(max_message_bytes=64 * 1024)  # type: ignore[operator]
+    async with Client.connect(f"127.0.0.1:{server.port}") as client:
+        config = struct_pb2.Struct()
+        config.update({"blob": "x" * 100_000})
+        with pytest.raises(baton.ResourceExhaustedError):
+            await client.agents.create(python_agent(config=config), agent_id="big")
+        assert [a async for a in client.agents.list()] == []
+        # Just under the limit is fine, and is stored compressed.
+        config.update({"blob": "y" * 50_000})
+        created = await client.agents.create(python_agent(config=config), agent_id="fits")
+        assert (await client.agents.get("fits")).config == created.config
+
+
+async def _start_process(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    env = {**os.environ, "BATON_DATABASE": str(tmp_path / "baton.db"), "BATON_LOG_FORMAT": "json"}
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
+        [sys.executable, "-m", "baton_server", "--listen", "127.0.0.1:0", "--shutdown-grace", "5"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    while True:
+        line = await asyncio.to_thread(process.stderr.readline)
+        if not line:
+            raise AssertionError(f"server exited with {process.wait()}")
+        entry = json.loads(line)  # every log line is one JSON object
+        if entry["message"] == "baton serving":
+            return process, int(entry["port"])
+
+
+async def test_sigterm_stops_serving_drains_and_exits_zero(tmp_path: Path) -> None:
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await _start_process(tmp_path)
+        processes.append(process)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+            client = Client(channel, timeout=10)
+            calls = [
+                asyncio.ensure_future(client.agents.create(python_agent(), agent_id=f"a{i}"))
+                for i in range(200)
+            ]
+            await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            after = await watch.read()
+            assert after.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            results = await asyncio.gather(*calls, return_exceptions=True)
+        assert await asyncio.to_thread(process.wait, 15) == 0
+        acknowledged = {r.name for r in results if isinstance(r, baton.Agent)}
+        failures = [r for r in results if not isinstance(r, baton.Agent)]
+        assert acknowledged, "some calls finished before the shutdown"
+        # Calls refused during shutdown were retried by the client, then found no server.
+        assert all(isinstance(f, baton.UnavailableError) for f in failures), failures
+
+        # Every acknowledged create survived the shutdown.
+        process, port = await _start_process(tmp_path)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}") as again:
+            stored = {a.name async for a in again.agents.list()}
+        assert acknowledged <= stored
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+            if process.stderr:
+                process.stderr.close()

@@ -1,0 +1,90 @@
+"""Unit tests of the pure parts: expressions, conditions, payload codec, settings."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from conftest import python_agent
+from google.protobuf import struct_pb2
+
+from baton import Client
+from baton_server.app import Baton
+from baton_server.config import Settings
+from baton_server.engine.conditions import free_variables, referenced_steps
+from baton_server.engine.expressions import ExpressionError, parse_path, parse_template
+from baton_server.storage.codec import Codec
+
+
+def test_templates_keep_literals_and_expressions_in_order() -> None:
+    template = parse_template("plan for ${input.request} by ${ steps.a.output.owner[0] }!")
+    assert template.parts[0] == "plan for "
+    assert [e.path for e in template.expressions] == [
+        ("input", "request"),
+        ("steps", "a", "output", "owner", 0),
+    ]
+    assert template.parts[-1] == "!"
+    assert template.single is None
+    single = parse_template("${steps.a.output['odd key']}")
+    assert single.single is not None and single.single.step_id == "a"
+    assert single.single.path[-1] == "odd key"
+    assert parse_template("cost: $${not.an.expression}").parts == ("cost: ${not.an.expression}",)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "",
+        "input..a",
+        ".input",
+        "input.",
+        "input[x]",
+        "steps.a",
+        "steps.a.input",
+        "execution.secret",
+        "env.HOME",
+        "input.a b",
+    ],
+)
+def test_malformed_paths_are_refused(source: str) -> None:
+    with pytest.raises(ExpressionError):
+        parse_path(source)
+
+
+def test_condition_analysis() -> None:
+    source = "steps.plan.output.ok && steps['fan-out'].output.n > 2 && [1].all(v, v > 0)"
+    assert referenced_steps(source) == {"plan", "fan-out"}
+    assert free_variables(source) == {"steps"}
+
+
+def test_codec_compresses_only_large_documents() -> None:
+    codec = Codec(compress_threshold=64)
+    small, large = {"a": 1}, {"text": "word " * 1000}
+    assert codec.encode(small).startswith(b"{")
+    blob = codec.encode(large)
+    assert blob[:4] == b"\x28\xb5\x2f\xfd" and len(blob) < 200
+    assert codec.decode(blob) == large and codec.decode(codec.encode(small)) == small
+
+
+async def test_large_definitions_are_stored_compressed(client: Client, server: Baton) -> None:
+    config = struct_pb2.Struct()
+    config.update({"instructions": "Design well-structured projects. " * 200})
+    await client.agents.create(python_agent(config=config), agent_id="verbose")
+    await client.agents.create(python_agent(), agent_id="terse")
+    with sqlite3.connect(server.db.path) as conn:
+        docs = dict(conn.execute("SELECT id, doc FROM agents").fetchall())
+    assert docs["verbose"][:4] == b"\x28\xb5\x2f\xfd"
+    assert docs["terse"][:1] == b"{"
+    assert (await client.agents.get("verbose")).config == config
+
+
+def test_settings_from_environment_then_flags() -> None:
+    env = {"BATON_LISTEN": "127.0.0.1:7000", "BATON_CACHE_TTL": "12.5", "BATON_REDIS_URL": "x"}
+    settings = Settings.load(["--listen", "127.0.0.1:8000", "--max-message-bytes", "1024"], env)
+    assert settings.listen == "127.0.0.1:8000"  # flags win over the environment
+    assert settings.cache_ttl == 12.5
+    assert settings.redis_url == "x"
+    assert settings.max_message_bytes == 1024
+    assert Settings.load([], {}) == Settings()
+    with pytest.raises(SystemExit):
+        Settings.load([], {"BATON_CACHE_TTL": "soon"})
