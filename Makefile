@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: install proto proto-check lint format redis-server test run clean
+.PHONY: install proto proto-check lint breaking format redis-server test run clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ lint: install $(BUF)
 	$(BIN)/mypy
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+
+# The v1 API never breaks: compare proto/ with the first commit that published it.
+breaking: $(BUF)
+	@base=$$(git log --reverse --format=%H -- proto | head -n 1); \
+	if [ -z "$$base" ]; then echo "buf breaking: no earlier proto on this branch"; \
+	else $(BUF) breaking --against ".git#ref=$$base" && echo "buf breaking: compatible with $$base"; fi
 
 format: install $(BUF)
 	$(BIN)/ruff check --fix client server tests
