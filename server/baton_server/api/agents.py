@@ -18,7 +18,7 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.enums import enum_to_domain, enum_to_proto
-from baton_server.api.requests import PageTokens, page_size, request_info, update_fields
+from baton_server.api.requests import PageTokens, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.engine.definitions import AGENT_FIELDS, Definitions, etag_of
 from baton_server.engine.ids import new_id
@@ -139,18 +139,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def ListAgents(
         self, request: agent_pb2.ListAgentsRequest, context: Context
     ) -> agent_pb2.ListAgentsResponse:
-        limit = page_size(request.page_size)
         state = enum_to_domain(request.state, agent_pb2.Agent.State, AgentState, "state")
         filters = {"capabilities": sorted(set(request.capabilities)), "state": request.state}
-        after = self._tokens.decode(request.page_token, "ListAgents", filters)
-        page = await self._definitions.list_agents(
-            after=after, limit=limit, capabilities=list(request.capabilities), state=state
+        agents, token = await self._tokens.page(
+            "ListAgents",
+            request,
+            filters,
+            lambda after, limit: self._definitions.list_agents(
+                after=after, limit=limit, capabilities=list(request.capabilities), state=state
+            ),
         )
         return agent_pb2.ListAgentsResponse(
-            agents=[agent_to_proto(a) for a in page.items],
-            next_page_token=""
-            if page.next_after is None
-            else self._tokens.encode(page.next_after, "ListAgents", filters),
+            agents=[agent_to_proto(a) for a in agents], next_page_token=token
         )
 
     async def UpdateAgent(

@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2
 from baton.v1 import handoff_pb2, handoff_pb2_grpc
 from baton_server.api.convert import agent_ref, check_new_id, parse_name, timestamp
 from baton_server.api.enums import enum_to_domain, enum_to_proto
-from baton_server.api.requests import PageTokens, page_size, request_info, update_fields
+from baton_server.api.requests import PageTokens, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.engine.definitions import HANDOFF_FIELDS, Definitions, etag_of
 from baton_server.engine.ids import new_id
@@ -78,20 +78,20 @@ class HandoffServicer(handoff_pb2_grpc.HandoffServiceServicer):
     async def ListHandoffs(
         self, request: handoff_pb2.ListHandoffsRequest, context: Context
     ) -> handoff_pb2.ListHandoffsResponse:
-        limit = page_size(request.page_size)
         type_ = enum_to_domain(request.type, handoff_pb2.Handoff.Type, HandoffType, "type")
         source = agent_ref(request.source_agent)
         target = agent_ref(request.target_agent)
         filters = {"source": source, "target": target, "type": request.type}
-        after = self._tokens.decode(request.page_token, "ListHandoffs", filters)
-        page = await self._definitions.list_handoffs(
-            after=after, limit=limit, source_agent=source, target_agent=target, type_=type_
+        handoffs, token = await self._tokens.page(
+            "ListHandoffs",
+            request,
+            filters,
+            lambda after, limit: self._definitions.list_handoffs(
+                after=after, limit=limit, source_agent=source, target_agent=target, type_=type_
+            ),
         )
         return handoff_pb2.ListHandoffsResponse(
-            handoffs=[handoff_to_proto(h) for h in page.items],
-            next_page_token=""
-            if page.next_after is None
-            else self._tokens.encode(page.next_after, "ListHandoffs", filters),
+            handoffs=[handoff_to_proto(h) for h in handoffs], next_page_token=token
         )
 
     async def UpdateHandoff(

@@ -7,15 +7,16 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
-from baton_server.engine.definitions import RequestInfo
+from baton_server.engine.definitions import Page, RequestInfo
 from baton_server.errors import invalid_field
 
+T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -66,6 +67,22 @@ class PageTokens:
                 "INVALID_PAGE_TOKEN",
             )
         return int(body["c"])
+
+    async def page(
+        self,
+        scope: str,
+        request: Any,
+        filters: Mapping[str, Any],
+        fetch: Callable[[int, int], Awaitable[Page[Any]]],
+    ) -> tuple[list[Any], str]:
+        """Serves one page of a List request: checks `page_size` and `page_token` (which
+        must come from the same `scope` and `filters`), calls `fetch(after, limit)`, and
+        returns the items with the next page's token ('' on the last page)."""
+        limit = page_size(request.page_size)
+        after = self.decode(request.page_token, scope, filters)
+        page = await fetch(after, limit)
+        token = "" if page.next_after is None else self.encode(page.next_after, scope, filters)
+        return page.items, token
 
 
 def _digest(scope: str, filters: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.enums import enum_to_domain, enum_to_proto
-from baton_server.api.requests import PageTokens, page_size, request_info, update_fields
+from baton_server.api.requests import PageTokens, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.engine.definitions import WORKFLOW_FIELDS, Definitions, etag_of
 from baton_server.engine.ids import new_id
@@ -160,18 +160,18 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: workflow_pb2.ListWorkflowsRequest, context: Context
     ) -> workflow_pb2.ListWorkflowsResponse:
-        limit = page_size(request.page_size)
         state = enum_to_domain(request.state, workflow_pb2.Workflow.State, WorkflowState, "state")
         filters = {"tags": sorted(set(request.tags)), "state": request.state}
-        after = self._tokens.decode(request.page_token, "ListWorkflows", filters)
-        page = await self._definitions.list_workflows(
-            after=after, limit=limit, tags=list(request.tags), state=state
+        workflows, token = await self._tokens.page(
+            "ListWorkflows",
+            request,
+            filters,
+            lambda after, limit: self._definitions.list_workflows(
+                after=after, limit=limit, tags=list(request.tags), state=state
+            ),
         )
         return workflow_pb2.ListWorkflowsResponse(
-            workflows=[workflow_to_proto(w) for w in page.items],
-            next_page_token=""
-            if page.next_after is None
-            else self._tokens.encode(page.next_after, "ListWorkflows", filters),
+            workflows=[workflow_to_proto(w) for w in workflows], next_page_token=token
         )
 
     async def UpdateWorkflow(
