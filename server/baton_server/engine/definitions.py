@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
 
+from baton_server.engine.idempotency import RequestInfo, once
 from baton_server.engine.model import (
     Agent,
     AgentState,
@@ -21,7 +22,7 @@ from baton_server.engine.model import (
     WorkflowState,
 )
 from baton_server.engine.validation import validate_agent, validate_handoff, validate_workflow
-from baton_server.errors import BatonError, Code, FieldViolation, invalid, invalid_field, not_found
+from baton_server.errors import BatonError, Code, FieldViolation, invalid, not_found
 from baton_server.storage.cache import DefinitionCache
 from baton_server.storage.database import Database
 from baton_server.storage.definitions import (
@@ -87,16 +88,6 @@ HANDOFF = Kind[Handoff](
     },
     lambda h: {},
 )
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """What makes a mutating request repeatable: its `request_id` and a fingerprint of the
-    rest of it (a repeat must be the same request)."""
-
-    method: str
-    request_id: str = ""
-    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -526,22 +517,7 @@ class Definitions:
         request: RequestInfo,
         produce: Callable[[aiosqlite.Connection], Awaitable[Any]],
     ) -> Any:
-        """Runs `produce` unless this request id was answered before; remembers the answer."""
-        if not request.request_id:
-            return await produce(conn)
-        key = f"{request.method}:{request.request_id}"
-        remembered = await self.idempotency.get(conn, key)
-        if remembered is not None:
-            if remembered.fingerprint != request.fingerprint:
-                raise invalid_field(
-                    "request_id",
-                    "was already used for a different request",
-                    "REQUEST_ID_REUSED",
-                )
-            return remembered.response
-        response = await produce(conn)
-        await self.idempotency.put(conn, key, request.fingerprint, response, self.clock())
-        return response
+        return await once(conn, self.idempotency, request, produce, self.clock())
 
     async def purge_request_ids(self, older_than: float) -> int:
         """Forgets request ids answered more than `older_than` seconds ago."""

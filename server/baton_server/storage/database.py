@@ -116,9 +116,18 @@ class Database:
     async def _run_batch(self, batch: list[_Pending]) -> None:
         conn = self._writer
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        # A lone job needs no savepoint: if it fails, the whole transaction is rolled back.
+        alone = len(batch) == 1
         try:
             await conn.execute("BEGIN IMMEDIATE")
-            for pending in batch:
+            if alone:
+                try:
+                    outcomes.append((batch[0], await batch[0].job(conn), None))
+                except Exception as exc:  # the job's own error goes back to its caller
+                    await conn.rollback()
+                    batch[0].future.set_exception(exc)
+                    return
+            for pending in () if alone else batch:
                 await conn.execute("SAVEPOINT job")
                 try:
                     result = await pending.job(conn)

@@ -54,6 +54,30 @@ MIGRATIONS: list[list[str]] = [
             create_time REAL NOT NULL) STRICT""",
         "CREATE INDEX idempotency_time ON idempotency (create_time)",
     ],
+    # 2: executions, their step runs, and the append-only per-execution event log.
+    [
+        # `seq` is the list cursor (newest first); `last_sequence` numbers the event log.
+        """CREATE TABLE executions (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, workflow_id TEXT NOT NULL,
+            workflow_revision INTEGER NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL,
+            create_time REAL NOT NULL, start_time REAL, end_time REAL,
+            last_sequence INTEGER NOT NULL DEFAULT 0, input BLOB NOT NULL,
+            doc BLOB NOT NULL) STRICT""",
+        "CREATE INDEX executions_workflow ON executions (workflow_id, seq)",
+        "CREATE INDEX executions_state ON executions (state, seq)",
+        "CREATE INDEX executions_create_time ON executions (create_time)",
+        """CREATE TABLE step_runs (
+            execution_seq INTEGER NOT NULL REFERENCES executions (seq) ON DELETE CASCADE,
+            position INTEGER NOT NULL, step_id TEXT NOT NULL, state TEXT NOT NULL,
+            attempt INTEGER NOT NULL, doc BLOB NOT NULL,
+            PRIMARY KEY (execution_seq, position)) STRICT""",
+        """CREATE TABLE events (
+            execution_seq INTEGER NOT NULL REFERENCES executions (seq) ON DELETE CASCADE,
+            sequence INTEGER NOT NULL, type TEXT NOT NULL, time REAL NOT NULL,
+            step_id TEXT NOT NULL, attempt INTEGER NOT NULL, doc BLOB NOT NULL,
+            PRIMARY KEY (execution_seq, sequence)) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX events_type ON events (execution_seq, type, sequence)",
+    ],
 ]
 
 

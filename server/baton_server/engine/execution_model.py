@@ -1,0 +1,224 @@
+"""Domain objects for executions: the execution, its step runs and attempts, failures, and
+the events of its log. Free of gRPC and SQL; `to_doc`/`from_doc` give storage documents."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class ExecutionState(enum.StrEnum):
+    """The lifecycle of an execution."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the execution has ended."""
+        return self not in (ExecutionState.QUEUED, ExecutionState.RUNNING)
+
+
+class StepState(enum.StrEnum):
+    """The lifecycle of a step within an execution."""
+
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the step will not run (again)."""
+        return self in _TERMINAL_STEP
+
+
+_TERMINAL_STEP = frozenset(
+    {
+        StepState.SUCCEEDED,
+        StepState.FAILED,
+        StepState.SKIPPED,
+        StepState.CANCELLED,
+        StepState.TIMED_OUT,
+    }
+)
+
+
+class EventType(enum.StrEnum):
+    """The kinds of entries in an execution's event log."""
+
+    EXECUTION_QUEUED = "EXECUTION_QUEUED"
+    EXECUTION_STARTED = "EXECUTION_STARTED"
+    EXECUTION_SUCCEEDED = "EXECUTION_SUCCEEDED"
+    EXECUTION_FAILED = "EXECUTION_FAILED"
+    EXECUTION_CANCELLED = "EXECUTION_CANCELLED"
+    EXECUTION_TIMED_OUT = "EXECUTION_TIMED_OUT"
+    STEP_SCHEDULED = "STEP_SCHEDULED"
+    STEP_STARTED = "STEP_STARTED"
+    STEP_SUCCEEDED = "STEP_SUCCEEDED"
+    STEP_FAILED = "STEP_FAILED"
+    STEP_RETRYING = "STEP_RETRYING"
+    STEP_SKIPPED = "STEP_SKIPPED"
+    STEP_TIMED_OUT = "STEP_TIMED_OUT"
+    FALLBACK_ACTIVATED = "FALLBACK_ACTIVATED"
+    HANDOFF = "HANDOFF"
+    STEP_OUTPUT_DELTA = "STEP_OUTPUT_DELTA"
+    LOG = "LOG"
+
+    @property
+    def terminal(self) -> bool:
+        """True for the event that ends an execution's log."""
+        return self in _TERMINAL_EVENTS
+
+
+_TERMINAL_EVENTS = frozenset(
+    {
+        EventType.EXECUTION_SUCCEEDED,
+        EventType.EXECUTION_FAILED,
+        EventType.EXECUTION_CANCELLED,
+        EventType.EXECUTION_TIMED_OUT,
+    }
+)
+
+
+@dataclass
+class Failure:
+    """Why something failed."""
+
+    type: str
+    message: str
+    step_id: str = ""
+    non_retryable: bool = False
+    details: dict[str, Any] | None = None
+    cause: Failure | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON document storage keeps."""
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Failure | None:
+        """Reverses `to_doc` (None stays None)."""
+        if doc is None:
+            return None
+        return cls(**{**doc, "cause": cls.from_doc(doc.get("cause"))})
+
+
+@dataclass
+class StepAttempt:
+    """One try of a step by one agent."""
+
+    attempt: int
+    agent: str
+    fallback: bool = False
+    start_time: float = 0.0
+    end_time: float = 0.0
+    error: Failure | None = None
+
+
+@dataclass
+class StepRun:
+    """The record of one step within an execution.
+
+    `agent_index` is 0 for the step's own agent and k for its k-th fallback; `tries` counts
+    the attempts made by that agent (against the retry policy); `retry_at` is when a
+    RETRYING step tries again.
+    """
+
+    step_id: str
+    position: int
+    state: StepState = StepState.PENDING
+    attempt: int = 0
+    agent: str = ""
+    agent_index: int = 0
+    tries: int = 0
+    retry_at: float = 0.0
+    schedule_time: float = 0.0
+    start_time: float = 0.0
+    end_time: float = 0.0
+    output: dict[str, Any] | None = None
+    error: Failure | None = None
+    attempts: list[StepAttempt] = field(default_factory=list)
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON document storage keeps (state, position and attempt are columns too)."""
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> StepRun:
+        """Reverses `to_doc`."""
+        return cls(
+            **{
+                **doc,
+                "state": StepState(doc["state"]),
+                "error": Failure.from_doc(doc.get("error")),
+                "attempts": [
+                    StepAttempt(**{**a, "error": Failure.from_doc(a.get("error"))})
+                    for a in doc.get("attempts", [])
+                ],
+            }
+        )
+
+
+@dataclass
+class Execution:
+    """One run of one workflow revision."""
+
+    id: str
+    workflow_id: str
+    workflow_revision: int
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] | None = None
+    state: ExecutionState = ExecutionState.QUEUED
+    error: Failure | None = None
+    priority: int = 0
+    timeout: float | None = None
+    trace: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    steps: list[StepRun] = field(default_factory=list)
+    create_time: float = 0.0
+    start_time: float = 0.0
+    end_time: float = 0.0
+    last_sequence: int = 0
+    seq: int = 0
+
+    def mutable_doc(self) -> dict[str, Any]:
+        """The fields kept in the execution row's document (everything not a column)."""
+        return {
+            "output": self.output,
+            "error": self.error.to_doc() if self.error else None,
+            "timeout": self.timeout,
+            "trace": self.trace,
+            "labels": self.labels,
+        }
+
+    def step(self, step_id: str) -> StepRun:
+        """The run of the step with this id."""
+        for run in self.steps:
+            if run.step_id == step_id:
+                return run
+        raise KeyError(step_id)
+
+
+@dataclass
+class Event:
+    """One entry of an execution's log; `sequence` and `time` are set when it is written."""
+
+    type: EventType
+    step_id: str = ""
+    attempt: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    sequence: int = 0
+    time: float = 0.0
+    execution_id: str = ""

@@ -1,0 +1,315 @@
+"""SQL for executions, their step runs and their event logs. A state change and its events
+are written by one `update` inside one transaction, which also numbers the events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from baton_server.storage.codec import Codec
+
+_EXECUTION_COLUMNS = (
+    "seq, id, workflow_id, workflow_revision, state, priority, create_time, start_time, "
+    "end_time, last_sequence, input, doc"
+)
+ACTIVE_STATES = ("QUEUED", "RUNNING")
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    """A stored execution (without its steps)."""
+
+    seq: int
+    id: str
+    workflow_id: str
+    workflow_revision: int
+    state: str
+    priority: int
+    create_time: float
+    start_time: float
+    end_time: float
+    last_sequence: int
+    input: dict[str, Any]
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """A stored step run."""
+
+    position: int
+    step_id: str
+    state: str
+    attempt: int
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A stored event; `sequence` is 0 until it is written."""
+
+    type: str
+    time: float
+    step_id: str
+    attempt: int
+    doc: dict[str, Any]
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """Which executions a list returns."""
+
+    workflow_id: str = ""
+    state: str = ""
+    created_from: float = 0.0
+    created_to: float = 0.0
+
+
+class ExecutionRepository:
+    """Reads and writes executions. Write methods run inside a `Database.write` job."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    async def insert(
+        self,
+        conn: aiosqlite.Connection,
+        execution: ExecutionRow,
+        steps: Sequence[StepRow],
+        events: Sequence[EventRow],
+    ) -> tuple[int, list[EventRow]]:
+        """Stores a new execution with its steps and first events; returns its seq and the
+        numbered events."""
+        async with conn.execute(
+            "INSERT INTO executions (id, workflow_id, workflow_revision, state, priority, "
+            "create_time, start_time, end_time, last_sequence, input, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq",
+            (
+                execution.id,
+                execution.workflow_id,
+                execution.workflow_revision,
+                execution.state,
+                execution.priority,
+                execution.create_time,
+                execution.start_time or None,
+                execution.end_time or None,
+                self.codec.encode(execution.input),
+                self.codec.encode(execution.doc),
+            ),
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        seq = int(row[0])
+        await conn.executemany(
+            "INSERT INTO step_runs (execution_seq, position, step_id, state, attempt, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (seq, s.position, s.step_id, s.state, s.attempt, self.codec.encode(s.doc))
+                for s in steps
+            ],
+        )
+        numbered = await self.update(conn, seq, steps=(), events=events)
+        return seq, numbered
+
+    async def update(
+        self,
+        conn: aiosqlite.Connection,
+        seq: int,
+        *,
+        columns: dict[str, Any] | None = None,
+        doc: dict[str, Any] | None = None,
+        steps: Sequence[StepRow] = (),
+        events: Sequence[EventRow] = (),
+    ) -> list[EventRow]:
+        """Changes an execution's columns (state, start_time, end_time) and document, replaces
+        the given step runs, and appends events numbered after the last one. Returns the
+        events with their sequence numbers."""
+        sets = [f"{name} = ?" for name in (columns or {})]
+        # A time of 0 means "not yet" and is stored as NULL.
+        params: list[Any] = [
+            None if name.endswith("_time") and not value else value
+            for name, value in (columns or {}).items()
+        ]
+        if doc is not None:
+            sets.append("doc = ?")
+            params.append(self.codec.encode(doc))
+        sets.append("last_sequence = last_sequence + ?")
+        params += [len(events), seq]
+        async with conn.execute(
+            f"UPDATE executions SET {', '.join(sets)} WHERE seq = ? RETURNING last_sequence",
+            params,
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise LookupError(f"execution seq {seq} does not exist")
+        first = int(row[0]) - len(events) + 1
+        if steps:
+            await conn.executemany(
+                "UPDATE step_runs SET state = ?, attempt = ?, doc = ? "
+                "WHERE execution_seq = ? AND position = ?",
+                [(s.state, s.attempt, self.codec.encode(s.doc), seq, s.position) for s in steps],
+            )
+        numbered = [
+            EventRow(e.type, e.time, e.step_id, e.attempt, e.doc, sequence=first + i)
+            for i, e in enumerate(events)
+        ]
+        if numbered:
+            await conn.executemany(
+                "INSERT INTO events (execution_seq, sequence, type, time, step_id, attempt, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        seq,
+                        e.sequence,
+                        e.type,
+                        e.time,
+                        e.step_id,
+                        e.attempt,
+                        self.codec.encode(e.doc),
+                    )
+                    for e in numbered
+                ],
+            )
+        return numbered
+
+    async def get(
+        self, conn: aiosqlite.Connection, execution_id: str
+    ) -> tuple[ExecutionRow, list[StepRow]] | None:
+        """Returns the execution with its steps, or None."""
+        async with conn.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        execution = self._execution(row)
+        steps = await self._steps(conn, [execution.seq])
+        return execution, steps.get(execution.seq, [])
+
+    async def list_page(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        before_seq: int,
+        limit: int,
+        where: ExecutionFilter,
+    ) -> list[tuple[ExecutionRow, list[StepRow]]]:
+        """Up to `limit` executions with seq < `before_seq` (0: no bound), newest first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if before_seq:
+            clauses.append("seq < ?")
+            params.append(before_seq)
+        for clause, value in (
+            ("workflow_id = ?", where.workflow_id),
+            ("state = ?", where.state),
+            ("create_time >= ?", where.created_from),
+            ("create_time < ?", where.created_to),
+        ):
+            if value:
+                clauses.append(clause)
+                params.append(value)
+        where_sql = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        async with conn.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions {where_sql} ORDER BY seq DESC LIMIT ?",
+            [*params, limit],
+        ) as cursor:
+            rows = [self._execution(r) for r in await cursor.fetchall()]
+        steps = await self._steps(conn, [r.seq for r in rows])
+        return [(r, steps.get(r.seq, [])) for r in rows]
+
+    async def active(self, conn: aiosqlite.Connection) -> list[tuple[ExecutionRow, list[StepRow]]]:
+        """Every execution that is QUEUED or RUNNING, oldest first."""
+        async with conn.execute(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE state IN (?, ?) ORDER BY seq",
+            ACTIVE_STATES,
+        ) as cursor:
+            rows = [self._execution(r) for r in await cursor.fetchall()]
+        steps = await self._steps(conn, [r.seq for r in rows])
+        return [(r, steps.get(r.seq, [])) for r in rows]
+
+    async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
+        """True while an execution of the workflow is QUEUED or RUNNING."""
+        async with conn.execute(
+            "SELECT 1 FROM executions WHERE workflow_id = ? AND state IN (?, ?) LIMIT 1",
+            (workflow_id, *ACTIVE_STATES),
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
+    async def events(
+        self,
+        conn: aiosqlite.Connection,
+        execution_seq: int,
+        *,
+        after_sequence: int,
+        limit: int,
+        types: Sequence[str] = (),
+    ) -> list[EventRow]:
+        """Events with sequence > `after_sequence`, in order, of the given types (all if
+        empty)."""
+        type_sql = ""
+        params: list[Any] = [execution_seq, after_sequence]
+        if types:
+            type_sql = f" AND type IN ({','.join('?' * len(types))})"
+            params += list(types)
+        async with conn.execute(
+            "SELECT sequence, type, time, step_id, attempt, doc FROM events "
+            f"WHERE execution_seq = ? AND sequence > ?{type_sql} ORDER BY sequence LIMIT ?",
+            [*params, limit],
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            EventRow(
+                r["type"],
+                r["time"],
+                r["step_id"],
+                r["attempt"],
+                self.codec.decode(r["doc"]),
+                sequence=r["sequence"],
+            )
+            for r in rows
+        ]
+
+    async def _steps(
+        self, conn: aiosqlite.Connection, seqs: Sequence[int]
+    ) -> dict[int, list[StepRow]]:
+        if not seqs:
+            return {}
+        result: dict[int, list[StepRow]] = {seq: [] for seq in seqs}
+        marks = ",".join("?" * len(seqs))
+        async with conn.execute(
+            "SELECT execution_seq, position, step_id, state, attempt, doc FROM step_runs "
+            f"WHERE execution_seq IN ({marks}) ORDER BY execution_seq, position",
+            tuple(seqs),
+        ) as cursor:
+            for r in await cursor.fetchall():
+                result[r["execution_seq"]].append(
+                    StepRow(
+                        r["position"],
+                        r["step_id"],
+                        r["state"],
+                        r["attempt"],
+                        self.codec.decode(r["doc"]),
+                    )
+                )
+        return result
+
+    def _execution(self, row: aiosqlite.Row) -> ExecutionRow:
+        return ExecutionRow(
+            seq=row["seq"],
+            id=row["id"],
+            workflow_id=row["workflow_id"],
+            workflow_revision=row["workflow_revision"],
+            state=row["state"],
+            priority=row["priority"],
+            create_time=row["create_time"],
+            start_time=row["start_time"] or 0.0,
+            end_time=row["end_time"] or 0.0,
+            last_sequence=row["last_sequence"],
+            input=self.codec.decode(row["input"]),
+            doc=self.codec.decode(row["doc"]),
+        )
