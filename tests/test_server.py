@@ -21,7 +21,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import baton
 from baton import Client
-from baton.v1 import execution_pb2, execution_pb2_grpc, worker_pb2, worker_pb2_grpc
+from baton.v1 import (
+    execution_pb2,
+    execution_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
 from baton_server.app import Baton
 
 BATON_SERVICES = {
@@ -60,13 +67,16 @@ async def test_reflection_lists_the_six_services(server: Baton) -> None:
 
 
 async def test_later_rpcs_answer_unimplemented(client: Client, server: Baton) -> None:
-    executions = execution_pb2_grpc.ExecutionServiceStub(client._channel)
+    monitoring = monitoring_pb2_grpc.MonitoringServiceStub(client._channel)
     with pytest.raises(baton.UnimplementedError) as caught:
         await client._call(
-            executions.StartExecution, execution_pb2.StartExecutionRequest(workflow="workflows/w")
+            monitoring.GetWorkflowMetrics,
+            monitoring_pb2.GetWorkflowMetricsRequest(workflow="workflows/w"),
         )
     assert caught.value.reason == "NOT_IMPLEMENTED"
-    assert "StartExecution is not implemented yet" in caught.value.message
+    assert "GetWorkflowMetrics is not implemented yet" in caught.value.message
+
+    executions = execution_pb2_grpc.ExecutionServiceStub(client._channel)
 
     stream = executions.StreamExecutionEvents(
         execution_pb2.StreamExecutionEventsRequest(execution="executions/x")

@@ -4,6 +4,7 @@ The message types are the generated protobuf classes of package `baton.v1`, re-e
 here for convenience.
 """
 
+from baton._agent import AgentError, StepContext, StepInfo, StepLogger
 from baton._client import Agents, Client, Handoffs, Workflows
 from baton._errors import (
     AbortedError,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AbortedError",
     "Agent",
+    "AgentError",
     "Agents",
     "AlreadyExistsError",
     "BatonError",
@@ -51,6 +53,9 @@ __all__ = [
     "ResourceExhaustedError",
     "RetryPolicy",
     "Step",
+    "StepContext",
+    "StepInfo",
+    "StepLogger",
     "SyncAgents",
     "SyncClient",
     "SyncHandoffs",

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 import grpc
+import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,6 +29,7 @@ from baton.v1 import (
     workflow_pb2_grpc,
 )
 from baton_server.api.agents import AgentServicer
+from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
@@ -35,11 +37,15 @@ from baton_server.api.unimplemented import unimplemented
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.config import Settings
 from baton_server.engine.definitions import Definitions
+from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
+from baton_server.engine.journal import Journal
+from baton_server.engine.runtimes import Runtimes
 from baton_server.storage.cache import DefinitionCache
 from baton_server.storage.codec import Codec
 from baton_server.storage.database import Database
 from baton_server.storage.definitions import DefinitionRepository
+from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.idempotency import IdempotencyRepository
 
 log = logging.getLogger(__name__)
@@ -66,12 +72,18 @@ class Baton:
     db: Database
     cache: DefinitionCache | None
     health: health.aio.HealthServicer
+    executions: Executions
+    runtimes: Runtimes
+    http: httpx.AsyncClient
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Reports NOT_SERVING, lets in-flight RPCs finish within `grace`, closes storage."""
+        """Reports NOT_SERVING, lets in-flight RPCs and agent attempts finish within `grace`
+        (unfinished executions resume at the next start), then closes everything."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace), self.executions.shutdown(grace or 0.0))
+        await self.runtimes.close()
+        await self.http.aclose()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -93,7 +105,24 @@ async def create_server(settings: Settings) -> Baton:
         if settings.redis_url
         else None
     )
-    definitions = Definitions(db, DefinitionRepository(codec), IdempotencyRepository(codec), cache)
+    idempotency = IdempotencyRepository(codec)
+    execution_repo = ExecutionRepository(codec)
+    definitions = Definitions(
+        db,
+        DefinitionRepository(codec),
+        idempotency,
+        cache,
+        workflow_in_use=execution_repo.has_active,
+    )
+    http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+    runtimes = Runtimes(threads=settings.agent_threads, processes=settings.agent_processes)
+    executions = Executions(
+        Journal(db, execution_repo, idempotency, time.time),
+        definitions,
+        runtimes,
+        max_running=settings.max_running,
+        http=http,
+    )
     secret = await db.fetchone("SELECT value FROM meta WHERE key = 'page_token_secret'")
     assert secret is not None, "created by the first migration"
     tokens = PageTokens(bytes.fromhex(secret[0]))
@@ -113,7 +142,7 @@ async def create_server(settings: Settings) -> Baton:
         HandoffServicer(definitions, tokens), server
     )
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        unimplemented(execution_pb2_grpc.ExecutionServiceServicer, SERVICES[2])(), server
+        ExecutionServicer(executions, tokens), server
     )
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(
         unimplemented(worker_pb2_grpc.WorkerServiceServicer, SERVICES[4])(), server
@@ -138,7 +167,8 @@ async def create_server(settings: Settings) -> Baton:
         raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
     await server.start()
 
-    baton = Baton(server, port, db, cache, health_servicer)
+    baton = Baton(server, port, db, cache, health_servicer, executions, runtimes, http)
+    await executions.recover()
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
     baton.tasks.append(

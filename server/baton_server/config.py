@@ -26,6 +26,12 @@ class Settings:
     """Prefix of every Redis key this server writes."""
     cache_ttl: float = 300.0
     """Seconds a cached definition lives in Redis."""
+    max_running: int = 10_000
+    """Most executions running at once; more wait QUEUED (by priority, then age). 0: no limit."""
+    agent_threads: int = 64
+    """Threads for plain (blocking) Python agent functions."""
+    agent_processes: int = 0
+    """Processes for CPU-bound Python agents (started on first use); 0: one per core."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
-from baton_server.engine.definitions import Page
 from baton_server.engine.idempotency import RequestInfo
+from baton_server.engine.paging import Page
 from baton_server.errors import invalid_field
 
 T = TypeVar("T")

@@ -21,6 +21,7 @@ from baton_server.engine.model import (
     Workflow,
     WorkflowState,
 )
+from baton_server.engine.paging import Page
 from baton_server.engine.validation import validate_agent, validate_handoff, validate_workflow
 from baton_server.errors import BatonError, Code, FieldViolation, invalid, not_found
 from baton_server.storage.cache import DefinitionCache
@@ -90,14 +91,6 @@ HANDOFF = Kind[Handoff](
 )
 
 
-@dataclass(frozen=True)
-class Page(Generic[R]):
-    """One page of a list, and the cursor after its last item when more follow."""
-
-    items: list[R]
-    next_after: int | None
-
-
 def etag_of(resource: Resource) -> str:
     """The resource's etag: changes on every write."""
     return format(resource.version, "x")
@@ -155,12 +148,14 @@ class Definitions:
         idempotency: IdempotencyRepository,
         cache: DefinitionCache | None = None,
         clock: Callable[[], float] = time.time,
+        workflow_in_use: Callable[[aiosqlite.Connection, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.db = db
         self.repo = repo
         self.idempotency = idempotency
         self.cache = cache
         self.clock = clock
+        self.workflow_in_use = workflow_in_use
 
     # Agents ---------------------------------------------------------------------------
 
@@ -281,8 +276,20 @@ class Definitions:
         )
 
     async def delete_workflow(self, workflow_id: str, etag: str, request: RequestInfo) -> None:
-        """Deletes a workflow with all its revisions."""
-        await self._delete(WORKFLOW, workflow_id, etag, request)
+        """Deletes a workflow with all its revisions; refused while executions of it run."""
+
+        async def before(conn: aiosqlite.Connection) -> list[tuple[Kind[Any], str]]:
+            if self.workflow_in_use is not None and await self.workflow_in_use(conn, workflow_id):
+                raise BatonError(
+                    Code.FAILED_PRECONDITION,
+                    "WORKFLOW_IN_USE",
+                    f"workflow {workflow_id!r} has executions that have not ended; cancel "
+                    "them or wait for them first",
+                    metadata={"name": f"workflows/{workflow_id}"},
+                )
+            return []
+
+        await self._delete(WORKFLOW, workflow_id, etag, request, before)
 
     async def _check_workflow_agents(self, conn: aiosqlite.Connection, workflow: Workflow) -> None:
         found = await self.repo.get_many(conn, AGENTS, workflow.agent_ids())

@@ -232,6 +232,11 @@ class ExecutionRepository:
         steps = await self._steps(conn, [r.seq for r in rows])
         return [(r, steps.get(r.seq, [])) for r in rows]
 
+    async def exists(self, conn: aiosqlite.Connection, execution_id: str) -> bool:
+        """True when an execution with this id exists."""
+        async with conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) as cur:
+            return await cur.fetchone() is not None
+
     async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
         async with conn.execute(

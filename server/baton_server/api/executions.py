@@ -1,0 +1,341 @@
+"""ExecutionService: translates execution requests to the engine and executions and events
+back to protos."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from baton.v1 import common_pb2, event_pb2, execution_pb2, execution_pb2_grpc
+from baton_server.api.convert import (
+    dict_to_struct,
+    duration,
+    parse_name,
+    seconds_of,
+    struct_to_dict,
+    timestamp,
+)
+from baton_server.api.requests import PageTokens, request_info
+from baton_server.api.status import translate_errors
+from baton_server.engine.execution_model import (
+    Event,
+    EventType,
+    Execution,
+    ExecutionState,
+    Failure,
+    StepRun,
+)
+from baton_server.engine.executions import Executions, StartOptions
+from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.storage.executions import ExecutionFilter
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_DEADLINE_MARGIN = 0.05
+
+
+def failure_to_proto(failure: Failure | None) -> common_pb2.Failure | None:
+    """A domain failure as a Failure message (None stays None)."""
+    if failure is None:
+        return None
+    message = common_pb2.Failure(
+        type=failure.type,
+        message=failure.message,
+        step_id=failure.step_id,
+        non_retryable=failure.non_retryable,
+        cause=failure_to_proto(failure.cause),
+    )
+    if failure.details:
+        message.details.CopyFrom(dict_to_struct(failure.details))
+    return message
+
+
+def _failure_doc(doc: dict[str, Any] | None) -> common_pb2.Failure:
+    return failure_to_proto(Failure.from_doc(doc)) or common_pb2.Failure()
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration:
+    return duration(seconds or 0.0) or duration_pb2.Duration()
+
+
+def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepRun:
+    """A step run as a StepRun message; `detailed` adds attempts and handoffs."""
+    message = execution_pb2.StepRun(
+        step_id=run.step_id,
+        state=f"STATE_{run.state.value}",
+        attempt=run.attempt,
+        agent=f"agents/{run.agent}" if run.agent else "",
+        schedule_time=timestamp(run.schedule_time),
+        start_time=timestamp(run.start_time),
+        end_time=timestamp(run.end_time),
+        error=failure_to_proto(run.error),
+    )
+    if run.output is not None:
+        message.output.CopyFrom(dict_to_struct(run.output))
+    if detailed:
+        message.attempts.extend(
+            execution_pb2.StepAttempt(
+                attempt=a.attempt,
+                agent=f"agents/{a.agent}",
+                fallback=a.fallback,
+                start_time=timestamp(a.start_time),
+                end_time=timestamp(a.end_time),
+                error=failure_to_proto(a.error),
+            )
+            for a in run.attempts
+        )
+    return message
+
+
+def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execution_pb2.Execution:
+    """An execution as an Execution message."""
+    message = execution_pb2.Execution(
+        name=f"executions/{execution.id}",
+        workflow=f"workflows/{execution.workflow_id}",
+        workflow_revision=execution.workflow_revision,
+        input=dict_to_struct(execution.input),
+        state=f"STATE_{execution.state.value}",
+        error=failure_to_proto(execution.error),
+        priority=execution.priority,
+        timeout=duration(execution.timeout),
+        trace=execution.trace,
+        labels=execution.labels,
+        steps=[step_to_proto(s, detailed=detailed) for s in execution.steps],
+        create_time=timestamp(execution.create_time),
+        start_time=timestamp(execution.start_time),
+        end_time=timestamp(execution.end_time),
+        last_event_sequence=execution.last_sequence,
+    )
+    if execution.output is not None:
+        message.output.CopyFrom(dict_to_struct(execution.output))
+    return message
+
+
+def _agent(payload: dict[str, Any], key: str = "agent") -> str:
+    value = payload.get(key, "")
+    return f"agents/{value}" if value else ""
+
+
+def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
+    """An event of the log as an ExecutionEvent message."""
+    p = event.payload
+    message = event_pb2.ExecutionEvent(
+        execution=f"executions/{event.execution_id}",
+        sequence=event.sequence,
+        time=timestamp(event.time),
+        type=f"EVENT_TYPE_{event.type.value}",
+        step_id=event.step_id,
+        attempt=event.attempt,
+    )
+    t = event.type
+    if t is EventType.EXECUTION_QUEUED:
+        message.execution_queued.CopyFrom(
+            event_pb2.ExecutionQueued(
+                workflow_revision=p.get("workflow_revision", 0), priority=p.get("priority", 0)
+            )
+        )
+    elif t is EventType.EXECUTION_STARTED:
+        message.execution_started.SetInParent()
+    elif t is EventType.EXECUTION_SUCCEEDED:
+        message.execution_succeeded.output.CopyFrom(dict_to_struct(p.get("output")))
+    elif t is EventType.EXECUTION_FAILED:
+        message.execution_failed.error.CopyFrom(_failure_doc(p.get("error")))
+    elif t is EventType.EXECUTION_CANCELLED:
+        message.execution_cancelled.reason = p.get("reason", "")
+    elif t is EventType.EXECUTION_TIMED_OUT:
+        message.execution_timed_out.timeout.CopyFrom(_duration(p.get("timeout")))
+    elif t is EventType.STEP_SCHEDULED:
+        message.step_scheduled.agent = _agent(p)
+    elif t is EventType.STEP_STARTED:
+        message.step_started.agent = _agent(p)
+        message.step_started.idempotency_key = p.get("idempotency_key", "")
+        if p.get("input") is not None:
+            message.step_started.input.CopyFrom(dict_to_struct(p["input"]))
+    elif t is EventType.STEP_SUCCEEDED:
+        message.step_succeeded.output.CopyFrom(dict_to_struct(p.get("output")))
+    elif t is EventType.STEP_FAILED:
+        message.step_failed.error.CopyFrom(_failure_doc(p.get("error")))
+    elif t is EventType.STEP_RETRYING:
+        message.step_retrying.CopyFrom(
+            event_pb2.StepRetrying(
+                error=_failure_doc(p.get("error")),
+                delay=duration(p.get("delay", 0.0)),
+                next_attempt=p.get("next_attempt", 0),
+            )
+        )
+    elif t is EventType.STEP_SKIPPED:
+        message.step_skipped.reason = p.get("reason", "")
+    elif t is EventType.STEP_TIMED_OUT:
+        message.step_timed_out.timeout.CopyFrom(_duration(p.get("timeout")))
+    elif t is EventType.FALLBACK_ACTIVATED:
+        message.fallback_activated.CopyFrom(
+            event_pb2.FallbackActivated(
+                from_agent=_agent(p, "from_agent"),
+                to_agent=_agent(p, "to_agent"),
+                error=_failure_doc(p.get("error")),
+            )
+        )
+    elif t is EventType.HANDOFF:
+        message.handoff.CopyFrom(
+            event_pb2.HandoffOccurred(
+                handoff=p.get("handoff", ""),
+                source_agent=_agent(p, "source_agent"),
+                target_agent=_agent(p, "target_agent"),
+                requested_by_agent=p.get("requested_by_agent", False),
+            )
+        )
+    elif t is EventType.STEP_OUTPUT_DELTA:
+        message.step_output_delta.text = p.get("text", "")
+        if p.get("data") is not None:
+            message.step_output_delta.data.CopyFrom(dict_to_struct(p["data"]))
+    elif t is EventType.LOG:
+        message.log.CopyFrom(
+            common_pb2.LogEntry(
+                severity=f"LOG_SEVERITY_{p.get('severity', 'INFO')}",
+                message=p.get("message", ""),
+                fields=dict_to_struct(p.get("fields")),
+            )
+        )
+    return message
+
+
+def _event_types(values: Any, field: str) -> list[EventType]:
+    types = []
+    for i, value in enumerate(values):
+        name = event_pb2.EventType.Name(value) if value in event_pb2.EventType.values() else ""
+        if not name or value == 0:
+            raise invalid_field(f"{field}[{i}]", f"unknown event type {value}")
+        types.append(EventType(name.removeprefix("EVENT_TYPE_")))
+    return types
+
+
+@translate_errors
+class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
+    """baton.v1.ExecutionService (StreamExecutionEvents: not yet)."""
+
+    def __init__(self, executions: Executions, tokens: PageTokens) -> None:
+        self._executions = executions
+        self._tokens = tokens
+
+    async def StartExecution(
+        self, request: execution_pb2.StartExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("StartExecution", request)
+        workflow_id = parse_name(request.workflow, "workflows", "workflow")
+        if request.workflow_revision < 0:
+            raise invalid_field("workflow_revision", "must be 0 (latest) or a revision number")
+        if request.execution_id:
+            parse_name(f"executions/{request.execution_id}", "executions", "execution_id")
+        options = StartOptions(
+            priority=request.priority,
+            timeout=seconds_of(request, "timeout"),
+            trace=request.trace,
+            labels=dict(request.labels),
+            execution_id=request.execution_id,
+        )
+        execution = await self._executions.start(
+            workflow_id, request.workflow_revision, struct_to_dict(request.input), options, info
+        )
+        return execution_to_proto(execution)
+
+    async def GetExecution(
+        self, request: execution_pb2.GetExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        execution_id = parse_name(request.name, "executions", "name")
+        return execution_to_proto(await self._executions.get(execution_id))
+
+    async def WaitExecution(
+        self, request: execution_pb2.WaitExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        execution_id = parse_name(request.name, "executions", "name")
+        within = seconds_of(request, "timeout")
+        remaining = context.time_remaining()
+        if remaining is not None:
+            # Answer just before the caller's deadline, with the state as it is then.
+            budget = max(remaining - _DEADLINE_MARGIN, 0.0)
+            within = budget if within is None else min(within, budget)
+        return execution_to_proto(await self._executions.wait(execution_id, within))
+
+    async def ListExecutions(
+        self, request: execution_pb2.ListExecutionsRequest, context: Context
+    ) -> execution_pb2.ListExecutionsResponse:
+        workflow_id = (
+            parse_name(request.workflow, "workflows", "workflow") if request.workflow else ""
+        )
+        state = ""
+        if request.state:
+            if request.state not in execution_pb2.Execution.State.values():
+                raise invalid_field("state", f"unknown value {request.state}")
+            state = ExecutionState(
+                execution_pb2.Execution.State.Name(request.state).removeprefix("STATE_")
+            ).value
+        where = ExecutionFilter(
+            workflow_id=workflow_id,
+            state=state,
+            created_from=_seconds(request, "start_time"),
+            created_to=_seconds(request, "end_time"),
+        )
+        filters = {
+            "workflow": workflow_id,
+            "state": state,
+            "from": where.created_from,
+            "to": where.created_to,
+        }
+        executions, token = await self._tokens.page(
+            "ListExecutions",
+            request,
+            filters,
+            lambda after, limit: self._executions.list_executions(
+                before=after, limit=limit, where=where
+            ),
+        )
+        return execution_pb2.ListExecutionsResponse(
+            executions=[execution_to_proto(e, detailed=False) for e in executions],
+            next_page_token=token,
+        )
+
+    async def CancelExecution(
+        self, request: execution_pb2.CancelExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("CancelExecution", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        execution = await self._executions.cancel(execution_id, request.reason, info)
+        return execution_to_proto(execution)
+
+    async def ListExecutionEvents(
+        self, request: execution_pb2.ListExecutionEventsRequest, context: Context
+    ) -> execution_pb2.ListExecutionEventsResponse:
+        execution_id = parse_name(request.execution, "executions", "execution")
+        types = _event_types(request.event_types, "event_types")
+        filters = {"execution": execution_id, "types": sorted(t.value for t in types)}
+        events, token = await self._tokens.page(
+            "ListExecutionEvents",
+            request,
+            filters,
+            lambda after, limit: self._executions.events(
+                execution_id, after=after, limit=limit, types=types
+            ),
+        )
+        return execution_pb2.ListExecutionEventsResponse(
+            events=[event_to_proto(e) for e in events], next_page_token=token
+        )
+
+    async def StreamExecutionEvents(
+        self, request: execution_pb2.StreamExecutionEventsRequest, context: Context
+    ) -> AsyncIterator[event_pb2.ExecutionEvent]:
+        raise BatonError(
+            Code.UNIMPLEMENTED,
+            "NOT_IMPLEMENTED",
+            "baton.v1.ExecutionService.StreamExecutionEvents is not implemented yet in this "
+            "version of Baton; page through ListExecutionEvents instead",
+            metadata={"method": "baton.v1.ExecutionService.StreamExecutionEvents"},
+        )
+        yield  # an async generator, like the real streaming handler
+
+
+def _seconds(holder: Any, field: str) -> float:
+    if not holder.HasField(field):
+        return 0.0
+    return float(getattr(holder, field).ToNanoseconds()) / 1e9

@@ -1,0 +1,366 @@
+"""Executions as the API sees them: start (queued by priority, then age, under a limit on
+running executions), get, wait, list, cancel, the event log, and recovery at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from baton_server.engine.definitions import Definitions
+from baton_server.engine.execution_model import (
+    Event,
+    EventType,
+    Execution,
+    ExecutionState,
+    Failure,
+    StepRun,
+    StepState,
+)
+from baton_server.engine.idempotency import RequestInfo
+from baton_server.engine.ids import new_id
+from baton_server.engine.journal import Journal
+from baton_server.engine.model import Agent, AgentState, Workflow, WorkflowState
+from baton_server.engine.paging import Page
+from baton_server.engine.plan import Plan, build_plan
+from baton_server.engine.runner import ExecutionRun, RunEnv
+from baton_server.engine.runtimes import Runtimes
+from baton_server.errors import BatonError, Code, invalid_field, not_found
+from baton_server.storage.executions import ExecutionFilter
+
+log = logging.getLogger(__name__)
+
+AGENT_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """How to run an execution."""
+
+    priority: int = 0
+    timeout: float | None = None
+    trace: bool = False
+    labels: dict[str, str] | None = None
+    execution_id: str = ""
+
+
+class Executions:
+    """The engine's front door. One instance per server process owns the executions of its
+    database: it runs them, and resumes the unfinished ones when it starts."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        definitions: Definitions,
+        runtimes: Runtimes,
+        *,
+        max_running: int,
+        http: Any = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.journal = journal
+        self.definitions = definitions
+        self.max_running = max_running
+        self.clock = clock
+        self._runs: dict[str, ExecutionRun] = {}
+        self._queue: list[tuple[int, int, str]] = []
+        self._queued: dict[str, Execution] = {}
+        self._plans_by_execution: dict[str, Plan] = {}
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._plans: dict[tuple[str, int, float], Plan] = {}
+        self._agents: dict[str, tuple[float, Agent]] = {}
+        self._capable: dict[str, tuple[float, Agent | None]] = {}
+        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+        self._listeners: list[Callable[[list[Event]], None]] = []
+        self._stopping = False
+        self._env = RunEnv(
+            journal=journal,
+            runtimes=runtimes,
+            agent=self._agent,
+            capable_agent=self._capable_agent,
+            slots=self._agent_slots,
+            published=self._publish,
+            finished=self._finished,
+            clock=clock,
+            http=http,
+            rng=rng or random.Random(),
+        )
+
+    # Commands -------------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow_id: str,
+        revision: int,
+        value: dict[str, Any],
+        options: StartOptions,
+        request: RequestInfo,
+    ) -> Execution:
+        """Validates and stores a new execution, then runs it or queues it."""
+        if self._stopping:
+            raise BatonError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down")
+        if options.timeout is not None and options.timeout <= 0:
+            raise invalid_field("timeout", "must be positive")
+        workflow = await self.definitions.get_workflow(workflow_id, revision)
+        if workflow.state is not WorkflowState.ACTIVE:
+            raise BatonError(
+                Code.FAILED_PRECONDITION,
+                "WORKFLOW_ARCHIVED",
+                f"workflow {workflow_id!r} is archived; set it ACTIVE to start executions",
+                metadata={"name": f"workflows/{workflow_id}"},
+            )
+        plan = self._plan(workflow)
+        problems = plan.check_input(value)
+        if problems:
+            raise invalid_field(
+                "input",
+                "does not match the workflow's input_schema: " + "; ".join(problems[:5]),
+                "INPUT_SCHEMA_MISMATCH",
+            )
+        now = self.clock()
+        execution = Execution(
+            id=options.execution_id or new_id("execution"),
+            workflow_id=workflow.id,
+            workflow_revision=workflow.revision,
+            input=value,
+            priority=options.priority,
+            timeout=options.timeout,
+            trace=options.trace,
+            labels=dict(options.labels or {}),
+            steps=[StepRun(s.id, i) for i, s in enumerate(workflow.steps)],
+            create_time=now,
+        )
+        event = Event(
+            EventType.EXECUTION_QUEUED,
+            payload={"workflow_revision": workflow.revision, "priority": options.priority},
+        )
+
+        async def id_is_free(conn: Any) -> None:
+            if await self.journal.repo.exists(conn, execution.id):
+                raise BatonError(
+                    Code.ALREADY_EXISTS,
+                    "EXECUTION_ALREADY_EXISTS",
+                    f"execution {execution.id!r} already exists",
+                    metadata={"name": f"executions/{execution.id}"},
+                )
+
+        stored, events, created = await self.journal.create(execution, [event], request, id_is_free)
+        if created:
+            self._publish(events)
+            self._enqueue(stored, plan)
+        return stored
+
+    async def cancel(self, execution_id: str, reason: str, request: RequestInfo) -> Execution:
+        """Cancels an execution that has not ended."""
+        if request.request_id and await self.journal.answered(request):
+            return await self.get(execution_id)
+        run = self._runs.get(execution_id)
+        if run is not None:
+            if await run.cancel(reason):
+                await self.journal.remember(request, {"id": execution_id})
+                return run.execution
+        elif execution_id in self._queued:
+            execution = self._queued.pop(execution_id)
+            now = self.clock()
+            written = await self.journal.record(
+                execution,
+                fields={
+                    "state": ExecutionState.CANCELLED,
+                    "end_time": now,
+                    "error": Failure("Cancelled", reason or "cancelled on request"),
+                },
+                steps=[
+                    dataclasses.replace(r, state=StepState.CANCELLED, end_time=now)
+                    for r in execution.steps
+                ],
+                events=[Event(EventType.EXECUTION_CANCELLED, payload={"reason": reason})],
+            )
+            self._publish(written)
+            await self.journal.remember(request, {"id": execution_id})
+            self._notify(execution_id)
+            return execution
+        execution = await self.get(execution_id)
+        raise BatonError(
+            Code.FAILED_PRECONDITION,
+            "EXECUTION_ALREADY_TERMINAL",
+            f"execution {execution_id!r} has already ended ({execution.state.value})",
+            metadata={"name": f"executions/{execution_id}", "state": execution.state.value},
+        )
+
+    # Queries --------------------------------------------------------------------------
+
+    async def get(self, execution_id: str) -> Execution:
+        """The execution as last committed."""
+        run = self._runs.get(execution_id)
+        if run is not None:
+            return run.execution
+        queued = self._queued.get(execution_id)
+        if queued is not None:
+            return queued
+        execution = await self.journal.get(execution_id)
+        if execution is None:
+            raise not_found("execution", f"executions/{execution_id}")
+        return execution
+
+    async def wait(self, execution_id: str, within: float | None) -> Execution:
+        """The execution once it has ended, or as it is after `within` seconds."""
+        execution = await self.get(execution_id)
+        if execution.state.terminal or (within is not None and within <= 0):
+            return execution
+        waiter = self._waiters.setdefault(execution_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), within)
+        return await self.get(execution_id)
+
+    async def list_executions(
+        self, *, before: int, limit: int, where: ExecutionFilter
+    ) -> Page[Execution]:
+        """Executions newest first, filtered."""
+        found = await self.journal.list_executions(before=before, limit=limit + 1, where=where)
+        more = len(found) > limit
+        found = found[:limit]
+        return Page(found, found[-1].seq if more else None)
+
+    async def events(
+        self, execution_id: str, *, after: int, limit: int, types: Sequence[EventType]
+    ) -> Page[Event]:
+        """A page of the execution's event log, in sequence order."""
+        execution = await self.get(execution_id)
+        if not execution.seq:
+            stored = await self.journal.get(execution_id)
+            assert stored is not None
+            execution = stored
+        found = await self.journal.events(
+            execution, after=after, limit=limit + 1, types=[t.value for t in types]
+        )
+        more = len(found) > limit
+        found = found[:limit]
+        return Page(found, found[-1].sequence if more else None)
+
+    def subscribe(self, listener: Callable[[list[Event]], None]) -> None:
+        """Calls `listener` with every batch of events once it is committed."""
+        self._listeners.append(listener)
+
+    @property
+    def running(self) -> int:
+        """Executions running in this process."""
+        return len(self._runs)
+
+    @property
+    def queued(self) -> int:
+        """Executions waiting for a slot."""
+        return len(self._queued)
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Resumes every execution that had not ended: running ones continue (finished steps
+        are kept; a step that was running starts a new attempt), queued ones queue again."""
+        active = await self.journal.active()
+        for execution in active:
+            workflow = await self.definitions.get_workflow(
+                execution.workflow_id, execution.workflow_revision
+            )
+            plan = self._plan(workflow)
+            if execution.state is ExecutionState.RUNNING:
+                self._run(execution, plan)
+            else:
+                self._enqueue(execution, plan)
+        if active:
+            log.info("resumed executions", extra={"count": len(active)})
+        return len(active)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stops starting executions, lets running attempts finish within `grace`, and
+        leaves the rest to be resumed by the next start."""
+        self._stopping = True
+        runs = list(self._runs.values())
+        await asyncio.gather(*(run.drain(grace) for run in runs))
+
+    # Scheduling -----------------------------------------------------------------------
+
+    def _enqueue(self, execution: Execution, plan: Plan) -> None:
+        self._queued[execution.id] = execution
+        self._plans_by_execution[execution.id] = plan
+        heapq.heappush(self._queue, (-execution.priority, execution.seq, execution.id))
+        self._fill()
+
+    def _fill(self) -> None:
+        while (
+            self._queue
+            and not self._stopping
+            and (not self.max_running or len(self._runs) < self.max_running)
+        ):
+            _, _, execution_id = heapq.heappop(self._queue)
+            execution = self._queued.pop(execution_id, None)
+            plan = self._plans_by_execution.pop(execution_id, None)
+            if execution is None or plan is None:
+                continue  # cancelled while queued
+            self._run(execution, plan)
+
+    def _run(self, execution: Execution, plan: Plan) -> None:
+        run = ExecutionRun(execution, plan, self._env)
+        self._runs[execution.id] = run
+        run.start()
+
+    def _finished(self, run: ExecutionRun) -> None:
+        self._runs.pop(run.execution.id, None)
+        if run.execution.state.terminal:
+            self._notify(run.execution.id)
+        self._fill()
+
+    def _notify(self, execution_id: str) -> None:
+        waiter = self._waiters.pop(execution_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _publish(self, events: list[Event]) -> None:
+        for listener in self._listeners:
+            listener(events)
+
+    # Lookups --------------------------------------------------------------------------
+
+    def _plan(self, workflow: Workflow) -> Plan:
+        key = (workflow.id, workflow.revision, workflow.create_time)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = build_plan(workflow)
+        return plan
+
+    async def _agent(self, agent_id: str) -> Agent:
+        cached = self._agents.get(agent_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        agent = await self.definitions.get_agent(agent_id)
+        self._agents[agent_id] = (now + AGENT_CACHE_SECONDS, agent)
+        return agent
+
+    async def _capable_agent(self, capability: str) -> Agent | None:
+        cached = self._capable.get(capability)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        page = await self.definitions.list_agents(
+            after=0, limit=1, capabilities=[capability], state=AgentState.ACTIVE
+        )
+        agent = page.items[0] if page.items else None
+        self._capable[capability] = (now + AGENT_CACHE_SECONDS, agent)
+        return agent
+
+    def _agent_slots(self, agent: Agent) -> asyncio.Semaphore | None:
+        if not agent.max_concurrency:
+            return None
+        current = self._slots.get(agent.id)
+        if current is None or current[0] != agent.max_concurrency:
+            current = (agent.max_concurrency, asyncio.Semaphore(agent.max_concurrency))
+            self._slots[agent.id] = current
+        return current[1]

@@ -1,0 +1,246 @@
+"""Where an execution's state change and its events are written: one transaction each,
+committed before anyone is told. Also turns stored rows back into domain objects."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from baton_server.engine.execution_model import (
+    Event,
+    EventType,
+    Execution,
+    ExecutionState,
+    Failure,
+    StepRun,
+)
+from baton_server.engine.idempotency import RequestInfo, once
+from baton_server.errors import invalid_field
+from baton_server.storage.database import Database
+from baton_server.storage.executions import (
+    EventRow,
+    ExecutionFilter,
+    ExecutionRepository,
+    ExecutionRow,
+    StepRow,
+)
+from baton_server.storage.idempotency import IdempotencyRepository
+
+EXECUTION_COLUMNS = ("state", "start_time", "end_time")
+
+
+def step_row(run: StepRun) -> StepRow:
+    """A step run as storage keeps it."""
+    return StepRow(run.position, run.step_id, run.state.value, run.attempt, run.to_doc())
+
+
+def event_row(event: Event) -> EventRow:
+    """An event as storage keeps it."""
+    return EventRow(event.type.value, event.time, event.step_id, event.attempt, event.payload)
+
+
+def to_event(execution_id: str, row: EventRow) -> Event:
+    """A stored event as a domain event."""
+    return Event(
+        EventType(row.type),
+        row.step_id,
+        row.attempt,
+        row.doc,
+        row.sequence,
+        row.time,
+        execution_id,
+    )
+
+
+def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
+    """A stored execution as a domain object."""
+    doc = row.doc
+    return Execution(
+        id=row.id,
+        workflow_id=row.workflow_id,
+        workflow_revision=row.workflow_revision,
+        input=row.input,
+        output=doc.get("output"),
+        state=ExecutionState(row.state),
+        error=Failure.from_doc(doc.get("error")),
+        priority=row.priority,
+        timeout=doc.get("timeout"),
+        trace=doc.get("trace", False),
+        labels=doc.get("labels", {}),
+        steps=[StepRun.from_doc(s.doc) for s in steps],
+        create_time=row.create_time,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        last_sequence=row.last_sequence,
+        seq=row.seq,
+    )
+
+
+class Journal:
+    """Durable writes and reads of executions."""
+
+    def __init__(
+        self,
+        db: Database,
+        repo: ExecutionRepository,
+        idempotency: IdempotencyRepository,
+        clock: Callable[[], float],
+    ) -> None:
+        self.db = db
+        self.repo = repo
+        self.idempotency = idempotency
+        self.clock = clock
+
+    async def create(
+        self,
+        execution: Execution,
+        events: list[Event],
+        request: RequestInfo,
+        check: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
+    ) -> tuple[Execution, list[Event], bool]:
+        """Stores a new execution with its first events, idempotently. Returns the execution
+        as stored (the first one, for a repeated request id), its events, and whether this
+        call created it."""
+        created = False
+        numbered: list[EventRow] = []
+
+        async def produce(conn: aiosqlite.Connection) -> dict[str, Any]:
+            nonlocal created, numbered
+            if check is not None:
+                await check(conn)
+            row = ExecutionRow(
+                0,
+                execution.id,
+                execution.workflow_id,
+                execution.workflow_revision,
+                execution.state.value,
+                execution.priority,
+                execution.create_time,
+                execution.start_time,
+                execution.end_time,
+                0,
+                execution.input,
+                execution.mutable_doc(),
+            )
+            execution.seq, numbered = await self.repo.insert(
+                conn, row, [step_row(s) for s in execution.steps], [event_row(e) for e in events]
+            )
+            created = True
+            return {"id": execution.id}
+
+        async def job(conn: aiosqlite.Connection) -> Any:
+            return await once(conn, self.idempotency, request, produce, self.clock())
+
+        answer = await self.db.write(job)
+        if not created:
+            stored = await self.get(answer["id"])
+            assert stored is not None, "a remembered execution exists"
+            return stored, [], False
+        execution.last_sequence = numbered[-1].sequence if numbered else 0
+        return execution, [to_event(execution.id, e) for e in numbered], True
+
+    async def record(
+        self,
+        execution: Execution,
+        *,
+        fields: dict[str, Any] | None = None,
+        steps: Sequence[StepRun] = (),
+        events: Sequence[Event] = (),
+    ) -> list[Event]:
+        """Writes a state change of `execution` and its events in one transaction, then
+        applies it to the in-memory object: `fields` (state, times, output, error) and the
+        given step runs (which replace those at the same position)."""
+        fields = fields or {}
+        now = self.clock()
+        for event in events:
+            event.time = event.time or now
+        columns = {k: _plain(v) for k, v in fields.items() if k in EXECUTION_COLUMNS}
+        doc = None
+        if any(k not in EXECUTION_COLUMNS for k in fields):
+            doc = {
+                **execution.mutable_doc(),
+                **{k: _plain(v) for k, v in fields.items() if k not in EXECUTION_COLUMNS},
+            }
+        rows = [step_row(s) for s in steps]
+        numbered = await self.db.write(
+            lambda conn: self.repo.update(
+                conn,
+                execution.seq,
+                columns=columns,
+                doc=doc,
+                steps=rows,
+                events=[event_row(e) for e in events],
+            )
+        )
+        for name, value in fields.items():
+            setattr(execution, name, value)
+        for run in steps:
+            execution.steps[run.position] = run
+        if numbered:
+            execution.last_sequence = numbered[-1].sequence
+        return [to_event(execution.id, e) for e in numbered]
+
+    async def answered(self, request: RequestInfo) -> bool:
+        """True when this request id was answered before (for commands whose answer is
+        remembered after their own write); REQUEST_ID_REUSED for a different request."""
+        key = f"{request.method}:{request.request_id}"
+        remembered = await self.db.read(lambda conn: self.idempotency.get(conn, key))
+        if remembered is None:
+            return False
+        if remembered.fingerprint != request.fingerprint:
+            raise invalid_field(
+                "request_id", "was already used for a different request", "REQUEST_ID_REUSED"
+            )
+        return True
+
+    async def remember(self, request: RequestInfo, response: Any) -> None:
+        """Remembers the answer to a request id (no-op without one)."""
+        if not request.request_id:
+            return
+        key = f"{request.method}:{request.request_id}"
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            if await self.idempotency.get(conn, key) is None:
+                await self.idempotency.put(conn, key, request.fingerprint, response, self.clock())
+
+        await self.db.write(job)
+
+    async def get(self, execution_id: str) -> Execution | None:
+        """Reads an execution with its steps from storage."""
+        found = await self.db.read(lambda conn: self.repo.get(conn, execution_id))
+        return to_execution(*found) if found else None
+
+    async def list_executions(
+        self, *, before: int, limit: int, where: ExecutionFilter
+    ) -> list[Execution]:
+        """Executions newest first, with seq below `before` (0: from the newest)."""
+        rows = await self.db.read(
+            lambda conn: self.repo.list_page(conn, before_seq=before, limit=limit, where=where)
+        )
+        return [to_execution(r, s) for r, s in rows]
+
+    async def active(self) -> list[Execution]:
+        """Every QUEUED or RUNNING execution, oldest first."""
+        rows = await self.db.read(self.repo.active)
+        return [to_execution(r, s) for r, s in rows]
+
+    async def events(
+        self, execution: Execution, *, after: int, limit: int, types: Sequence[str] = ()
+    ) -> list[Event]:
+        """A page of the execution's event log."""
+        rows = await self.db.read(
+            lambda conn: self.repo.events(
+                conn, execution.seq, after_sequence=after, limit=limit, types=types
+            )
+        )
+        return [to_event(execution.id, r) for r in rows]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Failure):
+        return value.to_doc()
+    if isinstance(value, ExecutionState):
+        return value.value
+    return value

@@ -1,0 +1,58 @@
+"""A workflow revision prepared for running: dependency graph, compiled conditions, retry
+policies and input schema, built once per revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+import jsonschema
+
+from baton_server.engine.conditions import compile_condition
+from baton_server.engine.model import Step, Workflow
+from baton_server.engine.retry import Backoff
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the runner needs to know about a workflow revision."""
+
+    workflow: Workflow
+    steps: dict[str, Step]
+    dependents: dict[str, tuple[str, ...]]
+    conditions: dict[str, cel.Program]
+    backoffs: dict[str, Backoff]
+    sinks: tuple[str, ...]
+    input_validator: Any
+
+    def check_input(self, value: dict[str, Any]) -> list[str]:
+        """Where `value` does not satisfy the input schema ([] when it does or there is none)."""
+        if self.input_validator is None:
+            return []
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in self.input_validator.iter_errors(value)
+        ]
+
+
+def build_plan(workflow: Workflow) -> Plan:
+    """Prepares a (validated) workflow revision."""
+    steps = {s.id: s for s in workflow.steps}
+    dependents: dict[str, list[str]] = {s.id: [] for s in workflow.steps}
+    for step in workflow.steps:
+        for dep in dict.fromkeys(step.depends_on):
+            dependents[dep].append(step.id)
+    validator = None
+    if workflow.input_schema is not None:
+        cls = jsonschema.validators.validator_for(workflow.input_schema)
+        validator = cls(workflow.input_schema)
+    return Plan(
+        workflow=workflow,
+        steps=steps,
+        dependents={k: tuple(v) for k, v in dependents.items()},
+        conditions={s.id: compile_condition(s.when) for s in workflow.steps if s.when},
+        backoffs={s.id: Backoff.from_policy(s.retry_policy) for s in workflow.steps},
+        sinks=tuple(s.id for s in workflow.steps if not dependents[s.id]),
+        input_validator=validator,
+    )

@@ -1,0 +1,736 @@
+"""Running one execution: walking its DAG, starting steps whose dependencies are done,
+skipping those whose condition is false, running attempts with retries, timeouts and
+fallbacks, and ending it (succeeded, failed, cancelled or timed out).
+
+Every transition is written through the journal under the run's lock, and the in-memory
+execution changes only after the write commits, so what readers see is always durable.
+A step's completion and the transitions it unlocks share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from baton import StepContext, StepLogger
+from baton_server.engine.execution_model import (
+    Event,
+    EventType,
+    Execution,
+    ExecutionState,
+    Failure,
+    StepAttempt,
+    StepRun,
+    StepState,
+)
+from baton_server.engine.journal import Journal
+from baton_server.engine.mapping import MappingError, render
+from baton_server.engine.model import Agent, AgentState, Step
+from baton_server.engine.plan import Plan
+from baton_server.engine.runtimes import AttemptFailedError, Runtimes
+from baton_server.errors import BatonError
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_TYPE = "StepTimeout"
+
+
+class RunStoppedError(Exception):
+    """The run stopped (cancelled, finished, or the server is draining): write nothing more."""
+
+
+@dataclass
+class RunEnv:
+    """What a run needs from the engine around it."""
+
+    journal: Journal
+    runtimes: Runtimes
+    agent: Callable[[str], Awaitable[Agent]]
+    capable_agent: Callable[[str], Awaitable[Agent | None]]
+    slots: Callable[[Agent], asyncio.Semaphore | None]
+    published: Callable[[list[Event]], None]
+    finished: Callable[[ExecutionRun], None]
+    clock: Callable[[], float]
+    http: Any = None
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+
+class ExecutionRun:
+    """Drives one execution until it ends, is cancelled, or the server stops it."""
+
+    def __init__(self, execution: Execution, plan: Plan, env: RunEnv) -> None:
+        self.execution = execution
+        self.plan = plan
+        self.env = env
+        self._lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[StepRun]] = {}
+        self._cancel_flags: dict[str, threading.Event] = {}
+        self._driver: asyncio.Task[None] | None = None
+        self._draining = False
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts driving the execution in a task."""
+        self._driver = asyncio.create_task(self._main(), name=f"execution-{self.execution.id}")
+
+    async def cancel(self, reason: str) -> bool:
+        """Ends the execution CANCELLED; running agents are told, nothing new starts.
+        Returns False when it had already ended."""
+        ended = await self._end(
+            ExecutionState.CANCELLED,
+            Failure("Cancelled", reason or "cancelled on request"),
+            Event(EventType.EXECUTION_CANCELLED, payload={"reason": reason}),
+        )
+        if ended and self._driver is not None and self._driver is not asyncio.current_task():
+            self._driver.cancel()
+        return ended
+
+    async def drain(self, grace: float) -> None:
+        """Server shutdown: starts nothing new, lets running attempts finish within `grace`,
+        then stops without ending the execution (it resumes when the server restarts)."""
+        self._draining = True
+        if self._driver is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._driver), grace)
+        if not self._driver.done():
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._driver
+
+    # Driving --------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        try:
+            timeout = self.execution.timeout
+            if timeout:
+                started = self.execution.start_time or self.env.clock()
+                remaining = max(started + timeout - self.env.clock(), 0.0)
+                limit = asyncio.timeout(remaining)
+                try:
+                    async with limit:
+                        await self._drive()
+                except TimeoutError:
+                    if not limit.expired():
+                        raise
+                    await self._end(
+                        ExecutionState.TIMED_OUT,
+                        Failure(
+                            "ExecutionTimedOut", f"the execution timeout of {timeout:g}s passed"
+                        ),
+                        Event(EventType.EXECUTION_TIMED_OUT, payload={"timeout": timeout}),
+                    )
+            else:
+                await self._drive()
+        except asyncio.CancelledError:
+            pass  # cancelled (already written) or the server is stopping (resumes later)
+        except Exception as exc:  # an engine bug must not leave the execution hanging
+            log.exception("execution run failed", extra={"execution": self.execution.id})
+            with contextlib.suppress(Exception):
+                await self._end(
+                    ExecutionState.FAILED,
+                    Failure("InternalError", f"the engine failed: {exc}"),
+                    None,
+                )
+        finally:
+            self._stop_steps()
+            self.env.finished(self)
+
+    async def _drive(self) -> None:
+        for run in self.execution.steps:
+            if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING):
+                self._spawn(self._resume(run), run.step_id)  # after a restart
+        finished: list[StepRun] = []
+        while True:
+            if await self._advance(finished):
+                return
+            if not self._tasks:
+                return
+            done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            finished = []
+            for step_id, task in list(self._tasks.items()):
+                if task not in done:
+                    continue
+                del self._tasks[step_id]
+                error = task.exception()
+                if error is None:
+                    finished.append(task.result())
+                elif not isinstance(error, RunStoppedError):
+                    log.error(
+                        "step task failed",
+                        exc_info=error,
+                        extra={"execution": self.execution.id, "step": step_id},
+                    )
+                    run = self.execution.step(step_id)
+                    finished.append(
+                        self._ended(
+                            run,
+                            StepState.FAILED,
+                            Failure("InternalError", f"the engine failed: {error}"),
+                        )
+                    )
+
+    async def _advance(self, finished: list[StepRun]) -> bool:
+        """Records finished steps and everything they unlock in one commit; returns True
+        when the run should stop driving."""
+        async with self._lock:
+            if self.execution.state.terminal:
+                return True
+            now = self.env.clock()
+            fields: dict[str, Any] = {}
+            events: list[Event] = []
+            changes: dict[int, StepRun] = {}
+
+            def view(step_id: str) -> StepRun:
+                run = self.execution.step(step_id)
+                return changes.get(run.position, run)
+
+            if self.execution.state is ExecutionState.QUEUED:
+                fields.update(state=ExecutionState.RUNNING, start_time=now)
+                events.append(Event(EventType.EXECUTION_STARTED))
+            for run in finished:
+                changes[run.position] = run
+                events.append(self._completion_event(run))
+
+            failed = next(
+                (r for r in finished if r.state in (StepState.FAILED, StepState.TIMED_OUT)), None
+            )
+            to_spawn: list[tuple[StepRun, dict[str, Any], Agent | None]] = []
+            if failed is None and not self._draining:
+                failed = await self._schedule(view, changes, events, to_spawn, now)
+
+            if failed is not None:
+                assert failed.error is not None
+                error = Failure(
+                    failed.error.type,
+                    f"step {failed.step_id!r} failed: {failed.error.message}",
+                    step_id=failed.step_id,
+                    cause=failed.error,
+                )
+                for run in self.execution.steps:
+                    current = view(run.step_id)
+                    if not current.state.terminal:
+                        changes[run.position] = dataclasses.replace(
+                            current, state=StepState.CANCELLED, end_time=now
+                        )
+                fields.update(state=ExecutionState.FAILED, error=error, end_time=now)
+                events.append(Event(EventType.EXECUTION_FAILED, payload={"error": error.to_doc()}))
+            elif all(view(s.step_id).state.terminal for s in self.execution.steps):
+                output, output_error = self._output(view)
+                if output_error is None:
+                    fields.update(state=ExecutionState.SUCCEEDED, output=output, end_time=now)
+                    events.append(Event(EventType.EXECUTION_SUCCEEDED, payload={"output": output}))
+                else:
+                    fields.update(state=ExecutionState.FAILED, error=output_error, end_time=now)
+                    events.append(
+                        Event(EventType.EXECUTION_FAILED, payload={"error": output_error.to_doc()})
+                    )
+
+            await self._write(fields, list(changes.values()), events)
+            if self.execution.state.terminal:
+                self._stop_steps()
+                return True
+            for run, agent_input, holding in to_spawn:
+                self._spawn(self._run_step(run, agent_input, holding), run.step_id)
+            return self._draining and not self._tasks
+
+    async def _schedule(
+        self,
+        view: Callable[[str], StepRun],
+        changes: dict[int, StepRun],
+        events: list[Event],
+        to_spawn: list[tuple[StepRun, dict[str, Any], Agent | None]],
+        now: float,
+    ) -> StepRun | None:
+        """Decides every PENDING step whose dependencies are done: skip, or start. Returns a
+        step that failed before it could start (bad input mapping or condition)."""
+        progress = True
+        while progress:
+            progress = False
+            for step in self.plan.workflow.steps:
+                run = view(step.id)
+                if run.state is not StepState.PENDING:
+                    continue
+                deps = [view(d) for d in step.depends_on]
+                if not all(d.state.terminal for d in deps):
+                    continue
+                progress = True
+                not_done = next((d for d in deps if d.state is not StepState.SUCCEEDED), None)
+                reason = ""
+                if not_done is not None:
+                    reason = f"dependency {not_done.step_id!r} was {not_done.state.value.lower()}"
+                else:
+                    try:
+                        if step.when and not self._condition(step, view):
+                            reason = "condition is false"
+                        agent_input = self._input(step, view)
+                    except (MappingError, _ConditionError) as exc:
+                        failed = self._ended(
+                            run,
+                            StepState.FAILED,
+                            Failure(type(exc).__name__.lstrip("_"), str(exc), non_retryable=True),
+                        )
+                        changes[run.position] = failed
+                        events.append(self._completion_event(failed))
+                        return failed
+                if reason:
+                    changes[run.position] = dataclasses.replace(
+                        run, state=StepState.SKIPPED, end_time=now
+                    )
+                    events.append(
+                        Event(EventType.STEP_SKIPPED, step.id, payload={"reason": reason})
+                    )
+                    continue
+                started, holding = await self._first_attempt(step, run, agent_input, now, events)
+                changes[run.position] = started
+                to_spawn.append((started, agent_input, holding))
+        return None
+
+    async def _first_attempt(
+        self,
+        step: Step,
+        run: StepRun,
+        agent_input: dict[str, Any],
+        now: float,
+        events: list[Event],
+    ) -> tuple[StepRun, Agent | None]:
+        """Schedules a step; starts its first attempt at once when its agent is available
+        and has a free slot (else the step's task starts it)."""
+        agent = await self._agent_at(step, 0, run)
+        scheduled = dataclasses.replace(
+            run,
+            state=StepState.SCHEDULED,
+            schedule_time=now,
+            agent=agent.id if isinstance(agent, Agent) else run.agent,
+        )
+        events.append(Event(EventType.STEP_SCHEDULED, step.id, payload={"agent": scheduled.agent}))
+        if not isinstance(agent, Agent) or agent.state is not AgentState.ACTIVE:
+            return scheduled, None
+        slots = self.env.slots(agent)
+        if slots is not None and slots.locked():
+            return scheduled, None
+        if slots is not None:
+            await slots.acquire()  # free: does not wait
+        started = self._new_attempt(scheduled, agent, now)
+        events.append(self._started_event(started, agent_input))
+        return started, agent
+
+    # Steps ----------------------------------------------------------------------------
+
+    async def _resume(self, run: StepRun) -> StepRun:
+        """Continues a step that was active when the server stopped. The interrupted attempt
+        is closed but does not count against the retry policy."""
+        step = self.plan.steps[run.step_id]
+        if run.state is StepState.RUNNING and run.attempts:
+            last = run.attempts[-1]
+            closed = dataclasses.replace(
+                last,
+                end_time=last.end_time or self.env.clock(),
+                error=last.error
+                or Failure("Interrupted", "the server stopped during this attempt"),
+            )
+            run = dataclasses.replace(
+                run, attempts=[*run.attempts[:-1], closed], tries=max(run.tries - 1, 0)
+            )
+        return await self._run_step(run, self._input(step, self._committed), None)
+
+    async def _run_step(
+        self, run: StepRun, agent_input: dict[str, Any], holding: Agent | None
+    ) -> StepRun:
+        """Runs attempts until one succeeds or every agent has used its retries. Returns the
+        step's final run (not yet recorded: the driver records it with what follows)."""
+        step = self.plan.steps[run.step_id]
+        backoff = self.plan.backoffs[step.id]
+        pending: list[Event] = []
+        agent = holding
+        while True:
+            if agent is None:
+                if run.state is StepState.RETRYING:
+                    await asyncio.sleep(max(run.retry_at - self.env.clock(), 0.0))
+                found = await self._agent_at(step, run.agent_index, run)
+                if isinstance(found, Failure):
+                    failure, retry_after = found, None
+                else:
+                    agent = found
+                    slots = self.env.slots(agent)
+                    if slots is not None:
+                        await slots.acquire()
+                    try:
+                        run = self._new_attempt(run, agent, self.env.clock())
+                        await self._record(
+                            steps=[run], events=[*pending, self._started_event(run, agent_input)]
+                        )
+                    except BaseException:
+                        if slots is not None:
+                            slots.release()
+                        raise
+                    pending = []
+            if agent is not None:
+                try:
+                    output = await self._attempt(step, run, agent, agent_input)
+                except AttemptFailedError as failed:
+                    failure, retry_after = failed.failure, failed.retry_after
+                else:
+                    return self._ended(run, StepState.SUCCEEDED, output=output)
+                finally:
+                    slots = self.env.slots(agent)
+                    if slots is not None:
+                        slots.release()
+            failure = dataclasses.replace(failure, step_id=step.id)
+            run = self._close_attempt(run, failure)
+            agent = None
+            if failure.type == TIMEOUT_TYPE:
+                pending.append(
+                    Event(
+                        EventType.STEP_TIMED_OUT,
+                        step.id,
+                        run.attempt,
+                        payload={"timeout": step.timeout},
+                    )
+                )
+            if run.tries and backoff.should_retry(failure, run.tries):
+                delay = backoff.delay(run.tries, retry_after, self.env.rng)
+                run = dataclasses.replace(
+                    run, state=StepState.RETRYING, retry_at=self.env.clock() + delay, error=failure
+                )
+                pending.append(
+                    Event(
+                        EventType.STEP_RETRYING,
+                        step.id,
+                        run.attempt,
+                        payload={
+                            "error": failure.to_doc(),
+                            "delay": delay,
+                            "next_attempt": run.attempt + 1,
+                        },
+                    )
+                )
+                await self._record(steps=[run], events=pending)
+                pending = []
+                if self._draining:
+                    raise RunStoppedError
+                continue
+            chain = self._chain_length(step)
+            if run.agent_index + 1 < chain:
+                next_index = run.agent_index + 1
+                target = step.fallback_agents[next_index - 1]
+                pending.append(
+                    Event(
+                        EventType.FALLBACK_ACTIVATED,
+                        step.id,
+                        run.attempt,
+                        payload={
+                            "from_agent": run.agent,
+                            "to_agent": target,
+                            "error": failure.to_doc(),
+                        },
+                    )
+                )
+                run = dataclasses.replace(
+                    run,
+                    state=StepState.SCHEDULED,
+                    agent_index=next_index,
+                    tries=0,
+                    agent=target,
+                    error=failure,
+                    retry_at=0.0,
+                )
+                if self._draining:
+                    await self._record(steps=[run], events=pending)
+                    raise RunStoppedError
+                continue
+            state = StepState.TIMED_OUT if failure.type == TIMEOUT_TYPE else StepState.FAILED
+            ended = self._ended(run, state, failure)
+            if pending:
+                await self._record(events=pending)
+            return ended
+
+    async def _attempt(
+        self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One agent call with the step timeout; the output mapped by `output_mapping`."""
+        cancelled = threading.Event()
+        self._cancel_flags[step.id] = cancelled
+        ctx = StepContext(
+            execution=f"executions/{self.execution.id}",
+            step_id=step.id,
+            attempt=run.attempt,
+            idempotency_key=f"{self.execution.id}/{step.id}/{run.attempt}",
+            agent=f"agents/{agent.id}",
+            config=agent.config,
+            cancelled=cancelled,
+            log=StepLogger(self._log_sink(step.id, run.attempt)),
+            http=self.env.http,
+        )
+        try:
+            if step.timeout:
+                limit = asyncio.timeout(step.timeout)
+                try:
+                    async with limit:
+                        output = await self.env.runtimes.invoke(agent, agent_input, ctx)
+                except TimeoutError:
+                    if not limit.expired():
+                        raise
+                    cancelled.set()
+                    raise AttemptFailedError(
+                        Failure(
+                            TIMEOUT_TYPE,
+                            f"attempt {run.attempt} exceeded the step timeout of {step.timeout:g}s",
+                        )
+                    ) from None
+            else:
+                output = await self.env.runtimes.invoke(agent, agent_input, ctx)
+        finally:
+            self._cancel_flags.pop(step.id, None)
+        if step.output_mapping is None:
+            return output
+        try:
+            mapped: dict[str, Any] = render(
+                step.output_mapping, {**self._scope(self._committed), "output": output}
+            )
+        except MappingError as exc:
+            raise AttemptFailedError(
+                Failure("OutputMappingError", str(exc), non_retryable=True)
+            ) from None
+        return mapped
+
+    async def _agent_at(self, step: Step, index: int, run: StepRun) -> Agent | Failure:
+        """The agent for position `index` of the step's chain (0: its own agent or one with
+        its capability; k: its k-th fallback), or the failure that makes it unusable."""
+        if index == 0 and step.capability and not run.agent:
+            agent = await self.env.capable_agent(step.capability)
+            if agent is None:
+                return Failure(
+                    "NO_AGENT_FOR_CAPABILITY",
+                    f"no active agent has capability {step.capability!r}",
+                    non_retryable=True,
+                )
+            return agent
+        agent_id = (
+            run.agent
+            if index == 0 and run.agent
+            else (step.agent if index == 0 else step.fallback_agents[index - 1])
+        )
+        try:
+            agent = await self.env.agent(agent_id)
+        except BatonError as exc:
+            return Failure("AGENT_NOT_FOUND", exc.message, non_retryable=True)
+        if agent.state is not AgentState.ACTIVE:
+            return Failure("AGENT_DISABLED", f"agents/{agent.id} is disabled", non_retryable=True)
+        return agent
+
+    def _chain_length(self, step: Step) -> int:
+        return 1 + len(step.fallback_agents)
+
+    # Transitions ----------------------------------------------------------------------
+
+    def _new_attempt(self, run: StepRun, agent: Agent, now: float) -> StepRun:
+        number = run.attempt + 1
+        return dataclasses.replace(
+            run,
+            state=StepState.RUNNING,
+            attempt=number,
+            tries=run.tries + 1,
+            agent=agent.id,
+            retry_at=0.0,
+            start_time=run.start_time or now,
+            attempts=[
+                *run.attempts,
+                StepAttempt(number, agent.id, fallback=run.agent_index > 0, start_time=now),
+            ],
+        )
+
+    def _close_attempt(self, run: StepRun, failure: Failure) -> StepRun:
+        if not run.attempts or run.attempts[-1].end_time:
+            return run
+        last = dataclasses.replace(run.attempts[-1], end_time=self.env.clock(), error=failure)
+        return dataclasses.replace(run, attempts=[*run.attempts[:-1], last])
+
+    def _ended(
+        self,
+        run: StepRun,
+        state: StepState,
+        error: Failure | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> StepRun:
+        now = self.env.clock()
+        attempts = run.attempts
+        if attempts and not attempts[-1].end_time:
+            attempts = [
+                *attempts[:-1],
+                dataclasses.replace(attempts[-1], end_time=now, error=error),
+            ]
+        return dataclasses.replace(
+            run,
+            state=state,
+            end_time=now,
+            error=error,
+            output=output,
+            attempts=attempts,
+            retry_at=0.0,
+        )
+
+    def _started_event(self, run: StepRun, agent_input: dict[str, Any]) -> Event:
+        payload: dict[str, Any] = {
+            "agent": run.agent,
+            "idempotency_key": f"{self.execution.id}/{run.step_id}/{run.attempt}",
+        }
+        if self.execution.trace:
+            payload["input"] = agent_input
+        return Event(EventType.STEP_STARTED, run.step_id, run.attempt, payload=payload)
+
+    def _completion_event(self, run: StepRun) -> Event:
+        if run.state is StepState.SUCCEEDED:
+            return Event(
+                EventType.STEP_SUCCEEDED, run.step_id, run.attempt, payload={"output": run.output}
+            )
+        assert run.error is not None
+        return Event(
+            EventType.STEP_FAILED, run.step_id, run.attempt, payload={"error": run.error.to_doc()}
+        )
+
+    async def _end(self, state: ExecutionState, error: Failure, event: Event | None) -> bool:
+        """Ends the execution in `state` unless it has ended already."""
+        async with self._lock:
+            if self.execution.state.terminal:
+                return False
+            now = self.env.clock()
+            steps = [
+                dataclasses.replace(r, state=StepState.CANCELLED, end_time=now)
+                for r in self.execution.steps
+                if not r.state.terminal
+            ]
+            events = (
+                [event]
+                if event
+                else [Event(EventType.EXECUTION_FAILED, payload={"error": error.to_doc()})]
+            )
+            await self._write({"state": state, "error": error, "end_time": now}, steps, events)
+            self._stop_steps()
+            return True
+
+    async def _record(
+        self, *, steps: list[StepRun] | None = None, events: list[Event] | None = None
+    ) -> None:
+        """A write from a step task; refused once the run has ended or been stopped."""
+        async with self._lock:
+            if self.execution.state.terminal:
+                raise RunStoppedError
+            await self._write({}, steps or [], events or [])
+
+    async def _write(
+        self, fields: dict[str, Any], steps: list[StepRun], events: list[Event]
+    ) -> None:
+        if not fields and not steps and not events:
+            return
+        written = await self.env.journal.record(
+            self.execution, fields=fields, steps=steps, events=events
+        )
+        if written:
+            self.env.published(written)
+
+    def _stop_steps(self) -> None:
+        for flag in self._cancel_flags.values():
+            flag.set()
+        for task in self._tasks.values():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def _spawn(self, work: Awaitable[StepRun], step_id: str) -> None:
+        self._tasks[step_id] = asyncio.ensure_future(work)
+
+    def _log_sink(self, step_id: str, attempt: int) -> Callable[[str, str, dict[str, Any]], None]:
+        loop = asyncio.get_running_loop()
+
+        def write(level: str, message: str, fields: dict[str, Any]) -> None:
+            event = Event(
+                EventType.LOG,
+                step_id,
+                attempt,
+                payload={"severity": level, "message": message, "fields": fields},
+            )
+            loop.call_soon_threadsafe(self._write_log, event)
+
+        return write
+
+    def _write_log(self, event: Event) -> None:
+        async def write() -> None:
+            with contextlib.suppress(RunStoppedError):
+                await self._record(events=[event])
+
+        task = asyncio.ensure_future(write())
+        task.add_done_callback(_log_task_errors)
+
+    # Data -----------------------------------------------------------------------------
+
+    def _committed(self, step_id: str) -> StepRun:
+        return self.execution.step(step_id)
+
+    def _scope(self, view: Callable[[str], StepRun]) -> dict[str, Any]:
+        steps = {}
+        for step in self.plan.workflow.steps:
+            run = view(step.id)
+            if run.state is StepState.SUCCEEDED:
+                steps[step.id] = {"output": run.output or {}}
+        execution = self.execution
+        return {
+            "input": execution.input,
+            "steps": steps,
+            "execution": {
+                "id": execution.id,
+                "workflow": f"workflows/{execution.workflow_id}",
+                "workflow_revision": execution.workflow_revision,
+                "priority": execution.priority,
+                "labels": execution.labels,
+            },
+        }
+
+    def _input(self, step: Step, view: Callable[[str], StepRun]) -> dict[str, Any]:
+        if step.input_mapping is None:
+            return dict(self.execution.input)
+        rendered: dict[str, Any] = render(step.input_mapping, self._scope(view))
+        return rendered
+
+    def _condition(self, step: Step, view: Callable[[str], StepRun]) -> bool:
+        try:
+            result = self.plan.conditions[step.id].execute(self._scope(view))
+        except Exception as exc:  # CEL reports missing keys and type errors by raising
+            raise _ConditionError(
+                f"condition {step.when!r} could not be evaluated: {exc}"
+            ) from None
+        if not isinstance(result, bool):
+            raise _ConditionError(f"condition {step.when!r} gave {result!r}, not a boolean")
+        return result
+
+    def _output(
+        self, view: Callable[[str], StepRun]
+    ) -> tuple[dict[str, Any] | None, Failure | None]:
+        mapping = self.plan.workflow.output_mapping
+        if mapping is None:
+            return {
+                sink: view(sink).output
+                for sink in self.plan.sinks
+                if view(sink).state is StepState.SUCCEEDED
+            }, None
+        try:
+            output: dict[str, Any] = render(mapping, self._scope(view))
+        except MappingError as exc:
+            return None, Failure("OutputMappingError", str(exc))
+        return output, None
+
+
+class _ConditionError(ValueError):
+    """A step condition that could not be evaluated."""
+
+
+def _log_task_errors(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("writing a log event failed", exc_info=task.exception())

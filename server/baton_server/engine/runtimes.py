@@ -1,0 +1,136 @@
+"""How an agent attempt is run, by runtime: `python` callables (async on the loop, plain ones
+in a thread pool, CPU-bound ones in a process pool). Other runtimes come later."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import importlib
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from baton import AgentError, StepContext
+from baton_server.engine.execution_model import Failure
+from baton_server.engine.model import Agent, PythonRuntime, runtime_kind
+
+log = logging.getLogger(__name__)
+
+AgentFunction = Callable[..., Any]
+
+
+class AttemptFailedError(Exception):
+    """An attempt failed; carries the failure to record and an optional `retry_after`."""
+
+    def __init__(self, failure: Failure, retry_after: float | None = None) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.retry_after = retry_after
+
+
+def failure_of(exc: BaseException) -> AttemptFailedError:
+    """The AttemptFailedError for whatever an agent raised."""
+    if isinstance(exc, AttemptFailedError):
+        return exc
+    if isinstance(exc, AgentError):
+        return AttemptFailedError(
+            Failure(exc.type, exc.message, non_retryable=exc.non_retryable, details=exc.details),
+            exc.retry_after,
+        )
+    return AttemptFailedError(Failure(type(exc).__name__, str(exc) or type(exc).__name__))
+
+
+class Runtimes:
+    """Runs agent attempts. Holds the pools and imported entry points for the server's
+    lifetime: imports happen once, the process pool starts on first use."""
+
+    def __init__(self, *, threads: int = 32, processes: int = 0) -> None:
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="baton-agent"
+        )
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
+        self._process_count = processes or None
+        self._functions: dict[str, AgentFunction] = {}
+        self._import_lock = asyncio.Lock()
+
+    async def invoke(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        """Runs one attempt; returns the agent's output or raises AttemptFailedError."""
+        runtime = agent.runtime
+        if not isinstance(runtime, PythonRuntime):
+            raise AttemptFailedError(
+                Failure(
+                    "RUNTIME_NOT_AVAILABLE",
+                    f"agents/{agent.id} has runtime {runtime_kind(runtime)!r}, which this "
+                    "version of Baton cannot run yet",
+                    non_retryable=True,
+                )
+            )
+        function = await self._function(runtime.entry_point)
+        try:
+            if inspect.iscoroutinefunction(function):
+                result = await function(value, ctx)
+            elif runtime.cpu_bound:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._process_pool(), function, value, ctx.info()
+                )
+            else:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._threads, functools.partial(function, value, ctx)
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # anything an agent raises is that attempt's failure
+            raise failure_of(exc) from None
+        return as_output(result)
+
+    async def close(self) -> None:
+        """Stops the pools without waiting for abandoned attempts."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+
+    async def _function(self, entry_point: str) -> AgentFunction:
+        function = self._functions.get(entry_point)
+        if function is not None:
+            return function
+        async with self._import_lock:
+            if entry_point not in self._functions:
+                self._functions[entry_point] = await asyncio.to_thread(_load, entry_point)
+        return self._functions[entry_point]
+
+    def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._processes is None:
+            self._processes = concurrent.futures.ProcessPoolExecutor(self._process_count)
+        return self._processes
+
+
+def _load(entry_point: str) -> AgentFunction:
+    module_name, _, attribute = entry_point.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise AttemptFailedError(
+            Failure(
+                "ENTRY_POINT_NOT_FOUND", f"cannot load {entry_point!r}: {exc}", non_retryable=True
+            )
+        ) from None
+    if not callable(target):
+        raise AttemptFailedError(
+            Failure("ENTRY_POINT_NOT_FOUND", f"{entry_point!r} is not callable", non_retryable=True)
+        )
+    function: AgentFunction = target
+    return function
+
+
+def as_output(result: Any) -> dict[str, Any]:
+    """An agent's return value as a step output: a dict as it is, None as {}, anything else
+    under the key `result`."""
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    return {"result": result}
