@@ -5,7 +5,7 @@ here for convenience.
 """
 
 from baton._agent import AgentError, StepContext, StepInfo, StepLogger
-from baton._client import Agents, Client, Handoffs, Workflows
+from baton._client import Agents, Client, Executions, Handoffs, Workflows
 from baton._errors import (
     AbortedError,
     AlreadyExistsError,
@@ -22,9 +22,11 @@ from baton._errors import (
     UnavailableError,
     UnimplementedError,
 )
-from baton._sync import SyncAgents, SyncClient, SyncHandoffs, SyncWorkflows
+from baton._sync import SyncAgents, SyncClient, SyncExecutions, SyncHandoffs, SyncWorkflows
 from baton.v1.agent_pb2 import Agent, OpenAIRuntime, PythonRuntime, WorkerRuntime
 from baton.v1.common_pb2 import Failure, RetryPolicy
+from baton.v1.event_pb2 import EventType, ExecutionEvent
+from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
 from baton.v1.workflow_pb2 import Step, Workflow
 
@@ -39,6 +41,10 @@ __all__ = [
     "BatonError",
     "Client",
     "DeadlineExceededError",
+    "EventType",
+    "Execution",
+    "ExecutionEvent",
+    "Executions",
     "FailedPreconditionError",
     "Failure",
     "FieldViolation",
@@ -56,8 +62,10 @@ __all__ = [
     "StepContext",
     "StepInfo",
     "StepLogger",
+    "StepRun",
     "SyncAgents",
     "SyncClient",
+    "SyncExecutions",
     "SyncHandoffs",
     "SyncWorkflows",
     "UnauthenticatedError",

@@ -9,12 +9,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
 from baton._errors import from_rpc_error
 from baton.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    event_pb2,
+    execution_pb2,
+    execution_pb2_grpc,
     handoff_pb2,
     handoff_pb2_grpc,
     monitoring_pb2,
@@ -47,7 +50,8 @@ class Client:
     """Async client for every Baton service.
 
     Use `Client.connect(...)` as an async context manager (or call `close()`). Each service
-    is an attribute: `agents`, `workflows`, `handoffs`; plus `system_health()`.
+    is an attribute: `agents`, `workflows`, `handoffs`, `executions`; plus
+    `system_health()`.
     Every failed call raises a subclass of `baton.BatonError`.
     """
 
@@ -66,6 +70,7 @@ class Client:
         self.agents = Agents(self, agent_pb2_grpc.AgentServiceStub(channel))
         self.workflows = Workflows(self, workflow_pb2_grpc.WorkflowServiceStub(channel))
         self.handoffs = Handoffs(self, handoff_pb2_grpc.HandoffServiceStub(channel))
+        self.executions = Executions(self, execution_pb2_grpc.ExecutionServiceStub(channel))
         self._monitoring: monitoring_pb2_grpc.MonitoringServiceAsyncStub = (
             monitoring_pb2_grpc.MonitoringServiceStub(channel)
         )
@@ -334,3 +339,125 @@ class Handoffs:
             name=_name("handoffs", name), etag=etag, request_id=_request_id(request_id)
         )
         await self._client._call(self._stub.DeleteHandoff, request)
+
+
+def _struct(value: dict[str, Any] | struct_pb2.Struct | None) -> struct_pb2.Struct:
+    if isinstance(value, struct_pb2.Struct):
+        return value
+    message = struct_pb2.Struct()
+    if value:
+        message.update(value)
+    return message
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(round(seconds * 1e9))
+    return message
+
+
+class Executions:
+    """ExecutionService: run workflows and follow their executions."""
+
+    def __init__(self, client: Client, stub: execution_pb2_grpc.ExecutionServiceAsyncStub) -> None:
+        self._client = client
+        self._stub = stub
+
+    async def start(
+        self,
+        workflow: str,
+        input: dict[str, Any] | struct_pb2.Struct | None = None,
+        *,
+        revision: int = 0,
+        priority: int = 0,
+        timeout: float | None = None,
+        trace: bool = False,
+        labels: dict[str, str] | None = None,
+        execution_id: str = "",
+        request_id: str | None = None,
+    ) -> execution_pb2.Execution:
+        """Starts an execution of `workflow` (latest revision unless `revision`).
+
+        Args:
+            workflow: `workflows/{id}` or a bare id.
+            input: The execution input (a dict or a Struct).
+            revision: A workflow revision to pin; 0 means the latest.
+            priority: Higher leaves the queue first when the server is at its limit.
+            timeout: Seconds the whole execution may take.
+            trace: Record agent inputs in the event log.
+            labels: Free-form labels.
+            execution_id: Names it `executions/{execution_id}`; generated if empty.
+            request_id: Idempotency key (generated if None, so retries start one execution).
+        """
+        request = execution_pb2.StartExecutionRequest(
+            workflow=_name("workflows", workflow),
+            workflow_revision=revision,
+            input=_struct(input),
+            priority=priority,
+            timeout=_duration(timeout),
+            trace=trace,
+            labels=labels or {},
+            execution_id=execution_id,
+            request_id=_request_id(request_id),
+        )
+        return await self._client._call(self._stub.StartExecution, request)
+
+    async def get(self, name: str) -> execution_pb2.Execution:
+        """Returns an execution with its per-step runs."""
+        request = execution_pb2.GetExecutionRequest(name=_name("executions", name))
+        return await self._client._call(self._stub.GetExecution, request)
+
+    async def wait(self, name: str, *, timeout: float | None = None) -> execution_pb2.Execution:
+        """Returns the execution once it has ended, or as it is after `timeout` seconds (by
+        default the client's call timeout)."""
+        within = timeout if timeout is not None else self._client._timeout
+        request = execution_pb2.WaitExecutionRequest(
+            name=_name("executions", name), timeout=_duration(within)
+        )
+        deadline = within + 5.0 if within is not None else None
+        return await self._client._call(self._stub.WaitExecution, request, deadline=deadline)
+
+    def list(
+        self,
+        *,
+        workflow: str = "",
+        state: execution_pb2.Execution.State = execution_pb2.Execution.STATE_UNSPECIFIED,
+        start_time: timestamp_pb2.Timestamp | None = None,
+        end_time: timestamp_pb2.Timestamp | None = None,
+        page_size: int = 0,
+    ) -> AsyncIterator[execution_pb2.Execution]:
+        """Iterates over executions, newest first, filtered by workflow, state and creation
+        time within [start_time, end_time)."""
+        request = execution_pb2.ListExecutionsRequest(
+            workflow=_name("workflows", workflow) if workflow else "",
+            state=state,
+            start_time=start_time,
+            end_time=end_time,
+            page_size=page_size,
+        )
+        return self._client._pages(self._stub.ListExecutions, request, "executions")
+
+    async def cancel(
+        self, name: str, *, reason: str = "", request_id: str | None = None
+    ) -> execution_pb2.Execution:
+        """Cancels an execution; FailedPreconditionError (EXECUTION_ALREADY_TERMINAL) if it
+        has ended."""
+        request = execution_pb2.CancelExecutionRequest(
+            name=_name("executions", name), reason=reason, request_id=_request_id(request_id)
+        )
+        return await self._client._call(self._stub.CancelExecution, request)
+
+    def events(
+        self,
+        name: str,
+        *,
+        event_types: Sequence[event_pb2.EventType] = (),
+        page_size: int = 0,
+    ) -> AsyncIterator[event_pb2.ExecutionEvent]:
+        """Iterates over the execution's stored event log (with agent log lines), in order."""
+        request = execution_pb2.ListExecutionEventsRequest(
+            execution=_name("executions", name), event_types=event_types, page_size=page_size
+        )
+        return self._client._pages(self._stub.ListExecutionEvents, request, "events")

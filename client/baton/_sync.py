@@ -10,9 +10,17 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
 
-from baton._client import DEFAULT_TIMEOUT, Agents, Client, Handoffs, Workflows
-from baton.v1 import agent_pb2, handoff_pb2, monitoring_pb2, workflow_pb2
+from baton._client import DEFAULT_TIMEOUT, Agents, Client, Executions, Handoffs, Workflows
+from baton.v1 import (
+    agent_pb2,
+    event_pb2,
+    execution_pb2,
+    handoff_pb2,
+    monitoring_pb2,
+    workflow_pb2,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +65,7 @@ class SyncClient:
         self.agents = SyncAgents(loop, client.agents)
         self.workflows = SyncWorkflows(loop, client.workflows)
         self.handoffs = SyncHandoffs(loop, client.handoffs)
+        self.executions = SyncExecutions(loop, client.executions)
 
     @classmethod
     def connect(
@@ -253,3 +262,85 @@ class SyncHandoffs:
     def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
         """See `Handoffs.delete`."""
         self._loop.run(self._async.delete(name, etag=etag, request_id=request_id))
+
+
+class SyncExecutions:
+    """Blocking ExecutionService; see `baton.Executions`."""
+
+    def __init__(self, loop: _Loop, executions: Executions) -> None:
+        self._loop = loop
+        self._async = executions
+
+    def start(
+        self,
+        workflow: str,
+        input: dict[str, Any] | struct_pb2.Struct | None = None,
+        *,
+        revision: int = 0,
+        priority: int = 0,
+        timeout: float | None = None,
+        trace: bool = False,
+        labels: dict[str, str] | None = None,
+        execution_id: str = "",
+        request_id: str | None = None,
+    ) -> execution_pb2.Execution:
+        """See `Executions.start`."""
+        return self._loop.run(
+            self._async.start(
+                workflow,
+                input,
+                revision=revision,
+                priority=priority,
+                timeout=timeout,
+                trace=trace,
+                labels=labels,
+                execution_id=execution_id,
+                request_id=request_id,
+            )
+        )
+
+    def get(self, name: str) -> execution_pb2.Execution:
+        """See `Executions.get`."""
+        return self._loop.run(self._async.get(name))
+
+    def wait(self, name: str, *, timeout: float | None = None) -> execution_pb2.Execution:
+        """See `Executions.wait`."""
+        return self._loop.run(self._async.wait(name, timeout=timeout))
+
+    def list(
+        self,
+        *,
+        workflow: str = "",
+        state: execution_pb2.Execution.State = execution_pb2.Execution.STATE_UNSPECIFIED,
+        start_time: timestamp_pb2.Timestamp | None = None,
+        end_time: timestamp_pb2.Timestamp | None = None,
+        page_size: int = 0,
+    ) -> Iterator[execution_pb2.Execution]:
+        """See `Executions.list`."""
+        return self._loop.iterate(
+            self._async.list(
+                workflow=workflow,
+                state=state,
+                start_time=start_time,
+                end_time=end_time,
+                page_size=page_size,
+            )
+        )
+
+    def cancel(
+        self, name: str, *, reason: str = "", request_id: str | None = None
+    ) -> execution_pb2.Execution:
+        """See `Executions.cancel`."""
+        return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
+
+    def events(
+        self,
+        name: str,
+        *,
+        event_types: Sequence[event_pb2.EventType] = (),
+        page_size: int = 0,
+    ) -> Iterator[event_pb2.ExecutionEvent]:
+        """See `Executions.events`."""
+        return self._loop.iterate(
+            self._async.events(name, event_types=event_types, page_size=page_size)
+        )

@@ -9,6 +9,7 @@ import functools
 import importlib
 import inspect
 import logging
+import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
@@ -102,7 +103,10 @@ class Runtimes:
 
     def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._processes is None:
-            self._processes = concurrent.futures.ProcessPoolExecutor(self._process_count)
+            # spawn, not fork: forking a process that runs gRPC and SQLite threads can deadlock.
+            self._processes = concurrent.futures.ProcessPoolExecutor(
+                self._process_count, mp_context=multiprocessing.get_context("spawn")
+            )
         return self._processes
 
 

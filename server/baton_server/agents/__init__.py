@@ -1,0 +1,1 @@
+"""Agents that ship with Baton (entry points for the `python` runtime)."""

@@ -1,0 +1,80 @@
+"""Agent functions the engine tests run (entry points `test_agents_lib:<name>`).
+
+Named test_* so pytest's rootdir import puts it on sys.path; it holds no tests itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from typing import Any
+
+from baton import AgentError, StepContext, StepInfo
+
+
+def add(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """{"values": [numbers]} -> {"value": their sum}."""
+    return {"value": sum(value.get("values", []))}
+
+
+def flaky(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Fails until attempt `succeed_on`."""
+    if ctx.attempt < int(value.get("succeed_on", 3)):
+        raise AgentError(f"attempt {ctx.attempt} failed on purpose", type="Flaky")
+    return {"attempt": ctx.attempt, "key": ctx.idempotency_key}
+
+
+async def slow(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Sleeps `seconds` (cancellable)."""
+    await asyncio.sleep(float(value.get("seconds", 10)))
+    return {"slept": value.get("seconds", 10)}
+
+
+def fail(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Raises an AgentError shaped by the input."""
+    raise AgentError(
+        value.get("message", "boom"),
+        type=value.get("type", "Boom"),
+        non_retryable=bool(value.get("non_retryable", False)),
+        retry_after=value.get("retry_after"),
+    )
+
+
+def crash(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Raises a plain exception."""
+    raise ValueError("not a number: " + str(value.get("x")))
+
+
+def blocking(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Blocks its thread, checking for cancellation, for `seconds`."""
+    deadline = time.monotonic() + float(value.get("seconds", 0.05))
+    while time.monotonic() < deadline:
+        if ctx.cancelled.is_set():
+            return {"cancelled": True}
+        time.sleep(0.005)
+    ctx.log.info("blocked", seconds=value.get("seconds", 0.05))
+    return {"pid": os.getpid(), "cancelled": False}
+
+
+def square_in_process(value: dict[str, Any], info: StepInfo) -> dict[str, Any]:
+    """CPU-bound agent: runs in a worker process."""
+    n = int(value["n"])
+    return {"square": n * n, "pid": os.getpid(), "key": info.idempotency_key}
+
+
+def chatty(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Writes log lines."""
+    ctx.log.info("starting", step=ctx.step_id)
+    ctx.log.warning("almost done")
+    return {"ok": True}
+
+
+async def effect(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Appends its idempotency key to the file named by the agent config, after a short
+    random pause: a side effect the recovery test can count."""
+    await asyncio.sleep(random.uniform(0.0, float(ctx.config.get("max_pause", 0.05))))
+    with open(ctx.config["path"], "a") as log:
+        log.write(ctx.idempotency_key + "\n")
+    return {"done": ctx.step_id, "n": value.get("n", 0)}
