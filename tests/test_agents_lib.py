@@ -71,10 +71,10 @@ def chatty(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     return {"ok": True}
 
 
-async def effect(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+def effect(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Appends its idempotency key to the file named by the agent config, after a short
-    random pause: a side effect the recovery test can count."""
-    await asyncio.sleep(random.uniform(0.0, float(ctx.config.get("max_pause", 0.05))))
+    random pause: a side effect the recovery test can count. (Blocking: runs in a thread.)"""
+    time.sleep(random.uniform(0.0, float(ctx.config.get("max_pause", 0.05))))
     with open(ctx.config["path"], "a") as log:
         log.write(ctx.idempotency_key + "\n")
     return {"done": ctx.step_id, "n": value.get("n", 0)}

@@ -4,6 +4,7 @@ cancellation, priority, limits, and bad input."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -376,7 +377,7 @@ async def test_agent_max_concurrency_holds(client: Client) -> None:
         (s.attempts[0].start_time.ToNanoseconds(), s.attempts[0].end_time.ToNanoseconds())
         for s in done.steps
     )
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end  # one at a time
 
 

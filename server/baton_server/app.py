@@ -165,10 +165,11 @@ async def create_server(settings: Settings) -> Baton:
     except RuntimeError as exc:
         await db.close()
         raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
+    # Resume unfinished executions before the first call can ask about them.
+    await executions.recover()
     await server.start()
 
     baton = Baton(server, port, db, cache, health_servicer, executions, runtimes, http)
-    await executions.recover()
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
     baton.tasks.append(

@@ -216,6 +216,10 @@ class Executions:
         if execution.state.terminal or (within is not None and within <= 0):
             return execution
         waiter = self._waiters.setdefault(execution_id, asyncio.Event())
+        # Look again now that the waiter is registered: an end in between would be missed.
+        execution = await self.get(execution_id)
+        if execution.state.terminal:
+            return execution
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter.wait(), within)
         return await self.get(execution_id)

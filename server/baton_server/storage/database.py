@@ -84,16 +84,20 @@ class Database:
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """Runs a query on the reader connection and returns its first row."""
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """Runs a query on the reader connection and returns all rows."""
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def read(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Runs a read-only job with the reader connection."""
+        """Runs a read-only job with the reader connection.
+
+        The connection is shared by concurrent readers, so each query of a job must be a
+        single `execute_fetchall`: a cursor left open across awaits would hold a read
+        transaction and make every other reader see an old snapshot. A job that needs a
+        consistent view of several tables reads them in one statement."""
         return await job(self._reader)
 
     async def ping(self) -> float:
@@ -161,8 +165,14 @@ class Database:
 async def _connect(path: str, synchronous: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
-    await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute(f"PRAGMA synchronous={synchronous}")
-    await conn.execute("PRAGMA foreign_keys=ON")
-    await conn.execute("PRAGMA busy_timeout=5000")
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    # execute_fetchall: a PRAGMA returns a row, and an unread row keeps a statement open.
+    for pragma in (
+        "journal_mode=WAL",
+        f"synchronous={synchronous}",
+        "foreign_keys=ON",
+        "busy_timeout=5000",
+    ):
+        await conn.execute_fetchall(f"PRAGMA {pragma}")
     return conn

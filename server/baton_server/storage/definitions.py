@@ -64,11 +64,12 @@ class DefinitionRepository:
 
     async def get(self, conn: aiosqlite.Connection, table: Table, id_: str) -> Row | None:
         """Returns the row with this id, or None."""
-        async with conn.execute(
-            f"SELECT seq, id, version, doc FROM {table.name} WHERE id = ?", (id_,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return self._row(row) if row else None
+        rows = list(
+            await conn.execute_fetchall(
+                f"SELECT seq, id, version, doc FROM {table.name} WHERE id = ?", (id_,)
+            )
+        )
+        return self._row(rows[0]) if rows else None
 
     async def get_many(
         self, conn: aiosqlite.Connection, table: Table, ids: Sequence[str]
@@ -77,10 +78,9 @@ class DefinitionRepository:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             f"SELECT seq, id, version, doc FROM {table.name} WHERE id IN ({marks})", tuple(ids)
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return {r["id"]: self._row(r) for r in rows}
 
     async def list_page(
@@ -117,8 +117,7 @@ class DefinitionRepository:
             f"ORDER BY seq LIMIT ?"
         )
         params.append(limit)
-        async with conn.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
+        rows = await conn.execute_fetchall(sql, params)
         return [self._row(r) for r in rows]
 
     async def insert(
@@ -184,29 +183,34 @@ class DefinitionRepository:
         self, conn: aiosqlite.Connection, workflow_id: str, revision: int
     ) -> dict[str, Any] | None:
         """Returns a stored workflow revision's document, or None."""
-        async with conn.execute(
-            "SELECT r.doc FROM workflow_revisions r JOIN workflows w ON w.seq = r.workflow_seq "
-            "WHERE w.id = ? AND r.revision = ?",
-            (workflow_id, revision),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return self.codec.decode(row[0]) if row else None
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT r.doc FROM workflow_revisions r JOIN workflows w ON w.seq = r.workflow_seq "
+                "WHERE w.id = ? AND r.revision = ?",
+                (workflow_id, revision),
+            )
+        )
+        return self.codec.decode(rows[0][0]) if rows else None
 
     async def agent_references(
         self, conn: aiosqlite.Connection, agent_id: str, limit: int = 5
     ) -> tuple[list[str], list[str]]:
         """Returns (workflow ids, handoff ids) that refer to the agent, up to `limit` each."""
-        async with conn.execute(
-            "SELECT w.id FROM workflow_agents a JOIN workflows w ON w.seq = a.owner_seq "
-            "WHERE a.value = ? ORDER BY w.seq LIMIT ?",
-            (agent_id, limit),
-        ) as cursor:
-            workflows = [r[0] for r in await cursor.fetchall()]
-        async with conn.execute(
-            "SELECT id FROM handoffs WHERE source = ? OR target = ? ORDER BY seq LIMIT ?",
-            (agent_id, agent_id, limit),
-        ) as cursor:
-            handoffs = [r[0] for r in await cursor.fetchall()]
+        workflows = [
+            r[0]
+            for r in await conn.execute_fetchall(
+                "SELECT w.id FROM workflow_agents a JOIN workflows w ON w.seq = a.owner_seq "
+                "WHERE a.value = ? ORDER BY w.seq LIMIT ?",
+                (agent_id, limit),
+            )
+        ]
+        handoffs = [
+            r[0]
+            for r in await conn.execute_fetchall(
+                "SELECT id FROM handoffs WHERE source = ? OR target = ? ORDER BY seq LIMIT ?",
+                (agent_id, agent_id, limit),
+            )
+        ]
         return workflows, handoffs
 
     async def delete_handoffs_of(self, conn: aiosqlite.Connection, agent_id: str) -> list[str]:

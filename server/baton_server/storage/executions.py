@@ -11,10 +11,6 @@ import aiosqlite
 
 from baton_server.storage.codec import Codec
 
-_EXECUTION_COLUMNS = (
-    "seq, id, workflow_id, workflow_revision, state, priority, create_time, start_time, "
-    "end_time, last_sequence, input, doc"
-)
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 
 
@@ -179,16 +175,11 @@ class ExecutionRepository:
     async def get(
         self, conn: aiosqlite.Connection, execution_id: str
     ) -> tuple[ExecutionRow, list[StepRow]] | None:
-        """Returns the execution with its steps, or None."""
-        async with conn.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        execution = self._execution(row)
-        steps = await self._steps(conn, [execution.seq])
-        return execution, steps.get(execution.seq, [])
+        """Returns the execution with its steps (one statement: one snapshot), or None."""
+        found = await self._with_steps(
+            conn, "SELECT * FROM executions WHERE id = ?", [execution_id], order=""
+        )
+        return found[0] if found else None
 
     async def list_page(
         self,
@@ -214,36 +205,34 @@ class ExecutionRepository:
                 clauses.append(clause)
                 params.append(value)
         where_sql = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with conn.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions {where_sql} ORDER BY seq DESC LIMIT ?",
+        return await self._with_steps(
+            conn,
+            f"SELECT * FROM executions {where_sql} ORDER BY seq DESC LIMIT ?",
             [*params, limit],
-        ) as cursor:
-            rows = [self._execution(r) for r in await cursor.fetchall()]
-        steps = await self._steps(conn, [r.seq for r in rows])
-        return [(r, steps.get(r.seq, [])) for r in rows]
+            order="DESC",
+        )
 
     async def active(self, conn: aiosqlite.Connection) -> list[tuple[ExecutionRow, list[StepRow]]]:
         """Every execution that is QUEUED or RUNNING, oldest first."""
-        async with conn.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE state IN (?, ?) ORDER BY seq",
-            ACTIVE_STATES,
-        ) as cursor:
-            rows = [self._execution(r) for r in await cursor.fetchall()]
-        steps = await self._steps(conn, [r.seq for r in rows])
-        return [(r, steps.get(r.seq, [])) for r in rows]
+        return await self._with_steps(
+            conn,
+            "SELECT * FROM executions WHERE state IN (?, ?)",
+            list(ACTIVE_STATES),
+            order="",
+        )
 
     async def exists(self, conn: aiosqlite.Connection, execution_id: str) -> bool:
         """True when an execution with this id exists."""
-        async with conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) as cur:
-            return await cur.fetchone() is not None
+        rows = await conn.execute_fetchall("SELECT 1 FROM executions WHERE id = ?", (execution_id,))
+        return bool(list(rows))
 
     async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             "SELECT 1 FROM executions WHERE workflow_id = ? AND state IN (?, ?) LIMIT 1",
             (workflow_id, *ACTIVE_STATES),
-        ) as cursor:
-            return await cursor.fetchone() is not None
+        )
+        return bool(list(rows))
 
     async def events(
         self,
@@ -261,12 +250,11 @@ class ExecutionRepository:
         if types:
             type_sql = f" AND type IN ({','.join('?' * len(types))})"
             params += list(types)
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             "SELECT sequence, type, time, step_id, attempt, doc FROM events "
             f"WHERE execution_seq = ? AND sequence > ?{type_sql} ORDER BY sequence LIMIT ?",
             [*params, limit],
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             EventRow(
                 r["type"],
@@ -279,29 +267,35 @@ class ExecutionRepository:
             for r in rows
         ]
 
-    async def _steps(
-        self, conn: aiosqlite.Connection, seqs: Sequence[int]
-    ) -> dict[int, list[StepRow]]:
-        if not seqs:
-            return {}
-        result: dict[int, list[StepRow]] = {seq: [] for seq in seqs}
-        marks = ",".join("?" * len(seqs))
-        async with conn.execute(
-            "SELECT execution_seq, position, step_id, state, attempt, doc FROM step_runs "
-            f"WHERE execution_seq IN ({marks}) ORDER BY execution_seq, position",
-            tuple(seqs),
-        ) as cursor:
-            for r in await cursor.fetchall():
-                result[r["execution_seq"]].append(
+    async def _with_steps(
+        self, conn: aiosqlite.Connection, select: str, params: list[Any], *, order: str
+    ) -> list[tuple[ExecutionRow, list[StepRow]]]:
+        """Executions chosen by `select` (a SELECT * FROM executions ...) with their steps,
+        read by one statement so that both come from the same snapshot."""
+        rows = await conn.execute_fetchall(
+            f"WITH chosen AS ({select}) "
+            "SELECT chosen.*, s.position AS s_position, s.step_id AS s_step_id, "
+            "s.state AS s_state, s.attempt AS s_attempt, s.doc AS s_doc "
+            "FROM chosen LEFT JOIN step_runs s ON s.execution_seq = chosen.seq "
+            f"ORDER BY chosen.seq {order}, s.position",
+            params,
+        )
+        result: dict[int, tuple[ExecutionRow, list[StepRow]]] = {}
+        for r in rows:
+            entry = result.get(r["seq"])
+            if entry is None:
+                entry = result[r["seq"]] = (self._execution(r), [])
+            if r["s_position"] is not None:
+                entry[1].append(
                     StepRow(
-                        r["position"],
-                        r["step_id"],
-                        r["state"],
-                        r["attempt"],
-                        self.codec.decode(r["doc"]),
+                        r["s_position"],
+                        r["s_step_id"],
+                        r["s_state"],
+                        r["s_attempt"],
+                        self.codec.decode(r["s_doc"]),
                     )
                 )
-        return result
+        return list(result.values())
 
     def _execution(self, row: aiosqlite.Row) -> ExecutionRow:
         return ExecutionRow(

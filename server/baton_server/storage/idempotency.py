@@ -26,12 +26,14 @@ class IdempotencyRepository:
 
     async def get(self, conn: aiosqlite.Connection, key: str) -> Remembered | None:
         """Returns the remembered answer for `key`, or None."""
-        async with conn.execute(
-            "SELECT fingerprint, response FROM idempotency WHERE key = ?", (key,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT fingerprint, response FROM idempotency WHERE key = ?", (key,)
+            )
+        )
+        if not rows:
             return None
+        row = rows[0]
         response = self.codec.decode(row[1]) if row[1] is not None else None
         return Remembered(row[0], response)
 

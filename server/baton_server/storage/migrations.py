@@ -83,9 +83,8 @@ MIGRATIONS: list[list[str]] = [
 
 async def migrate(conn: aiosqlite.Connection) -> int:
     """Applies every migration newer than the database's `user_version`; returns the version."""
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    current = int(row[0]) if row else 0
+    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+    current = int(rows[0][0]) if rows else 0
     if current > len(MIGRATIONS):
         raise RuntimeError(
             f"database schema version {current} is newer than this server "

@@ -1,0 +1,145 @@
+"""Durability: SIGKILL the server while 200 executions run, restart it on the same database,
+and every execution finishes without re-running a step that had succeeded."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
+
+TESTS = Path(__file__).resolve().parent
+
+
+async def start_process(database: Path) -> tuple[subprocess.Popen[str], int]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "BATON_DATABASE": str(database),
+        "BATON_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
+        [sys.executable, "-m", "baton_server", "--listen", "127.0.0.1:0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    while True:
+        line = await asyncio.to_thread(process.stderr.readline)
+        if not line:
+            raise AssertionError(f"server exited with {process.wait()}")
+        entry = json.loads(line)
+        if entry["message"] == "baton serving":
+            # Keep draining its log so the pipe never fills.
+            asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
+            return process, int(entry["port"])
+
+
+def effects(path: Path) -> collections.Counter[tuple[str, str]]:
+    """How often each (execution, step) performed its side effect."""
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split("/")
+            if len(parts) == 3:
+                counts[(parts[0], parts[1])] += 1
+    return counts
+
+
+def durable_steps(database: Path) -> dict[tuple[str, str], tuple[str, int]]:
+    """(execution, step) -> (state, attempt) as committed in the database."""
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT e.id, s.step_id, s.state, s.attempt FROM step_runs s "
+            "JOIN executions e ON e.seq = s.execution_seq"
+        ).fetchall()
+    return {(e, s): (state, attempt) for e, s, state, attempt in rows}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kill_at", [0.1, 0.5])
+async def test_sigkill_mid_run_then_restart_finishes_everything(
+    tmp_path: Path, kill_at: float
+) -> None:
+    """`kill_at`: the share of the 600 step side effects done when the server is killed."""
+    database = tmp_path / "baton.db"
+    effect_log = tmp_path / "effects.log"
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await start_process(database)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
+            await client.agents.create(
+                Agent(
+                    python=PythonRuntime(entry_point="test_agents_lib:effect"),
+                    config={"path": str(effect_log), "max_pause": 0.2},
+                ),  # type: ignore[arg-type]
+                agent_id="effect",
+            )
+            workflow = await client.workflows.create(
+                Workflow(
+                    steps=[
+                        Step(id="one", agent="effect"),
+                        Step(id="two", agent="effect", depends_on=["one"]),
+                        Step(id="three", agent="effect", depends_on=["two"]),
+                    ]
+                )
+            )
+            started = await asyncio.gather(
+                *(client.executions.start(workflow.name, {"n": i}) for i in range(200))
+            )
+            target = int(600 * kill_at) + random.randint(0, 30)
+            while sum(effects(effect_log).values()) < target:  # noqa: ASYNC110 - another process writes it
+                await asyncio.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+
+        before = durable_steps(database)
+        done_before = {key for key, (state, _) in before.items() if state == "SUCCEEDED"}
+        running_before = {
+            key: attempt for key, (state, attempt) in before.items() if state == "RUNNING"
+        }
+        effects_before = effects(effect_log)
+        assert done_before, "some steps finished before the kill"
+        assert len(done_before) < 600, "the kill came before everything finished"
+
+        process, port = await start_process(database)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=60) as client:
+            finished = await asyncio.gather(
+                *(client.executions.wait(e.name, timeout=60) for e in started)
+            )
+        assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
+            (e.name, e.state, e.error.message)
+            for e in finished
+            if e.state != Execution.STATE_SUCCEEDED
+        ][:3]
+
+        effects_after = effects(effect_log)
+        for key in done_before:  # succeeded before the kill: never run again
+            assert effects_after[key] == effects_before[key] == 1, key
+        for execution in finished:  # everything else ran at least once
+            execution_id = execution.name.split("/")[1]
+            for step_id in ("one", "two", "three"):
+                assert effects_after[(execution_id, step_id)] >= 1
+        after = durable_steps(database)
+        for key, attempt in running_before.items():  # interrupted: retried as a new attempt
+            assert after[key][1] == attempt + 1, key
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr:
+                process.stderr.close()
