@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: install proto proto-check lint breaking format redis-server test run clean
+.PHONY: install proto proto-check lint breaking format redis-server test run bench clean
 
 install: $(VENV)/.installed
 
@@ -65,3 +65,7 @@ run: install
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks: a real server process driven over gRPC; prints JSON figures.
+bench: install
+	$(BIN)/python bench/run.py

@@ -148,7 +148,7 @@ async def create_server(settings: Settings) -> Baton:
         unimplemented(worker_pb2_grpc.WorkerServiceServicer, SERVICES[4])(), server
     )
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
-        MonitoringServicer(probe, time.time()), server
+        MonitoringServicer(probe, executions, time.time()), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

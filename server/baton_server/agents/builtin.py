@@ -15,8 +15,13 @@ from baton_server.engine.mapping import MappingError, render
 
 
 def echo(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Returns its input unchanged."""
+    """Returns its input unchanged (a plain function: runs in the thread pool)."""
     return value
+
+
+async def noop(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Returns an empty output at once (async: runs on the event loop)."""
+    return {}
 
 
 def template(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from baton_server import __version__
 from baton_server.api.convert import duration, timestamp
 from baton_server.api.status import translate_errors
 from baton_server.api.unimplemented import unimplemented
+from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -32,8 +33,9 @@ _Base: type = unimplemented(
 class MonitoringServicer(_Base):  # type: ignore[misc]
     """baton.v1.MonitoringService (GetWorkflowMetrics and GetAgentPerformance: not yet)."""
 
-    def __init__(self, probe: HealthProbe, start_time: float) -> None:
+    def __init__(self, probe: HealthProbe, executions: Executions, start_time: float) -> None:
         self._probe = probe
+        self._executions = executions
         self._start_time = start_time
 
     async def GetSystemHealth(
@@ -53,4 +55,6 @@ class MonitoringServicer(_Base):  # type: ignore[misc]
             ],
             version=__version__,
             start_time=timestamp(self._start_time),
+            running_executions=self._executions.running,
+            queued_executions=self._executions.queued,
         )

@@ -1,0 +1,230 @@
+"""`make bench`: drives a real Baton server process over gRPC from this process and prints
+JSON figures, next to the ceiling of an empty grpc.aio RPC measured in the same run.
+
+Run with `python bench/run.py [--quick]`. The server uses a fresh SQLite file in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
+
+TARGETS = {
+    "sequential_3_step_p50_ms": ("<=", 2.5),
+    "concurrent_3_step_executions_per_s": (">=", 1000),
+    "concurrent_10_step_steps_per_s": (">=", 5000),
+    "get_execution_under_load_p50_ms": ("<=", 1.0),
+    "get_execution_under_load_p99_ms": ("<=", 5.0),
+    "rss_10000_waiting_mb": ("<=", 250),
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def start_server(database: Path, synchronous: str) -> tuple[subprocess.Popen[str], int]:
+    env = {**os.environ, "BATON_DATABASE": str(database), "BATON_LOG_FORMAT": "json",
+           "BATON_LOG_LEVEL": "WARNING", "BATON_SQLITE_SYNCHRONOUS": synchronous,
+           "BATON_MAX_RUNNING": "20000"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baton_server", "--listen", "127.0.0.1:0", "--log-level", "INFO"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stderr is not None
+    while True:
+        line = await asyncio.to_thread(process.stderr.readline)
+        if not line:
+            raise RuntimeError(f"server exited with {process.wait()}")
+        entry = json.loads(line)
+        if entry["message"] == "baton serving":
+            asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
+            return process, int(entry["port"])
+
+
+async def empty_rpc_ceiling(calls: int, concurrency: int) -> dict[str, float]:
+    """An empty grpc.aio unary RPC (health Check) between two processes on this machine."""
+    script = (
+        "import asyncio, grpc, sys\n"
+        "from grpc_health.v1 import health, health_pb2_grpc\n"
+        "async def main():\n"
+        "    server = grpc.aio.server()\n"
+        "    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)\n"
+        "    port = server.add_insecure_port('127.0.0.1:0')\n"
+        "    await server.start()\n"
+        "    print(port, flush=True)\n"
+        "    await server.wait_for_termination()\n"
+        "asyncio.run(main())\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    port = int(await asyncio.to_thread(process.stdout.readline))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest()
+            await stub.Check(request)
+            latencies = []
+            for _ in range(calls // 4):
+                begun = time.perf_counter()
+                await stub.Check(request)
+                latencies.append((time.perf_counter() - begun) * 1000)
+
+            async def worker(n: int) -> None:
+                for _ in range(n):
+                    await stub.Check(request)
+
+            begun = time.perf_counter()
+            await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+            elapsed = time.perf_counter() - begun
+    finally:
+        process.kill()
+        process.wait()
+    _ = health  # imported for the script's sake of symmetry
+    return {
+        "empty_rpc_sequential_p50_ms": round(statistics.median(latencies), 3),
+        "empty_rpc_per_s": round(calls / elapsed),
+    }
+
+
+async def workflow_of(client: Client, steps: int, agent: str, name: str) -> str:
+    chain = [Step(id=f"s{i}", agent=agent, depends_on=[f"s{i - 1}"] if i else [])
+             for i in range(steps)]
+    created = await client.workflows.create(Workflow(steps=chain), workflow_id=name)
+    return created.name
+
+
+async def run_one(client: Client, workflow: str) -> Execution:
+    started = await client.executions.start(workflow, {})
+    done = await client.executions.wait(started.name, timeout=120)
+    if done.state != Execution.STATE_SUCCEEDED:
+        raise RuntimeError(f"{done.name} ended {done.state}: {done.error.message}")
+    return done
+
+
+async def sequential(client: Client, workflow: str, runs: int) -> dict[str, float]:
+    for _ in range(10):
+        await run_one(client, workflow)  # warm up
+    latencies = []
+    for _ in range(runs):
+        begun = time.perf_counter()
+        await run_one(client, workflow)
+        latencies.append((time.perf_counter() - begun) * 1000)
+    return {"p50_ms": round(statistics.median(latencies), 3),
+            "p99_ms": round(percentile(latencies, 99), 3)}
+
+
+async def concurrent(client: Client, workflow: str, executions: int) -> float:
+    begun = time.perf_counter()
+    await asyncio.gather(*(run_one(client, workflow) for _ in range(executions)))
+    return executions / (time.perf_counter() - begun)
+
+
+async def timed(label: str, work: Callable[[], Awaitable[Any]]) -> Any:
+    begun = time.perf_counter()
+    result = await work()
+    print(f"# {label}: {time.perf_counter() - begun:.1f}s", file=sys.stderr)
+    return result
+
+
+async def main(quick: bool, synchronous: str) -> dict[str, Any]:
+    scale = 0.2 if quick else 1.0
+    figures: dict[str, Any] = {"machine_cores": os.cpu_count(), "sqlite_synchronous": synchronous}
+    figures.update(await timed("empty rpc", lambda: empty_rpc_ceiling(int(20000 * scale), 50)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        process, port = await start_server(Path(tmp) / "bench.db", synchronous)
+        try:
+            async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:
+                await client.agents.create(
+                    Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop")),
+                    agent_id="noop")
+                await client.agents.create(
+                    Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:sleep")),
+                    agent_id="sleeper")
+                three = await workflow_of(client, 3, "noop", "three")
+                ten = await workflow_of(client, 10, "noop", "ten")
+                sleepy = await client.workflows.create(
+                    Workflow(steps=[Step(id="nap", agent="sleeper")]), workflow_id="sleepy")
+
+                seq3 = await timed("sequential 3", lambda: sequential(client, three, int(300 * scale)))
+                figures["sequential_3_step_p50_ms"] = seq3["p50_ms"]
+                figures["sequential_3_step_p99_ms"] = seq3["p99_ms"]
+                seq10 = await timed("sequential 10", lambda: sequential(client, ten, int(100 * scale)))
+                figures["sequential_10_step_p50_ms"] = seq10["p50_ms"]
+                figures["sequential_10_step_p99_ms"] = seq10["p99_ms"]
+
+                rate3 = await timed("concurrent 3", lambda: concurrent(client, three, 500))
+                figures["concurrent_3_step_executions_per_s"] = round(rate3)
+                rate10 = await timed("concurrent 10", lambda: concurrent(client, ten, 500))
+                figures["concurrent_10_step_executions_per_s"] = round(rate10)
+                figures["concurrent_10_step_steps_per_s"] = round(rate10 * 10)
+
+                # GetExecution while 1,000 executions run (each sleeps in its step).
+                loaded = await asyncio.gather(*(
+                    client.executions.start(sleepy.name, {"seconds": 30}) for _ in range(1000)))
+                latencies = []
+                for i in range(int(2000 * scale)):
+                    begun = time.perf_counter()
+                    await client.executions.get(loaded[i % len(loaded)].name)
+                    latencies.append((time.perf_counter() - begun) * 1000)
+                figures["get_execution_under_load_p50_ms"] = round(statistics.median(latencies), 3)
+                figures["get_execution_under_load_p99_ms"] = round(percentile(latencies, 99), 3)
+                await asyncio.gather(*(client.executions.cancel(e.name) for e in loaded))
+
+                # Memory with 10,000 executions waiting on sleeping agents.
+                waiting = int(10000 * scale)
+                started: list[Execution] = []
+                for offset in range(0, waiting, 500):
+                    started += await asyncio.gather(*(
+                        client.executions.start(sleepy.name, {"seconds": 600})
+                        for _ in range(min(500, waiting - offset))))
+                await asyncio.sleep(2)
+                health_now = await client.system_health()
+                figures["rss_waiting_executions"] = waiting
+                figures["rss_10000_waiting_mb"] = round(rss_mb(process.pid), 1)
+                figures["rss_waiting_running_now"] = health_now.running_executions
+        finally:
+            process.kill()
+            process.wait()
+
+    figures["targets"] = {
+        name: {"target": f"{op} {value}", "measured": figures.get(name),
+               "met": (figures.get(name, 0) <= value) if op == "<=" else
+                      (figures.get(name, 0) >= value)}
+        for name, (op, value) in TARGETS.items()
+    }
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fifth of the work, for a smoke run")
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"],
+                        help="the server's SQLite synchronous setting")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.quick, args.synchronous)), indent=2))
