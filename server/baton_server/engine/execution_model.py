@@ -4,7 +4,7 @@ the events of its log. Free of gRPC and SQL; `to_doc`/`from_doc` give storage do
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -104,7 +104,14 @@ class Failure:
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps."""
-        return asdict(self)
+        return {
+            "type": self.type,
+            "message": self.message,
+            "step_id": self.step_id,
+            "non_retryable": self.non_retryable,
+            "details": self.details,
+            "cause": self.cause.to_doc() if self.cause else None,
+        }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any] | None) -> Failure | None:
@@ -152,8 +159,35 @@ class StepRun:
     handoffs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
-        """The JSON document storage keeps (state, position and attempt are columns too)."""
-        return asdict(self)
+        """The JSON document storage keeps (state, position and attempt are columns too).
+        Written out by hand: this runs on every step transition, and asdict is slow."""
+        return {
+            "step_id": self.step_id,
+            "position": self.position,
+            "state": self.state.value,
+            "attempt": self.attempt,
+            "agent": self.agent,
+            "agent_index": self.agent_index,
+            "tries": self.tries,
+            "retry_at": self.retry_at,
+            "schedule_time": self.schedule_time,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "output": self.output,
+            "error": self.error.to_doc() if self.error else None,
+            "attempts": [
+                {
+                    "attempt": a.attempt,
+                    "agent": a.agent,
+                    "fallback": a.fallback,
+                    "start_time": a.start_time,
+                    "end_time": a.end_time,
+                    "error": a.error.to_doc() if a.error else None,
+                }
+                for a in self.attempts
+            ],
+            "handoffs": self.handoffs,
+        }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> StepRun:

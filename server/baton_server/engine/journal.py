@@ -172,7 +172,8 @@ class Journal:
                 doc=doc,
                 steps=rows,
                 events=[event_row(e) for e in events],
-            )
+            ),
+            isolated=False,
         )
         for name, value in fields.items():
             setattr(execution, name, value)

@@ -26,6 +26,7 @@ _MAX_BATCH = 256
 @dataclass
 class _Pending:
     job: WriteJob[Any]
+    isolated: bool
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -75,9 +76,13 @@ class Database:
         await self._reader.close()
         await self._writer.close()
 
-    async def write(self, job: WriteJob[T]) -> T:
-        """Runs `job(conn)` inside a write transaction and returns its result once committed."""
-        pending = _Pending(job)
+    async def write(self, job: WriteJob[T], *, isolated: bool = True) -> T:
+        """Runs `job(conn)` inside a write transaction and returns its result once committed.
+
+        An `isolated` job runs in a savepoint, so its own error rolls back only its writes.
+        A job that cannot fail but for I/O may skip that (two thread hops); if it fails
+        anyway, the whole shared transaction is rolled back and every job in it fails."""
+        pending = _Pending(job, isolated)
         self._queue.put_nowait(pending)
         result: T = await asyncio.shield(pending.future)
         return result
@@ -132,6 +137,9 @@ class Database:
                     batch[0].future.set_exception(exc)
                     return
             for pending in () if alone else batch:
+                if not pending.isolated:
+                    outcomes.append((pending, await pending.job(conn), None))
+                    continue
                 await conn.execute("SAVEPOINT job")
                 try:
                     result = await pending.job(conn)
@@ -143,7 +151,7 @@ class Database:
                     await conn.execute("RELEASE job")
                     outcomes.append((pending, result, None))
             await conn.commit()
-        except Exception as exc:  # the commit itself failed: nothing in the batch is durable
+        except Exception as exc:  # the commit or a non-isolated job failed: nothing is durable
             log.exception("sqlite write batch failed")
             with contextlib.suppress(Exception):
                 await conn.rollback()

@@ -55,10 +55,12 @@ class DefinitionRepository:
 
     async def next_version(self, conn: aiosqlite.Connection) -> int:
         """Bumps and returns the database-wide write counter."""
-        async with conn.execute(
-            "UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value"
-        ) as cursor:
-            row = await cursor.fetchone()
+        rows = list(
+            await conn.execute_fetchall(
+                "UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value"
+            )
+        )
+        row = rows[0] if rows else None
         assert row is not None, "meta.version is created by the first migration"
         return int(row[0])
 
@@ -134,12 +136,14 @@ class DefinitionRepository:
         """Inserts a row (the caller has checked the id is free); returns its seq."""
         columns = ["id", "version", "doc", *table.columns]
         values = [id_, version, self.codec.encode(doc), *(index[c] for c in table.columns)]
-        async with conn.execute(
-            f"INSERT INTO {table.name} ({','.join(columns)}) "
-            f"VALUES ({','.join('?' * len(columns))}) RETURNING seq",
-            values,
-        ) as cursor:
-            row = await cursor.fetchone()
+        rows = list(
+            await conn.execute_fetchall(
+                f"INSERT INTO {table.name} ({','.join(columns)}) "
+                f"VALUES ({','.join('?' * len(columns))}) RETURNING seq",
+                values,
+            )
+        )
+        row = rows[0] if rows else None
         assert row is not None
         seq = int(row[0])
         await self._write_side_tables(conn, table, seq, multi)

@@ -80,24 +80,26 @@ class ExecutionRepository:
     ) -> tuple[int, list[EventRow]]:
         """Stores a new execution with its steps and first events; returns its seq and the
         numbered events."""
-        async with conn.execute(
-            "INSERT INTO executions (id, workflow_id, workflow_revision, state, priority, "
-            "create_time, start_time, end_time, last_sequence, input, doc) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq",
-            (
-                execution.id,
-                execution.workflow_id,
-                execution.workflow_revision,
-                execution.state,
-                execution.priority,
-                execution.create_time,
-                execution.start_time or None,
-                execution.end_time or None,
-                self.codec.encode(execution.input),
-                self.codec.encode(execution.doc),
-            ),
-        ) as cursor:
-            row = await cursor.fetchone()
+        rows = list(
+            await conn.execute_fetchall(
+                "INSERT INTO executions (id, workflow_id, workflow_revision, state, priority, "
+                "create_time, start_time, end_time, last_sequence, input, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq",
+                (
+                    execution.id,
+                    execution.workflow_id,
+                    execution.workflow_revision,
+                    execution.state,
+                    execution.priority,
+                    execution.create_time,
+                    execution.start_time or None,
+                    execution.end_time or None,
+                    self.codec.encode(execution.input),
+                    self.codec.encode(execution.doc),
+                ),
+            )
+        )
+        row = rows[0] if rows else None
         assert row is not None
         seq = int(row[0])
         await conn.executemany(
@@ -135,14 +137,15 @@ class ExecutionRepository:
             params.append(self.codec.encode(doc))
         sets.append("last_sequence = last_sequence + ?")
         params += [len(events), seq]
-        async with conn.execute(
-            f"UPDATE executions SET {', '.join(sets)} WHERE seq = ? RETURNING last_sequence",
-            params,
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        rows = list(
+            await conn.execute_fetchall(
+                f"UPDATE executions SET {', '.join(sets)} WHERE seq = ? RETURNING last_sequence",
+                params,
+            )
+        )
+        if not rows:
             raise LookupError(f"execution seq {seq} does not exist")
-        first = int(row[0]) - len(events) + 1
+        first = int(rows[0][0]) - len(events) + 1
         if steps:
             await conn.executemany(
                 "UPDATE step_runs SET state = ?, attempt = ?, doc = ? "
