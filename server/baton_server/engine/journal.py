@@ -3,6 +3,7 @@ committed before anyone is told. Also turns stored rows back into domain objects
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from baton_server.engine.idempotency import RequestInfo, once
 from baton_server.errors import invalid_field
 from baton_server.storage.database import Database
 from baton_server.storage.executions import (
+    Change,
     EventRow,
     ExecutionFilter,
     ExecutionRepository,
@@ -38,7 +40,9 @@ def step_row(run: StepRun) -> StepRow:
 
 def event_row(event: Event) -> EventRow:
     """An event as storage keeps it."""
-    return EventRow(event.type.value, event.time, event.step_id, event.attempt, event.payload)
+    return EventRow(
+        event.type.value, event.time, event.step_id, event.attempt, event.payload, event.sequence
+    )
 
 
 def to_event(execution_id: str, row: EventRow) -> Event:
@@ -92,6 +96,9 @@ class Journal:
         self.repo = repo
         self.idempotency = idempotency
         self.clock = clock
+        self._pending: list[tuple[Change, asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self._flusher: asyncio.Future[None] | None = None
 
     async def create(
         self,
@@ -151,37 +158,71 @@ class Journal:
     ) -> list[Event]:
         """Writes a state change of `execution` and its events in one transaction, then
         applies it to the in-memory object: `fields` (state, times, output, error) and the
-        given step runs (which replace those at the same position)."""
+        given step runs (which replace those at the same position).
+
+        Callers serialise the changes of one execution (the run's lock), so its events are
+        numbered here from the in-memory `last_sequence`. Changes of many executions that
+        arrive together are written by one job with three statements."""
         fields = fields or {}
         now = self.clock()
-        for event in events:
+        first = execution.last_sequence + 1
+        for offset, event in enumerate(events):
             event.time = event.time or now
-        columns = {k: _plain(v) for k, v in fields.items() if k in EXECUTION_COLUMNS}
+            event.sequence = first + offset
+            event.execution_id = execution.id
+        merged = {name: fields.get(name, getattr(execution, name)) for name in EXECUTION_COLUMNS}
         doc = None
         if any(k not in EXECUTION_COLUMNS for k in fields):
             doc = {
                 **execution.mutable_doc(),
                 **{k: _plain(v) for k, v in fields.items() if k not in EXECUTION_COLUMNS},
             }
-        rows = [step_row(s) for s in steps]
-        numbered = await self.db.write(
-            lambda conn: self.repo.update(
-                conn,
-                execution.seq,
-                columns=columns,
-                doc=doc,
-                steps=rows,
-                events=[event_row(e) for e in events],
-            ),
-            isolated=False,
+        change = Change(
+            seq=execution.seq,
+            state=_plain(merged["state"]),
+            start_time=merged["start_time"],
+            end_time=merged["end_time"],
+            doc=doc,
+            last_sequence=execution.last_sequence + len(events),
+            steps=[step_row(s) for s in steps],
+            events=[event_row(e) for e in events],
         )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((change, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._flusher = asyncio.ensure_future(self._flush())
+        await done
         for name, value in fields.items():
             setattr(execution, name, value)
         for run in steps:
             execution.steps[run.position] = run
-        if numbered:
-            execution.last_sequence = numbered[-1].sequence
-        return [to_event(execution.id, e) for e in numbered]
+        execution.last_sequence = change.last_sequence
+        return list(events)
+
+    async def _flush(self) -> None:
+        """Writes every change pending when the writer gets to it, in one job."""
+        taken: list[tuple[Change, asyncio.Future[None]]] = []
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            taken.extend(self._pending)
+            self._pending = []
+            self._flush_scheduled = False
+            await self.repo.apply(conn, [change for change, _ in taken])
+
+        try:
+            await self.db.write(job, isolated=False)
+        except Exception as exc:  # every waiting caller gets the storage error
+            if not taken:  # the job never ran: its changes are still pending
+                taken, self._pending = self._pending, []
+                self._flush_scheduled = False
+            for _, done in taken:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, done in taken:
+            if not done.done():
+                done.set_result(None)
 
     async def answered(self, request: RequestInfo) -> bool:
         """True when this request id was answered before (for commands whose answer is

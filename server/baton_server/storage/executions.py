@@ -56,6 +56,22 @@ class EventRow:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One execution's state change: its new columns, its document (None: unchanged), the
+    step runs that changed and the events to append, already numbered up to
+    `last_sequence`."""
+
+    seq: int
+    state: str
+    start_time: float
+    end_time: float
+    doc: dict[str, Any] | None
+    last_sequence: int
+    steps: Sequence[StepRow]
+    events: Sequence[EventRow]
+
+
+@dataclass(frozen=True)
 class ExecutionFilter:
     """Which executions a list returns."""
 
@@ -84,7 +100,7 @@ class ExecutionRepository:
             await conn.execute_fetchall(
                 "INSERT INTO executions (id, workflow_id, workflow_revision, state, priority, "
                 "create_time, start_time, end_time, last_sequence, input, doc) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (
                     execution.id,
                     execution.workflow_id,
@@ -94,14 +110,13 @@ class ExecutionRepository:
                     execution.create_time,
                     execution.start_time or None,
                     execution.end_time or None,
+                    len(events),
                     self.codec.encode(execution.input),
                     self.codec.encode(execution.doc),
                 ),
             )
         )
-        row = rows[0] if rows else None
-        assert row is not None
-        seq = int(row[0])
+        seq = int(rows[0][0])
         await conn.executemany(
             "INSERT INTO step_runs (execution_seq, position, step_id, state, attempt, doc) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -110,70 +125,59 @@ class ExecutionRepository:
                 for s in steps
             ],
         )
-        numbered = await self.update(conn, seq, steps=(), events=events)
+        numbered = [
+            EventRow(e.type, e.time, e.step_id, e.attempt, e.doc, sequence=i + 1)
+            for i, e in enumerate(events)
+        ]
+        await conn.executemany(
+            "INSERT INTO events (execution_seq, sequence, type, time, step_id, attempt, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (seq, e.sequence, e.type, e.time, e.step_id, e.attempt, self.codec.encode(e.doc))
+                for e in numbered
+            ],
+        )
         return seq, numbered
 
-    async def update(
-        self,
-        conn: aiosqlite.Connection,
-        seq: int,
-        *,
-        columns: dict[str, Any] | None = None,
-        doc: dict[str, Any] | None = None,
-        steps: Sequence[StepRow] = (),
-        events: Sequence[EventRow] = (),
-    ) -> list[EventRow]:
-        """Changes an execution's columns (state, start_time, end_time) and document, replaces
-        the given step runs, and appends events numbered after the last one. Returns the
-        events with their sequence numbers."""
-        sets = [f"{name} = ?" for name in (columns or {})]
-        # A time of 0 means "not yet" and is stored as NULL.
-        params: list[Any] = [
-            None if name.endswith("_time") and not value else value
-            for name, value in (columns or {}).items()
-        ]
-        if doc is not None:
-            sets.append("doc = ?")
-            params.append(self.codec.encode(doc))
-        sets.append("last_sequence = last_sequence + ?")
-        params += [len(events), seq]
-        rows = list(
-            await conn.execute_fetchall(
-                f"UPDATE executions SET {', '.join(sets)} WHERE seq = ? RETURNING last_sequence",
-                params,
-            )
+    async def apply(self, conn: aiosqlite.Connection, changes: Sequence[Change]) -> None:
+        """Writes many executions' changes with three statements, whatever their number."""
+        await conn.executemany(
+            "UPDATE executions SET state = ?, start_time = ?, end_time = ?, "
+            "doc = COALESCE(?, doc), last_sequence = ? WHERE seq = ?",
+            [
+                (
+                    c.state,
+                    c.start_time or None,
+                    c.end_time or None,
+                    None if c.doc is None else self.codec.encode(c.doc),
+                    c.last_sequence,
+                    c.seq,
+                )
+                for c in changes
+            ],
         )
-        if not rows:
-            raise LookupError(f"execution seq {seq} does not exist")
-        first = int(rows[0][0]) - len(events) + 1
+        steps = [
+            (s.state, s.attempt, self.codec.encode(s.doc), c.seq, s.position)
+            for c in changes
+            for s in c.steps
+        ]
         if steps:
             await conn.executemany(
                 "UPDATE step_runs SET state = ?, attempt = ?, doc = ? "
                 "WHERE execution_seq = ? AND position = ?",
-                [(s.state, s.attempt, self.codec.encode(s.doc), seq, s.position) for s in steps],
+                steps,
             )
-        numbered = [
-            EventRow(e.type, e.time, e.step_id, e.attempt, e.doc, sequence=first + i)
-            for i, e in enumerate(events)
+        events = [
+            (c.seq, e.sequence, e.type, e.time, e.step_id, e.attempt, self.codec.encode(e.doc))
+            for c in changes
+            for e in c.events
         ]
-        if numbered:
+        if events:
             await conn.executemany(
                 "INSERT INTO events (execution_seq, sequence, type, time, step_id, attempt, doc) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        seq,
-                        e.sequence,
-                        e.type,
-                        e.time,
-                        e.step_id,
-                        e.attempt,
-                        self.codec.encode(e.doc),
-                    )
-                    for e in numbered
-                ],
+                events,
             )
-        return numbered
 
     async def get(
         self, conn: aiosqlite.Connection, execution_id: str
