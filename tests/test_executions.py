@@ -127,6 +127,8 @@ async def test_ten_step_dag_with_fan_out_fan_in_and_a_false_condition(client: Cl
 
     events = await events_of(client, done.name)
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    times = [e.time.ToNanoseconds() for e in events]
+    assert times[0] == done.create_time.ToNanoseconds() and times == sorted(times)
     assert events[0].type == EventType.EVENT_TYPE_EXECUTION_QUEUED
     assert events[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
     skipped = {
@@ -443,6 +445,16 @@ async def test_request_id_starts_one_execution(client: Client) -> None:
     with pytest.raises(baton.InvalidArgumentError) as caught:
         await client.executions.start(workflow.name, {"a": 2}, request_id="once")
     assert caught.value.reason == "REQUEST_ID_REUSED"
+
+    named = await client.executions.start(workflow.name, {}, execution_id="mine")
+    assert named.name == "executions/mine"
+    with pytest.raises(baton.AlreadyExistsError) as caught:
+        await client.executions.start(workflow.name, {}, execution_id="mine")
+    assert caught.value.reason == "EXECUTION_ALREADY_EXISTS"
+    with pytest.raises(baton.InvalidArgumentError) as caught:
+        await client.executions.start(workflow.name, {}, execution_id="Not Valid")
+    assert caught.value.field == "execution_id"
+    assert len([e async for e in client.executions.list(workflow=workflow.name)]) == 2
 
 
 async def test_wait_returns_at_its_deadline(client: Client) -> None:

@@ -140,19 +140,11 @@ class Executions:
         )
         event = Event(
             EventType.EXECUTION_QUEUED,
+            time=now,
             payload={"workflow_revision": workflow.revision, "priority": options.priority},
         )
 
-        async def id_is_free(conn: Any) -> None:
-            if await self.journal.repo.exists(conn, execution.id):
-                raise BatonError(
-                    Code.ALREADY_EXISTS,
-                    "EXECUTION_ALREADY_EXISTS",
-                    f"execution {execution.id!r} already exists",
-                    metadata={"name": f"executions/{execution.id}"},
-                )
-
-        stored, events, created = await self.journal.create(execution, [event], request, id_is_free)
+        stored, events, created = await self.journal.create(execution, [event], request)
         if created:
             self._publish(events)
             self._enqueue(stored, plan)

@@ -4,7 +4,8 @@ committed before anyone is told. Also turns stored rows back into domain objects
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -17,8 +18,8 @@ from baton_server.engine.execution_model import (
     Failure,
     StepRun,
 )
-from baton_server.engine.idempotency import RequestInfo, once
-from baton_server.errors import invalid_field
+from baton_server.engine.idempotency import RequestInfo
+from baton_server.errors import BatonError, Code, invalid_field
 from baton_server.storage.database import Database
 from baton_server.storage.executions import (
     Change,
@@ -101,22 +102,33 @@ class Journal:
         self._flusher: asyncio.Future[None] | None = None
 
     async def create(
-        self,
-        execution: Execution,
-        events: list[Event],
-        request: RequestInfo,
-        check: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
+        self, execution: Execution, events: list[Event], request: RequestInfo
     ) -> tuple[Execution, list[Event], bool]:
         """Stores a new execution with its first events, idempotently. Returns the execution
         as stored (the first one, for a repeated request id), its events, and whether this
-        call created it."""
+        call created it. ALREADY_EXISTS when its id is taken."""
+        now = self.clock()
+        for event in events:
+            event.time = event.time or now
         created = False
         numbered: list[EventRow] = []
 
-        async def produce(conn: aiosqlite.Connection) -> dict[str, Any]:
+        async def job(conn: aiosqlite.Connection) -> Any:
             nonlocal created, numbered
-            if check is not None:
-                await check(conn)
+            if request.request_id:
+                # The answer (the new id) is known up front: claim the request id with it.
+                key = f"{request.method}:{request.request_id}"
+                answer = {"id": execution.id}
+                if not await self.idempotency.claim(conn, key, request.fingerprint, answer, now):
+                    remembered = await self.idempotency.get(conn, key)
+                    assert remembered is not None
+                    if remembered.fingerprint != request.fingerprint:
+                        raise invalid_field(
+                            "request_id",
+                            "was already used for a different request",
+                            "REQUEST_ID_REUSED",
+                        )
+                    return remembered.response
             row = ExecutionRow(
                 0,
                 execution.id,
@@ -131,14 +143,22 @@ class Journal:
                 execution.input,
                 execution.mutable_doc(),
             )
-            execution.seq, numbered = await self.repo.insert(
-                conn, row, [step_row(s) for s in execution.steps], [event_row(e) for e in events]
-            )
+            try:
+                execution.seq, numbered = await self.repo.insert(
+                    conn,
+                    row,
+                    [step_row(s) for s in execution.steps],
+                    [event_row(e) for e in events],
+                )
+            except sqlite3.IntegrityError:
+                raise BatonError(
+                    Code.ALREADY_EXISTS,
+                    "EXECUTION_ALREADY_EXISTS",
+                    f"execution {execution.id!r} already exists",
+                    metadata={"name": f"executions/{execution.id}"},
+                ) from None
             created = True
             return {"id": execution.id}
-
-        async def job(conn: aiosqlite.Connection) -> Any:
-            return await once(conn, self.idempotency, request, produce, self.clock())
 
         answer = await self.db.write(job)
         if not created:

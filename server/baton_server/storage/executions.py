@@ -228,11 +228,6 @@ class ExecutionRepository:
             order="",
         )
 
-    async def exists(self, conn: aiosqlite.Connection, execution_id: str) -> bool:
-        """True when an execution with this id exists."""
-        rows = await conn.execute_fetchall("SELECT 1 FROM executions WHERE id = ?", (execution_id,))
-        return bool(list(rows))
-
     async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
         rows = await conn.execute_fetchall(

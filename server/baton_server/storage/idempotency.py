@@ -46,6 +46,18 @@ class IdempotencyRepository:
             (key, fingerprint, None if response is None else self.codec.encode(response), now),
         )
 
+    async def claim(
+        self, conn: aiosqlite.Connection, key: str, fingerprint: str, response: Any, now: float
+    ) -> bool:
+        """Remembers `response` for `key` unless something is remembered already; returns
+        whether it did (one statement, for answers known before the change is made)."""
+        rows = await conn.execute_fetchall(
+            "INSERT INTO idempotency (key, fingerprint, response, create_time) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
+            (key, fingerprint, self.codec.encode(response), now),
+        )
+        return bool(list(rows))
+
     async def purge(self, conn: aiosqlite.Connection, before: float) -> int:
         """Forgets answers older than `before` (epoch seconds); returns how many."""
         cursor = await conn.execute("DELETE FROM idempotency WHERE create_time < ?", (before,))
