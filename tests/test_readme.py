@@ -29,6 +29,15 @@ async def test_readme_example_runs(server: Baton, tmp_path: Path) -> None:
     lines = stdout.decode().splitlines()
     assert lines == [
         "workflows/feature revision 1",
-        "workflows/feature Feature Implementation Workflow",
+        "STATE_SUCCEEDED {'specs': 'Plan for OAuth login'}",
+        "1 EVENT_TYPE_EXECUTION_QUEUED ",
+        "2 EVENT_TYPE_EXECUTION_STARTED ",
+        "3 EVENT_TYPE_STEP_SCHEDULED architecture",
+        "4 EVENT_TYPE_STEP_STARTED architecture",
+        "5 EVENT_TYPE_STEP_SUCCEEDED architecture",
+        "6 EVENT_TYPE_STEP_SCHEDULED detail",
+        "7 EVENT_TYPE_STEP_STARTED detail",
+        "8 EVENT_TYPE_STEP_SUCCEEDED detail",
+        "9 EVENT_TYPE_EXECUTION_SUCCEEDED ",
         "WORKFLOW_CYCLE workflow.steps[0].depends_on",
     ]
