@@ -70,7 +70,8 @@ class ExecutionRun:
         self.plan = plan
         self.env = env
         self._lock = asyncio.Lock()
-        self._tasks: dict[str, asyncio.Task[StepRun]] = {}
+        self._tasks: dict[str, asyncio.Future[StepRun]] = {}
+        self._done: asyncio.Queue[tuple[str, asyncio.Future[StepRun]]] = asyncio.Queue()
         self._cancel_flags: dict[str, threading.Event] = {}
         self._driver: asyncio.Task[None] | None = None
         self._draining = False
@@ -154,12 +155,17 @@ class ExecutionRun:
                 return
             if not self._tasks:
                 return
-            done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            # Step tasks report here when they end: one wait, then take all that are done.
+            done = [await self._done.get()]
+            while not self._done.empty():
+                done.append(self._done.get_nowait())
             finished = []
-            for step_id, task in list(self._tasks.items()):
-                if task not in done:
+            for step_id, task in done:
+                if self._tasks.get(step_id) is not task:
                     continue
                 del self._tasks[step_id]
+                if task.cancelled():
+                    continue
                 error = task.exception()
                 if error is None:
                     finished.append(task.result())
@@ -645,7 +651,9 @@ class ExecutionRun:
                 task.cancel()
 
     def _spawn(self, work: Awaitable[StepRun], step_id: str) -> None:
-        self._tasks[step_id] = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(work)
+        self._tasks[step_id] = task
+        task.add_done_callback(lambda t: self._done.put_nowait((step_id, t)))
 
     def _log_sink(self, step_id: str, attempt: int) -> Callable[[str, str, dict[str, Any]], None]:
         loop = asyncio.get_running_loop()
