@@ -21,15 +21,19 @@ from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
 TESTS = Path(__file__).resolve().parent
 
 
-async def start_process(database: Path) -> tuple[subprocess.Popen[str], int]:
+async def start_process(
+    database: Path, *, listen: str = "127.0.0.1:0", extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """Starts `python -m baton_server` on `database`; returns it and its port."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         "BATON_DATABASE": str(database),
         "BATON_LOG_FORMAT": "json",
+        **(extra_env or {}),
     }
     process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
-        [sys.executable, "-m", "baton_server", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "baton_server", "--listen", listen],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

@@ -449,6 +449,47 @@ class Executions:
         )
         return await self._client._call(self._stub.CancelExecution, request)
 
+    async def stream(
+        self,
+        name: str,
+        *,
+        after_sequence: int = 0,
+        event_types: Sequence[event_pb2.EventType] = (),
+        reconnect_for: float = 60.0,
+    ) -> AsyncIterator[event_pb2.ExecutionEvent]:
+        """Yields the execution's events after `after_sequence`, stored ones then live ones,
+        and ends after the terminal event.
+
+        A dropped connection (UNAVAILABLE, or CANCELLED by a server shutting down) is
+        reopened from the last sequence received, so nothing is missed or repeated; it gives
+        up when no event has arrived for `reconnect_for` seconds of failed reconnects.
+        """
+        last = after_sequence
+        failing_since: float | None = None
+        delay = _RETRY_DELAY
+        while True:
+            request = execution_pb2.StreamExecutionEventsRequest(
+                execution=_name("executions", name), after_sequence=last, event_types=event_types
+            )
+            call = self._stub.StreamExecutionEvents(
+                request, metadata=self._client._metadata, timeout=None
+            )
+            try:
+                async for event in call:
+                    failing_since, delay = None, _RETRY_DELAY
+                    last = event.sequence
+                    yield event
+                return  # the server ended the stream after the terminal event
+            except grpc.aio.AioRpcError as exc:
+                now = asyncio.get_running_loop().time()
+                failing_since = failing_since if failing_since is not None else now
+                if exc.code() not in _RETRYABLE or now - failing_since > reconnect_for:
+                    raise from_rpc_error(exc) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                call.cancel()
+
     def events(
         self,
         name: str,

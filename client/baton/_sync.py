@@ -333,6 +333,24 @@ class SyncExecutions:
         """See `Executions.cancel`."""
         return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
 
+    def stream(
+        self,
+        name: str,
+        *,
+        after_sequence: int = 0,
+        event_types: Sequence[event_pb2.EventType] = (),
+        reconnect_for: float = 60.0,
+    ) -> Iterator[event_pb2.ExecutionEvent]:
+        """See `Executions.stream`."""
+        return self._loop.iterate(
+            self._async.stream(
+                name,
+                after_sequence=after_sequence,
+                event_types=event_types,
+                reconnect_for=reconnect_for,
+            )
+        )
+
     def events(
         self,
         name: str,

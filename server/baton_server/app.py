@@ -122,6 +122,8 @@ async def create_server(settings: Settings) -> Baton:
         runtimes,
         max_running=settings.max_running,
         http=http,
+        stream_buffer=settings.stream_buffer,
+        stream_poll=settings.stream_poll,
     )
     secret = await db.fetchone("SELECT value FROM meta WHERE key = 'page_token_secret'")
     assert secret is not None, "created by the first migration"

@@ -32,6 +32,10 @@ class Settings:
     """Threads for plain (blocking) Python agent functions."""
     agent_processes: int = 0
     """Processes for CPU-bound Python agents (started on first use); 0: one per core."""
+    stream_buffer: int = 1000
+    """Live events buffered per event stream; a slower stream catches up from storage."""
+    stream_poll: float = 0.5
+    """Seconds a quiet event stream waits before checking storage for events it missed."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024

@@ -29,7 +29,7 @@ from baton_server.engine.execution_model import (
     StepRun,
 )
 from baton_server.engine.executions import Executions, StartOptions
-from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.errors import invalid_field
 from baton_server.storage.executions import ExecutionFilter
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -213,7 +213,7 @@ def _event_types(values: Any, field: str) -> list[EventType]:
 
 @translate_errors
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
-    """baton.v1.ExecutionService (StreamExecutionEvents: not yet)."""
+    """baton.v1.ExecutionService."""
 
     def __init__(self, executions: Executions, tokens: PageTokens) -> None:
         self._executions = executions
@@ -325,14 +325,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     async def StreamExecutionEvents(
         self, request: execution_pb2.StreamExecutionEventsRequest, context: Context
     ) -> AsyncIterator[event_pb2.ExecutionEvent]:
-        raise BatonError(
-            Code.UNIMPLEMENTED,
-            "NOT_IMPLEMENTED",
-            "baton.v1.ExecutionService.StreamExecutionEvents is not implemented yet in this "
-            "version of Baton; page through ListExecutionEvents instead",
-            metadata={"method": "baton.v1.ExecutionService.StreamExecutionEvents"},
-        )
-        yield  # an async generator, like the real streaming handler
+        execution_id = parse_name(request.execution, "executions", "execution")
+        if request.after_sequence < 0:
+            raise invalid_field("after_sequence", "must not be negative")
+        types = _event_types(request.event_types, "event_types")
+        async for event in self._executions.follow(
+            execution_id, after=request.after_sequence, types=types
+        ):
+            yield event_to_proto(event)
 
 
 def _seconds(holder: Any, field: str) -> float:

@@ -10,11 +10,12 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from baton_server.engine.definitions import Definitions
+from baton_server.engine.event_hub import EventHub
 from baton_server.engine.execution_model import (
     Event,
     EventType,
@@ -38,6 +39,7 @@ from baton_server.storage.executions import ExecutionFilter
 log = logging.getLogger(__name__)
 
 AGENT_CACHE_SECONDS = 1.0
+STREAM_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Executions:
         http: Any = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        stream_buffer: int = 1000,
+        stream_poll: float = 0.5,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -79,7 +83,9 @@ class Executions:
         self._agents: dict[str, tuple[float, Agent]] = {}
         self._capable: dict[str, tuple[float, Agent | None]] = {}
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
-        self._listeners: list[Callable[[list[Event]], None]] = []
+        self.hub = EventHub(stream_buffer)
+        self._stream_poll = stream_poll
+        self._listeners: list[Callable[[list[Event]], None]] = [self.hub.publish]
         self._stopping = False
         self._env = RunEnv(
             journal=journal,
@@ -240,6 +246,47 @@ class Executions:
         more = len(found) > limit
         found = found[:limit]
         return Page(found, found[-1].sequence if more else None)
+
+    async def follow(
+        self, execution_id: str, *, after: int, types: Sequence[EventType] = ()
+    ) -> AsyncIterator[Event]:
+        """The execution's events after sequence `after`: stored ones, then live ones, until
+        the terminal event. Live events come from this process's hub (fed by the engine and,
+        across processes, by Redis); storage fills any gap, and is polled every
+        `stream_poll` seconds in case a live event never arrives (e.g. Redis is down)."""
+        subscription = self.hub.subscribe(execution_id)  # before reading: nothing slips by
+        try:
+            execution = await self.get(execution_id)
+            wanted = set(types)
+            last = after
+            while True:
+                page = await self.journal.events(execution, after=last, limit=STREAM_PAGE)
+                for event in page:
+                    last = event.sequence
+                    if not wanted or event.type in wanted:
+                        yield event
+                    if event.type.terminal:
+                        return
+                if len(page) == STREAM_PAGE:
+                    continue
+                in_order = True
+                while in_order:
+                    batch = await subscription.next(self._stream_poll)
+                    if batch is None:
+                        break  # quiet, or lagging: look at storage
+                    for event in batch:
+                        if event.sequence <= last:
+                            continue
+                        if event.sequence != last + 1:
+                            in_order = False  # a gap: storage has the missing events
+                            break
+                        last = event.sequence
+                        if not wanted or event.type in wanted:
+                            yield event
+                        if event.type.terminal:
+                            return
+        finally:
+            self.hub.unsubscribe(subscription)
 
     def subscribe(self, listener: Callable[[list[Event]], None]) -> None:
         """Calls `listener` with every batch of events once it is committed."""
