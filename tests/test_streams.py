@@ -142,10 +142,10 @@ async def test_stream_survives_a_server_killed_and_restarted(tmp_path: Path) -> 
             workflow = await busy_workflow(client, pause=0.15, steps=8)
             execution = await client.executions.start(workflow, {})
             seen: list[baton.ExecutionEvent] = []
+            midway = asyncio.Event()
 
             async def restart_midway() -> None:
-                while len(seen) < 15:
-                    await asyncio.sleep(0.01)
+                await midway.wait()
                 process.send_signal(signal.SIGKILL)
                 await asyncio.to_thread(process.wait)
                 await asyncio.sleep(0.3)
@@ -155,6 +155,8 @@ async def test_stream_survives_a_server_killed_and_restarted(tmp_path: Path) -> 
             restarter = asyncio.create_task(restart_midway())
             async for event in client.executions.stream(execution.name):
                 seen.append(event)
+                if len(seen) == 15:
+                    midway.set()
             await restarter
         assert len(processes) == 2, "the server was restarted mid-stream"
         assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
