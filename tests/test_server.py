@@ -22,8 +22,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 import baton
 from baton import Client
 from baton.v1 import (
-    execution_pb2,
-    execution_pb2_grpc,
     monitoring_pb2,
     monitoring_pb2_grpc,
     worker_pb2,
@@ -76,19 +74,14 @@ async def test_later_rpcs_answer_unimplemented(client: Client, server: Baton) ->
     assert caught.value.reason == "NOT_IMPLEMENTED"
     assert "GetWorkflowMetrics is not implemented yet" in caught.value.message
 
-    executions = execution_pb2_grpc.ExecutionServiceStub(client._channel)
-
-    stream = executions.StreamExecutionEvents(
-        execution_pb2.StreamExecutionEventsRequest(execution="executions/x")
-    )
+    workers = worker_pb2_grpc.WorkerServiceStub(client._channel)
+    with pytest.raises(baton.UnimplementedError):
+        await client._call(workers.CompleteTask, worker_pb2.CompleteTaskRequest(task_token="t"))
+    stream = workers.PollTasks(worker_pb2.PollTasksRequest(agents=["agents/a"]))
     with pytest.raises(grpc.aio.AioRpcError) as raw:
         async for _ in stream:
             pass
     assert raw.value.code() is grpc.StatusCode.UNIMPLEMENTED
-
-    workers = worker_pb2_grpc.WorkerServiceStub(client._channel)
-    with pytest.raises(baton.UnimplementedError):
-        await client._call(workers.CompleteTask, worker_pb2.CompleteTaskRequest(task_token="t"))
 
 
 async def test_oversized_requests_are_refused(start_server: object) -> None:

@@ -37,14 +37,18 @@ from baton_server.api.unimplemented import unimplemented
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.config import Settings
 from baton_server.engine.definitions import Definitions
+from baton_server.engine.event_relay import EventRelay
 from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
 from baton_server.engine.journal import Journal
+from baton_server.engine.lease import EngineLease
 from baton_server.engine.runtimes import Runtimes
 from baton_server.storage.cache import DefinitionCache
 from baton_server.storage.codec import Codec
+from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.database import Database
 from baton_server.storage.definitions import DefinitionRepository
+from baton_server.storage.event_bus import RedisEventBus
 from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.idempotency import IdempotencyRepository
 
@@ -75,6 +79,8 @@ class Baton:
     executions: Executions
     runtimes: Runtimes
     http: httpx.AsyncClient
+    relay: EventRelay | None = None
+    bus: RedisEventBus | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -84,6 +90,10 @@ class Baton:
         await asyncio.gather(self.server.stop(grace), self.executions.shutdown(grace or 0.0))
         await self.runtimes.close()
         await self.http.aclose()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.bus is not None:
+            await self.bus.close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -116,6 +126,8 @@ async def create_server(settings: Settings) -> Baton:
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
     runtimes = Runtimes(threads=settings.agent_threads, processes=settings.agent_processes)
+    coordination = CoordinationRepository()
+    lease = EngineLease(db, coordination, settings.engine_lease, time.time)
     executions = Executions(
         Journal(db, execution_repo, idempotency, time.time),
         definitions,
@@ -124,7 +136,15 @@ async def create_server(settings: Settings) -> Baton:
         http=http,
         stream_buffer=settings.stream_buffer,
         stream_poll=settings.stream_poll,
+        lease=lease,
+        coordination=coordination,
     )
+    bus = relay = None
+    if settings.redis_url:
+        bus = RedisEventBus(settings.redis_url, f"{settings.redis_prefix}events")
+        relay = EventRelay(bus, executions.hub, lease.owner)
+        executions.subscribe(relay.publish)
+        relay.start()
     secret = await db.fetchone("SELECT value FROM meta WHERE key = 'page_token_secret'")
     assert secret is not None, "created by the first migration"
     tokens = PageTokens(bytes.fromhex(secret[0]))
@@ -167,11 +187,11 @@ async def create_server(settings: Settings) -> Baton:
     except RuntimeError as exc:
         await db.close()
         raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
-    # Resume unfinished executions before the first call can ask about them.
-    await executions.recover()
+    # Take the engine lease and resume unfinished executions before the first call.
+    await executions.begin()
     await server.start()
 
-    baton = Baton(server, port, db, cache, health_servicer, executions, runtimes, http)
+    baton = Baton(server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus)
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
     baton.tasks.append(

@@ -36,6 +36,10 @@ class Settings:
     """Live events buffered per event stream; a slower stream catches up from storage."""
     stream_poll: float = 0.5
     """Seconds a quiet event stream waits before checking storage for events it missed."""
+    engine_lease: float = 10.0
+    """Seconds the engine lease lasts: with several processes on one database, a standby
+    takes over the executions this long after the process running them stopped renewing
+    (at once if that process is gone from the same host, or released the lease)."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024

@@ -28,12 +28,14 @@ from baton_server.engine.execution_model import (
 from baton_server.engine.idempotency import RequestInfo
 from baton_server.engine.ids import new_id
 from baton_server.engine.journal import Journal
+from baton_server.engine.lease import EngineLease
 from baton_server.engine.model import Agent, AgentState, Workflow, WorkflowState
 from baton_server.engine.paging import Page
 from baton_server.engine.plan import Plan, build_plan
 from baton_server.engine.runner import ExecutionRun, RunEnv
 from baton_server.engine.runtimes import Runtimes
 from baton_server.errors import BatonError, Code, invalid_field, not_found
+from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.executions import ExecutionFilter
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,10 @@ class StartOptions:
 
 
 class Executions:
-    """The engine's front door. One instance per server process owns the executions of its
-    database: it runs them, and resumes the unfinished ones when it starts."""
+    """The engine's front door, in every server process. The process holding the engine
+    lease runs the executions of the database (and resumes the unfinished ones when it gets
+    the lease); the others store new executions and cancel requests for it to pick up, and
+    serve reads, waits and streams from storage and the event bus."""
 
     def __init__(
         self,
@@ -69,6 +73,9 @@ class Executions:
         rng: random.Random | None = None,
         stream_buffer: int = 1000,
         stream_poll: float = 0.5,
+        lease: EngineLease | None = None,
+        coordination: CoordinationRepository | None = None,
+        discovery_interval: float = 0.2,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -87,6 +94,13 @@ class Executions:
         self._stream_poll = stream_poll
         self._listeners: list[Callable[[list[Event]], None]] = [self.hub.publish]
         self._stopping = False
+        self.lease = lease
+        self._coordination = coordination or CoordinationRepository()
+        self._discovery_interval = discovery_interval
+        self.owner = lease is None  # without a lease: the only process, always the engine
+        self._creating: set[str] = set()
+        self._discovered_up_to = 0
+        self._coordinator: asyncio.Task[None] | None = None
         self._env = RunEnv(
             journal=journal,
             runtimes=runtimes,
@@ -150,16 +164,23 @@ class Executions:
             payload={"workflow_revision": workflow.revision, "priority": options.priority},
         )
 
-        stored, events, created = await self.journal.create(execution, [event], request)
-        if created:
-            self._publish(events)
-            self._enqueue(stored, plan)
+        self._creating.add(execution.id)  # not "discovered" as another process's work
+        try:
+            stored, events, created = await self.journal.create(execution, [event], request)
+            if created:
+                self._publish(events)
+                if self.owner:
+                    self._enqueue(stored, plan)
+        finally:
+            self._creating.discard(execution.id)
         return stored
 
     async def cancel(self, execution_id: str, reason: str, request: RequestInfo) -> Execution:
         """Cancels an execution that has not ended."""
         if request.request_id and await self.journal.answered(request):
             return await self.get(execution_id)
+        if not self.owner:
+            return await self._cancel_elsewhere(execution_id, reason, request)
         run = self._runs.get(execution_id)
         if run is not None:
             if await run.cancel(reason):
@@ -185,13 +206,21 @@ class Executions:
             await self.journal.remember(request, {"id": execution_id})
             self._notify(execution_id)
             return execution
+        raise _already_terminal(await self.get(execution_id))
+
+    async def _cancel_elsewhere(
+        self, execution_id: str, reason: str, request: RequestInfo
+    ) -> Execution:
+        """Cancel in a process that does not run executions: leave a request for the one
+        that does, and wait a moment for it to be carried out."""
         execution = await self.get(execution_id)
-        raise BatonError(
-            Code.FAILED_PRECONDITION,
-            "EXECUTION_ALREADY_TERMINAL",
-            f"execution {execution_id!r} has already ended ({execution.state.value})",
-            metadata={"name": f"executions/{execution_id}", "state": execution.state.value},
+        if execution.state.terminal:
+            raise _already_terminal(execution)
+        await self.journal.db.write(
+            lambda conn: self._coordination.request_cancel(conn, execution_id, reason, self.clock())
         )
+        await self.journal.remember(request, {"id": execution_id})
+        return await self.wait(execution_id, 5.0)
 
     # Queries --------------------------------------------------------------------------
 
@@ -213,6 +242,8 @@ class Executions:
         execution = await self.get(execution_id)
         if execution.state.terminal or (within is not None and within <= 0):
             return execution
+        if execution_id not in self._runs and execution_id not in self._queued:
+            return await self._wait_elsewhere(execution_id, within)
         waiter = self._waiters.setdefault(execution_id, asyncio.Event())
         # Look again now that the waiter is registered: an end in between would be missed.
         execution = await self.get(execution_id)
@@ -221,6 +252,22 @@ class Executions:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter.wait(), within)
         return await self.get(execution_id)
+
+    async def _wait_elsewhere(self, execution_id: str, within: float | None) -> Execution:
+        """Waits for an execution another process runs: woken by its events (from the event
+        bus), and checking storage every `stream_poll` seconds in any case."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        subscription = self.hub.subscribe(execution_id)
+        try:
+            while True:
+                execution = await self.get(execution_id)
+                remaining = None if deadline is None else deadline - loop.time()
+                if execution.state.terminal or (remaining is not None and remaining <= 0):
+                    return execution
+                await subscription.next(min(self._stream_poll, remaining or self._stream_poll))
+        finally:
+            self.hub.unsubscribe(subscription)
 
     async def list_executions(
         self, *, before: int, limit: int, where: ExecutionFilter
@@ -321,12 +368,75 @@ class Executions:
             log.info("resumed executions", extra={"count": len(active)})
         return len(active)
 
+    async def begin(self) -> None:
+        """At start-up: takes the engine lease if it is free (then resumes the unfinished
+        executions), and keeps coordinating with other processes in the background."""
+        if self.lease is not None:
+            self.owner = await self.lease.hold()
+        if self.owner:
+            await self.recover()
+        self._coordinator = asyncio.create_task(self._coordinate(), name="baton-coordinator")
+
     async def shutdown(self, grace: float) -> None:
         """Stops starting executions, lets running attempts finish within `grace`, and
-        leaves the rest to be resumed by the next start."""
+        leaves the rest to be resumed by the next start (or by a standby process, which
+        gets the released lease at once)."""
         self._stopping = True
+        if self._coordinator is not None:
+            self._coordinator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._coordinator
         runs = list(self._runs.values())
         await asyncio.gather(*(run.drain(grace) for run in runs))
+        if self.owner and self.lease is not None:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
+
+    async def _coordinate(self) -> None:
+        """Renews (or tries to take) the lease and, holding it, picks up the executions and
+        cancel requests that other processes stored."""
+        loop = asyncio.get_running_loop()
+        renew_every = self.lease.ttl / 3 if self.lease is not None else float("inf")
+        next_renewal = loop.time() + renew_every
+        while True:
+            await asyncio.sleep(self._discovery_interval if self.owner else min(renew_every, 1.0))
+            try:
+                if self.lease is not None and (not self.owner or loop.time() >= next_renewal):
+                    held = await self.lease.hold()
+                    next_renewal = loop.time() + renew_every
+                    if held and not self.owner:
+                        log.info("took over the engine lease; resuming executions")
+                        self.owner = True
+                        await self.recover()
+                    elif not held and self.owner:
+                        log.error("lost the engine lease to another process; stopping runs")
+                        self.owner = False
+                        await asyncio.gather(*(r.drain(0.0) for r in list(self._runs.values())))
+                        self._queue.clear()
+                        self._queued.clear()
+                if self.owner:
+                    await self._discover()
+            except Exception:  # a failed round is retried at the next one
+                log.exception("coordination round failed")
+
+    async def _discover(self) -> None:
+        """Queues executions other processes stored, then carries out cancel requests."""
+        for execution in await self.journal.queued_after(self._discovered_up_to):
+            self._discovered_up_to = max(self._discovered_up_to, execution.seq)
+            known = (
+                execution.id in self._runs
+                or execution.id in self._queued
+                or execution.id in self._creating
+            )
+            if not known:
+                workflow = await self.definitions.get_workflow(
+                    execution.workflow_id, execution.workflow_revision
+                )
+                self._enqueue(execution, self._plan(workflow))
+        requests = await self.journal.db.write(self._coordination.take_cancel_requests)
+        for execution_id, reason in requests:
+            with contextlib.suppress(BatonError):
+                await self.cancel(execution_id, reason, RequestInfo("CancelExecution"))
 
     # Scheduling -----------------------------------------------------------------------
 
@@ -407,3 +517,12 @@ class Executions:
             current = (agent.max_concurrency, asyncio.Semaphore(agent.max_concurrency))
             self._slots[agent.id] = current
         return current[1]
+
+
+def _already_terminal(execution: Execution) -> BatonError:
+    return BatonError(
+        Code.FAILED_PRECONDITION,
+        "EXECUTION_ALREADY_TERMINAL",
+        f"execution {execution.id!r} has already ended ({execution.state.value})",
+        metadata={"name": f"executions/{execution.id}", "state": execution.state.value},
+    )

@@ -288,6 +288,11 @@ class Journal:
         rows = await self.db.read(self.repo.active)
         return [to_execution(r, s) for r, s in rows]
 
+    async def queued_after(self, seq: int) -> list[Execution]:
+        """QUEUED executions stored after `seq`, oldest first."""
+        rows = await self.db.read(lambda conn: self.repo.queued_after(conn, seq))
+        return [to_execution(r, s) for r, s in rows]
+
     async def events(
         self, execution: Execution, *, after: int, limit: int, types: Sequence[str] = ()
     ) -> list[Event]:

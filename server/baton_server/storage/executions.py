@@ -228,6 +228,17 @@ class ExecutionRepository:
             order="",
         )
 
+    async def queued_after(
+        self, conn: aiosqlite.Connection, seq: int
+    ) -> list[tuple[ExecutionRow, list[StepRow]]]:
+        """QUEUED executions with seq > `seq`, oldest first (work other processes stored)."""
+        return await self._with_steps(
+            conn,
+            "SELECT * FROM executions WHERE state = 'QUEUED' AND seq > ? ORDER BY seq",
+            [seq],
+            order="",
+        )
+
     async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
         rows = await conn.execute_fetchall(

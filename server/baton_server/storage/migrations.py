@@ -78,6 +78,16 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (execution_seq, sequence)) STRICT, WITHOUT ROWID""",
         "CREATE INDEX events_type ON events (execution_seq, type, sequence)",
     ],
+    # 3: several server processes on one database: the engine lease and cancel requests
+    # made in a process that does not run the execution.
+    [
+        """CREATE TABLE engine_lease (
+            id INTEGER PRIMARY KEY CHECK (id = 1), owner TEXT NOT NULL, host TEXT NOT NULL,
+            pid INTEGER NOT NULL, expires REAL NOT NULL) STRICT""",
+        """CREATE TABLE cancel_requests (
+            execution_id TEXT PRIMARY KEY, reason TEXT NOT NULL, create_time REAL NOT NULL)
+            STRICT""",
+    ],
 ]
 
 

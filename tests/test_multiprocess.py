@@ -1,0 +1,130 @@
+"""Several server processes on one database with a real Redis: one runs the executions
+(the engine lease), any of them streams, waits, and cancels; a standby takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RedisProcess, redis_prefix
+from test_recovery import start_process
+from test_streams import busy_workflow
+
+import baton
+from baton import Client, EventType, Execution
+
+
+async def two_servers(
+    tmp_path: Path, redis: RedisProcess | None, **env: str
+) -> tuple[list[subprocess.Popen[str]], int, int]:
+    common = {"BATON_STREAM_POLL": "5", **env}
+    if redis is not None:
+        common.update(BATON_REDIS_URL=redis.url, BATON_REDIS_PREFIX=redis_prefix())
+    owner, owner_port = await start_process(tmp_path / "baton.db", extra_env=common)
+    standby, standby_port = await start_process(tmp_path / "baton.db", extra_env=common)
+    return [owner, standby], owner_port, standby_port
+
+
+def stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+@pytest.mark.timeout(90)
+async def test_run_by_one_process_streamed_live_from_the_other(
+    tmp_path: Path, own_redis: RedisProcess
+) -> None:
+    processes, owner_port, standby_port = await two_servers(tmp_path, own_redis)
+    try:
+        async with (
+            Client.connect(f"127.0.0.1:{owner_port}") as owner,
+            Client.connect(f"127.0.0.1:{standby_port}") as standby,
+        ):
+            assert (await owner.system_health()).running_executions == 0
+            workflow = await busy_workflow(standby, pause=0.05, steps=5)
+            # Started through the standby: stored there, run by the lease holder.
+            execution = await standby.executions.start(workflow, {})
+            begun = time.monotonic()
+            streamed = [e async for e in standby.executions.stream(execution.name)]
+            elapsed = time.monotonic() - begun
+            # Streams check storage only every 5 s here: finishing sooner means live events
+            # came through Redis.
+            assert elapsed < 4, elapsed
+            assert [e.sequence for e in streamed] == list(range(1, len(streamed) + 1))
+            assert streamed[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
+            stored = [e async for e in owner.executions.events(execution.name)]
+            assert [(e.sequence, e.type) for e in stored] == [
+                (e.sequence, e.type) for e in streamed
+            ]
+
+            waited = await standby.executions.wait(execution.name, timeout=10)
+            assert waited.state == Execution.STATE_SUCCEEDED
+
+            # Cancel through the standby reaches the process that runs the execution.
+            sleeper = await standby.workflows.create(
+                baton.Workflow(
+                    steps=[baton.Step(id="nap", agent="slow", input_mapping={"seconds": 60})]
+                )
+            )
+            long = await standby.executions.start(sleeper.name, {})
+            await asyncio.sleep(0.3)
+            cancelled = await standby.executions.cancel(long.name, reason="from the standby")
+            assert cancelled.state == Execution.STATE_CANCELLED
+            assert cancelled.error.message == "from the standby"
+            with pytest.raises(baton.FailedPreconditionError):
+                await standby.executions.cancel(long.name)
+    finally:
+        stop(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_redis_stopped_while_streaming_loses_nothing(
+    tmp_path: Path, own_redis: RedisProcess
+) -> None:
+    processes, _, standby_port = await two_servers(tmp_path, own_redis, BATON_STREAM_POLL="0.3")
+    try:
+        async with Client.connect(f"127.0.0.1:{standby_port}") as standby:
+            workflow = await busy_workflow(standby, pause=0.1, steps=6)
+            execution = await standby.executions.start(workflow, {})
+            seen = []
+            async for event in standby.executions.stream(execution.name):
+                seen.append(event)
+                if len(seen) == 10:
+                    own_redis.stop()  # SIGKILL: the live path is gone
+            assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
+            assert seen[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
+            assert len(seen) > 20
+    finally:
+        stop(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_standby_takes_over_when_the_engine_process_dies(tmp_path: Path) -> None:
+    processes, owner_port, standby_port = await two_servers(
+        tmp_path, None, BATON_ENGINE_LEASE="1.5", BATON_STREAM_POLL="0.2"
+    )
+    try:
+        async with Client.connect(f"127.0.0.1:{standby_port}", timeout=30) as standby:
+            workflow = await busy_workflow(standby, pause=0.2, steps=6)
+            executions = [await standby.executions.start(workflow, {}) for _ in range(5)]
+            await asyncio.sleep(0.8)
+            processes[0].send_signal(signal.SIGKILL)  # the lease holder
+            finished = await asyncio.gather(
+                *(standby.executions.wait(e.name, timeout=60) for e in executions)
+            )
+            assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
+                (e.state, e.error.message) for e in finished
+            ]
+            assert (await standby.system_health()).running_executions == 0
+            events = [e async for e in standby.executions.events(finished[0].name)]
+            assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    finally:
+        stop(processes)
