@@ -108,7 +108,7 @@ async def test_redis_stopped_while_streaming_loses_nothing(
 
 @pytest.mark.timeout(90)
 async def test_standby_takes_over_when_the_engine_process_dies(tmp_path: Path) -> None:
-    processes, owner_port, standby_port = await two_servers(
+    processes, _, standby_port = await two_servers(
         tmp_path, None, BATON_ENGINE_LEASE="1.5", BATON_STREAM_POLL="0.2"
     )
     try:
