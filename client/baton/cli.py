@@ -1,0 +1,469 @@
+"""The `baton` command line: apply definitions from YAML/JSON, run and watch executions,
+get, list, cancel, and read event logs. Tables for people, `--output json` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from baton._errors import BatonError, NotFoundError
+from baton._sync import SyncClient
+from baton.v1 import agent_pb2, event_pb2, execution_pb2, handoff_pb2, workflow_pb2
+
+KINDS = {
+    "agent": "agents",
+    "workflow": "workflows",
+    "handoff": "handoffs",
+    "execution": "executions",
+}
+_MESSAGES: dict[str, type[Message]] = {
+    "agent": agent_pb2.Agent,
+    "workflow": workflow_pb2.Workflow,
+    "handoff": handoff_pb2.Handoff,
+}
+_STEP_EVENTS = {
+    event_pb2.EVENT_TYPE_STEP_STARTED: "started",
+    event_pb2.EVENT_TYPE_STEP_SUCCEEDED: "succeeded",
+    event_pb2.EVENT_TYPE_STEP_FAILED: "failed",
+    event_pb2.EVENT_TYPE_STEP_RETRYING: "retrying",
+    event_pb2.EVENT_TYPE_STEP_SKIPPED: "skipped",
+    event_pb2.EVENT_TYPE_STEP_TIMED_OUT: "timed out",
+    event_pb2.EVENT_TYPE_FALLBACK_ACTIVATED: "fallback",
+    event_pb2.EVENT_TYPE_HANDOFF: "handoff",
+}
+_DONE_STEP_STATES = {
+    execution_pb2.StepRun.STATE_SUCCEEDED,
+    execution_pb2.StepRun.STATE_FAILED,
+    execution_pb2.StepRun.STATE_SKIPPED,
+    execution_pb2.StepRun.STATE_CANCELLED,
+    execution_pb2.StepRun.STATE_TIMED_OUT,
+}
+
+
+class CliError(Exception):
+    """A problem with what the user asked (bad file, bad JSON)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `baton` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        with SyncClient.connect(args.server, token=args.token, timeout=args.timeout) as client:
+            status: int = args.handler(client, args, sys.stdout)
+            return status
+    except (BatonError, CliError) as exc:
+        print(f"baton: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baton", description="Talk to a Baton server.")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("BATON_SERVER", "localhost:50051"),
+        help="host:port of the server (env BATON_SERVER)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("BATON_TOKEN"), help="bearer token (env BATON_TOKEN)"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    apply = commands.add_parser("apply", help="create or update agents, workflows, handoffs")
+    apply.add_argument(
+        "-f",
+        "--file",
+        required=True,
+        action="append",
+        help="YAML or JSON file ('-' for standard input); may repeat",
+    )
+    apply.set_defaults(handler=_apply)
+
+    run = commands.add_parser("run", help="start an execution")
+    run.add_argument("workflow")
+    run.add_argument("--input", default="{}", help="the input as JSON")
+    run.add_argument("--priority", type=int, default=0)
+    run.add_argument("--execution-timeout", type=float, default=None, help="seconds")
+    run.add_argument("--label", action="append", default=[], help="key=value; may repeat")
+    run.add_argument("--watch", action="store_true", help="follow it until it ends")
+    run.set_defaults(handler=_run)
+
+    watch = commands.add_parser("watch", help="follow an execution's steps until it ends")
+    watch.add_argument("execution")
+    watch.set_defaults(handler=_watch)
+
+    get = commands.add_parser("get", help="show one resource")
+    get.add_argument("kind", choices=sorted(KINDS))
+    get.add_argument("name")
+    get.set_defaults(handler=_get)
+
+    listing = commands.add_parser("list", help="list resources")
+    listing.add_argument("kind", choices=sorted(KINDS))
+    listing.add_argument("--workflow", default="", help="executions of this workflow")
+    listing.add_argument("--state", default="", help="e.g. ACTIVE, RUNNING, FAILED")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=_list)
+
+    cancel = commands.add_parser("cancel", help="cancel an execution")
+    cancel.add_argument("execution")
+    cancel.add_argument("--reason", default="cancelled from the command line")
+    cancel.set_defaults(handler=_cancel)
+
+    events = commands.add_parser("events", help="print an execution's event log")
+    events.add_argument("execution")
+    events.add_argument("--follow", action="store_true", help="keep following live events")
+    events.set_defaults(handler=_events)
+    return parser
+
+
+# Commands ---------------------------------------------------------------------------
+
+
+def _apply(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    rows = []
+    for path in args.file:
+        for document in _documents(path):
+            kind, resource_id, message = _definition(document, path)
+            action = _apply_one(client, kind, resource_id, message)
+            rows.append({"kind": kind, "name": f"{KINDS[kind]}/{resource_id}", "action": action})
+    _print(out, args.output, rows, ["kind", "name", "action"])
+    return 0
+
+
+def _apply_one(client: SyncClient, kind: str, resource_id: str, message: Any) -> str:
+    service: Any = getattr(client, KINDS[kind])
+    try:
+        current = service.get(resource_id)
+    except NotFoundError:
+        service.create(message, **{f"{kind}_id": resource_id})
+        return "created"
+    message.name = current.name
+    comparable = type(current)()
+    comparable.CopyFrom(current)
+    for field in ("name", "create_time", "update_time", "etag", "revision"):
+        if comparable.DESCRIPTOR.fields_by_name.get(field):
+            comparable.ClearField(field)
+    proposed = type(message)()
+    proposed.CopyFrom(message)
+    proposed.ClearField("name")
+    if _normalised(kind, proposed) == _normalised(kind, comparable):
+        return "unchanged"
+    service.update(message)
+    return "updated"
+
+
+def _normalised(kind: str, message: Any) -> dict[str, Any]:
+    """A definition as a dict with agent references spelt `agents/<id>` and defaults made
+    explicit, so that a file and the stored resource compare equal when they mean the same."""
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    if kind == "agent" and data.get("state") in (None, "STATE_UNSPECIFIED"):
+        data["state"] = "STATE_ACTIVE"
+    if kind == "workflow":
+        if data.get("state") in (None, "STATE_UNSPECIFIED"):
+            data["state"] = "STATE_ACTIVE"
+        for step in data.get("steps", []):
+            for key in ("agent",):
+                if key in step and not step[key].startswith("agents/"):
+                    step[key] = f"agents/{step[key]}"
+            step["fallback_agents"] = [
+                a if a.startswith("agents/") else f"agents/{a}"
+                for a in step.get("fallback_agents", [])
+            ]
+    if kind == "handoff":
+        for key in ("source_agent", "target_agent"):
+            if key in data and not data[key].startswith("agents/"):
+                data[key] = f"agents/{data[key]}"
+    return {k: v for k, v in data.items() if v not in ({}, [], "", None)}
+
+
+def _run(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    value = _json_arg(args.input, "--input")
+    labels = dict(label.split("=", 1) for label in args.label if "=" in label)
+    execution = client.executions.start(
+        args.workflow,
+        value,
+        priority=args.priority,
+        timeout=args.execution_timeout,
+        labels=labels,
+    )
+    if not args.watch:
+        _print_execution(out, args.output, execution)
+        return 0
+    if args.output == "table":
+        print(f"started {execution.name}", file=out)
+    return _follow(client, execution.name, args.output, out)
+
+
+def _watch(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    return _follow(client, _name("executions", args.execution), args.output, out)
+
+
+def _get(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    service: Any = getattr(client, KINDS[args.kind])
+    resource = service.get(args.name)
+    if args.kind == "execution":
+        _print_execution(out, args.output, resource)
+    elif args.output == "json":
+        print(_to_json(resource), file=out)
+    else:
+        data = json_format.MessageToDict(resource, preserving_proto_field_name=True)
+        for key, value in data.items():
+            shown = value if isinstance(value, str) else json.dumps(value)
+            print(f"{key + ':':<16} {shown}", file=out)
+    return 0
+
+
+def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    state = args.state.upper()
+    if args.kind == "execution":
+        items: Iterable[Any] = client.executions.list(
+            workflow=args.workflow,
+            state=_enum(execution_pb2.Execution.State, state),
+        )
+        columns = ["name", "workflow", "state", "create_time"]
+    elif args.kind == "workflow":
+        items = client.workflows.list(state=_enum(workflow_pb2.Workflow.State, state))
+        columns = ["name", "display_name", "revision", "state", "tags"]
+    elif args.kind == "agent":
+        items = client.agents.list(state=_enum(agent_pb2.Agent.State, state))
+        columns = ["name", "display_name", "state", "capabilities"]
+    else:
+        items = client.handoffs.list()
+        columns = ["name", "source_agent", "target_agent", "type", "priority"]
+    rows = []
+    for i, item in enumerate(items):
+        if i >= args.limit:
+            break
+        rows.append(json_format.MessageToDict(item, preserving_proto_field_name=True))
+    _print(out, args.output, rows, columns)
+    return 0
+
+
+def _cancel(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    execution = client.executions.cancel(args.execution, reason=args.reason)
+    _print_execution(out, args.output, execution)
+    return 0
+
+
+def _events(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    name = _name("executions", args.execution)
+    events = client.executions.stream(name) if args.follow else client.executions.events(name)
+    for event in events:
+        if args.output == "json":
+            print(_to_json(event, indent=None), file=out)
+        else:
+            print(_event_line(event), file=out)
+        out.flush()
+    return 0
+
+
+# Watching ---------------------------------------------------------------------------
+
+
+def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
+    """Streams an execution's events (with a progress bar for people) and ends with a
+    summary; exit status 0 when it succeeded, 1 otherwise."""
+    execution = client.executions.get(name)
+    total = len(execution.steps)
+    done: set[str] = {s.step_id for s in execution.steps if s.state in _DONE_STEP_STATES}
+    for event in client.executions.stream(name):
+        if output == "json":
+            print(_to_json(event, indent=None), file=out)
+            out.flush()
+            continue
+        if event.type in _STEP_EVENTS:
+            if event.type in (
+                event_pb2.EVENT_TYPE_STEP_SUCCEEDED,
+                event_pb2.EVENT_TYPE_STEP_FAILED,
+                event_pb2.EVENT_TYPE_STEP_SKIPPED,
+            ):
+                done.add(event.step_id)
+            print(
+                f"{_bar(len(done), total)} {event.step_id}: {_STEP_EVENTS[event.type]}"
+                f"{_event_detail(event)}",
+                file=out,
+            )
+            out.flush()
+    final = client.executions.get(name)
+    if output == "table":
+        print(file=out)
+        _print_execution(out, output, final)
+    return 0 if final.state == execution_pb2.Execution.STATE_SUCCEEDED else 1
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = width * done // total if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+def _event_detail(event: event_pb2.ExecutionEvent) -> str:
+    kind = event.WhichOneof("payload")
+    if kind == "step_started":
+        return f" (attempt {event.attempt}, {event.step_started.agent})"
+    if kind == "step_failed":
+        return f": {event.step_failed.error.type}: {event.step_failed.error.message}"
+    if kind == "step_retrying":
+        retry = event.step_retrying
+        delay = retry.delay.ToNanoseconds() / 1e9
+        return f": {retry.error.type}; attempt {retry.next_attempt} in {delay:.2f}s"
+    if kind == "step_skipped":
+        return f": {event.step_skipped.reason}"
+    if kind == "fallback_activated":
+        return f": {event.fallback_activated.from_agent} -> {event.fallback_activated.to_agent}"
+    if kind == "handoff":
+        return f": {event.handoff.source_agent} -> {event.handoff.target_agent}"
+    return ""
+
+
+def _event_line(event: event_pb2.ExecutionEvent) -> str:
+    kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
+    time = event.time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+    step = f" {event.step_id}" if event.step_id else ""
+    detail = _event_detail(event)
+    if event.WhichOneof("payload") == "log":
+        detail = f": {event.log.message}"
+    return f"{event.sequence:>5} {time} {kind}{step}{detail}"
+
+
+def _print_execution(out: TextIO, output: str, execution: execution_pb2.Execution) -> None:
+    if output == "json":
+        print(_to_json(execution), file=out)
+        return
+    state = execution_pb2.Execution.State.Name(execution.state).removeprefix("STATE_")
+    print(
+        f"{execution.name}  {state}  ({execution.workflow} revision {execution.workflow_revision})",
+        file=out,
+    )
+    rows = []
+    for step in execution.steps:
+        duration = ""
+        if step.start_time.seconds and step.end_time.seconds:
+            millis = (step.end_time.ToNanoseconds() - step.start_time.ToNanoseconds()) / 1e6
+            duration = f"{millis:.0f} ms"
+        rows.append(
+            {
+                "step": step.step_id,
+                "state": execution_pb2.StepRun.State.Name(step.state).removeprefix("STATE_"),
+                "attempts": str(step.attempt),
+                "agent": step.agent,
+                "duration": duration,
+                "error": step.error.message,
+            }
+        )
+    _print(out, "table", rows, ["step", "state", "attempts", "agent", "duration", "error"])
+    if execution.HasField("output"):
+        print(f"output: {json.dumps(json_format.MessageToDict(execution.output))}", file=out)
+    if execution.error.message:
+        print(f"error: {execution.error.type}: {execution.error.message}", file=out)
+
+
+# Helpers ----------------------------------------------------------------------------
+
+
+def _print(out: TextIO, output: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if output == "json":
+        print(json.dumps(rows, indent=2), file=out)
+        return
+    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    print(
+        "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+        file=out,
+    )
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    text = str(value)
+    return text.removeprefix("STATE_").removeprefix("TYPE_")
+
+
+def _to_json(message: Message, indent: int | None = 2) -> str:
+    return json.dumps(
+        json_format.MessageToDict(message, preserving_proto_field_name=True), indent=indent
+    )
+
+
+def _json_arg(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{flag} must be a JSON object")
+    return value
+
+
+def _enum(enum: Any, state: str) -> Any:
+    if not state:
+        return 0
+    try:
+        return enum.Value(f"STATE_{state}")
+    except ValueError:
+        raise CliError(f"unknown state {state!r}") from None
+
+
+def _name(collection: str, value: str) -> str:
+    return value if value.startswith(f"{collection}/") else f"{collection}/{value}"
+
+
+def _documents(path: str) -> Iterator[dict[str, Any]]:
+    """The definitions in a YAML (several documents allowed) or JSON (an object or a list)
+    file."""
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    if path.endswith(".json") or text.lstrip().startswith(("{", "[")):
+        try:
+            loaded: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{path} is not valid JSON: {exc}") from None
+        documents = loaded if isinstance(loaded, list) else [loaded]
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise CliError("reading YAML needs PyYAML: pip install 'baton[cli]'") from None
+        try:
+            documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as exc:
+            raise CliError(f"{path} is not valid YAML: {exc}") from None
+    for document in documents:
+        if not isinstance(document, dict):
+            raise CliError(f"{path}: every document must be a mapping")
+        yield document
+
+
+def _definition(document: dict[str, Any], path: str) -> tuple[str, str, Any]:
+    """(kind, id, message) from a document like `{kind: Agent, id: x, ...fields}`."""
+    fields = dict(document)
+    kind = str(fields.pop("kind", "")).lower()
+    if kind not in _MESSAGES:
+        raise CliError(f"{path}: 'kind' must be Agent, Workflow or Handoff, not {kind!r}")
+    resource_id = str(fields.pop("id", "") or fields.pop("name", "")).split("/")[-1]
+    if not resource_id:
+        raise CliError(f"{path}: a {kind} needs an 'id'")
+    message = _MESSAGES[kind]()
+    try:
+        json_format.ParseDict(fields, message)
+    except json_format.ParseError as exc:
+        raise CliError(f"{path}: {kind} {resource_id!r}: {exc}") from None
+    return kind, resource_id, message
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The `baton` command line against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from baton import Client
+from baton_server.app import Baton
+
+DEFINITIONS = """
+kind: Agent
+id: architect
+display_name: Architect
+python: {entry_point: "baton_server.agents.builtin:template"}
+config:
+  template: {plan: "Plan for ${input.feature_request}"}
+---
+kind: Agent
+id: napper
+python: {entry_point: "baton_server.agents.builtin:sleep"}
+---
+kind: Agent
+id: detail
+python: {entry_point: "baton_server.agents.builtin:echo"}
+---
+kind: Workflow
+id: feature
+display_name: Feature Implementation Workflow
+tags: [feature]
+steps:
+  - id: architecture
+    agent: architect
+    input_mapping: {feature_request: "${input.feature_request}"}
+  - id: detail
+    agent: agents/detail
+    depends_on: [architecture]
+    input_mapping: {specs: "${steps.architecture.output.plan}"}
+output_mapping: {specs: "${steps.detail.output.specs}"}
+---
+kind: Workflow
+id: nap
+steps:
+  - {id: nap, agent: napper, input_mapping: {seconds: 30}}
+---
+kind: Handoff
+id: plan-to-detail
+source_agent: architect
+target_agent: detail
+type: TYPE_SEQUENTIAL
+trigger_conditions: [completion]
+"""
+
+
+async def baton_cli(server: Baton, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton.cli",
+        "--server",
+        f"127.0.0.1:{server.port}",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_apply_run_watch_get_list_events(
+    server: Baton, client: Client, tmp_path: Path
+) -> None:
+    definitions = tmp_path / "feature.yaml"
+    definitions.write_text(DEFINITIONS)
+    code, out, err = await baton_cli(server, "apply", "-f", str(definitions))
+    assert code == 0, err
+    assert out.count("created") == 6
+    code, out, _ = await baton_cli(server, "apply", "-f", str(definitions))
+    assert out.count("unchanged") == 6, out
+    definitions.write_text(DEFINITIONS.replace("display_name: Feature", "display_name: New"))
+    code, out, _ = await baton_cli(server, "-o", "json", "apply", "-f", str(definitions))
+    actions = {row["name"]: row["action"] for row in json.loads(out)}
+    assert actions["workflows/feature"] == "updated"
+    assert actions["agents/architect"] == "unchanged"
+    assert (await client.workflows.get("feature")).revision == 2
+
+    code, out, err = await baton_cli(
+        server, "run", "feature", "--input", '{"feature_request": "OAuth"}', "--watch"
+    )
+    assert code == 0, err
+    assert "[##########..........] 1/2 architecture: succeeded" in out
+    assert "[####################] 2/2 detail: succeeded" in out
+    assert "SUCCEEDED" in out and '"specs": "Plan for OAuth"' in out
+
+    code, out, _ = await baton_cli(
+        server, "-o", "json", "run", "feature", "--input", '{"feature_request": "SSO"}'
+    )
+    name = json.loads(out)["name"]
+    await client.executions.wait(name, timeout=10)
+    code, out, _ = await baton_cli(server, "-o", "json", "get", "execution", name)
+    assert json.loads(out)["state"] == "STATE_SUCCEEDED"
+    code, out, _ = await baton_cli(
+        server, "-o", "json", "list", "execution", "--workflow", "feature"
+    )
+    assert [row["name"] for row in json.loads(out)][0] == name
+    code, out, _ = await baton_cli(server, "list", "workflow")
+    assert "workflows/feature" in out and "workflows/nap" in out
+    code, out, _ = await baton_cli(server, "events", name)
+    lines = out.strip().splitlines()
+    assert "EXECUTION_QUEUED" in lines[0] and "EXECUTION_SUCCEEDED" in lines[-1]
+    code, out, _ = await baton_cli(server, "get", "agent", "architect")
+    assert "Architect" in out
+
+
+async def test_cancel_and_errors(server: Baton, client: Client, tmp_path: Path) -> None:
+    definitions = tmp_path / "defs.json"
+    documents = [
+        {
+            "kind": "Agent",
+            "id": "napper",
+            "python": {"entry_point": "baton_server.agents.builtin:sleep"},
+        },
+        {
+            "kind": "Workflow",
+            "id": "nap",
+            "steps": [{"id": "nap", "agent": "napper", "input_mapping": {"seconds": 30}}],
+        },
+    ]
+    definitions.write_text(json.dumps(documents))
+    code, _, err = await baton_cli(server, "apply", "-f", str(definitions))
+    assert code == 0, err
+    execution = await client.executions.start("nap")
+    watcher = asyncio.create_task(baton_cli(server, "watch", execution.name))
+    await asyncio.sleep(0.3)
+    code, out, err = await baton_cli(server, "cancel", execution.name, "--reason", "enough")
+    assert code == 0, err
+    assert "CANCELLED" in out
+    code, out, _ = await watcher
+    assert code == 1  # the watched execution did not succeed
+    assert "CANCELLED" in out and "enough" in out
+
+    code, _, err = await baton_cli(server, "get", "agent", "nobody")
+    assert code == 2 and "AGENT_NOT_FOUND" in err
+    code, _, err = await baton_cli(server, "run", "nap", "--input", "not json")
+    assert code == 2 and "--input is not valid JSON" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Gadget\nid: x\n")
+    code, _, err = await baton_cli(server, "apply", "-f", str(bad))
+    assert code == 2 and "'kind' must be" in err
+    bad.write_text("kind: Workflow\nid: broken\nsteps: [{id: a, agent: napper, depends_on: [a]}]\n")
+    code, _, err = await baton_cli(server, "apply", "-f", str(bad))
+    assert code == 2 and "WORKFLOW_CYCLE" in err
