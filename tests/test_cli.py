@@ -105,7 +105,7 @@ async def test_apply_run_watch_get_list_events(
     code, out, _ = await baton_cli(
         server, "-o", "json", "list", "execution", "--workflow", "feature"
     )
-    assert [row["name"] for row in json.loads(out)][0] == name
+    assert json.loads(out)[0]["name"] == name
     code, out, _ = await baton_cli(server, "list", "workflow")
     assert "workflows/feature" in out and "workflows/nap" in out
     code, out, _ = await baton_cli(server, "events", name)
