@@ -78,3 +78,12 @@ def effect(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     with open(ctx.config["path"], "a") as log:
         log.write(ctx.idempotency_key + "\n")
     return {"done": ctx.step_id, "n": value.get("n", 0)}
+
+
+async def typist(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Emits its text word by word as output deltas, like an LLM streaming tokens."""
+    words = str(value.get("text", "")).split()
+    for i, word in enumerate(words):
+        ctx.emit(word + " ", {"index": i} if value.get("with_data") else None)
+        await asyncio.sleep(0.005)
+    return {"text": " ".join(words)}

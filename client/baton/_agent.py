@@ -42,6 +42,7 @@ class AgentError(Exception):
 
 
 LogSink = Callable[[str, str, dict[str, Any]], None]
+DeltaSink = Callable[[str, "dict[str, Any] | None"], None]
 
 
 class StepLogger:
@@ -103,6 +104,12 @@ class StepContext(StepInfo):
     cancelled: threading.Event = field(default_factory=threading.Event)
     log: StepLogger = field(default_factory=lambda: StepLogger(lambda *_: None))
     http: Any = None
+    deltas: DeltaSink = field(default=lambda text, data: None, repr=False)
+
+    def emit(self, text: str = "", data: dict[str, Any] | None = None) -> None:
+        """Sends partial output (e.g. LLM tokens) as a STEP_OUTPUT_DELTA event; safe from
+        any thread. The step's output is still what the function returns."""
+        self.deltas(text, data)
 
     def info(self) -> StepInfo:
         """The picklable StepInfo part of this context."""

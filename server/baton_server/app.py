@@ -138,6 +138,7 @@ async def create_server(settings: Settings) -> Baton:
         stream_poll=settings.stream_poll,
         lease=lease,
         coordination=coordination,
+        max_deltas=settings.max_deltas,
     )
     bus = relay = None
     if settings.redis_url:

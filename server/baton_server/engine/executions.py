@@ -76,6 +76,7 @@ class Executions:
         lease: EngineLease | None = None,
         coordination: CoordinationRepository | None = None,
         discovery_interval: float = 0.2,
+        max_deltas: int = 1000,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -112,6 +113,7 @@ class Executions:
             clock=clock,
             http=http,
             rng=rng or random.Random(),
+            max_deltas=max_deltas,
         )
 
     # Commands -------------------------------------------------------------------------

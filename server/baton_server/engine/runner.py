@@ -60,6 +60,7 @@ class RunEnv:
     clock: Callable[[], float]
     http: Any = None
     rng: random.Random = dataclasses.field(default_factory=random.Random)
+    max_deltas: int = 1000
 
 
 class ExecutionRun:
@@ -475,6 +476,7 @@ class ExecutionRun:
             cancelled=cancelled,
             log=StepLogger(self._log_sink(step.id, run.attempt)),
             http=self.env.http,
+            deltas=self._delta_sink(step.id, run.attempt),
         )
         try:
             if step.timeout:
@@ -668,6 +670,38 @@ class ExecutionRun:
             loop.call_soon_threadsafe(self._write_log, event)
 
         return write
+
+    def _delta_sink(
+        self, step_id: str, attempt: int
+    ) -> Callable[[str, dict[str, Any] | None], None]:
+        loop = asyncio.get_running_loop()
+        sent = 0
+        limit = self.env.max_deltas
+
+        def emit(text: str, data: dict[str, Any] | None) -> None:
+            nonlocal sent
+            sent += 1
+            if sent > limit:
+                if sent == limit + 1:
+                    warning = Event(
+                        EventType.LOG,
+                        step_id,
+                        attempt,
+                        payload={
+                            "severity": "WARNING",
+                            "fields": {"limit": limit},
+                            "message": f"more than {limit} output deltas: the rest are dropped",
+                        },
+                    )
+                    loop.call_soon_threadsafe(self._write_log, warning)
+                return
+            payload: dict[str, Any] = {"text": text}
+            if data is not None:
+                payload["data"] = data
+            event = Event(EventType.STEP_OUTPUT_DELTA, step_id, attempt, payload=payload)
+            loop.call_soon_threadsafe(self._write_log, event)
+
+        return emit
 
     def _write_log(self, event: Event) -> None:
         async def write() -> None:
