@@ -226,6 +226,7 @@ class Execution:
     end_time: float = 0.0
     last_sequence: int = 0
     seq: int = 0
+    _positions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def mutable_doc(self) -> dict[str, Any]:
         """The fields kept in the execution row's document (everything not a column)."""
@@ -239,10 +240,9 @@ class Execution:
 
     def step(self, step_id: str) -> StepRun:
         """The run of the step with this id."""
-        for run in self.steps:
-            if run.step_id == step_id:
-                return run
-        raise KeyError(step_id)
+        if len(self._positions) != len(self.steps):
+            self._positions = {run.step_id: i for i, run in enumerate(self.steps)}
+        return self.steps[self._positions[step_id]]
 
 
 @dataclass

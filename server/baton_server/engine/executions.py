@@ -10,9 +10,9 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.event_hub import EventHub
@@ -88,8 +88,8 @@ class Executions:
         self._plans_by_execution: dict[str, Plan] = {}
         self._waiters: dict[str, asyncio.Event] = {}
         self._plans: dict[tuple[str, int, float], Plan] = {}
-        self._agents: dict[str, tuple[float, Agent]] = {}
-        self._capable: dict[str, tuple[float, Agent | None]] = {}
+        self._agents: dict[str, tuple[float, asyncio.Future[Agent]]] = {}
+        self._capable: dict[str, tuple[float, asyncio.Future[Agent | None]]] = {}
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self.hub = EventHub(stream_buffer)
         self._stream_poll = stream_poll
@@ -491,25 +491,19 @@ class Executions:
         return plan
 
     async def _agent(self, agent_id: str) -> Agent:
-        cached = self._agents.get(agent_id)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        agent = await self.definitions.get_agent(agent_id)
-        self._agents[agent_id] = (now + AGENT_CACHE_SECONDS, agent)
-        return agent
+        """The agent, cached for a second; concurrent misses share one lookup."""
+        return await _cached(self._agents, agent_id, lambda: self.definitions.get_agent(agent_id))
 
     async def _capable_agent(self, capability: str) -> Agent | None:
-        cached = self._capable.get(capability)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        page = await self.definitions.list_agents(
-            after=0, limit=1, capabilities=[capability], state=AgentState.ACTIVE
-        )
-        agent = page.items[0] if page.items else None
-        self._capable[capability] = (now + AGENT_CACHE_SECONDS, agent)
-        return agent
+        """The first active agent with the capability, cached like `_agent`."""
+
+        async def lookup() -> Agent | None:
+            page = await self.definitions.list_agents(
+                after=0, limit=1, capabilities=[capability], state=AgentState.ACTIVE
+            )
+            return page.items[0] if page.items else None
+
+        return await _cached(self._capable, capability, lookup)
 
     def _agent_slots(self, agent: Agent) -> asyncio.Semaphore | None:
         if not agent.max_concurrency:
@@ -519,6 +513,25 @@ class Executions:
             current = (agent.max_concurrency, asyncio.Semaphore(agent.max_concurrency))
             self._slots[agent.id] = current
         return current[1]
+
+
+V = TypeVar("V")
+
+
+async def _cached(
+    cache: dict[str, tuple[float, asyncio.Future[V]]],
+    key: str,
+    load: Callable[[], Awaitable[V]],
+) -> V:
+    """A value kept for AGENT_CACHE_SECONDS; while it loads, other callers wait for the same
+    load (so an expiry under load costs one query, not one per caller). Failures are not
+    kept."""
+    now = time.monotonic()
+    entry = cache.get(key)
+    if entry is None or entry[0] <= now or (entry[1].done() and entry[1].exception()):
+        future: asyncio.Future[V] = asyncio.ensure_future(load())
+        cache[key] = entry = (now + AGENT_CACHE_SECONDS, future)
+    return await asyncio.shield(entry[1])
 
 
 def _already_terminal(execution: Execution) -> BatonError:
