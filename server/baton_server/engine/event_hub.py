@@ -39,7 +39,8 @@ class Subscription:
         or the subscription lagged (the caller then reads storage)."""
         if not self._events and not self.lagged:
             try:
-                await asyncio.wait_for(self._ready.wait(), within)
+                async with asyncio.timeout(within):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         self._ready.clear()
