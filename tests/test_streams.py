@@ -174,21 +174,28 @@ async def test_output_deltas_stream_live_and_are_bounded(start_server: StartServ
     server = await start_server(max_deltas=5)
     async with Client.connect(f"127.0.0.1:{server.port}") as client:
         await client.agents.create(
-            Agent(python=PythonRuntime(entry_point="test_agents_lib:typist")), agent_id="typist")
-        workflow = await client.workflows.create(Workflow(steps=[
-            Step(id="say", agent="typist")]))
+            Agent(python=PythonRuntime(entry_point="test_agents_lib:typist")), agent_id="typist"
+        )
+        workflow = await client.workflows.create(Workflow(steps=[Step(id="say", agent="typist")]))
         short = await client.executions.start(
-            workflow.name, {"text": "one two three", "with_data": True})
-        deltas = [e for e in await collect(client, short.name)
-                  if e.type == EventType.EVENT_TYPE_STEP_OUTPUT_DELTA]
+            workflow.name, {"text": "one two three", "with_data": True}
+        )
+        deltas = [
+            e
+            for e in await collect(client, short.name)
+            if e.type == EventType.EVENT_TYPE_STEP_OUTPUT_DELTA
+        ]
         assert [d.step_output_delta.text for d in deltas] == ["one ", "two ", "three "]
         assert [d.step_output_delta.data["index"] for d in deltas] == [0, 1, 2]
         assert all(d.step_id == "say" and d.attempt == 1 for d in deltas)
 
         long = await client.executions.start(workflow.name, {"text": "a b c d e f g h"})
         events = await collect(client, long.name)
-        texts = [e.step_output_delta.text for e in events
-                 if e.type == EventType.EVENT_TYPE_STEP_OUTPUT_DELTA]
+        texts = [
+            e.step_output_delta.text
+            for e in events
+            if e.type == EventType.EVENT_TYPE_STEP_OUTPUT_DELTA
+        ]
         assert texts == ["a ", "b ", "c ", "d ", "e "]  # the bound
         warnings = [e.log.message for e in events if e.type == EventType.EVENT_TYPE_LOG]
         assert warnings == ["more than 5 output deltas: the rest are dropped"]
