@@ -24,8 +24,6 @@ from baton import Client
 from baton.v1 import (
     monitoring_pb2,
     monitoring_pb2_grpc,
-    worker_pb2,
-    worker_pb2_grpc,
 )
 from baton_server.app import Baton
 
@@ -73,15 +71,6 @@ async def test_later_rpcs_answer_unimplemented(client: Client, server: Baton) ->
         )
     assert caught.value.reason == "NOT_IMPLEMENTED"
     assert "GetWorkflowMetrics is not implemented yet" in caught.value.message
-
-    workers = worker_pb2_grpc.WorkerServiceStub(client._channel)
-    with pytest.raises(baton.UnimplementedError):
-        await client._call(workers.CompleteTask, worker_pb2.CompleteTaskRequest(task_token="t"))
-    stream = workers.PollTasks(worker_pb2.PollTasksRequest(agents=["agents/a"]))
-    with pytest.raises(grpc.aio.AioRpcError) as raw:
-        async for _ in stream:
-            pass
-    assert raw.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_oversized_requests_are_refused(start_server: object) -> None:

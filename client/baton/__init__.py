@@ -4,7 +4,7 @@ The message types are the generated protobuf classes of package `baton.v1`, re-e
 here for convenience.
 """
 
-from baton._agent import AgentError, StepContext, StepInfo, StepLogger
+from baton._agent import AgentError, HandoffRequest, StepContext, StepInfo, StepLogger
 from baton._client import Agents, Client, Executions, Handoffs, Workflows
 from baton._errors import (
     AbortedError,
@@ -49,6 +49,7 @@ __all__ = [
     "Failure",
     "FieldViolation",
     "Handoff",
+    "HandoffRequest",
     "Handoffs",
     "InternalError",
     "InvalidArgumentError",

@@ -41,6 +41,16 @@ class AgentError(Exception):
         self.details = details
 
 
+@dataclass
+class HandoffRequest:
+    """Return this from an agent to hand the step to another agent (allowed only when a
+    Handoff from this agent to `target` exists): `target` continues with `output` as its
+    input (shaped by the handoff's data_mapping)."""
+
+    target: str
+    output: dict[str, Any] = field(default_factory=dict)
+
+
 LogSink = Callable[[str, str, dict[str, Any]], None]
 DeltaSink = Callable[[str, "dict[str, Any] | None"], None]
 
@@ -80,6 +90,7 @@ class StepInfo:
             the same attempt: use it to make side effects happen once.
         agent: The agent's name, `agents/{id}`.
         config: The agent's `config`.
+        deadline: When the attempt must finish (epoch seconds), if the step has a timeout.
     """
 
     execution: str
@@ -88,6 +99,7 @@ class StepInfo:
     idempotency_key: str
     agent: str
     config: dict[str, Any] = field(default_factory=dict)
+    deadline: float | None = None
 
 
 @dataclass
@@ -120,4 +132,5 @@ class StepContext(StepInfo):
             self.idempotency_key,
             self.agent,
             self.config,
+            self.deadline,
         )

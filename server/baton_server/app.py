@@ -33,7 +33,7 @@ from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
-from baton_server.api.unimplemented import unimplemented
+from baton_server.api.workers import WorkerServicer
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.config import Settings
 from baton_server.engine.definitions import Definitions
@@ -43,6 +43,7 @@ from baton_server.engine.health import HealthProbe, Status
 from baton_server.engine.journal import Journal
 from baton_server.engine.lease import EngineLease
 from baton_server.engine.runtimes import Runtimes
+from baton_server.engine.task_broker import TaskBroker
 from baton_server.storage.cache import DefinitionCache
 from baton_server.storage.codec import Codec
 from baton_server.storage.coordination import CoordinationRepository
@@ -125,7 +126,10 @@ async def create_server(settings: Settings) -> Baton:
         workflow_in_use=execution_repo.has_active,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
-    runtimes = Runtimes(threads=settings.agent_threads, processes=settings.agent_processes)
+    broker = TaskBroker()
+    runtimes = Runtimes(
+        threads=settings.agent_threads, processes=settings.agent_processes, broker=broker
+    )
     coordination = CoordinationRepository()
     lease = EngineLease(db, coordination, settings.engine_lease, time.time)
     executions = Executions(
@@ -139,6 +143,7 @@ async def create_server(settings: Settings) -> Baton:
         lease=lease,
         coordination=coordination,
         max_deltas=settings.max_deltas,
+        max_handoff_depth=settings.max_handoff_depth,
     )
     bus = relay = None
     if settings.redis_url:
@@ -167,11 +172,9 @@ async def create_server(settings: Settings) -> Baton:
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionServicer(executions, tokens), server
     )
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(
-        unimplemented(worker_pb2_grpc.WorkerServiceServicer, SERVICES[4])(), server
-    )
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(broker), server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
-        MonitoringServicer(probe, executions, time.time()), server
+        MonitoringServicer(probe, executions, broker, time.time()), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -34,6 +34,8 @@ class Settings:
     """Processes for CPU-bound Python agents (started on first use); 0: one per core."""
     stream_buffer: int = 1000
     """Live events buffered per event stream; a slower stream catches up from storage."""
+    max_handoff_depth: int = 8
+    """Most handoffs within one step; one more fails it with HANDOFF_DEPTH_EXCEEDED."""
     max_deltas: int = 1000
     """Output deltas stored (and streamed) per step attempt; further ones are dropped."""
     stream_poll: float = 0.5

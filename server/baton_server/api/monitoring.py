@@ -13,6 +13,7 @@ from baton_server.api.status import translate_errors
 from baton_server.api.unimplemented import unimplemented
 from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
+from baton_server.engine.task_broker import TaskBroker
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -33,9 +34,12 @@ _Base: type = unimplemented(
 class MonitoringServicer(_Base):  # type: ignore[misc]
     """baton.v1.MonitoringService (GetWorkflowMetrics and GetAgentPerformance: not yet)."""
 
-    def __init__(self, probe: HealthProbe, executions: Executions, start_time: float) -> None:
+    def __init__(
+        self, probe: HealthProbe, executions: Executions, broker: TaskBroker, start_time: float
+    ) -> None:
         self._probe = probe
         self._executions = executions
+        self._broker = broker
         self._start_time = start_time
 
     async def GetSystemHealth(
@@ -57,4 +61,5 @@ class MonitoringServicer(_Base):  # type: ignore[misc]
             start_time=timestamp(self._start_time),
             running_executions=self._executions.running,
             queued_executions=self._executions.queued,
+            connected_workers=self._broker.connected_workers,
         )

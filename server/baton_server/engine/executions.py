@@ -29,7 +29,7 @@ from baton_server.engine.idempotency import RequestInfo
 from baton_server.engine.ids import new_id
 from baton_server.engine.journal import Journal
 from baton_server.engine.lease import EngineLease
-from baton_server.engine.model import Agent, AgentState, Workflow, WorkflowState
+from baton_server.engine.model import Agent, AgentState, Handoff, Workflow, WorkflowState
 from baton_server.engine.paging import Page
 from baton_server.engine.plan import Plan, build_plan
 from baton_server.engine.runner import ExecutionRun, RunEnv
@@ -77,6 +77,7 @@ class Executions:
         coordination: CoordinationRepository | None = None,
         discovery_interval: float = 0.2,
         max_deltas: int = 1000,
+        max_handoff_depth: int = 8,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -90,6 +91,7 @@ class Executions:
         self._plans: dict[tuple[str, int, float], Plan] = {}
         self._agents: dict[str, tuple[float, asyncio.Future[Agent]]] = {}
         self._capable: dict[str, tuple[float, asyncio.Future[Agent | None]]] = {}
+        self._handoffs: dict[str, tuple[float, asyncio.Future[list[Handoff]]]] = {}
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self.hub = EventHub(stream_buffer)
         self._stream_poll = stream_poll
@@ -107,6 +109,7 @@ class Executions:
             runtimes=runtimes,
             agent=self._agent,
             capable_agent=self._capable_agent,
+            handoffs_from=self._handoffs_from,
             slots=self._agent_slots,
             published=self._publish,
             finished=self._finished,
@@ -114,6 +117,7 @@ class Executions:
             http=http,
             rng=rng or random.Random(),
             max_deltas=max_deltas,
+            max_handoff_depth=max_handoff_depth,
         )
 
     # Commands -------------------------------------------------------------------------
@@ -504,6 +508,24 @@ class Executions:
             return page.items[0] if page.items else None
 
         return await _cached(self._capable, capability, lookup)
+
+    async def _handoffs_from(self, agent_id: str) -> list[Handoff]:
+        """The handoffs whose source is the agent, highest priority first (cached)."""
+
+        async def lookup() -> list[Handoff]:
+            found: list[Handoff] = []
+            after = 0
+            while True:
+                page = await self.definitions.list_handoffs(
+                    after=after, limit=1000, source_agent=agent_id, target_agent="", type_=None
+                )
+                found += page.items
+                if page.next_after is None:
+                    break
+                after = page.next_after
+            return sorted(found, key=lambda h: -h.priority)
+
+        return await _cached(self._handoffs, agent_id, lookup)
 
     def _agent_slots(self, agent: Agent) -> asyncio.Semaphore | None:
         if not agent.max_concurrency:

@@ -15,11 +15,13 @@ import dataclasses
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from baton import StepContext, StepLogger
+from baton_server.engine.conditions import compile_condition
 from baton_server.engine.execution_model import (
     Event,
     EventType,
@@ -30,11 +32,12 @@ from baton_server.engine.execution_model import (
     StepRun,
     StepState,
 )
+from baton_server.engine.expressions import parse_path
 from baton_server.engine.journal import Journal
-from baton_server.engine.mapping import MappingError, render
-from baton_server.engine.model import Agent, AgentState, Step
+from baton_server.engine.mapping import MappingError, lookup, render
+from baton_server.engine.model import Agent, AgentState, Handoff, HandoffType, Step
 from baton_server.engine.plan import Plan
-from baton_server.engine.runtimes import AttemptFailedError, Runtimes
+from baton_server.engine.runtimes import AgentResult, AttemptFailedError, Runtimes
 from baton_server.errors import BatonError
 
 log = logging.getLogger(__name__)
@@ -55,12 +58,14 @@ class RunEnv:
     agent: Callable[[str], Awaitable[Agent]]
     capable_agent: Callable[[str], Awaitable[Agent | None]]
     slots: Callable[[Agent], asyncio.Semaphore | None]
+    handoffs_from: Callable[[str], Awaitable[list[Handoff]]]
     published: Callable[[list[Event]], None]
     finished: Callable[[ExecutionRun], None]
     clock: Callable[[], float]
     http: Any = None
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     max_deltas: int = 1000
+    max_handoff_depth: int = 8
 
 
 class ExecutionRun:
@@ -352,19 +357,23 @@ class ExecutionRun:
     async def _run_step(
         self, run: StepRun, agent_input: dict[str, Any], holding: Agent | None
     ) -> StepRun:
-        """Runs attempts until one succeeds or every agent has used its retries. Returns the
-        step's final run (not yet recorded: the driver records it with what follows)."""
+        """Runs attempts until the step is done: retries per the policy, then the fallback
+        agents, then ON_FAILURE handoffs; after a success, SEQUENTIAL or agent-requested
+        handoffs pass the step on. Returns the step's final run (not yet recorded: the
+        driver records it together with what follows)."""
         step = self.plan.steps[run.step_id]
         backoff = self.plan.backoffs[step.id]
         pending: list[Event] = []
         agent = holding
         while True:
+            failure: Failure | None = None
+            retry_after: float | None = None
             if agent is None:
                 if run.state is StepState.RETRYING:
                     await asyncio.sleep(max(run.retry_at - self.env.clock(), 0.0))
                 found = await self._agent_at(step, run.agent_index, run)
                 if isinstance(found, Failure):
-                    failure, retry_after = found, None
+                    failure = found
                 else:
                     agent = found
                     slots = self.env.slots(agent)
@@ -382,15 +391,24 @@ class ExecutionRun:
                     pending = []
             if agent is not None:
                 try:
-                    output = await self._attempt(step, run, agent, agent_input)
+                    result = await self._attempt(step, run, agent, agent_input)
+                    handoff, next_input = await self._sequential_handoff(run, agent, result)
+                    if handoff is None:
+                        output = self._step_output(step, result.output)
+                        return self._ended(run, StepState.SUCCEEDED, output=output)
                 except AttemptFailedError as failed:
                     failure, retry_after = failed.failure, failed.retry_after
-                else:
-                    return self._ended(run, StepState.SUCCEEDED, output=output)
                 finally:
                     slots = self.env.slots(agent)
                     if slots is not None:
                         slots.release()
+                if failure is None and handoff is not None:  # the handoff's target goes on
+                    run = self._close_attempt(run, None)
+                    run = self._handed_off(run, handoff, pending, requested=bool(result.handoff_to))
+                    agent_input = next_input
+                    agent = None
+                    continue
+            assert failure is not None
             failure = dataclasses.replace(failure, step_id=step.id)
             run = self._close_attempt(run, failure)
             agent = None
@@ -425,8 +443,7 @@ class ExecutionRun:
                 if self._draining:
                     raise RunStoppedError
                 continue
-            chain = self._chain_length(step)
-            if run.agent_index + 1 < chain:
+            if 0 <= run.agent_index < len(step.fallback_agents):
                 next_index = run.agent_index + 1
                 target = step.fallback_agents[next_index - 1]
                 pending.append(
@@ -454,16 +471,135 @@ class ExecutionRun:
                     await self._record(steps=[run], events=pending)
                     raise RunStoppedError
                 continue
+            rescue = await self._failure_handoff(step, run)
+            if rescue is not None:
+                run = dataclasses.replace(run, error=failure)
+                run = self._handed_off(run, rescue, pending, requested=False)
+                continue
             state = StepState.TIMED_OUT if failure.type == TIMEOUT_TYPE else StepState.FAILED
             ended = self._ended(run, state, failure)
             if pending:
                 await self._record(events=pending)
             return ended
 
+    # Handoffs -------------------------------------------------------------------------
+
+    async def _sequential_handoff(
+        self, run: StepRun, agent: Agent, result: AgentResult
+    ) -> tuple[Handoff | None, dict[str, Any]]:
+        """After a success: the handoff the agent asked for (which must be declared), or
+        the first SEQUENTIAL handoff from it, by priority, whose conditions all hold. Also
+        returns the target's input (the output through the handoff's data_mapping)."""
+        declared = await self.env.handoffs_from(agent.id)
+        chosen: Handoff | None = None
+        if result.handoff_to:
+            chosen = next((h for h in declared if h.target_agent == result.handoff_to), None)
+            if chosen is None:
+                raise AttemptFailedError(
+                    Failure(
+                        "HANDOFF_NOT_ALLOWED",
+                        f"agents/{agent.id} asked to hand off to agents/{result.handoff_to}, "
+                        "but no Handoff from it to that agent exists",
+                        non_retryable=True,
+                    )
+                )
+        else:
+            for handoff in declared:
+                if handoff.type is HandoffType.SEQUENTIAL and self._triggered(
+                    handoff, result.output
+                ):
+                    chosen = handoff
+                    break
+        if chosen is None:
+            return None, {}
+        if len(run.handoffs) >= self.env.max_handoff_depth:
+            raise AttemptFailedError(
+                Failure(
+                    "HANDOFF_DEPTH_EXCEEDED",
+                    f"the step was handed off {len(run.handoffs)} times, the most allowed",
+                    non_retryable=True,
+                )
+            )
+        return chosen, self._handoff_input(chosen, result.output)
+
+    async def _failure_handoff(self, step: Step, run: StepRun) -> Handoff | None:
+        """After the step's agent (and its fallbacks) failed: an ON_FAILURE handoff from
+        it whose conditions hold, if the chain is not too long and it was not used yet."""
+        source = run.attempts[0].agent if run.attempts else step.agent
+        if not source or len(run.handoffs) >= self.env.max_handoff_depth:
+            return None
+        used = {record["handoff"] for record in run.handoffs}
+        for handoff in await self.env.handoffs_from(source):
+            if (
+                handoff.type is HandoffType.ON_FAILURE
+                and f"handoffs/{handoff.id}" not in used
+                and self._triggered(handoff, {})
+            ):
+                return handoff
+        return None
+
+    def _triggered(self, handoff: Handoff, source_output: dict[str, Any]) -> bool:
+        for condition in handoff.trigger_conditions:
+            if condition.strip() == "completion":
+                continue
+            try:
+                if (
+                    compile_condition(condition).execute(
+                        {"source_output": source_output, "input": self.execution.input}
+                    )
+                    is not True
+                ):
+                    return False
+            except Exception:  # a condition that cannot be evaluated does not hold
+                return False
+        return True
+
+    def _handoff_input(self, handoff: Handoff, output: dict[str, Any]) -> dict[str, Any]:
+        if not handoff.data_mapping:
+            return dict(output)
+        mapped: dict[str, Any] = {}
+        for source_path, target_field in handoff.data_mapping.items():
+            try:
+                mapped[target_field] = lookup(
+                    output, parse_path(f"output.{source_path}")[1:], f"output.{source_path}"
+                )
+            except MappingError as exc:
+                raise AttemptFailedError(
+                    Failure(
+                        "MappingError",
+                        f"handoffs/{handoff.id} data_mapping: {exc}",
+                        non_retryable=True,
+                    )
+                ) from None
+        return mapped
+
+    def _handed_off(
+        self, run: StepRun, handoff: Handoff, pending: list[Event], *, requested: bool
+    ) -> StepRun:
+        """The step passed to the handoff's target (recorded with its next start)."""
+        record = {
+            "handoff": f"handoffs/{handoff.id}",
+            "source_agent": handoff.source_agent,
+            "target_agent": handoff.target_agent,
+            "type": handoff.type.value if handoff.type else "",
+            "requested_by_agent": requested,
+            "time": self.env.clock(),
+        }
+        pending.append(Event(EventType.HANDOFF, run.step_id, run.attempt, payload=record))
+        return dataclasses.replace(
+            run,
+            state=StepState.SCHEDULED,
+            agent=handoff.target_agent,
+            agent_index=-1,
+            tries=0,
+            retry_at=0.0,
+            handoffs=[*run.handoffs, record],
+        )
+
     async def _attempt(
         self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
-    ) -> dict[str, Any]:
-        """One agent call with the step timeout; the output mapped by `output_mapping`."""
+    ) -> AgentResult:
+        """One agent call with the step timeout."""
         cancelled = threading.Event()
         self._cancel_flags[step.id] = cancelled
         ctx = StepContext(
@@ -477,13 +613,14 @@ class ExecutionRun:
             log=StepLogger(self._log_sink(step.id, run.attempt)),
             http=self.env.http,
             deltas=self._delta_sink(step.id, run.attempt),
+            deadline=time.time() + step.timeout if step.timeout else None,
         )
         try:
             if step.timeout:
                 limit = asyncio.timeout(step.timeout)
                 try:
                     async with limit:
-                        output = await self.env.runtimes.invoke(agent, agent_input, ctx)
+                        result = await self.env.runtimes.invoke(agent, agent_input, ctx)
                 except TimeoutError:
                     if not limit.expired():
                         raise
@@ -495,9 +632,13 @@ class ExecutionRun:
                         )
                     ) from None
             else:
-                output = await self.env.runtimes.invoke(agent, agent_input, ctx)
+                result = await self.env.runtimes.invoke(agent, agent_input, ctx)
         finally:
             self._cancel_flags.pop(step.id, None)
+        return result
+
+    def _step_output(self, step: Step, output: dict[str, Any]) -> dict[str, Any]:
+        """The step's output: the (last) agent's output through `output_mapping`."""
         if step.output_mapping is None:
             return output
         try:
@@ -512,7 +653,8 @@ class ExecutionRun:
 
     async def _agent_at(self, step: Step, index: int, run: StepRun) -> Agent | Failure:
         """The agent for position `index` of the step's chain (0: its own agent or one with
-        its capability; k: its k-th fallback), or the failure that makes it unusable."""
+        its capability; k: its k-th fallback; -1: the handoff target in `run.agent`), or the
+        failure that makes it unusable."""
         if index == 0 and step.capability and not run.agent:
             agent = await self.env.capable_agent(step.capability)
             if agent is None:
@@ -522,11 +664,12 @@ class ExecutionRun:
                     non_retryable=True,
                 )
             return agent
-        agent_id = (
-            run.agent
-            if index == 0 and run.agent
-            else (step.agent if index == 0 else step.fallback_agents[index - 1])
-        )
+        if index < 0:  # a handoff target
+            agent_id = run.agent
+        elif index == 0:
+            agent_id = run.agent or step.agent
+        else:
+            agent_id = step.fallback_agents[index - 1]
         try:
             agent = await self.env.agent(agent_id)
         except BatonError as exc:
@@ -534,9 +677,6 @@ class ExecutionRun:
         if agent.state is not AgentState.ACTIVE:
             return Failure("AGENT_DISABLED", f"agents/{agent.id} is disabled", non_retryable=True)
         return agent
-
-    def _chain_length(self, step: Step) -> int:
-        return 1 + len(step.fallback_agents)
 
     # Transitions ----------------------------------------------------------------------
 
@@ -552,11 +692,11 @@ class ExecutionRun:
             start_time=run.start_time or now,
             attempts=[
                 *run.attempts,
-                StepAttempt(number, agent.id, fallback=run.agent_index > 0, start_time=now),
+                StepAttempt(number, agent.id, fallback=run.agent_index != 0, start_time=now),
             ],
         )
 
-    def _close_attempt(self, run: StepRun, failure: Failure) -> StepRun:
+    def _close_attempt(self, run: StepRun, failure: Failure | None) -> StepRun:
         if not run.attempts or run.attempts[-1].end_time:
             return run
         last = dataclasses.replace(run.attempts[-1], end_time=self.env.clock(), error=failure)

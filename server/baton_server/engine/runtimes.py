@@ -11,15 +11,28 @@ import inspect
 import logging
 import multiprocessing
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from baton import AgentError, StepContext
+from baton import AgentError, HandoffRequest, StepContext
 from baton_server.engine.execution_model import Failure
-from baton_server.engine.model import Agent, PythonRuntime, runtime_kind
+from baton_server.engine.model import Agent, PythonRuntime, WorkerRuntime, runtime_kind
+
+if TYPE_CHECKING:
+    from baton_server.engine.task_broker import TaskBroker
 
 log = logging.getLogger(__name__)
 
 AgentFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """What a successful attempt gives: the agent's output, and the agent it asked to hand
+    the step to ('' for none)."""
+
+    output: dict[str, Any]
+    handoff_to: str = ""
 
 
 class AttemptFailedError(Exception):
@@ -47,7 +60,10 @@ class Runtimes:
     """Runs agent attempts. Holds the pools and imported entry points for the server's
     lifetime: imports happen once, the process pool starts on first use."""
 
-    def __init__(self, *, threads: int = 32, processes: int = 0) -> None:
+    def __init__(
+        self, *, threads: int = 32, processes: int = 0, broker: TaskBroker | None = None
+    ) -> None:
+        self.broker = broker
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="baton-agent"
         )
@@ -56,9 +72,11 @@ class Runtimes:
         self._functions: dict[str, AgentFunction] = {}
         self._import_lock = asyncio.Lock()
 
-    async def invoke(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-        """Runs one attempt; returns the agent's output or raises AttemptFailedError."""
+    async def invoke(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> AgentResult:
+        """Runs one attempt; returns the agent's result or raises AttemptFailedError."""
         runtime = agent.runtime
+        if isinstance(runtime, WorkerRuntime) and self.broker is not None:
+            return await self.broker.run(agent, value, ctx)
         if not isinstance(runtime, PythonRuntime):
             raise AttemptFailedError(
                 Failure(
@@ -84,7 +102,9 @@ class Runtimes:
             raise
         except Exception as exc:  # anything an agent raises is that attempt's failure
             raise failure_of(exc) from None
-        return as_output(result)
+        if isinstance(result, HandoffRequest):
+            return AgentResult(as_output(result.output), result.target.removeprefix("agents/"))
+        return AgentResult(as_output(result))
 
     async def close(self) -> None:
         """Stops the pools without waiting for abandoned attempts."""

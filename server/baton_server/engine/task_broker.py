@@ -1,0 +1,250 @@
+"""Step attempts for agents served by remote workers: queued as tasks, leased to polling
+workers, kept alive by heartbeats, and answered by CompleteTask / FailTask.
+
+A lease lasts one heartbeat timeout; a worker that disconnects or stops heartbeating loses
+its tasks, which fail as retryable (so the engine's retry policy hands them to another
+worker as a new attempt). An answer to a lost lease is recorded but changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton import StepContext
+from baton_server.engine.execution_model import Failure
+from baton_server.engine.model import Agent, WorkerRuntime
+from baton_server.engine.runtimes import AgentResult, AttemptFailedError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT_TIMEOUT = 30.0
+
+
+@dataclass
+class Task:
+    """One step attempt waiting for, or leased to, a worker."""
+
+    token: str
+    agent: Agent
+    input: dict[str, Any]
+    ctx: StepContext
+    heartbeat_timeout: float
+    deadline: float | None
+    result: asyncio.Future[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    picked: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: str = ""
+    lease_expires: float = 0.0
+    handoff_to: str = ""
+
+    @property
+    def done(self) -> bool:
+        """True once answered, failed, expired or abandoned."""
+        return self.result.done()
+
+
+@dataclass
+class _Poller:
+    """A connected PollTasks stream."""
+
+    identity: str
+    agents: frozenset[str]
+    capacity: int
+    leased: set[str] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TaskBroker:
+    """Matches worker-agent attempts with connected workers."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[Task]] = {}
+        self._tasks: dict[str, Task] = {}
+        self._pollers: set[_Poller] = set()
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected_workers(self) -> int:
+        """Open PollTasks streams."""
+        return len(self._pollers)
+
+    async def run(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> AgentResult:
+        """Runs one attempt on a worker; returns its result or raises AttemptFailedError."""
+        runtime = agent.runtime
+        assert isinstance(runtime, WorkerRuntime)
+        task = Task(
+            token=secrets.token_urlsafe(18),
+            agent=agent,
+            input=value,
+            ctx=ctx,
+            heartbeat_timeout=runtime.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
+            deadline=ctx.deadline,
+        )
+        self._tasks[task.token] = task
+        self._pending.setdefault(agent.id, []).append(task)
+        self._wake(agent.id)
+        try:
+            if runtime.schedule_timeout:
+                picked = asyncio.ensure_future(task.picked.wait())
+                answered = asyncio.ensure_future(_settled(task.result))
+                try:
+                    await asyncio.wait({picked, answered}, timeout=runtime.schedule_timeout)
+                finally:
+                    picked.cancel()
+                    answered.cancel()
+                if not task.picked.is_set():
+                    self._fail(
+                        task,
+                        Failure(
+                            "ScheduleTimeout",
+                            f"no worker took the task within {runtime.schedule_timeout:g}s",
+                        ),
+                    )
+            output = await asyncio.shield(task.result)
+            return AgentResult(output, task.handoff_to)
+        except asyncio.CancelledError:
+            ctx.cancelled.set()  # heartbeats now answer cancel_requested
+            self._fail(task, Failure("Cancelled", "the attempt was cancelled"))
+            task.result.exception()  # nobody else will read it
+            raise
+        finally:
+            self._withdraw(task)
+            # Keep the token a while so that late answers are recognised as late.
+            asyncio.get_running_loop().call_later(
+                max(task.heartbeat_timeout, 60.0), self._tasks.pop, task.token, None
+            )
+
+    async def poll(
+        self, identity: str, agents: frozenset[str], capacity: int
+    ) -> AsyncIterator[Task]:
+        """Yields tasks for `agents` while the worker has fewer than `capacity` unanswered
+        ones. When the stream ends, its unanswered tasks fail as retryable."""
+        poller = _Poller(identity, agents, max(capacity, 1))
+        self._pollers.add(poller)
+        try:
+            while True:
+                if len(poller.leased) < poller.capacity:
+                    task = self._take(poller)
+                    if task is not None:
+                        yield task
+                        continue
+                poller.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await poller.wake.wait()
+        finally:
+            self._pollers.discard(poller)
+            for token in list(poller.leased):
+                task = self._tasks.get(token)
+                if task is not None and not task.done:
+                    self._fail(task, Failure("WorkerLost", f"worker {identity!r} disconnected"))
+
+    def complete(self, token: str, output: dict[str, Any], handoff_to: str) -> bool:
+        """Answers a task with its output; False (and nothing changes) if the lease is gone."""
+        task = self._live(token, "CompleteTask")
+        if task is None:
+            return False
+        task.handoff_to = handoff_to
+        task.result.set_result(output)
+        self._release(task)
+        return True
+
+    def fail(self, token: str, failure: Failure, retry_after: float | None) -> bool:
+        """Answers a task with a failure; False (and nothing changes) if the lease is gone."""
+        task = self._live(token, "FailTask")
+        if task is None:
+            return False
+        task.result.set_exception(AttemptFailedError(failure, retry_after))
+        self._release(task)
+        return True
+
+    def heartbeat(self, token: str) -> tuple[Task | None, bool]:
+        """Extends a lease. Returns the task (None if unknown) and whether the worker should
+        stop: the execution was cancelled or the lease is gone."""
+        task = self._tasks.get(token)
+        if task is None:
+            return None, True
+        if task.done or task.ctx.cancelled.is_set():
+            return task, True
+        task.lease_expires = time.monotonic() + task.heartbeat_timeout
+        return task, False
+
+    # Internals ------------------------------------------------------------------------
+
+    def _take(self, poller: _Poller) -> Task | None:
+        for agent_id in poller.agents:
+            queue = self._pending.get(agent_id)
+            while queue:
+                task = queue.pop(0)
+                if task.done:
+                    continue
+                task.worker = poller.identity
+                task.lease_expires = time.monotonic() + task.heartbeat_timeout
+                task.picked.set()
+                poller.leased.add(task.token)
+                watcher = asyncio.get_running_loop().create_task(self._watch_lease(task))
+                self._watchers.add(watcher)
+                watcher.add_done_callback(self._watchers.discard)
+                return task
+        return None
+
+    async def _watch_lease(self, task: Task) -> None:
+        """Fails the attempt when its lease runs out without a heartbeat."""
+        while not task.done:
+            remaining = task.lease_expires - time.monotonic()
+            if remaining <= 0:
+                self._fail(
+                    task,
+                    Failure(
+                        "HeartbeatTimeout",
+                        f"worker {task.worker!r} sent no heartbeat for {task.heartbeat_timeout:g}s",
+                    ),
+                )
+                return
+            await asyncio.sleep(remaining)
+
+    def _live(self, token: str, what: str) -> Task | None:
+        task = self._tasks.get(token)
+        if task is None:
+            log.info("answer for an unknown task ignored", extra={"rpc": what})
+            return None
+        if task.done:
+            task.ctx.log.warning(
+                f"late {what} from worker {task.worker!r} ignored: the lease had ended",
+                worker=task.worker,
+            )
+            return None
+        return task
+
+    def _fail(self, task: Task, failure: Failure) -> None:
+        if not task.done:
+            task.result.set_exception(AttemptFailedError(failure))
+        self._release(task)
+
+    def _release(self, task: Task) -> None:
+        for poller in self._pollers:
+            if task.token in poller.leased:
+                poller.leased.discard(task.token)
+                poller.wake.set()
+
+    def _withdraw(self, task: Task) -> None:
+        queue = self._pending.get(task.agent.id)
+        if queue and task in queue:
+            queue.remove(task)
+
+    def _wake(self, agent_id: str) -> None:
+        for poller in self._pollers:
+            if agent_id in poller.agents:
+                poller.wake.set()
+
+
+async def _settled(future: asyncio.Future[Any]) -> None:
+    """Waits until `future` is done, without consuming its result or exception."""
+    await asyncio.wait({future})
