@@ -87,3 +87,24 @@ async def typist(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         ctx.emit(word + " ", {"index": i} if value.get("with_data") else None)
         await asyncio.sleep(0.005)
     return {"text": " ".join(words)}
+
+
+async def marked(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Writes its pid to `value["marker"]`, then works for `seconds` unless cancelled; on
+    cancellation writes "cancelled" to the marker file."""
+    with open(value["marker"], "a") as marker:  # noqa: ASYNC230 - a few bytes
+        marker.write(f"{os.getpid()}\n")
+    deadline = time.monotonic() + float(value.get("seconds", 5))
+    while time.monotonic() < deadline:
+        if ctx.cancelled.is_set():
+            with open(value["marker"], "a") as marker:  # noqa: ASYNC230 - a few bytes
+                marker.write("cancelled\n")
+            return {"cancelled": True}
+        await asyncio.sleep(0.02)
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+def shout(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Upper-cases `text` (a plain function: runs in the worker's threads)."""
+    ctx.log.info("shouting", length=len(str(value.get("text", ""))))
+    return {"text": str(value.get("text", "")).upper(), "pid": os.getpid()}

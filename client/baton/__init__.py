@@ -23,6 +23,7 @@ from baton._errors import (
     UnimplementedError,
 )
 from baton._sync import SyncAgents, SyncClient, SyncExecutions, SyncHandoffs, SyncWorkflows
+from baton._worker import Worker
 from baton.v1.agent_pb2 import Agent, OpenAIRuntime, PythonRuntime, WorkerRuntime
 from baton.v1.common_pb2 import Failure, RetryPolicy
 from baton.v1.event_pb2 import EventType, ExecutionEvent
@@ -72,6 +73,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "Worker",
     "WorkerRuntime",
     "Workflow",
     "Workflows",

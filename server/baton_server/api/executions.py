@@ -86,6 +86,17 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
             )
             for a in run.attempts
         )
+        message.handoffs.extend(
+            execution_pb2.HandoffRecord(
+                handoff=h.get("handoff", ""),
+                source_agent=f"agents/{h.get('source_agent', '')}",
+                target_agent=f"agents/{h.get('target_agent', '')}",
+                type=f"TYPE_{h['type']}" if h.get("type") else "TYPE_UNSPECIFIED",
+                requested_by_agent=h.get("requested_by_agent", False),
+                time=timestamp(h.get("time", 0.0)),
+            )
+            for h in run.handoffs
+        )
     return message
 
 

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Task:
     """One step attempt waiting for, or leased to, a worker."""
 
@@ -50,7 +50,7 @@ class Task:
         return self.result.done()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Poller:
     """A connected PollTasks stream."""
 
