@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 from google.protobuf import duration_pb2
 
 import baton
-from baton import Agent, Client, EventType, Execution, RetryPolicy, Step, Workflow, WorkerRuntime
+from baton import Agent, Client, EventType, Execution, RetryPolicy, Step, WorkerRuntime, Workflow
 from baton.v1 import worker_pb2, worker_pb2_grpc
 from baton_server.app import Baton
 
@@ -56,6 +57,10 @@ async def spawn_worker(server: Baton) -> AsyncIterator[Callable[..., subprocess.
     for process in started:
         process.kill()
         process.wait()
+
+
+async def _has(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
 
 
 async def connected(server: Baton, count: int) -> None:
@@ -109,10 +114,7 @@ async def test_killed_worker_task_moves_to_the_other_worker(
     execution = await client.executions.start(
         workflow.name, {"marker": str(marker), "seconds": 1.0}
     )
-    deadline = time.monotonic() + 10
-    while not marker.exists() or not marker.read_text().strip():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await eventually(lambda: _has(marker, "\n"), within=10)
     first_pid = int(marker.read_text().split()[0])
     workers[first_pid].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -137,13 +139,9 @@ async def test_cancel_reaches_a_heartbeating_worker(
     await connected(server, 1)
     marker = tmp_path / "marker"
     execution = await client.executions.start(workflow.name, {"marker": str(marker), "seconds": 60})
-    while not marker.exists():
-        await asyncio.sleep(0.02)
+    await eventually(lambda: _has(marker, ""))
     await client.executions.cancel(execution.name)
-    deadline = time.monotonic() + 5
-    while "cancelled" not in marker.read_text():
-        assert time.monotonic() < deadline, "the worker was not told"
-        await asyncio.sleep(0.05)
+    await eventually(lambda: _has(marker, "cancelled"))  # the worker was told
 
 
 async def test_late_answer_after_the_lease_ended_changes_nothing(
