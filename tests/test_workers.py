@@ -60,7 +60,7 @@ async def spawn_worker(server: Baton) -> AsyncIterator[Callable[..., subprocess.
 
 
 async def _has(path: Path, text: str) -> bool:
-    return path.exists() and text in path.read_text()
+    return await asyncio.to_thread(lambda: path.exists() and text in path.read_text())
 
 
 async def connected(server: Baton, count: int) -> None:
