@@ -11,7 +11,7 @@ import random
 import time
 from typing import Any
 
-from baton import AgentError, StepContext, StepInfo
+from baton import AgentError, HandoffRequest, StepContext, StepInfo
 
 
 def add(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -108,3 +108,13 @@ def shout(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Upper-cases `text` (a plain function: runs in the worker's threads)."""
     ctx.log.info("shouting", length=len(str(value.get("text", ""))))
     return {"text": str(value.get("text", "")).upper(), "pid": os.getpid()}
+
+
+def relay(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Adds its agent to `chain` and echoes the rest."""
+    return {**value, "chain": [*value.get("chain", []), ctx.agent], "done": True}
+
+
+def request_handoff(value: dict[str, Any], ctx: StepContext) -> HandoffRequest:
+    """Asks to hand the step to `value["to"]`."""
+    return HandoffRequest(value["to"], {"chain": [ctx.agent], "note": "over to you"})

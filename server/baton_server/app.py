@@ -42,6 +42,7 @@ from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
 from baton_server.engine.journal import Journal
 from baton_server.engine.lease import EngineLease
+from baton_server.engine.openai_runtime import OpenAIClient
 from baton_server.engine.runtimes import Runtimes
 from baton_server.engine.task_broker import TaskBroker
 from baton_server.storage.cache import DefinitionCache
@@ -128,7 +129,10 @@ async def create_server(settings: Settings) -> Baton:
     http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
     broker = TaskBroker()
     runtimes = Runtimes(
-        threads=settings.agent_threads, processes=settings.agent_processes, broker=broker
+        threads=settings.agent_threads,
+        processes=settings.agent_processes,
+        broker=broker,
+        openai=OpenAIClient(http),
     )
     coordination = CoordinationRepository()
     lease = EngineLease(db, coordination, settings.engine_lease, time.time)

@@ -1,5 +1,6 @@
 """How an agent attempt is run, by runtime: `python` callables (async on the loop, plain ones
-in a thread pool, CPU-bound ones in a process pool). Other runtimes come later."""
+in a thread pool, CPU-bound ones in a process pool), `worker` agents through the task
+broker, `openai` agents through the shared HTTP client."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from baton import AgentError, HandoffRequest, StepContext
 from baton_server.engine.execution_model import Failure
-from baton_server.engine.model import Agent, PythonRuntime, WorkerRuntime, runtime_kind
+from baton_server.engine.model import (
+    Agent,
+    OpenAIRuntime,
+    PythonRuntime,
+    WorkerRuntime,
+    runtime_kind,
+)
 
 if TYPE_CHECKING:
+    from baton_server.engine.openai_runtime import OpenAIClient
     from baton_server.engine.task_broker import TaskBroker
 
 log = logging.getLogger(__name__)
@@ -61,9 +69,15 @@ class Runtimes:
     lifetime: imports happen once, the process pool starts on first use."""
 
     def __init__(
-        self, *, threads: int = 32, processes: int = 0, broker: TaskBroker | None = None
+        self,
+        *,
+        threads: int = 32,
+        processes: int = 0,
+        broker: TaskBroker | None = None,
+        openai: OpenAIClient | None = None,
     ) -> None:
         self.broker = broker
+        self.openai = openai
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="baton-agent"
         )
@@ -77,6 +91,8 @@ class Runtimes:
         runtime = agent.runtime
         if isinstance(runtime, WorkerRuntime) and self.broker is not None:
             return await self.broker.run(agent, value, ctx)
+        if isinstance(runtime, OpenAIRuntime) and self.openai is not None:
+            return await self.openai.run(agent, value, ctx)
         if not isinstance(runtime, PythonRuntime):
             raise AttemptFailedError(
                 Failure(

@@ -1,0 +1,196 @@
+"""The `openai` runtime against a real local HTTP server that speaks the chat-completions
+protocol (no internet here): parsed output, streamed deltas, 429 with Retry-After."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from google.protobuf import duration_pb2
+
+from baton import Agent, Client, EventType, Execution, OpenAIRuntime, RetryPolicy, Step, Workflow
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """POST /v1/chat/completions; the model name picks the behaviour."""
+
+    requests: list[dict[str, Any]] = []
+    limited_calls: list[float] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's spelling
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeOpenAI.requests.append(
+            {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+        )
+        model = body["model"]
+        user = json.loads(body["messages"][-1]["content"])
+        if model == "limited" and not FakeOpenAI.limited_calls:
+            FakeOpenAI.limited_calls.append(time.monotonic())
+            self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
+            return
+        if model == "limited":
+            FakeOpenAI.limited_calls.append(time.monotonic())
+        if model == "broken":
+            self._send(400, {"error": {"message": "bad model"}})
+            return
+        reply = (
+            json.dumps({"plan": f"plan for {user['request']}", "steps": 3})
+            if model in ("json", "limited")
+            else f"Hello, {user['request']}!"
+        )
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for token in reply.split(" "):
+                chunk = {"choices": [{"delta": {"content": token + " "}}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(0.01)
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        self._send(
+            200,
+            {
+                "choices": [{"message": {"role": "assistant", "content": reply}}],
+                "usage": {"total_tokens": 7},
+            },
+        )
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[str]:
+    FakeOpenAI.requests = []
+    FakeOpenAI.limited_calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+async def llm(
+    client: Client, agent_id: str, base_url: str, model: str, *, stream: bool = False
+) -> None:
+    await client.agents.create(
+        Agent(
+            openai=OpenAIRuntime(
+                base_url=base_url,
+                model=model,
+                instructions="You are a Project Architect.",
+                api_key_env="BATON_TEST_KEY",
+                stream=stream,
+                temperature=0.1,
+            )
+        ),
+        agent_id=agent_id,
+    )
+
+
+async def run(client: Client, agent_id: str) -> Execution:
+    interval = duration_pb2.Duration(nanos=50_000_000)
+    workflow = await client.workflows.create(
+        Workflow(
+            steps=[
+                Step(
+                    id="ask",
+                    agent=agent_id,
+                    retry_policy=RetryPolicy(max_attempts=3, initial_interval=interval),
+                )
+            ]
+        )
+    )
+    execution = await client.executions.start(workflow.name, {"request": "OAuth"})
+    return await client.executions.wait(execution.name, timeout=30)
+
+
+async def test_json_and_text_replies(
+    client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    await llm(client, "architect", fake_openai, "json")
+    await llm(client, "greeter", fake_openai, "text")
+    done = await run(client, "architect")
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert dict(done.steps[0].output) == {"plan": "plan for OAuth", "steps": 3}
+    request = FakeOpenAI.requests[0]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["auth"] == "Bearer sk-test"
+    assert request["body"]["messages"][0] == {
+        "role": "system",
+        "content": "You are a Project Architect.",
+    }
+    assert json.loads(request["body"]["messages"][1]["content"]) == {"request": "OAuth"}
+    assert request["body"]["temperature"] == 0.1
+    greeted = await run(client, "greeter")
+    assert dict(greeted.steps[0].output) == {"text": "Hello, OAuth!"}
+
+
+async def test_streamed_tokens_become_deltas(
+    client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    await llm(client, "streamer", fake_openai, "text", stream=True)
+    done = await run(client, "streamer")
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    deltas = [
+        e.step_output_delta.text
+        async for e in client.executions.events(
+            done.name, event_types=[EventType.EVENT_TYPE_STEP_OUTPUT_DELTA]
+        )
+    ]
+    assert deltas == ["Hello, ", "OAuth! "]
+    assert done.steps[0].output["text"] == "Hello, OAuth! "
+
+
+async def test_429_is_retried_after_retry_after(
+    client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    await llm(client, "limited", fake_openai, "limited")
+    done = await run(client, "limited")
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    attempts = done.steps[0].attempts
+    assert [a.error.type for a in attempts] == ["HTTP_429", ""]
+    first, second = FakeOpenAI.limited_calls
+    assert second - first >= 1.0  # Retry-After: 1, though the policy said 50 ms
+    retrying = [
+        e.step_retrying
+        async for e in client.executions.events(
+            done.name, event_types=[EventType.EVENT_TYPE_STEP_RETRYING]
+        )
+    ]
+    assert retrying[0].delay.ToNanoseconds() >= 1_000_000_000
+
+
+async def test_client_errors_and_missing_keys_are_not_retried(
+    client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    await llm(client, "broken", fake_openai, "broken")
+    done = await run(client, "broken")
+    assert done.state == Execution.STATE_FAILED
+    assert [a.error.type for a in done.steps[0].attempts] == ["HTTP_400"]
+    monkeypatch.delenv("BATON_TEST_KEY")
+    await llm(client, "keyless", fake_openai, "json")
+    done = await run(client, "keyless")
+    assert done.error.type == "ConfigError" and "BATON_TEST_KEY" in done.error.message
