@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from google.protobuf import duration_pb2
@@ -19,10 +19,10 @@ from baton import Agent, Client, EventType, Execution, OpenAIRuntime, RetryPolic
 class FakeOpenAI(BaseHTTPRequestHandler):
     """POST /v1/chat/completions; the model name picks the behaviour."""
 
-    requests: list[dict[str, Any]] = []
-    limited_calls: list[float] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
+    limited_calls: ClassVar[list[float]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's spelling
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeOpenAI.requests.append(
             {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
