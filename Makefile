@@ -57,7 +57,12 @@ redis-server:
 	@command -v redis-server >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
-test: install redis-server
+# The Node.js worker example, which the tests run (dependencies from the npm registry).
+examples/node-worker/node_modules: examples/node-worker/package-lock.json
+	npm ci --prefix examples/node-worker --no-audit --no-fund --silent
+	touch $@
+
+test: install redis-server examples/node-worker/node_modules
 	$(BIN)/pytest
 
 run: install

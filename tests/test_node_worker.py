@@ -1,0 +1,86 @@
+"""The polyglot proof: a workflow served by two Python worker processes and a Node.js worker
+built from proto/ alone (examples/node-worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from baton import Agent, Client, Execution, Step, Workflow, WorkerRuntime
+from baton_server.app import Baton
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_WORKER = ROOT / "examples" / "node-worker"
+
+
+@pytest.mark.timeout(60)
+async def test_python_and_node_workers_serve_one_workflow(server: Baton, client: Client) -> None:
+    node = shutil.which("node")
+    if node is None or not (NODE_WORKER / "node_modules" / "@grpc" / "grpc-js").exists():
+        pytest.fail("node and examples/node-worker/node_modules are needed: run `make test`")
+    for agent_id in ("shout", "node-reverser"):
+        await client.agents.create(Agent(worker=WorkerRuntime()), agent_id=agent_id)
+    workflow = await client.workflows.create(
+        Workflow(
+            steps=[
+                Step(id="loud", agent="shout", input_mapping={"text": "${input.text}"}),
+                Step(
+                    id="backwards",
+                    agent="node-reverser",
+                    depends_on=["loud"],
+                    input_mapping={"text": "${steps.loud.output.text}"},
+                ),
+                Step(
+                    id="again",
+                    agent="shout",
+                    depends_on=["backwards"],
+                    input_mapping={
+                        "text": "${steps.backwards.output.reversed} (${steps.backwards.output.words} words)"
+                    },
+                ),
+            ]
+        )
+    )
+    address = f"127.0.0.1:{server.port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "worker_process.py"), address, "shout"], env=env
+        ),
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "worker_process.py"), address, "shout"], env=env
+        ),
+        subprocess.Popen(
+            [node, str(NODE_WORKER / "worker.js"), address, "agents/node-reverser"],
+            stdout=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        while server.runtimes.broker.connected_workers < 3:  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        executions = [
+            await client.executions.start(workflow.name, {"text": f"hello node {i}"})
+            for i in range(4)
+        ]
+        for execution in executions:
+            done = await client.executions.wait(execution.name, timeout=30)
+            assert done.state == Execution.STATE_SUCCEEDED, done.error
+            steps = {s.step_id: s for s in done.steps}
+            assert steps["backwards"].output["runtime"] == "node"
+            assert int(steps["backwards"].output["pid"]) == processes[2].pid
+            assert int(steps["loud"].output["pid"]) in {processes[0].pid, processes[1].pid}
+            assert int(steps["again"].output["pid"]) in {processes[0].pid, processes[1].pid}
+        texts = sorted(
+            [(await client.executions.get(e.name)).steps[2].output["text"] for e in executions]
+        )
+        assert texts == [f"{i} EDON OLLEH (3 WORDS)" for i in range(4)]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
