@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_workers import connected
 
-from baton import Agent, Client, Execution, Step, Workflow, WorkerRuntime
+from baton import Agent, Client, Execution, Step, WorkerRuntime, Workflow
 from baton_server.app import Baton
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,8 @@ async def test_python_and_node_workers_serve_one_workflow(server: Baton, client:
                     agent="shout",
                     depends_on=["backwards"],
                     input_mapping={
-                        "text": "${steps.backwards.output.reversed} (${steps.backwards.output.words} words)"
+                        "text": "${steps.backwards.output.reversed} "
+                        "(${steps.backwards.output.words} words)"
                     },
                 ),
             ]
@@ -49,21 +50,24 @@ async def test_python_and_node_workers_serve_one_workflow(server: Baton, client:
     )
     address = f"127.0.0.1:{server.port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    worker_script = str(ROOT / "tests" / "worker_process.py")
     processes = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "worker_process.py"), address, "shout"], env=env
+        await asyncio.create_subprocess_exec(
+            sys.executable, worker_script, address, "shout", env=env
         ),
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "worker_process.py"), address, "shout"], env=env
+        await asyncio.create_subprocess_exec(
+            sys.executable, worker_script, address, "shout", env=env
         ),
-        subprocess.Popen(
-            [node, str(NODE_WORKER / "worker.js"), address, "agents/node-reverser"],
-            stdout=subprocess.DEVNULL,
+        await asyncio.create_subprocess_exec(
+            node,
+            str(NODE_WORKER / "worker.js"),
+            address,
+            "agents/node-reverser",
+            stdout=asyncio.subprocess.DEVNULL,
         ),
     ]
     try:
-        while server.runtimes.broker.connected_workers < 3:  # type: ignore[union-attr]
-            await asyncio.sleep(0.05)
+        await connected(server, 3)
         executions = [
             await client.executions.start(workflow.name, {"text": f"hello node {i}"})
             for i in range(4)
@@ -83,4 +87,4 @@ async def test_python_and_node_workers_serve_one_workflow(server: Baton, client:
     finally:
         for process in processes:
             process.kill()
-            process.wait()
+            await process.wait()
