@@ -35,8 +35,8 @@ proto-check: proto
 		(echo "stubs in client/baton/v1 are stale: run 'make proto' and commit" && exit 1)
 
 lint: install $(BUF)
-	$(BIN)/ruff check client server tests bench
-	$(BIN)/ruff format --check client server tests bench
+	$(BIN)/ruff check client server tests bench examples
+	$(BIN)/ruff format --check client server tests bench examples
 	$(BIN)/mypy
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
@@ -48,8 +48,8 @@ breaking: $(BUF)
 	else $(BUF) breaking --against ".git#ref=$$base" && echo "buf breaking: compatible with $$base"; fi
 
 format: install $(BUF)
-	$(BIN)/ruff check --fix client server tests bench
-	$(BIN)/ruff format client server tests bench
+	$(BIN)/ruff check --fix client server tests bench examples
+	$(BIN)/ruff format client server tests bench examples
 	$(BUF) format -w
 
 # redis-server is needed by the tests (each run starts private ones on free ports).

@@ -1,0 +1,72 @@
+"""The examples of the README run, one command each, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from baton import Client, Execution, StepRun
+from baton_server.app import Baton
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run_example(server: Baton, name: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "examples" / "run.py"),
+        name,
+        "--server",
+        f"127.0.0.1:{server.port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def latest(client: Client, workflow: str) -> Execution:
+    async for execution in client.executions.list(workflow=workflow):
+        return await client.executions.get(execution.name)
+    raise AssertionError(f"no execution of {workflow}")
+
+
+@pytest.mark.timeout(90)
+async def test_feature_implementation_example(server: Baton, client: Client) -> None:
+    code, out = await run_example(server, "feature")
+    assert code == 0, out
+    assert "SUCCEEDED" in out
+    done = await latest(client, "feature-implementation")
+    specs = list(done.output["detailed_specs"])
+    assert specs[0].startswith("api:") and len(specs) == 5  # OAuth adds two components
+    assert len(done.output["relationships"]) == 4
+    architecture = done.steps[0]
+    assert architecture.agent == "agents/agent-detail"  # continued through the handoff
+    assert architecture.handoffs[0].handoff == "handoffs/architect-to-detail"
+
+
+@pytest.mark.timeout(90)
+async def test_math_example_branches(server: Baton, client: Client) -> None:
+    code, out = await run_example(server, "math")
+    assert code == 0, out
+    done = await latest(client, "math-processing")
+    states = {s.step_id: s.state for s in done.steps}
+    assert states["double_large"] == StepRun.STATE_SUCCEEDED  # 107.5 > 100
+    assert states["square_small"] == StepRun.STATE_SKIPPED
+    assert done.output["double_large"]["result"] == 215.0
+
+
+@pytest.mark.timeout(90)
+async def test_code_review_example(server: Baton, client: Client) -> None:
+    code, out = await run_example(server, "code-review")
+    assert code == 0, out
+    done = await latest(client, "code-review")
+    report = done.output["report"]
+    assert report["verdict"] == "request changes"
+    suggestions = list(done.output["fixes"]["suggestions"])
+    assert any("bare except" in s for s in suggestions)
+    assert any("TODO" in s for s in suggestions)
