@@ -4,6 +4,7 @@ late answers, schedule timeouts."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -209,3 +210,26 @@ async def test_worker_rpcs_refuse_bad_input(client: Client) -> None:
     with pytest.raises(Exception) as raw:
         await poll.read()
     assert "agents" in str(raw.value)
+
+
+async def test_max_concurrency_holds_across_workers(
+    server: Baton, client: Client, spawn_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    await client.agents.create(Agent(worker=WorkerRuntime(), max_concurrency=1), agent_id="slow")
+    workflow = await client.workflows.create(
+        Workflow(
+            steps=[Step(id=f"s{i}", agent="slow", input_mapping={"seconds": 0.2}) for i in range(3)]
+        )
+    )
+    spawn_worker("slow")
+    spawn_worker("slow")
+    await connected(server, 2)
+    done = await client.executions.wait(
+        (await client.executions.start(workflow.name, {})).name, timeout=30
+    )
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    spans = sorted(
+        (s.attempts[0].start_time.ToNanoseconds(), s.attempts[0].end_time.ToNanoseconds())
+        for s in done.steps
+    )
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
