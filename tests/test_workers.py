@@ -232,4 +232,4 @@ async def test_max_concurrency_holds_across_workers(
         (s.attempts[0].start_time.ToNanoseconds(), s.attempts[0].end_time.ToNanoseconds())
         for s in done.steps
     )
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
