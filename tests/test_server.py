@@ -21,10 +21,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import baton
 from baton import Client
-from baton.v1 import (
-    monitoring_pb2,
-    monitoring_pb2_grpc,
-)
 from baton_server.app import Baton
 
 BATON_SERVICES = {
@@ -60,17 +56,6 @@ async def test_reflection_lists_the_six_services(server: Baton) -> None:
             break
     assert names >= BATON_SERVICES | {"grpc.health.v1.Health"}
     assert {n for n in names if n.startswith("baton.v1.")} == BATON_SERVICES
-
-
-async def test_later_rpcs_answer_unimplemented(client: Client, server: Baton) -> None:
-    monitoring = monitoring_pb2_grpc.MonitoringServiceStub(client._channel)
-    with pytest.raises(baton.UnimplementedError) as caught:
-        await client._call(
-            monitoring.GetWorkflowMetrics,
-            monitoring_pb2.GetWorkflowMetricsRequest(workflow="workflows/w"),
-        )
-    assert caught.value.reason == "NOT_IMPLEMENTED"
-    assert "GetWorkflowMetrics is not implemented yet" in caught.value.message
 
 
 async def test_oversized_requests_are_refused(start_server: object) -> None:

@@ -31,7 +31,7 @@ from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
 from baton.v1.workflow_pb2 import Step, Workflow
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "AbortedError",

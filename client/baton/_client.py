@@ -121,6 +121,34 @@ class Client:
             self._monitoring.GetSystemHealth, monitoring_pb2.GetSystemHealthRequest()
         )
 
+    async def workflow_metrics(
+        self,
+        workflow: str,
+        *,
+        start_time: timestamp_pb2.Timestamp | None = None,
+        end_time: timestamp_pb2.Timestamp | None = None,
+    ) -> monitoring_pb2.WorkflowMetrics:
+        """Counts, success rate and durations of the workflow's executions created in the
+        window (default: the last 24 hours)."""
+        request = monitoring_pb2.GetWorkflowMetricsRequest(
+            workflow=_name("workflows", workflow), start_time=start_time, end_time=end_time
+        )
+        return await self._call(self._monitoring.GetWorkflowMetrics, request)
+
+    async def agent_performance(
+        self,
+        agent: str,
+        *,
+        start_time: timestamp_pb2.Timestamp | None = None,
+        end_time: timestamp_pb2.Timestamp | None = None,
+    ) -> monitoring_pb2.AgentPerformance:
+        """Attempts, success rate, errors and durations of the agent in the window (default:
+        the last 24 hours)."""
+        request = monitoring_pb2.GetAgentPerformanceRequest(
+            agent=_name("agents", agent), start_time=start_time, end_time=end_time
+        )
+        return await self._call(self._monitoring.GetAgentPerformance, request)
+
     async def _call(
         self,
         method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],

@@ -107,6 +107,30 @@ class SyncClient:
         """The health of the server and its components."""
         return self._loop.run(self._client.system_health())
 
+    def workflow_metrics(
+        self,
+        workflow: str,
+        *,
+        start_time: timestamp_pb2.Timestamp | None = None,
+        end_time: timestamp_pb2.Timestamp | None = None,
+    ) -> monitoring_pb2.WorkflowMetrics:
+        """See `Client.workflow_metrics`."""
+        return self._loop.run(
+            self._client.workflow_metrics(workflow, start_time=start_time, end_time=end_time)
+        )
+
+    def agent_performance(
+        self,
+        agent: str,
+        *,
+        start_time: timestamp_pb2.Timestamp | None = None,
+        end_time: timestamp_pb2.Timestamp | None = None,
+    ) -> monitoring_pb2.AgentPerformance:
+        """See `Client.agent_performance`."""
+        return self._loop.run(
+            self._client.agent_performance(agent, start_time=start_time, end_time=end_time)
+        )
+
 
 class SyncAgents:
     """Blocking AgentService; see `baton.Agents`."""

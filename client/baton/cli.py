@@ -7,11 +7,13 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from baton._errors import BatonError, NotFoundError
 from baton._sync import SyncClient
@@ -119,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="cancelled from the command line")
     cancel.set_defaults(handler=_cancel)
 
+    metrics = commands.add_parser("metrics", help="workflow metrics or agent performance")
+    metrics.add_argument("kind", choices=["workflow", "agent"])
+    metrics.add_argument("name")
+    metrics.add_argument("--hours", type=float, default=24.0, help="the window, ending now")
+    metrics.set_defaults(handler=_metrics)
+
+    health = commands.add_parser("health", help="the server's health")
+    health.set_defaults(handler=_health)
+
     events = commands.add_parser("events", help="print an execution's event log")
     events.add_argument("execution")
     events.add_argument("--follow", action="store_true", help="keep following live events")
@@ -213,13 +224,8 @@ def _get(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     resource = service.get(args.name)
     if args.kind == "execution":
         _print_execution(out, args.output, resource)
-    elif args.output == "json":
-        print(_to_json(resource), file=out)
     else:
-        data = json_format.MessageToDict(resource, preserving_proto_field_name=True)
-        for key, value in data.items():
-            shown = value if isinstance(value, str) else json.dumps(value)
-            print(f"{key + ':':<16} {shown}", file=out)
+        _get_like(resource, args.output, out)
     return 0
 
 
@@ -246,6 +252,34 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
             break
         rows.append(json_format.MessageToDict(item, preserving_proto_field_name=True))
     _print(out, args.output, rows, columns)
+    return 0
+
+
+def _metrics(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    end = time.time()
+    start_time, end_time = Timestamp(), Timestamp()
+    start_time.FromNanoseconds(int((end - args.hours * 3600) * 1e9))
+    end_time.FromNanoseconds(int(end * 1e9))
+    found: Message
+    if args.kind == "workflow":
+        found = client.workflow_metrics(args.name, start_time=start_time, end_time=end_time)
+    else:
+        found = client.agent_performance(args.name, start_time=start_time, end_time=end_time)
+    return _get_like(found, args.output, out)
+
+
+def _health(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    return _get_like(client.system_health(), args.output, out)
+
+
+def _get_like(message: Message, output: str, out: TextIO) -> int:
+    if output == "json":
+        print(_to_json(message), file=out)
+        return 0
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    for key, value in data.items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        print(f"{key + ':':<20} {shown}", file=out)
     return 0
 
 

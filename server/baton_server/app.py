@@ -42,6 +42,7 @@ from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
 from baton_server.engine.journal import Journal
 from baton_server.engine.lease import EngineLease
+from baton_server.engine.metrics import Metrics
 from baton_server.engine.openai_runtime import OpenAIClient
 from baton_server.engine.runtimes import Runtimes
 from baton_server.engine.task_broker import TaskBroker
@@ -178,7 +179,10 @@ async def create_server(settings: Settings) -> Baton:
     )
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(broker), server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
-        MonitoringServicer(probe, executions, broker, time.time()), server
+        MonitoringServicer(
+            probe, executions, broker, Metrics(executions.journal, definitions), time.time()
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

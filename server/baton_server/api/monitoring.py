@@ -1,19 +1,22 @@
-"""MonitoringService: system health now; workflow and agent metrics come with the engine."""
+"""MonitoringService: workflow metrics, agent performance and system health."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
 
 from baton.v1 import monitoring_pb2, monitoring_pb2_grpc
 from baton_server import __version__
-from baton_server.api.convert import duration, timestamp
+from baton_server.api.convert import duration, parse_name, timestamp
 from baton_server.api.status import translate_errors
-from baton_server.api.unimplemented import unimplemented
+from baton_server.engine.execution_model import ExecutionState
 from baton_server.engine.executions import Executions
 from baton_server.engine.health import HealthProbe, Status
+from baton_server.engine.metrics import Metrics
 from baton_server.engine.task_broker import TaskBroker
+from baton_server.errors import invalid_field
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -23,24 +26,85 @@ _STATUS = {
     Status.UNHEALTHY: monitoring_pb2.HEALTH_STATUS_UNHEALTHY,
 }
 
-_Base: type = unimplemented(
-    monitoring_pb2_grpc.MonitoringServiceServicer,
-    monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"],
-    keep={"GetSystemHealth"},
-)
+DEFAULT_WINDOW = 24 * 3600.0
+
+
+def _window(request: Any) -> tuple[float, float]:
+    """The request's [start_time, end_time), by default the last 24 hours."""
+    end = request.end_time.ToNanoseconds() / 1e9 if request.HasField("end_time") else time.time()
+    start = (
+        request.start_time.ToNanoseconds() / 1e9
+        if request.HasField("start_time")
+        else end - DEFAULT_WINDOW
+    )
+    if start >= end:
+        raise invalid_field("start_time", "must be before end_time")
+    return start, end
 
 
 @translate_errors
-class MonitoringServicer(_Base):  # type: ignore[misc]
-    """baton.v1.MonitoringService (GetWorkflowMetrics and GetAgentPerformance: not yet)."""
+class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
+    """baton.v1.MonitoringService."""
 
     def __init__(
-        self, probe: HealthProbe, executions: Executions, broker: TaskBroker, start_time: float
+        self,
+        probe: HealthProbe,
+        executions: Executions,
+        broker: TaskBroker,
+        metrics: Metrics,
+        start_time: float,
     ) -> None:
         self._probe = probe
         self._executions = executions
         self._broker = broker
+        self._metrics = metrics
         self._start_time = start_time
+
+    async def GetWorkflowMetrics(
+        self, request: monitoring_pb2.GetWorkflowMetricsRequest, context: Context
+    ) -> monitoring_pb2.WorkflowMetrics:
+        workflow_id = parse_name(request.workflow, "workflows", "workflow")
+        start, end = _window(request)
+        found = await self._metrics.workflow(workflow_id, start, end)
+        counts = found.counts
+        return monitoring_pb2.WorkflowMetrics(
+            workflow=f"workflows/{workflow_id}",
+            start_time=timestamp(start),
+            end_time=timestamp(end),
+            execution_count=found.total,
+            succeeded_count=counts.get(ExecutionState.SUCCEEDED, 0),
+            failed_count=counts.get(ExecutionState.FAILED, 0),
+            cancelled_count=counts.get(ExecutionState.CANCELLED, 0),
+            timed_out_count=counts.get(ExecutionState.TIMED_OUT, 0),
+            active_count=counts.get(ExecutionState.QUEUED, 0)
+            + counts.get(ExecutionState.RUNNING, 0),
+            success_rate=found.success_rate,
+            average_duration=duration(found.durations.average),
+            p50_duration=duration(found.durations.p50),
+            p95_duration=duration(found.durations.p95),
+            p99_duration=duration(found.durations.p99),
+        )
+
+    async def GetAgentPerformance(
+        self, request: monitoring_pb2.GetAgentPerformanceRequest, context: Context
+    ) -> monitoring_pb2.AgentPerformance:
+        agent_id = parse_name(request.agent, "agents", "agent")
+        start, end = _window(request)
+        found = await self._metrics.agent(agent_id, start, end)
+        return monitoring_pb2.AgentPerformance(
+            agent=f"agents/{agent_id}",
+            start_time=timestamp(start),
+            end_time=timestamp(end),
+            attempt_count=found.attempts,
+            success_count=found.successes,
+            error_count=found.errors,
+            timeout_count=found.timeouts,
+            success_rate=found.success_rate,
+            average_duration=duration(found.durations.average),
+            p95_duration=duration(found.durations.p95),
+            errors_by_type=found.errors_by_type,
+            running_count=found.running,
+        )
 
     async def GetSystemHealth(
         self, request: monitoring_pb2.GetSystemHealthRequest, context: Context

@@ -239,6 +239,28 @@ class ExecutionRepository:
             order="",
         )
 
+    async def outcomes(
+        self, conn: aiosqlite.Connection, workflow_id: str, start: float, end: float
+    ) -> list[tuple[str, float, float]]:
+        """(state, start_time, end_time) of the workflow's executions created in [start, end)."""
+        rows = await conn.execute_fetchall(
+            "SELECT state, start_time, end_time FROM executions "
+            "WHERE workflow_id = ? AND create_time >= ? AND create_time < ?",
+            (workflow_id, start, end),
+        )
+        return [(r[0], r[1] or 0.0, r[2] or 0.0) for r in rows]
+
+    async def step_docs_overlapping(
+        self, conn: aiosqlite.Connection, start: float, end: float
+    ) -> list[dict[str, Any]]:
+        """The step-run documents of executions that were alive at some time in [start, end)."""
+        rows = await conn.execute_fetchall(
+            "SELECT s.doc FROM step_runs s JOIN executions e ON e.seq = s.execution_seq "
+            "WHERE e.create_time < ? AND (e.end_time IS NULL OR e.end_time >= ?)",
+            (end, start),
+        )
+        return [self.codec.decode(r[0]) for r in rows]
+
     async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
         rows = await conn.execute_fetchall(

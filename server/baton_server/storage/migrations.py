@@ -88,6 +88,10 @@ MIGRATIONS: list[list[str]] = [
             execution_id TEXT PRIMARY KEY, reason TEXT NOT NULL, create_time REAL NOT NULL)
             STRICT""",
     ],
+    # 4: workflow metrics read executions of one workflow by creation time.
+    [
+        "CREATE INDEX executions_workflow_time ON executions (workflow_id, create_time)",
+    ],
 ]
 
 
