@@ -57,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `baton` command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        with SyncClient.connect(args.server, token=args.token, timeout=args.timeout) as client:
+        credentials = _credentials(args)
+        with SyncClient.connect(
+            args.server, token=args.token, timeout=args.timeout, credentials=credentials
+        ) as client:
             status: int = args.handler(client, args, sys.stdout)
             return status
     except (BatonError, CliError) as exc:
@@ -65,6 +68,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    if not (args.tls_ca or args.tls_cert):
+        return None
+
+    def read(path: str | None) -> bytes | None:
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc}") from None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(args.tls_ca),
+        private_key=read(args.tls_key),
+        certificate_chain=read(args.tls_cert),
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +101,21 @@ def _parser() -> argparse.ArgumentParser:
         "--token", default=os.environ.get("BATON_TOKEN"), help="bearer token (env BATON_TOKEN)"
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("BATON_TLS_CA"),
+        help="use TLS, trusting this PEM CA bundle (env BATON_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=os.environ.get("BATON_TLS_CERT"),
+        help="client certificate for mutual TLS (env BATON_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=os.environ.get("BATON_TLS_KEY"),
+        help="client key for mutual TLS (env BATON_TLS_KEY)",
+    )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -29,6 +29,7 @@ from baton.v1 import (
     workflow_pb2_grpc,
 )
 from baton_server.api.agents import AgentServicer
+from baton_server.api.auth import BearerAuth, parse_tokens
 from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.monitoring import MonitoringServicer
@@ -161,11 +162,13 @@ async def create_server(settings: Settings) -> Baton:
     tokens = PageTokens(bytes.fromhex(secret[0]))
     probe = HealthProbe(db, cache)
 
+    interceptors = [BearerAuth(parse_tokens(settings.auth_tokens))] if settings.auth_tokens else []
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-        ]
+        ],
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
@@ -195,8 +198,12 @@ async def create_server(settings: Settings) -> Baton:
         server,
     )
     try:
-        port = server.add_insecure_port(settings.listen)
-    except RuntimeError as exc:
+        credentials = _tls_credentials(settings)
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+    except (RuntimeError, OSError) as exc:
         await db.close()
         raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
     # Take the engine lease and resume unfinished executions before the first call.
@@ -210,6 +217,23 @@ async def create_server(settings: Settings) -> Baton:
         asyncio.create_task(_purge_request_ids(definitions, settings.idempotency_ttl))
     )
     return baton
+
+
+def _tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (and, with a client CA, mutual TLS) credentials, or None for plaintext."""
+    if not settings.tls_cert and not settings.tls_key:
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise SystemExit("baton: TLS needs both tls_cert and tls_key")
+    with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if settings.tls_client_ca:
+        with open(settings.tls_client_ca, "rb") as ca:
+            client_ca = ca.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def _report_health(servicer: health.aio.HealthServicer, probe: HealthProbe) -> None:

@@ -44,6 +44,15 @@ class Settings:
     """Seconds the engine lease lasts: with several processes on one database, a standby
     takes over the executions this long after the process running them stopped renewing
     (at once if that process is gone from the same host, or released the lease)."""
+    auth_tokens: str = ""
+    """Turns auth on: `token=role,token=role` or `@file` (one `token role` per line); roles
+    are reader, operator, worker, admin. Empty: no auth."""
+    tls_cert: str = ""
+    """PEM certificate chain: with tls_key, serve TLS instead of plaintext."""
+    tls_key: str = ""
+    """PEM private key of tls_cert."""
+    tls_client_ca: str = ""
+    """PEM CA bundle: with TLS on, require client certificates signed by it (mutual TLS)."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024

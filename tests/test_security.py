@@ -1,0 +1,154 @@
+"""Auth (bearer tokens and roles) and TLS / mutual TLS over real gRPC."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import StartServer, python_agent
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import baton
+from baton import Client, WorkerRuntime
+from baton.v1 import worker_pb2, worker_pb2_grpc
+
+TOKENS = "r-token=reader,o-token=operator,w-token=worker,a-token=admin"
+
+
+async def test_tokens_and_roles(start_server: StartServer) -> None:
+    server = await start_server(auth_tokens=TOKENS)
+    target = f"127.0.0.1:{server.port}"
+
+    async with Client.connect(target) as anonymous:
+        with pytest.raises(baton.UnauthenticatedError) as caught:
+            await anonymous.agents.get("x")
+        assert caught.value.reason == "UNAUTHENTICATED"
+    async with Client.connect(target, token="wrong") as stranger:
+        with pytest.raises(baton.UnauthenticatedError):
+            [a async for a in stranger.agents.list()]
+
+    async with Client.connect(target, token="o-token") as operator:
+        created = await operator.agents.create(python_agent(), agent_id="guarded")
+        await operator.agents.create(baton.Agent(worker=WorkerRuntime()), agent_id="remote")
+    async with Client.connect(target, token="r-token") as reader:
+        assert (await reader.agents.get("guarded")) == created
+        with pytest.raises(baton.PermissionDeniedError) as denied:
+            await reader.agents.delete("guarded")
+        assert denied.value.metadata["role"] == "reader"
+    async with Client.connect(target, token="w-token") as worker:
+        with pytest.raises(baton.PermissionDeniedError):
+            await worker.agents.get("guarded")  # workers only talk to WorkerService
+        stub = worker_pb2_grpc.WorkerServiceStub(worker._channel)
+        answer = await stub.FailTask(
+            worker_pb2.FailTaskRequest(task_token="none"), metadata=worker._metadata
+        )
+        assert not answer.accepted
+        stream = stub.PollTasks(
+            worker_pb2.PollTasksRequest(agents=["agents/remote"]),
+            metadata=[("authorization", "Bearer r-token")],
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raw:
+            await stream.read()
+        assert raw.value.code() is grpc.StatusCode.PERMISSION_DENIED  # streams are checked too
+    async with Client.connect(target, token="a-token") as admin:
+        await admin.agents.delete("guarded")
+
+    # Health needs no token, so that Kubernetes probes work.
+    async with grpc.aio.insecure_channel(target) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make test certificates")
+    d = tmp_path_factory.mktemp("certs")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    for name, san in (("server", "IP:127.0.0.1,DNS:localhost"), ("client", "DNS:client")):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.pem",
+        )
+    return d
+
+
+def tls(certs: Path, *, client: bool = False) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=(certs / "ca.pem").read_bytes(),
+        private_key=(certs / "client.key").read_bytes() if client else None,
+        certificate_chain=(certs / "client.pem").read_bytes() if client else None,
+    )
+
+
+async def test_tls_and_mutual_tls(start_server: StartServer, certificates: Path) -> None:
+    server = await start_server(
+        tls_cert=str(certificates / "server.pem"), tls_key=str(certificates / "server.key")
+    )
+    target = f"127.0.0.1:{server.port}"
+    async with Client.connect(target, credentials=tls(certificates)) as client:
+        created = await client.agents.create(python_agent(), agent_id="secure")
+        assert created.name == "agents/secure"
+    async with Client.connect(target, timeout=2) as plaintext:
+        with pytest.raises(baton.UnavailableError):
+            await plaintext.agents.get("secure")
+
+    mutual = await start_server(
+        tls_cert=str(certificates / "server.pem"),
+        tls_key=str(certificates / "server.key"),
+        tls_client_ca=str(certificates / "ca.pem"),
+    )
+    target = f"127.0.0.1:{mutual.port}"
+    async with Client.connect(target, credentials=tls(certificates, client=True)) as client:
+        assert (await client.agents.get("secure")).name == "agents/secure"
+    async with Client.connect(target, credentials=tls(certificates), timeout=2) as anonymous:
+        with pytest.raises(baton.UnavailableError):
+            await anonymous.agents.get("secure")
