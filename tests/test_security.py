@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -140,6 +142,21 @@ async def test_tls_and_mutual_tls(start_server: StartServer, certificates: Path)
     async with Client.connect(target, timeout=2) as plaintext:
         with pytest.raises(baton.UnavailableError):
             await plaintext.agents.get("secure")
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton.cli",
+        "--server",
+        target,
+        "--tls-ca",
+        str(certificates / "ca.pem"),
+        "get",
+        "agent",
+        "secure",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await cli.communicate()
+    assert cli.returncode == 0 and b"agents/secure" in out
 
     mutual = await start_server(
         tls_cert=str(certificates / "server.pem"),
