@@ -34,6 +34,7 @@ from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
+from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
 from baton_server.api.workers import WorkerServicer
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.config import Settings
@@ -85,6 +86,8 @@ class Baton:
     http: httpx.AsyncClient
     relay: EventRelay | None = None
     bus: RedisEventBus | None = None
+    telemetry: Telemetry | None = None
+    metrics_port: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -98,6 +101,8 @@ class Baton:
             await self.relay.stop()
         if self.bus is not None:
             await self.bus.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -162,7 +167,11 @@ async def create_server(settings: Settings) -> Baton:
     tokens = PageTokens(bytes.fromhex(secret[0]))
     probe = HealthProbe(db, cache)
 
-    interceptors = [BearerAuth(parse_tokens(settings.auth_tokens))] if settings.auth_tokens else []
+    telemetry = Telemetry(lambda: _gauges(executions, broker, cache))
+    executions.subscribe(telemetry.count_events)
+    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(telemetry)]
+    if settings.auth_tokens:
+        interceptors.append(BearerAuth(parse_tokens(settings.auth_tokens)))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -210,13 +219,32 @@ async def create_server(settings: Settings) -> Baton:
     await executions.begin()
     await server.start()
 
-    baton = Baton(server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus)
+    baton = Baton(
+        server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
+    )
+    if settings.metrics_listen:
+        baton.metrics_port = telemetry.serve(settings.metrics_listen)
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
     baton.tasks.append(
         asyncio.create_task(_purge_request_ids(definitions, settings.idempotency_ttl))
     )
     return baton
+
+
+def _gauges(
+    executions: Executions, broker: TaskBroker, cache: DefinitionCache | None
+) -> dict[str, tuple[str, float]]:
+    gauges = {
+        "baton_executions_running": ("Executions running in this process", executions.running),
+        "baton_executions_queued": ("Executions waiting for capacity", executions.queued),
+        "baton_workers_connected": ("Workers polling this process", broker.connected_workers),
+        "baton_event_streams": ("Open event streams", executions.hub.streams),
+        "baton_engine_owner": ("1 if this process runs executions", float(executions.owner)),
+    }
+    if cache is not None:
+        gauges["baton_redis_up"] = ("1 while Redis answers", float(cache.healthy))
+    return gauges
 
 
 def _tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -44,6 +44,8 @@ class Settings:
     """Seconds the engine lease lasts: with several processes on one database, a standby
     takes over the executions this long after the process running them stopped renewing
     (at once if that process is gone from the same host, or released the lease)."""
+    metrics_listen: str = ""
+    """host:port for Prometheus metrics over HTTP (e.g. 0.0.0.0:9464); empty: off."""
     auth_tokens: str = ""
     """Turns auth on: `token=role,token=role` or `@file` (one `token role` per line); roles
     are reader, operator, worker, admin. Empty: no auth."""

@@ -1,0 +1,132 @@
+"""Prometheus metrics: RPC counts and latency by method and status (an interceptor), event
+counts by type, and gauges read at scrape time; served over HTTP on their own port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from baton_server.engine.execution_model import Event
+
+Gauges = Callable[[], dict[str, tuple[str, float]]]
+"""Returns {metric name: (help, value)} for gauges read at scrape time."""
+
+
+class Telemetry:
+    """One server's metrics, in a registry of its own."""
+
+    def __init__(self, gauges: Gauges) -> None:
+        self.registry = CollectorRegistry()
+        self.rpcs = Counter(
+            "baton_rpc_requests",
+            "RPCs handled, by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.rpc_seconds = Histogram(
+            "baton_rpc_duration_seconds",
+            "Time to handle an RPC (streams: until they end)",
+            ["method"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+        )
+        self.events = Counter(
+            "baton_events", "Execution events committed, by type", ["type"], registry=self.registry
+        )
+        self.registry.register(_GaugeCollector(gauges))
+        self._http: Any = None
+
+    def count_events(self, events: list[Event]) -> None:
+        """Counts committed events (an engine listener)."""
+        for event in events:
+            self.events.labels(event.type.value).inc()
+
+    def serve(self, listen: str) -> int:
+        """Serves /metrics on `host:port` in a background thread; returns the port."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(
+            int(port), addr=host or "0.0.0.0", registry=self.registry
+        )
+        self._http = server
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        """Stops the HTTP server."""
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class _GaugeCollector(Collector):
+    def __init__(self, gauges: Gauges) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (description, value) in self._gauges().items():
+            yield GaugeMetricFamily(name, description, value=value)
+
+
+class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+    """Times every RPC and counts it by method and final status code."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        observe = self._observe
+        # The handlers are the aio server's: coroutines and async generators.
+        if handler.unary_unary:
+            inner: Any = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await inner(request, context)
+                finally:
+                    observe(method, context, started)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_stream: Any = handler.unary_stream
+
+            async def stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                finally:
+                    observe(method, context, started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+    def _observe(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], started: float
+    ) -> None:
+        code = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+        self._telemetry.rpcs.labels(method, name).inc()
+        self._telemetry.rpc_seconds.labels(method).observe(time.perf_counter() - started)

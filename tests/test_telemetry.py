@@ -1,0 +1,45 @@
+"""Prometheus metrics over HTTP, after real RPCs and executions."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import StartServer, free_port, python_agent
+
+import baton
+from baton import Client, Step, Workflow
+
+
+async def test_metrics_endpoint(start_server: StartServer) -> None:
+    server = await start_server(
+        metrics_listen=f"127.0.0.1:{free_port()}", auth_tokens="op=operator"
+    )
+    assert server.metrics_port
+    async with Client.connect(f"127.0.0.1:{server.port}", token="op") as client:
+        await client.agents.create(python_agent(), agent_id="echo")
+        await client.agents.create(
+            baton.Agent(python=baton.PythonRuntime(entry_point="baton_server.agents.builtin:echo")),
+            agent_id="real-echo",
+        )
+        workflow = await client.workflows.create(Workflow(steps=[Step(id="s", agent="real-echo")]))
+        execution = await client.executions.start(workflow.name, {"a": 1})
+        [e async for e in client.executions.stream(execution.name)]
+        with pytest.raises(baton.NotFoundError):
+            await client.agents.get("missing")
+    async with Client.connect(f"127.0.0.1:{server.port}") as anonymous:
+        with pytest.raises(baton.UnauthenticatedError):
+            await anonymous.agents.get("echo")
+
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{server.metrics_port}/metrics")).text
+    assert (
+        'baton_rpc_requests_total{code="OK",method="/baton.v1.AgentService/CreateAgent"} 2.0'
+        in text
+    )
+    assert 'code="NOT_FOUND",method="/baton.v1.AgentService/GetAgent"} 1.0' in text
+    assert 'code="UNAUTHENTICATED",method="/baton.v1.AgentService/GetAgent"} 1.0' in text
+    assert 'method="/baton.v1.ExecutionService/StreamExecutionEvents"' in text
+    assert 'baton_events_total{type="EXECUTION_SUCCEEDED"} 1.0' in text
+    assert "baton_executions_running 0.0" in text
+    assert "baton_engine_owner 1.0" in text
+    assert "baton_rpc_duration_seconds_bucket" in text
