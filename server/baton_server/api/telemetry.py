@@ -113,8 +113,12 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             ) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
-                    async for item in inner_stream(request, context):
-                        yield item
+                    produced = inner_stream(request, context)
+                    if hasattr(produced, "__aiter__"):
+                        async for item in produced:
+                            yield item
+                    else:  # a coroutine that sends with context.write (e.g. health Watch)
+                        await produced
                 finally:
                     observe(method, context, started)
 
