@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -22,6 +25,7 @@ from baton_server.app import Baton, create_server
 from baton_server.config import Settings
 
 _prefixes = itertools.count()
+TESTS = Path(__file__).resolve().parent
 
 
 def free_port() -> int:
@@ -136,6 +140,45 @@ async def client(server: Baton) -> AsyncIterator[Client]:
     """The async client connected to `server`."""
     async with Client.connect(f"127.0.0.1:{server.port}", timeout=10) as c:
         yield c
+
+
+async def start_process(
+    database: Path, *, listen: str = "127.0.0.1:0", extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """Starts `python -m baton_server` on `database`; returns it and its port."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "BATON_DATABASE": str(database),
+        "BATON_LOG_FORMAT": "json",
+        **(extra_env or {}),
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
+        [sys.executable, "-m", "baton_server", "--listen", listen],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    while True:
+        line = await asyncio.to_thread(process.stderr.readline)
+        if not line:
+            raise AssertionError(f"server exited with {process.wait()}")
+        entry = json.loads(line)
+        if entry["message"] == "baton serving":
+            # Keep draining its log so the pipe never fills.
+            asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
+            return process, int(entry["port"])
+
+
+def stop_processes(processes: list[subprocess.Popen[str]]) -> None:
+    """Kills server processes started by `start_process` and closes their pipes."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
 
 
 def redis_prefix() -> str:

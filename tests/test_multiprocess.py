@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RedisProcess, redis_prefix
-from test_recovery import start_process
+from conftest import RedisProcess, redis_prefix, start_process, stop_processes
 from test_streams import busy_workflow
 
 import baton
@@ -27,15 +26,6 @@ async def two_servers(
     owner, owner_port = await start_process(tmp_path / "baton.db", extra_env=common)
     standby, standby_port = await start_process(tmp_path / "baton.db", extra_env=common)
     return [owner, standby], owner_port, standby_port
-
-
-def stop(processes: list[subprocess.Popen[str]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 @pytest.mark.timeout(90)
@@ -82,7 +72,7 @@ async def test_run_by_one_process_streamed_live_from_the_other(
             with pytest.raises(baton.FailedPreconditionError):
                 await standby.executions.cancel(long.name)
     finally:
-        stop(processes)
+        stop_processes(processes)
 
 
 @pytest.mark.timeout(90)
@@ -103,7 +93,7 @@ async def test_redis_stopped_while_streaming_loses_nothing(
             assert seen[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
             assert len(seen) > 20
     finally:
-        stop(processes)
+        stop_processes(processes)
 
 
 @pytest.mark.timeout(90)
@@ -127,4 +117,4 @@ async def test_standby_takes_over_when_the_engine_process_dies(tmp_path: Path) -
             events = [e async for e in standby.executions.events(finished[0].name)]
             assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     finally:
-        stop(processes)
+        stop_processes(processes)

@@ -5,49 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import os
 import random
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import start_process, stop_processes
 
 from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
-
-TESTS = Path(__file__).resolve().parent
-
-
-async def start_process(
-    database: Path, *, listen: str = "127.0.0.1:0", extra_env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], int]:
-    """Starts `python -m baton_server` on `database`; returns it and its port."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "BATON_DATABASE": str(database),
-        "BATON_LOG_FORMAT": "json",
-        **(extra_env or {}),
-    }
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
-        [sys.executable, "-m", "baton_server", "--listen", listen],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    while True:
-        line = await asyncio.to_thread(process.stderr.readline)
-        if not line:
-            raise AssertionError(f"server exited with {process.wait()}")
-        entry = json.loads(line)
-        if entry["message"] == "baton serving":
-            # Keep draining its log so the pipe never fills.
-            asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
-            return process, int(entry["port"])
 
 
 def effects(path: Path) -> collections.Counter[tuple[str, str]]:
@@ -141,9 +108,4 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
         for key, attempt in running_before.items():  # interrupted: retried as a new attempt
             assert after[key][1] == attempt + 1, key
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if process.stderr:
-                process.stderr.close()
+        stop_processes(processes)

@@ -4,17 +4,14 @@ SIGTERM on a real `python -m baton_server` process."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import python_agent
+from conftest import python_agent, start_process, stop_processes
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -72,28 +69,12 @@ async def test_oversized_requests_are_refused(start_server: object) -> None:
         assert (await client.agents.get("fits")).config == created.config
 
 
-async def _start_process(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    env = {**os.environ, "BATON_DATABASE": str(tmp_path / "baton.db"), "BATON_LOG_FORMAT": "json"}
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread
-        [sys.executable, "-m", "baton_server", "--listen", "127.0.0.1:0", "--shutdown-grace", "5"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    while True:
-        line = await asyncio.to_thread(process.stderr.readline)
-        if not line:
-            raise AssertionError(f"server exited with {process.wait()}")
-        entry = json.loads(line)  # every log line is one JSON object
-        if entry["message"] == "baton serving":
-            return process, int(entry["port"])
-
-
 async def test_sigterm_stops_serving_drains_and_exits_zero(tmp_path: Path) -> None:
     processes: list[subprocess.Popen[str]] = []
     try:
-        process, port = await _start_process(tmp_path)
+        process, port = await start_process(
+            tmp_path / "baton.db", extra_env={"BATON_SHUTDOWN_GRACE": "5"}
+        )
         processes.append(process)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -119,14 +100,12 @@ async def test_sigterm_stops_serving_drains_and_exits_zero(tmp_path: Path) -> No
         assert all(isinstance(f, baton.UnavailableError) for f in failures), failures
 
         # Every acknowledged create survived the shutdown.
-        process, port = await _start_process(tmp_path)
+        process, port = await start_process(
+            tmp_path / "baton.db", extra_env={"BATON_SHUTDOWN_GRACE": "5"}
+        )
         processes.append(process)
         async with Client.connect(f"127.0.0.1:{port}") as again:
             stored = {a.name async for a in again.agents.list()}
         assert acknowledged <= stored
     finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-            if process.stderr:
-                process.stderr.close()
+        stop_processes(processes)

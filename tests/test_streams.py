@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StartServer, free_port
+from conftest import StartServer, free_port, start_process, stop_processes
 from google.protobuf import duration_pb2
-from test_recovery import start_process
 
 import baton
 from baton import Agent, Client, EventType, PythonRuntime, RetryPolicy, Step, Workflow
@@ -162,12 +161,7 @@ async def test_stream_survives_a_server_killed_and_restarted(tmp_path: Path) -> 
         assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
         assert seen[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
     finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            if p.stderr:
-                p.stderr.close()
+        stop_processes(processes)
 
 
 async def test_output_deltas_stream_live_and_are_bounded(start_server: StartServer) -> None:
