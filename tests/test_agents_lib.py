@@ -118,3 +118,9 @@ def relay(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
 def request_handoff(value: dict[str, Any], ctx: StepContext) -> HandoffRequest:
     """Asks to hand the step to `value["to"]`."""
     return HandoffRequest(value["to"], {"chain": [ctx.agent], "note": "over to you"})
+
+
+async def linger(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Waits the agent's config `seconds`, then returns what it received."""
+    await asyncio.sleep(float(ctx.config.get("seconds", 1)))
+    return {"received": value}

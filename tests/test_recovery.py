@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import start_process, stop_processes
 
+import baton
 from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
 
 
@@ -107,5 +108,50 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
         after = durable_steps(database)
         for key, attempt in running_before.items():  # interrupted: retried as a new attempt
             assert after[key][1] == attempt + 1, key
+    finally:
+        stop_processes(processes)
+
+
+@pytest.mark.timeout(60)
+async def test_handoff_target_resumes_with_its_handoff_input(tmp_path: Path) -> None:
+    database = tmp_path / "baton.db"
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await start_process(database)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
+            await client.agents.create(
+                Agent(python=PythonRuntime(entry_point="test_agents_lib:relay")), agent_id="a"
+            )
+            await client.agents.create(
+                Agent(
+                    python=PythonRuntime(entry_point="test_agents_lib:linger"),
+                    config={"seconds": 1.5},
+                ),  # type: ignore[arg-type]
+                agent_id="b",
+            )
+            await client.handoffs.create(
+                baton.Handoff(
+                    source_agent="a",
+                    target_agent="b",
+                    type=baton.Handoff.TYPE_SEQUENTIAL,
+                    data_mapping={"chain": "from_a"},
+                )
+            )
+            workflow = await client.workflows.create(Workflow(steps=[Step(id="s", agent="a")]))
+            execution = await client.executions.start(workflow.name, {"original": True})
+            async for event in client.executions.stream(execution.name):
+                if event.type == baton.EventType.EVENT_TYPE_STEP_STARTED and event.attempt == 2:
+                    break  # b is working on it
+            process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+        process, port = await start_process(database)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
+            done = await client.executions.wait(execution.name, timeout=20)
+        assert done.state == Execution.STATE_SUCCEEDED, done.error
+        run = done.steps[0]
+        assert run.attempt == 3  # a, b cut short by the kill, b again
+        assert dict(run.output["received"]) == {"from_a": ["agents/a"]}
     finally:
         stop_processes(processes)

@@ -139,7 +139,8 @@ class StepRun:
 
     `agent_index` is 0 for the step's own agent and k for its k-th fallback; `tries` counts
     the attempts made by that agent (against the retry policy); `retry_at` is when a
-    RETRYING step tries again.
+    RETRYING step tries again; `handoff_input` is what a handoff gave its target (kept so
+    that a restarted server hands the target the same input).
     """
 
     step_id: str
@@ -157,6 +158,7 @@ class StepRun:
     error: Failure | None = None
     attempts: list[StepAttempt] = field(default_factory=list)
     handoffs: list[dict[str, Any]] = field(default_factory=list)
+    handoff_input: dict[str, Any] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
@@ -187,6 +189,7 @@ class StepRun:
                 for a in self.attempts
             ],
             "handoffs": self.handoffs,
+            "handoff_input": self.handoff_input,
         }
 
     @classmethod

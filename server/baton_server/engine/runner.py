@@ -352,7 +352,10 @@ class ExecutionRun:
             run = dataclasses.replace(
                 run, attempts=[*run.attempts[:-1], closed], tries=max(run.tries - 1, 0)
             )
-        return await self._run_step(run, self._input(step, self._committed), None)
+        agent_input = run.handoff_input
+        if agent_input is None:
+            agent_input = self._input(step, self._committed)
+        return await self._run_step(run, agent_input, None)
 
     async def _run_step(
         self, run: StepRun, agent_input: dict[str, Any], holding: Agent | None
@@ -404,7 +407,8 @@ class ExecutionRun:
                         slots.release()
                 if failure is None and handoff is not None:  # the handoff's target goes on
                     run = self._close_attempt(run, None)
-                    run = self._handed_off(run, handoff, pending, requested=bool(result.handoff_to))
+                    requested = bool(result.handoff_to)
+                    run = self._handed_off(run, handoff, next_input, pending, requested=requested)
                     agent_input = next_input
                     agent = None
                     continue
@@ -474,7 +478,7 @@ class ExecutionRun:
             rescue = await self._failure_handoff(step, run)
             if rescue is not None:
                 run = dataclasses.replace(run, error=failure)
-                run = self._handed_off(run, rescue, pending, requested=False)
+                run = self._handed_off(run, rescue, agent_input, pending, requested=False)
                 continue
             state = StepState.TIMED_OUT if failure.type == TIMEOUT_TYPE else StepState.FAILED
             ended = self._ended(run, state, failure)
@@ -574,9 +578,16 @@ class ExecutionRun:
         return mapped
 
     def _handed_off(
-        self, run: StepRun, handoff: Handoff, pending: list[Event], *, requested: bool
+        self,
+        run: StepRun,
+        handoff: Handoff,
+        target_input: dict[str, Any],
+        pending: list[Event],
+        *,
+        requested: bool,
     ) -> StepRun:
-        """The step passed to the handoff's target (recorded with its next start)."""
+        """The step passed to the handoff's target, with its input (recorded with the
+        target's first start, so a restarted server hands it the same input)."""
         record = {
             "handoff": f"handoffs/{handoff.id}",
             "source_agent": handoff.source_agent,
@@ -594,6 +605,7 @@ class ExecutionRun:
             tries=0,
             retry_at=0.0,
             handoffs=[*run.handoffs, record],
+            handoff_input=target_input,
         )
 
     async def _attempt(
