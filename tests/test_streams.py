@@ -195,3 +195,15 @@ async def test_output_deltas_stream_live_and_are_bounded(start_server: StartServ
         assert warnings == ["more than 5 output deltas: the rest are dropped"]
         done = await client.executions.get(long.name)
         assert done.steps[0].output["text"] == "a b c d e f g h"  # the output is whole
+
+
+async def test_resuming_after_the_end_ends_at_once(client: Client) -> None:
+    workflow = await busy_workflow(client, steps=1)
+    execution = await client.executions.start(workflow, {})
+    events = await collect(client, execution.name)
+    last = events[-1].sequence
+    assert await asyncio.wait_for(collect(client, execution.name, after_sequence=last), 5) == []
+    beyond = collect(client, execution.name, after_sequence=last + 100)
+    assert await asyncio.wait_for(beyond, 5) == []
+    tail = await asyncio.wait_for(collect(client, execution.name, after_sequence=last - 1), 5)
+    assert [e.sequence for e in tail] == [last]

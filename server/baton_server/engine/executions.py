@@ -310,6 +310,8 @@ class Executions:
         subscription = self.hub.subscribe(execution_id)  # before reading: nothing slips by
         try:
             execution = await self.get(execution_id)
+            if execution.state.terminal and after >= execution.last_sequence:
+                return  # the terminal event is behind the caller already
             wanted = set(types)
             last = after
             while True:
