@@ -552,3 +552,27 @@ async def test_pinned_revision_and_delete_while_running(client: Client) -> None:
     assert done.workflow_revision == 1
     assert [s.step_id for s in done.steps] == ["s"]  # ran the revision it started on
     await client.workflows.delete(workflow.name)
+
+
+async def test_cancelling_a_queued_execution(start_server: StartServer) -> None:
+    server = await start_server(max_running=1)
+    async with Client.connect(f"127.0.0.1:{server.port}") as client:
+        await agent(client, "sleepy", "test_agents_lib:slow")
+        workflow = await client.workflows.create(
+            WorkflowMessage(steps=[Step(id="s", agent="sleepy")])
+        )
+        running = await client.executions.start(workflow.name, {"seconds": 0.3})
+        queued = await client.executions.start(workflow.name, {"seconds": 0.01})
+        cancelled = await client.executions.cancel(queued.name, reason="not needed")
+        assert cancelled.state == Execution.STATE_CANCELLED
+        assert all(s.state == StepRun.STATE_CANCELLED for s in cancelled.steps)
+        assert (await client.executions.wait(running.name, timeout=10)).state == (
+            Execution.STATE_SUCCEEDED
+        )
+        after = await client.executions.get(queued.name)
+        assert after.state == Execution.STATE_CANCELLED and not after.start_time.seconds
+        events = await events_of(client, queued.name)
+        assert [e.type for e in events] == [
+            EventType.EVENT_TYPE_EXECUTION_QUEUED,
+            EventType.EVENT_TYPE_EXECUTION_CANCELLED,
+        ]

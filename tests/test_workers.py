@@ -13,8 +13,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import grpc
 import pytest
-from conftest import eventually
+from conftest import eventually, python_agent
 from google.protobuf import duration_pb2
 
 import baton
@@ -210,6 +211,15 @@ async def test_worker_rpcs_refuse_bad_input(client: Client) -> None:
     with pytest.raises(Exception) as raw:
         await poll.read()
     assert "agents" in str(raw.value)
+    await client.agents.create(python_agent(), agent_id="local")
+    for agent, code in (
+        ("agents/ghost", grpc.StatusCode.NOT_FOUND),
+        ("agents/local", grpc.StatusCode.INVALID_ARGUMENT),
+    ):
+        poll = stub.PollTasks(worker_pb2.PollTasksRequest(agents=[agent]))
+        with pytest.raises(grpc.aio.AioRpcError) as raw:
+            await poll.read()
+        assert raw.value.code() is code
 
 
 async def test_max_concurrency_holds_across_workers(

@@ -189,7 +189,7 @@ async def create_server(settings: Settings) -> Baton:
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionServicer(executions, tokens), server
     )
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(broker), server)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(broker, definitions), server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
             probe, executions, broker, Metrics(executions.journal, definitions), time.time()

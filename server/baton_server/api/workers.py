@@ -17,8 +17,10 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.status import translate_errors
+from baton_server.engine.definitions import Definitions
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.ids import is_resource_id
+from baton_server.engine.model import WorkerRuntime, runtime_kind
 from baton_server.engine.task_broker import Task, TaskBroker
 from baton_server.errors import invalid_field
 
@@ -49,8 +51,9 @@ def task_to_proto(task: Task) -> worker_pb2.Task:
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     """baton.v1.WorkerService."""
 
-    def __init__(self, broker: TaskBroker) -> None:
+    def __init__(self, broker: TaskBroker, definitions: Definitions) -> None:
         self._broker = broker
+        self._definitions = definitions
 
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
@@ -62,6 +65,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             agent_id = agent_ref(name)
             if not is_resource_id(agent_id):
                 raise invalid_field(f"agents[{i}]", f"{name!r} is not an agent name")
+            agent = await self._definitions.get_agent(agent_id)  # NOT_FOUND if unknown
+            if not isinstance(agent.runtime, WorkerRuntime):
+                raise invalid_field(
+                    f"agents[{i}]",
+                    f"agents/{agent_id} is not served by workers (its runtime is "
+                    f"{runtime_kind(agent.runtime)!r}, not 'worker')",
+                    "NOT_A_WORKER_AGENT",
+                )
             agents.append(agent_id)
         if request.max_concurrent_tasks < 0:
             raise invalid_field("max_concurrent_tasks", "must not be negative")
