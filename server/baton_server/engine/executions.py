@@ -32,7 +32,7 @@ from baton_server.engine.lease import EngineLease
 from baton_server.engine.model import Agent, AgentState, Handoff, Workflow, WorkflowState
 from baton_server.engine.paging import Page
 from baton_server.engine.plan import Plan, build_plan
-from baton_server.engine.runner import ExecutionRun, RunEnv
+from baton_server.engine.runner import ExecutionRun, RunEnv, Transition
 from baton_server.engine.runtimes import Runtimes
 from baton_server.errors import BatonError, Code, invalid_field, not_found
 from baton_server.storage.coordination import CoordinationRepository
@@ -102,6 +102,7 @@ class Executions:
         self._discovery_interval = discovery_interval
         self.owner = lease is None  # without a lease: the only process, always the engine
         self._creating: set[str] = set()
+        self._reserved = 0
         self._discovered_up_to = 0
         self._coordinator: asyncio.Task[None] | None = None
         self._env = RunEnv(
@@ -171,15 +172,45 @@ class Executions:
         )
 
         self._creating.add(execution.id)  # not "discovered" as another process's work
+        events = [event]
+        run: ExecutionRun | None = None
+        first: Transition | None = None
+        if self._capacity_now():
+            # It can run at once: its first steps' start is written with the execution.
+            self._reserved += 1
+            run = ExecutionRun(execution, plan, self._env)
+            first = await run.prepare()
+            for name, value in first.fields.items():
+                setattr(execution, name, value)
+            for step_run in first.steps:
+                execution.steps[step_run.position] = step_run
+            events += first.events
+        created = False
         try:
-            stored, events, created = await self.journal.create(execution, [event], request)
-            if created:
-                self._publish(events)
-                if self.owner:
-                    self._enqueue(stored, plan)
+            stored, written, created = await self.journal.create(execution, events, request)
         finally:
             self._creating.discard(execution.id)
+            if run is not None:
+                self._reserved -= 1
+                if not created and first is not None:
+                    run.release(first)  # failed, or a repeated request: nothing starts
+        if not created:
+            return stored
+        self._publish(written)
+        if run is not None and first is not None:
+            self._runs[stored.id] = run
+            run.start(first)  # (a run that ended at once just finishes)
+        elif self.owner:
+            self._enqueue(stored, plan)
         return stored
+
+    def _capacity_now(self) -> bool:
+        """True when a new execution may start at once: this process runs executions,
+        nothing waits in the queue, and the limit leaves room."""
+        if not self.owner or self._stopping or self._queue:
+            return False
+        in_use = len(self._runs) + self._reserved
+        return not self.max_running or in_use < self.max_running
 
     async def cancel(self, execution_id: str, reason: str, request: RequestInfo) -> Execution:
         """Cancels an execution that has not ended."""
@@ -458,7 +489,7 @@ class Executions:
         while (
             self._queue
             and not self._stopping
-            and (not self.max_running or len(self._runs) < self.max_running)
+            and (not self.max_running or len(self._runs) + self._reserved < self.max_running)
         ):
             _, _, execution_id = heapq.heappop(self._queue)
             execution = self._queued.pop(execution_id, None)

@@ -45,6 +45,17 @@ log = logging.getLogger(__name__)
 TIMEOUT_TYPE = "StepTimeout"
 
 
+@dataclass
+class Transition:
+    """One commit's worth of change: execution fields, step runs, events, and the steps to
+    start once it is written (with the agent whose slot is already held, if any)."""
+
+    fields: dict[str, Any]
+    steps: list[StepRun]
+    events: list[Event]
+    to_spawn: list[tuple[StepRun, dict[str, Any], Agent | None]]
+
+
 class RunStoppedError(Exception):
     """The run stopped (cancelled, finished, or the server is draining): write nothing more."""
 
@@ -80,12 +91,15 @@ class ExecutionRun:
         self._done: asyncio.Queue[tuple[str, asyncio.Future[StepRun]]] = asyncio.Queue()
         self._cancel_flags: dict[str, threading.Event] = {}
         self._driver: asyncio.Task[None] | None = None
+        self._first: Transition | None = None
         self._draining = False
 
     # Lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Starts driving the execution in a task."""
+    def start(self, first: Transition | None = None) -> None:
+        """Starts driving the execution in a task; `first` is a transition from `prepare`
+        that was written with the execution."""
+        self._first = first
         self._driver = asyncio.create_task(self._main(), name=f"execution-{self.execution.id}")
 
     async def cancel(self, reason: str) -> bool:
@@ -152,9 +166,14 @@ class ExecutionRun:
             self.env.finished(self)
 
     async def _drive(self) -> None:
-        for run in self.execution.steps:
-            if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING):
-                self._spawn(self._resume(run), run.step_id)  # after a restart
+        if self._first is not None:  # a new execution: its first steps were just written
+            first, self._first = self._first, None
+            if self._after(first):
+                return
+        else:  # possibly after a restart: steps that were active carry on
+            for run in self.execution.steps:
+                if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING):
+                    self._spawn(self._resume(run), run.step_id)
         finished: list[StepRun] = []
         while True:
             if await self._advance(finished):
@@ -196,63 +215,87 @@ class ExecutionRun:
         async with self._lock:
             if self.execution.state.terminal:
                 return True
-            now = self.env.clock()
-            fields: dict[str, Any] = {}
-            events: list[Event] = []
-            changes: dict[int, StepRun] = {}
+            transition = await self._transition(finished)
+            await self._write(transition.fields, transition.steps, transition.events)
+            return self._after(transition)
 
-            def view(step_id: str) -> StepRun:
-                run = self.execution.step(step_id)
-                return changes.get(run.position, run)
+    async def prepare(self) -> Transition:
+        """For a new execution that can run at once: its first transition (started, first
+        steps scheduled and started), which the caller writes with the execution itself.
+        Pass it to `start` once written."""
+        return await self._transition([])
 
-            if self.execution.state is ExecutionState.QUEUED:
-                fields.update(state=ExecutionState.RUNNING, start_time=now)
-                events.append(Event(EventType.EXECUTION_STARTED))
-            for run in finished:
-                changes[run.position] = run
-                events.append(self._completion_event(run))
+    def _after(self, transition: Transition) -> bool:
+        """Acts on a written transition: starts its steps, or stops when it ended the run."""
+        if self.execution.state.terminal:
+            self.release(transition)
+            self._stop_steps()
+            return True
+        for run, agent_input, holding in transition.to_spawn:
+            self._spawn(self._run_step(run, agent_input, holding), run.step_id)
+        return self._draining and not self._tasks
 
-            failed = next(
-                (r for r in finished if r.state in (StepState.FAILED, StepState.TIMED_OUT)), None
+    def release(self, transition: Transition) -> None:
+        """Gives back the agent slots a transition took for steps that will not start."""
+        for _, _, holding in transition.to_spawn:
+            if holding is not None:
+                slots = self.env.slots(holding)
+                if slots is not None:
+                    slots.release()
+
+    async def _transition(self, finished: list[StepRun]) -> Transition:
+        """What follows from `finished` steps: their completion, the steps they unlock
+        (skipped or started), and the end of the execution if it came; nothing is written."""
+        now = self.env.clock()
+        fields: dict[str, Any] = {}
+        events: list[Event] = []
+        changes: dict[int, StepRun] = {}
+
+        def view(step_id: str) -> StepRun:
+            run = self.execution.step(step_id)
+            return changes.get(run.position, run)
+
+        if self.execution.state is ExecutionState.QUEUED:
+            fields.update(state=ExecutionState.RUNNING, start_time=now)
+            events.append(Event(EventType.EXECUTION_STARTED))
+        for run in finished:
+            changes[run.position] = run
+            events.append(self._completion_event(run))
+
+        failed = next(
+            (r for r in finished if r.state in (StepState.FAILED, StepState.TIMED_OUT)), None
+        )
+        to_spawn: list[tuple[StepRun, dict[str, Any], Agent | None]] = []
+        if failed is None and not self._draining:
+            failed = await self._schedule(view, changes, events, to_spawn, now)
+
+        if failed is not None:
+            assert failed.error is not None
+            error = Failure(
+                failed.error.type,
+                f"step {failed.step_id!r} failed: {failed.error.message}",
+                step_id=failed.step_id,
+                cause=failed.error,
             )
-            to_spawn: list[tuple[StepRun, dict[str, Any], Agent | None]] = []
-            if failed is None and not self._draining:
-                failed = await self._schedule(view, changes, events, to_spawn, now)
-
-            if failed is not None:
-                assert failed.error is not None
-                error = Failure(
-                    failed.error.type,
-                    f"step {failed.step_id!r} failed: {failed.error.message}",
-                    step_id=failed.step_id,
-                    cause=failed.error,
-                )
-                for run in self.execution.steps:
-                    current = view(run.step_id)
-                    if not current.state.terminal:
-                        changes[run.position] = dataclasses.replace(
-                            current, state=StepState.CANCELLED, end_time=now
-                        )
-                fields.update(state=ExecutionState.FAILED, error=error, end_time=now)
-                events.append(Event(EventType.EXECUTION_FAILED, payload={"error": error.to_doc()}))
-            elif all(view(s.step_id).state.terminal for s in self.execution.steps):
-                output, output_error = self._output(view)
-                if output_error is None:
-                    fields.update(state=ExecutionState.SUCCEEDED, output=output, end_time=now)
-                    events.append(Event(EventType.EXECUTION_SUCCEEDED, payload={"output": output}))
-                else:
-                    fields.update(state=ExecutionState.FAILED, error=output_error, end_time=now)
-                    events.append(
-                        Event(EventType.EXECUTION_FAILED, payload={"error": output_error.to_doc()})
+            for run in self.execution.steps:
+                current = view(run.step_id)
+                if not current.state.terminal:
+                    changes[run.position] = dataclasses.replace(
+                        current, state=StepState.CANCELLED, end_time=now
                     )
-
-            await self._write(fields, list(changes.values()), events)
-            if self.execution.state.terminal:
-                self._stop_steps()
-                return True
-            for run, agent_input, holding in to_spawn:
-                self._spawn(self._run_step(run, agent_input, holding), run.step_id)
-            return self._draining and not self._tasks
+            fields.update(state=ExecutionState.FAILED, error=error, end_time=now)
+            events.append(Event(EventType.EXECUTION_FAILED, payload={"error": error.to_doc()}))
+        elif all(view(s.step_id).state.terminal for s in self.execution.steps):
+            output, output_error = self._output(view)
+            if output_error is None:
+                fields.update(state=ExecutionState.SUCCEEDED, output=output, end_time=now)
+                events.append(Event(EventType.EXECUTION_SUCCEEDED, payload={"output": output}))
+            else:
+                fields.update(state=ExecutionState.FAILED, error=output_error, end_time=now)
+                events.append(
+                    Event(EventType.EXECUTION_FAILED, payload={"error": output_error.to_doc()})
+                )
+        return Transition(fields, list(changes.values()), events, to_spawn)
 
     async def _schedule(
         self,
