@@ -78,6 +78,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
+        # Handlers are fixed per method: wrap each once, not on every call.
+        self._wrapped: dict[tuple[str, int], grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -90,6 +92,15 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        key = (method, id(handler))
+        wrapped = self._wrapped.get(key)
+        if wrapped is None:
+            wrapped = self._wrapped[key] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         observe = self._observe
         # The handlers are the aio server's: coroutines and async generators.
         if handler.unary_unary:

@@ -4,6 +4,7 @@ running executions), get, wait, list, cancel, the event log, and recovery at sta
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import heapq
@@ -41,6 +42,7 @@ from baton_server.storage.executions import ExecutionFilter
 log = logging.getLogger(__name__)
 
 AGENT_CACHE_SECONDS = 1.0
+RECENTLY_ENDED = 2000
 STREAM_PAGE = 500
 
 
@@ -88,6 +90,8 @@ class Executions:
         self._queued: dict[str, Execution] = {}
         self._plans_by_execution: dict[str, Plan] = {}
         self._waiters: dict[str, asyncio.Event] = {}
+        # Executions that just ended here, as committed: waits and gets answer from memory.
+        self._ended: collections.OrderedDict[str, Execution] = collections.OrderedDict()
         self._plans: dict[tuple[str, int, float], Plan] = {}
         self._agents: dict[str, tuple[float, asyncio.Future[Agent]]] = {}
         self._capable: dict[str, tuple[float, asyncio.Future[Agent | None]]] = {}
@@ -269,6 +273,9 @@ class Executions:
         queued = self._queued.get(execution_id)
         if queued is not None:
             return queued
+        ended = self._ended.get(execution_id)
+        if ended is not None:
+            return ended
         execution = await self.journal.get(execution_id)
         if execution is None:
             raise not_found("execution", f"executions/{execution_id}")
@@ -506,6 +513,9 @@ class Executions:
     def _finished(self, run: ExecutionRun) -> None:
         self._runs.pop(run.execution.id, None)
         if run.execution.state.terminal:
+            self._ended[run.execution.id] = run.execution
+            if len(self._ended) > RECENTLY_ENDED:
+                self._ended.popitem(last=False)
             self._notify(run.execution.id)
         self._fill()
 
