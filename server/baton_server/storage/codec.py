@@ -1,10 +1,11 @@
-"""How JSON documents are stored: compact JSON, zstd-compressed above a size threshold."""
+"""How JSON documents are stored: compact JSON (orjson: this runs on every state change),
+zstd-compressed above a size threshold."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 import zstandard
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -20,7 +21,7 @@ class Codec:
 
     def encode(self, doc: Any) -> bytes:
         """Serialises `doc` to JSON, compressing it when it is larger than the threshold."""
-        raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        raw = orjson.dumps(doc)
         if len(raw) > self.compress_threshold:
             # A compressor is cheap to make and not safe to share across threads.
             return zstandard.ZstdCompressor(level=self._level).compress(raw)
@@ -31,4 +32,4 @@ class Codec:
         """Reverses `encode`."""
         if blob[:4] == _ZSTD_MAGIC:
             blob = zstandard.ZstdDecompressor().decompress(blob)
-        return json.loads(blob)
+        return orjson.loads(blob)
