@@ -42,7 +42,7 @@ from baton_server.storage.executions import ExecutionFilter
 log = logging.getLogger(__name__)
 
 AGENT_CACHE_SECONDS = 1.0
-RECENTLY_ENDED = 2000
+RECENTLY_ENDED = 1000
 STREAM_PAGE = 500
 
 
