@@ -8,11 +8,11 @@ import collections
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.execution_model import ExecutionState, StepRun
 from baton_server.engine.journal import Journal
+from baton_server.storage.codec import Codec
 
 TIMEOUT_TYPES = frozenset({"StepTimeout", "HeartbeatTimeout", "ScheduleTimeout"})
 
@@ -107,20 +107,19 @@ class Metrics:
     async def agent(self, agent_id: str, start: float, end: float) -> AgentPerformance:
         """Performance of the agent's attempts started in [start, end)."""
         await self._definitions.get_agent(agent_id)  # NOT_FOUND for unknown agents
-        docs = await self._journal.db.read(
-            lambda conn: self._journal.repo.step_docs_overlapping(conn, start, end)
+        blobs = await self._journal.db.read(
+            lambda conn: self._journal.repo.step_blobs_overlapping(conn, start, end)
         )
-        return await asyncio.to_thread(_performance, agent_id, start, end, docs)
+        # Decoding and counting many step runs is CPU work: keep it off the event loop.
+        return await asyncio.to_thread(_performance, agent_id, start, end, blobs)
 
 
-def _performance(
-    agent_id: str, start: float, end: float, docs: list[dict[str, Any]]
-) -> AgentPerformance:
+def _performance(agent_id: str, start: float, end: float, blobs: list[bytes]) -> AgentPerformance:
     attempts = successes = errors = timeouts = running = 0
     durations: list[float] = []
     by_type: collections.Counter[str] = collections.Counter()
-    for doc in docs:
-        run = StepRun.from_doc(doc)
+    for blob in blobs:
+        run = StepRun.from_doc(Codec.decode(blob))
         for attempt in run.attempts:
             if attempt.agent != agent_id or not start <= attempt.start_time < end:
                 continue

@@ -250,16 +250,17 @@ class ExecutionRepository:
         )
         return [(r[0], r[1] or 0.0, r[2] or 0.0) for r in rows]
 
-    async def step_docs_overlapping(
+    async def step_blobs_overlapping(
         self, conn: aiosqlite.Connection, start: float, end: float
-    ) -> list[dict[str, Any]]:
-        """The step-run documents of executions that were alive at some time in [start, end)."""
+    ) -> list[bytes]:
+        """The stored (encoded) step-run documents of executions that were alive at some
+        time in [start, end); decode them with `Codec.decode`, off the event loop."""
         rows = await conn.execute_fetchall(
             "SELECT s.doc FROM step_runs s JOIN executions e ON e.seq = s.execution_seq "
             "WHERE e.create_time < ? AND (e.end_time IS NULL OR e.end_time >= ?)",
             (end, start),
         )
-        return [self.codec.decode(r[0]) for r in rows]
+        return [bytes(r[0]) for r in rows]
 
     async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
