@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import RedisProcess, redis_prefix, start_process, stop_processes
+from conftest import TESTS, RedisProcess, redis_prefix, start_process, stop_processes
 from test_streams import busy_workflow
 
 import baton
@@ -117,4 +119,37 @@ async def test_standby_takes_over_when_the_engine_process_dies(tmp_path: Path) -
             events = [e async for e in standby.executions.events(finished[0].name)]
             assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     finally:
+        stop_processes(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_on_the_standby_serves_the_engine(tmp_path: Path) -> None:
+    processes, owner_port, standby_port = await two_servers(tmp_path, None, BATON_STREAM_POLL="0.2")
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(TESTS / "worker_process.py"),
+        f"127.0.0.1:{standby_port}",
+        "shout",
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+    )
+    try:
+        async with Client.connect(f"127.0.0.1:{owner_port}") as owner:
+            await owner.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="shout")
+            workflow = await owner.workflows.create(
+                baton.Workflow(
+                    steps=[
+                        baton.Step(
+                            id="loud", agent="shout", input_mapping={"text": "${input.text}"}
+                        )
+                    ]
+                )
+            )
+            execution = await owner.executions.start(workflow.name, {"text": "relayed"})
+            done = await owner.executions.wait(execution.name, timeout=30)
+        assert done.state == Execution.STATE_SUCCEEDED, done.error
+        assert done.steps[0].output["text"] == "RELAYED"
+        assert int(done.steps[0].output["pid"]) == worker.pid
+    finally:
+        worker.kill()
+        await worker.wait()
         stop_processes(processes)

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -88,6 +90,7 @@ class Baton:
     bus: RedisEventBus | None = None
     telemetry: Telemetry | None = None
     metrics_port: int = 0
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -103,6 +106,8 @@ class Baton:
             await self.bus.close()
         if self.telemetry is not None:
             self.telemetry.close()
+        for close in self.closers:
+            await close()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -189,7 +194,10 @@ async def create_server(settings: Settings) -> Baton:
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionServicer(executions, tokens), server
     )
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(broker, definitions), server)
+    workers = WorkerServicer(
+        broker, definitions, executions, relay=not (settings.tls_cert or settings.tls_key)
+    )
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
             probe, executions, broker, Metrics(executions.journal, definitions), time.time()
@@ -215,6 +223,7 @@ async def create_server(settings: Settings) -> Baton:
     except (RuntimeError, OSError) as exc:
         await db.close()
         raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
+    lease.address = settings.advertise_address or _advertised(settings.listen, port)
     # Take the engine lease and resume unfinished executions before the first call.
     await executions.begin()
     await server.start()
@@ -222,6 +231,7 @@ async def create_server(settings: Settings) -> Baton:
     baton = Baton(
         server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
     )
+    baton.closers.append(workers.close)
     if settings.metrics_listen:
         baton.metrics_port = telemetry.serve(settings.metrics_listen)
     await _report_health(health_servicer, probe)
@@ -230,6 +240,18 @@ async def create_server(settings: Settings) -> Baton:
         asyncio.create_task(_purge_request_ids(definitions, settings.idempotency_ttl))
     )
     return baton
+
+
+def _advertised(listen: str, port: int) -> str:
+    """The address others reach this process at: the listen host (or, for a wildcard, this
+    host's address) with the bound port."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def _gauges(

@@ -40,6 +40,10 @@ class Settings:
     """Output deltas stored (and streamed) per step attempt; further ones are dropped."""
     stream_poll: float = 0.5
     """Seconds a quiet event stream waits before checking storage for events it missed."""
+    advertise_address: str = ""
+    """host:port at which other server processes reach this one (they relay worker calls
+    to the process that runs executions). Default: the listen address, with the host's
+    address in place of 0.0.0.0. On Kubernetes, set it to the pod IP and port."""
     engine_lease: float = 10.0
     """Seconds the engine lease lasts: with several processes on one database, a standby
     takes over the executions this long after the process running them stopped renewing

@@ -1,4 +1,5 @@
-"""WorkerService: remote workers poll for step tasks and answer them."""
+"""WorkerService: remote workers poll for step tasks and answer them. A process that does not
+run executions relays every worker call to the one that does."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from baton_server.api.convert import (
 from baton_server.api.status import translate_errors
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.execution_model import Failure
+from baton_server.engine.executions import Executions
 from baton_server.engine.ids import is_resource_id
 from baton_server.engine.model import WorkerRuntime, runtime_kind
 from baton_server.engine.task_broker import Task, TaskBroker
-from baton_server.errors import invalid_field
+from baton_server.errors import BatonError, Code, invalid_field
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _SEVERITIES = {1: "debug", 2: "info", 3: "warning", 4: "error"}
@@ -51,9 +53,25 @@ def task_to_proto(task: Task) -> worker_pb2.Task:
 class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     """baton.v1.WorkerService."""
 
-    def __init__(self, broker: TaskBroker, definitions: Definitions) -> None:
+    def __init__(
+        self,
+        broker: TaskBroker,
+        definitions: Definitions,
+        executions: Executions,
+        *,
+        relay: bool = True,
+    ) -> None:
         self._broker = broker
         self._definitions = definitions
+        self._executions = executions
+        self._relay_allowed = relay
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def close(self) -> None:
+        """Closes the channels used to relay calls."""
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
 
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
@@ -76,6 +94,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             agents.append(agent_id)
         if request.max_concurrent_tasks < 0:
             raise invalid_field("max_concurrent_tasks", "must not be negative")
+        if not self._executions.owner:
+            stub = await self._engine()
+            call = stub.PollTasks(request, metadata=_forwarded(context))
+            try:
+                async for relayed in call:
+                    yield relayed
+            except grpc.aio.AioRpcError as exc:
+                await _abort_like(context, exc)
+            return
         identity = request.identity or context.peer()
         async for task in self._broker.poll(
             identity, frozenset(agents), request.max_concurrent_tasks or 1
@@ -86,6 +113,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.CompleteTaskRequest, context: Context
     ) -> worker_pb2.CompleteTaskResponse:
         _require_token(request.task_token)
+        if not self._executions.owner:
+            relayed: worker_pb2.CompleteTaskResponse = await self._relay(
+                "CompleteTask", request, context
+            )
+            return relayed
         accepted = self._broker.complete(
             request.task_token, struct_to_dict(request.output), agent_ref(request.handoff_to)
         )
@@ -95,6 +127,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.FailTaskRequest, context: Context
     ) -> worker_pb2.FailTaskResponse:
         _require_token(request.task_token)
+        if not self._executions.owner:
+            relayed: worker_pb2.FailTaskResponse = await self._relay("FailTask", request, context)
+            return relayed
         error = request.error
         failure = Failure(
             error.type or "WorkerError",
@@ -111,6 +146,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.HeartbeatTaskRequest, context: Context
     ) -> worker_pb2.HeartbeatTaskResponse:
         _require_token(request.task_token)
+        if not self._executions.owner:
+            relayed: worker_pb2.HeartbeatTaskResponse = await self._relay(
+                "HeartbeatTask", request, context
+            )
+            return relayed
         task, stop = self._broker.heartbeat(request.task_token)
         if task is not None and not stop:
             for entry in request.logs:
@@ -121,6 +161,54 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 data = struct_to_dict(delta.data) if delta.HasField("data") else None
                 task.ctx.emit(delta.text, data)
         return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
+
+    async def _engine(self) -> worker_pb2_grpc.WorkerServiceAsyncStub:
+        """A stub for the process that runs executions (tasks live there)."""
+        lease = self._executions.lease
+        address = await lease.holder_address() if lease is not None else ""
+        if not address or (lease is not None and address == lease.address):
+            raise BatonError(
+                Code.UNAVAILABLE,
+                "NO_ENGINE",
+                "no server process runs executions right now; retry shortly",
+            )
+        if not self._relay_allowed:
+            raise BatonError(
+                Code.UNAVAILABLE,
+                "ENGINE_ELSEWHERE",
+                f"this process does not run executions: connect workers to {address}",
+                metadata={"address": address},
+            )
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        stub: worker_pb2_grpc.WorkerServiceAsyncStub = worker_pb2_grpc.WorkerServiceStub(channel)
+        return stub
+
+    async def _relay(self, method: str, request: Any, context: Context) -> Any:
+        stub = await self._engine()
+        try:
+            return await getattr(stub, method)(
+                request, metadata=_forwarded(context), timeout=context.time_remaining()
+            )
+        except grpc.aio.AioRpcError as exc:
+            await _abort_like(context, exc)
+
+
+def _forwarded(context: Context) -> list[tuple[str, str]]:
+    """The caller's credentials, passed on with a relayed call."""
+    return [
+        (k, v)
+        for k, v in context.invocation_metadata() or ()
+        if k == "authorization" and isinstance(v, str)
+    ]
+
+
+async def _abort_like(context: Context, error: grpc.aio.AioRpcError) -> None:
+    """Ends the call with the engine process's status, details and error details."""
+    await context.abort(
+        error.code(), error.details() or "", trailing_metadata=error.trailing_metadata()
+    )
 
 
 def _require_token(token: str) -> None:

@@ -28,6 +28,7 @@ class EngineLease:
         self.owner = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.address = ""  # where this process serves gRPC, once it listens
 
     async def hold(self) -> bool:
         """Takes or renews the lease if it is free or ours; returns whether we hold it."""
@@ -37,10 +38,19 @@ class EngineLease:
             now = self.clock()
             if holder is not None and not self._free(holder, now):
                 return False
-            await self.repo.take(conn, self.owner, self.host, self.pid, now + self.ttl)
+            await self.repo.take(
+                conn, self.owner, self.host, self.pid, now + self.ttl, self.address
+            )
             return True
 
         return await self.db.write(job)
+
+    async def holder_address(self) -> str:
+        """Where the current lease holder serves gRPC ('' when nobody holds the lease)."""
+        holder = await self.db.read(self.repo.holder)
+        if holder is None or holder.expires < self.clock():
+            return ""
+        return holder.address
 
     async def release(self) -> None:
         """Gives the lease up (at shutdown), so a standby can take over at once."""

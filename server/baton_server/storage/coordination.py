@@ -16,6 +16,7 @@ class Holder:
     host: str
     pid: int
     expires: float
+    address: str = ""
 
 
 class CoordinationRepository:
@@ -25,20 +26,27 @@ class CoordinationRepository:
         """The current lease holder, if any."""
         rows = list(
             await conn.execute_fetchall(
-                "SELECT owner, host, pid, expires FROM engine_lease WHERE id = 1"
+                "SELECT owner, host, pid, expires, address FROM engine_lease WHERE id = 1"
             )
         )
         return Holder(*rows[0]) if rows else None
 
     async def take(
-        self, conn: aiosqlite.Connection, owner: str, host: str, pid: int, expires: float
+        self,
+        conn: aiosqlite.Connection,
+        owner: str,
+        host: str,
+        pid: int,
+        expires: float,
+        address: str = "",
     ) -> None:
-        """Makes `owner` the lease holder until `expires`."""
+        """Makes `owner` (reachable at `address`) the lease holder until `expires`."""
         await conn.execute(
-            "INSERT INTO engine_lease (id, owner, host, pid, expires) VALUES (1, ?, ?, ?, ?) "
+            "INSERT INTO engine_lease (id, owner, host, pid, expires, address) "
+            "VALUES (1, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, host = excluded.host, "
-            "pid = excluded.pid, expires = excluded.expires",
-            (owner, host, pid, expires),
+            "pid = excluded.pid, expires = excluded.expires, address = excluded.address",
+            (owner, host, pid, expires, address),
         )
 
     async def release(self, conn: aiosqlite.Connection, owner: str) -> None:

@@ -92,6 +92,10 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX executions_workflow_time ON executions (workflow_id, create_time)",
     ],
+    # 5: where the engine process can be reached, for processes that relay worker calls.
+    [
+        "ALTER TABLE engine_lease ADD COLUMN address TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 
