@@ -60,10 +60,12 @@ def _internal(method: str, exc: BaseException) -> grpc.Status:
 
 
 def translate_errors(cls: C) -> C:
-    """Class decorator: wraps every public RPC method of a servicer so that BatonError and
-    unexpected exceptions end the call with a proper status."""
+    """Class decorator: wraps every RPC method of a servicer (the methods its generated
+    base class declares) so that BatonError and unexpected exceptions end the call with a
+    proper status."""
+    rpcs = {name for base in cls.__mro__[1:] for name in vars(base) if not name.startswith("_")}
     for name, method in list(vars(cls).items()):
-        if name.startswith("_"):
+        if name not in rpcs:
             continue
         if inspect.isasyncgenfunction(method):
             setattr(cls, name, _wrap_stream(method, f"{cls.__name__}.{name}"))
