@@ -124,3 +124,12 @@ async def linger(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Waits the agent's config `seconds`, then returns what it received."""
     await asyncio.sleep(float(ctx.config.get("seconds", 1)))
     return {"received": value}
+
+
+def effect_flaky(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Like `effect`, but every step's first attempt fails (after its side effect), so that
+    kills also land while steps wait to retry."""
+    result = effect(value, ctx)
+    if ctx.attempt == 1:
+        raise AgentError("first attempts fail", type="Flaky")
+    return result

@@ -155,3 +155,71 @@ async def test_handoff_target_resumes_with_its_handoff_input(tmp_path: Path) -> 
         assert dict(run.output["received"]) == {"from_a": ["agents/a"]}
     finally:
         stop_processes(processes)
+
+
+@pytest.mark.timeout(120)
+async def test_sigkill_during_a_fan_out_with_retries(tmp_path: Path) -> None:
+    database = tmp_path / "baton.db"
+    effect_log = tmp_path / "effects.log"
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await start_process(database)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
+            await client.agents.create(
+                Agent(
+                    python=PythonRuntime(entry_point="test_agents_lib:effect_flaky"),
+                    config={"path": str(effect_log), "max_pause": 0.1},
+                ),  # type: ignore[arg-type]
+                agent_id="flaky-effect",
+            )
+            retry = baton.RetryPolicy(max_attempts=3, initial_interval={"nanos": 100_000_000})
+            branches = [f"b{i}" for i in range(4)]
+            workflow = await client.workflows.create(
+                Workflow(
+                    steps=[
+                        Step(id="a", agent="flaky-effect", retry_policy=retry),
+                        *[
+                            Step(id=b, agent="flaky-effect", depends_on=["a"], retry_policy=retry)
+                            for b in branches
+                        ],
+                        Step(id="c", agent="flaky-effect", depends_on=branches, retry_policy=retry),
+                    ]
+                )
+            )
+            started = await asyncio.gather(
+                *(client.executions.start(workflow.name, {"n": i}) for i in range(60))
+            )
+            # 60 executions x 6 steps x 2 attempts = 720 side effects; kill around a third.
+            target = random.randint(150, 350)
+            while sum(effects(effect_log).values()) < target:  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+
+        before = durable_steps(database)
+        done_before = {key for key, (state, _) in before.items() if state == "SUCCEEDED"}
+        effects_before = effects(effect_log)
+        states = collections.Counter(state for state, _ in before.values())
+        assert len(done_before) < 360, "the kill came before everything finished"
+        assert states["RUNNING"] + states["RETRYING"] > 0, "the kill caught steps mid-flight"
+        process, port = await start_process(database)
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=60) as client:
+            finished = await asyncio.gather(
+                *(client.executions.wait(e.name, timeout=60) for e in started)
+            )
+        assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
+            (e.name, e.state, e.error.message)
+            for e in finished
+            if e.state != Execution.STATE_SUCCEEDED
+        ][:3]
+        effects_after = effects(effect_log)
+        for key in done_before:
+            assert effects_after[key] == effects_before[key], key  # not run again
+        for execution in finished:
+            for run in execution.steps:
+                assert run.state == baton.StepRun.STATE_SUCCEEDED
+                assert run.attempts[-1].error.type == ""  # the last attempt succeeded
+    finally:
+        stop_processes(processes)
