@@ -135,3 +135,31 @@ async def test_writes_lost_while_redis_hangs_leave_no_stale_entry(
         cached = inspect.hget(f"{prefix}agent:agent", "d")
         assert cached is not None and b"v2" in cached  # purged, then refilled from SQLite
     inspect.close()
+
+
+async def test_ended_executions_are_cached_running_ones_are_not(
+    start_server: StartServer, redis_server: RedisProcess
+) -> None:
+    prefix = redis_prefix()
+    first = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
+    second = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
+    inspect = redis.Redis(port=redis_server.port)
+    async with (
+        Client.connect(f"127.0.0.1:{first.port}") as a,
+        Client.connect(f"127.0.0.1:{second.port}") as b,
+    ):
+        await a.agents.create(
+            Agent(python=baton.PythonRuntime(entry_point="test_agents_lib:slow")), agent_id="slow"
+        )
+        workflow = await a.workflows.create(Workflow(steps=[Step(id="s", agent="slow")]))
+        execution = await a.executions.start(workflow.name, {"seconds": 0.3})
+        key = f"{prefix}execution:{execution.name.split('/')[1]}"
+        running = await b.executions.get(execution.name)  # from SQLite, not cached
+        assert running.state == baton.Execution.STATE_RUNNING
+        assert not inspect.exists(key)
+        done = await a.executions.wait(execution.name, timeout=10)
+        seen = await b.executions.get(execution.name)  # ended: read through Redis
+        assert seen == done
+        assert inspect.hexists(key, "d")
+        assert await b.executions.get(execution.name) == done  # now from Redis
+    inspect.close()

@@ -50,7 +50,7 @@ from baton_server.engine.metrics import Metrics
 from baton_server.engine.openai_runtime import OpenAIClient
 from baton_server.engine.runtimes import Runtimes
 from baton_server.engine.task_broker import TaskBroker
-from baton_server.storage.cache import DefinitionCache
+from baton_server.storage.cache import RedisCache
 from baton_server.storage.codec import Codec
 from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.database import Database
@@ -81,7 +81,7 @@ class Baton:
     server: grpc.aio.Server
     port: int
     db: Database
-    cache: DefinitionCache | None
+    cache: RedisCache | None
     health: health.aio.HealthServicer
     executions: Executions
     runtimes: Runtimes
@@ -123,7 +123,7 @@ async def create_server(settings: Settings) -> Baton:
     db = await Database.open(settings.database, synchronous=settings.sqlite_synchronous)
     codec = Codec(settings.compress_threshold)
     cache = (
-        DefinitionCache(
+        RedisCache(
             settings.redis_url, prefix=settings.redis_prefix, ttl=settings.cache_ttl, codec=codec
         )
         if settings.redis_url
@@ -149,7 +149,7 @@ async def create_server(settings: Settings) -> Baton:
     coordination = CoordinationRepository()
     lease = EngineLease(db, coordination, settings.engine_lease, time.time)
     executions = Executions(
-        Journal(db, execution_repo, idempotency, time.time),
+        Journal(db, execution_repo, idempotency, time.time, cache),
         definitions,
         runtimes,
         max_running=settings.max_running,
@@ -255,7 +255,7 @@ def _advertised(listen: str, port: int) -> str:
 
 
 def _gauges(
-    executions: Executions, broker: TaskBroker, cache: DefinitionCache | None
+    executions: Executions, broker: TaskBroker, cache: RedisCache | None
 ) -> dict[str, tuple[str, float]]:
     gauges = {
         "baton_executions_running": ("Executions running in this process", executions.running),

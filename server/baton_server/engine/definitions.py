@@ -24,7 +24,7 @@ from baton_server.engine.model import (
 from baton_server.engine.paging import Page
 from baton_server.engine.validation import validate_agent, validate_handoff, validate_workflow
 from baton_server.errors import BatonError, Code, FieldViolation, invalid, not_found
-from baton_server.storage.cache import DefinitionCache
+from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database
 from baton_server.storage.definitions import (
     AGENTS,
@@ -146,7 +146,7 @@ class Definitions:
         db: Database,
         repo: DefinitionRepository,
         idempotency: IdempotencyRepository,
-        cache: DefinitionCache | None = None,
+        cache: RedisCache | None = None,
         clock: Callable[[], float] = time.time,
         workflow_in_use: Callable[[aiosqlite.Connection, str], Awaitable[bool]] | None = None,
     ) -> None:

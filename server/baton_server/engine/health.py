@@ -6,7 +6,7 @@ import asyncio
 import enum
 from dataclasses import dataclass
 
-from baton_server.storage.cache import DefinitionCache
+from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database
 
 PROBE_TIMEOUT = 2.0
@@ -41,7 +41,7 @@ class Report:
 class HealthProbe:
     """Probes storage and cache on demand."""
 
-    def __init__(self, db: Database, cache: DefinitionCache | None) -> None:
+    def __init__(self, db: Database, cache: RedisCache | None) -> None:
         self._db = db
         self._cache = cache
 
@@ -67,7 +67,7 @@ class HealthProbe:
             )
         return Component("storage", Status.HEALTHY, f"sqlite {self._db.path}", latency)
 
-    async def _redis(self, cache: DefinitionCache) -> Component:
+    async def _redis(self, cache: RedisCache) -> Component:
         try:
             latency = await asyncio.wait_for(cache.ping(), PROBE_TIMEOUT)
         except Exception as exc:  # Redis is optional: down means degraded, not failed

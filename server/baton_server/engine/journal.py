@@ -4,6 +4,7 @@ committed before anyone is told. Also turns stored rows back into domain objects
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from baton_server.engine.execution_model import (
 )
 from baton_server.engine.idempotency import RequestInfo
 from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database
 from baton_server.storage.executions import (
     Change,
@@ -92,11 +94,13 @@ class Journal:
         repo: ExecutionRepository,
         idempotency: IdempotencyRepository,
         clock: Callable[[], float],
+        cache: RedisCache | None = None,
     ) -> None:
         self.db = db
         self.repo = repo
         self.idempotency = idempotency
         self.clock = clock
+        self.cache = cache
         self._pending: list[tuple[Change, asyncio.Future[None]]] = []
         self._flush_scheduled = False
         self._flusher: asyncio.Future[None] | None = None
@@ -270,9 +274,23 @@ class Journal:
         await self.db.write(job)
 
     async def get(self, execution_id: str) -> Execution | None:
-        """Reads an execution with its steps from storage."""
+        """Reads an execution with its steps from storage. Ended executions never change,
+        so they are also cached in Redis (when there is one) and read from there."""
+        if self.cache is not None:
+            hit = await self.cache.get("execution", execution_id)
+            if hit is not None and hit.doc is not None:
+                return to_execution(
+                    ExecutionRow(**hit.doc["row"]), [StepRow(**s) for s in hit.doc["steps"]]
+                )
         found = await self.db.read(lambda conn: self.repo.get(conn, execution_id))
-        return to_execution(*found) if found else None
+        if found is None:
+            return None
+        execution = to_execution(*found)
+        if self.cache is not None and execution.state.terminal:
+            row, steps = found
+            doc = {"row": dataclasses.asdict(row), "steps": [dataclasses.asdict(s) for s in steps]}
+            await self.cache.put("execution", execution_id, execution.last_sequence, doc)
+        return execution
 
     async def list_executions(
         self, *, before: int, limit: int, where: ExecutionFilter

@@ -1,5 +1,6 @@
-"""Redis read-through cache of definitions. Optional and never required: every Redis failure
-is logged, reported through `healthy`, and answered as a cache miss."""
+"""Redis read-through cache of definitions and of ended executions. Optional and never
+required: every Redis failure is logged, reported through `healthy`, and answered as a
+cache miss."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ class Cached:
     doc: dict[str, Any] | None
 
 
-class DefinitionCache:
-    """Caches definition documents by kind and id, with a TTL and versioned invalidation."""
+class RedisCache:
+    """Caches documents by kind and id, with a TTL and versioned invalidation."""
 
     def __init__(self, url: str, *, prefix: str, ttl: float, codec: Codec) -> None:
         self._redis = redis.Redis.from_url(
