@@ -133,3 +133,8 @@ def effect_flaky(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     if ctx.attempt == 1:
         raise AgentError("first attempts fail", type="Flaky")
     return result
+
+
+def big(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Returns `size` bytes of text."""
+    return {"text": "x" * int(value.get("size", 10))}

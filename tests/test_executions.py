@@ -576,3 +576,23 @@ async def test_cancelling_a_queued_execution(start_server: StartServer) -> None:
             EventType.EVENT_TYPE_EXECUTION_QUEUED,
             EventType.EVENT_TYPE_EXECUTION_CANCELLED,
         ]
+
+
+async def test_outputs_over_the_limit_fail_the_step(start_server: StartServer) -> None:
+    server = await start_server(max_output_bytes=10_000)
+    async with Client.connect(f"127.0.0.1:{server.port}") as client:
+        await agent(client, "big", "test_agents_lib:big")
+        await agent(client, "echo", "baton_server.agents.builtin:echo")
+        workflow = await client.workflows.create(
+            WorkflowMessage(steps=[Step(id="s", agent="big", fallback_agents=["agents/echo"])])
+        )
+        small = await client.executions.wait(
+            (await client.executions.start(workflow.name, {"size": 100})).name, timeout=10
+        )
+        assert small.steps[0].output["text"] == "x" * 100
+        large = await client.executions.wait(
+            (await client.executions.start(workflow.name, {"size": 50_000})).name, timeout=10
+        )
+        assert large.state == Execution.STATE_SUCCEEDED  # the fallback took over
+        assert large.steps[0].attempts[0].error.type == "OUTPUT_TOO_LARGE"
+        assert len(large.steps[0].attempts) == 2  # not retried: straight to the fallback

@@ -160,6 +160,7 @@ async def create_server(settings: Settings) -> Baton:
         coordination=coordination,
         max_deltas=settings.max_deltas,
         max_handoff_depth=settings.max_handoff_depth,
+        max_output_bytes=settings.max_output_bytes,
     )
     bus = relay = None
     if settings.redis_url:

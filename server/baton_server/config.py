@@ -63,6 +63,9 @@ class Settings:
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request or response message; larger ones fail with RESOURCE_EXHAUSTED."""
+    max_output_bytes: int = 1024 * 1024
+    """Largest step output an agent may return (as JSON); larger fails the attempt with
+    OUTPUT_TOO_LARGE, so that executions stay readable within max_message_bytes."""
     compress_threshold: int = 1024
     """Stored payloads larger than this many bytes are zstd-compressed."""
     idempotency_ttl: float = 24 * 3600.0

@@ -80,6 +80,7 @@ class Executions:
         discovery_interval: float = 0.2,
         max_deltas: int = 1000,
         max_handoff_depth: int = 8,
+        max_output_bytes: int = 1024 * 1024,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -123,6 +124,7 @@ class Executions:
             rng=rng or random.Random(),
             max_deltas=max_deltas,
             max_handoff_depth=max_handoff_depth,
+            max_output_bytes=max_output_bytes,
         )
 
     # Commands -------------------------------------------------------------------------

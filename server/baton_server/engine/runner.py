@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from baton import StepContext, StepLogger
 from baton_server.engine.conditions import compile_condition
 from baton_server.engine.execution_model import (
@@ -77,6 +79,7 @@ class RunEnv:
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     max_deltas: int = 1000
     max_handoff_depth: int = 8
+    max_output_bytes: int = 1024 * 1024
 
 
 class ExecutionRun:
@@ -690,6 +693,16 @@ class ExecutionRun:
                 result = await self.env.runtimes.invoke(agent, agent_input, ctx)
         finally:
             self._cancel_flags.pop(step.id, None)
+        size = len(orjson.dumps(result.output))
+        if size > self.env.max_output_bytes:
+            raise AttemptFailedError(
+                Failure(
+                    "OUTPUT_TOO_LARGE",
+                    f"the agent's output is {size} bytes; at most {self.env.max_output_bytes} are "
+                    "kept (BATON_MAX_OUTPUT_BYTES)",
+                    non_retryable=True,
+                )
+            )
         return result
 
     def _step_output(self, step: Step, output: dict[str, Any]) -> dict[str, Any]:
