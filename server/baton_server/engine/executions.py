@@ -515,6 +515,18 @@ class Executions:
     def _finished(self, run: ExecutionRun) -> None:
         self._runs.pop(run.execution.id, None)
         if run.execution.state.terminal:
+            execution = run.execution
+            log.info(
+                "execution ended",
+                extra={
+                    "execution": execution.id,
+                    "workflow": execution.workflow_id,
+                    "state": execution.state.value,
+                    "seconds": round(
+                        execution.end_time - (execution.start_time or execution.create_time), 6
+                    ),
+                },
+            )
             self._ended[run.execution.id] = run.execution
             if len(self._ended) > RECENTLY_ENDED:
                 self._ended.popitem(last=False)

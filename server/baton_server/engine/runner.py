@@ -527,6 +527,16 @@ class ExecutionRun:
                 run = self._handed_off(run, rescue, agent_input, pending, requested=False)
                 continue
             state = StepState.TIMED_OUT if failure.type == TIMEOUT_TYPE else StepState.FAILED
+            log.warning(
+                "step failed",
+                extra={
+                    "execution": self.execution.id,
+                    "step": step.id,
+                    "attempt": run.attempt,
+                    "error_type": failure.type,
+                    "error": failure.message[:500],
+                },
+            )
             ended = self._ended(run, state, failure)
             if pending:
                 await self._record(events=pending)
