@@ -181,18 +181,18 @@ class Executions:
         events = [event]
         run: ExecutionRun | None = None
         first: Transition | None = None
-        if self._capacity_now():
-            # It can run at once: its first steps' start is written with the execution.
-            self._reserved += 1
-            run = ExecutionRun(execution, plan, self._env)
-            first = await run.prepare()
-            for name, value in first.fields.items():
-                setattr(execution, name, value)
-            for step_run in first.steps:
-                execution.steps[step_run.position] = step_run
-            events += first.events
         created = False
         try:
+            if self._capacity_now():
+                # It can run at once: its first steps' start is written with the execution.
+                run = ExecutionRun(execution, plan, self._env)
+                self._reserved += 1  # given back in `finally`, which checks `run`
+                first = await run.prepare()
+                for name, value in first.fields.items():
+                    setattr(execution, name, value)
+                for step_run in first.steps:
+                    execution.steps[step_run.position] = step_run
+                events += first.events
             stored, written, created = await self.journal.create(execution, events, request)
         finally:
             self._creating.discard(execution.id)
