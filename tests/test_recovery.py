@@ -29,6 +29,19 @@ def effects(path: Path) -> collections.Counter[tuple[str, str]]:
     return counts
 
 
+async def effect_agent(
+    client: Client, agent_id: str, function: str, effect_log: Path, max_pause: float
+) -> None:
+    """An agent that records each attempt's idempotency key in `effect_log`."""
+    await client.agents.create(
+        Agent(
+            python=PythonRuntime(entry_point=f"test_agents_lib:{function}"),
+            config={"path": str(effect_log), "max_pause": max_pause},  # type: ignore[arg-type]
+        ),
+        agent_id=agent_id,
+    )
+
+
 def durable_steps(database: Path) -> dict[tuple[str, str], tuple[str, int]]:
     """(execution, step) -> (state, attempt) as committed in the database."""
     with sqlite3.connect(database) as conn:
@@ -52,13 +65,7 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
         process, port = await start_process(database)
         processes.append(process)
         async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
-            await client.agents.create(
-                Agent(
-                    python=PythonRuntime(entry_point="test_agents_lib:effect"),
-                    config={"path": str(effect_log), "max_pause": 0.2},
-                ),  # type: ignore[arg-type]
-                agent_id="effect",
-            )
+            await effect_agent(client, "effect", "effect", effect_log, 0.2)
             workflow = await client.workflows.create(
                 Workflow(
                     steps=[
@@ -166,13 +173,7 @@ async def test_sigkill_during_a_fan_out_with_retries(tmp_path: Path) -> None:
         process, port = await start_process(database)
         processes.append(process)
         async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
-            await client.agents.create(
-                Agent(
-                    python=PythonRuntime(entry_point="test_agents_lib:effect_flaky"),
-                    config={"path": str(effect_log), "max_pause": 0.1},
-                ),  # type: ignore[arg-type]
-                agent_id="flaky-effect",
-            )
+            await effect_agent(client, "flaky-effect", "effect_flaky", effect_log, 0.1)
             retry = baton.RetryPolicy(max_attempts=3, initial_interval={"nanos": 100_000_000})
             branches = [f"b{i}" for i in range(4)]
             workflow = await client.workflows.create(

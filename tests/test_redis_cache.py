@@ -14,16 +14,24 @@ from conftest import RedisProcess, StartServer, eventually, python_agent, redis_
 import baton
 from baton import Agent, Client, Handoff, Step, Workflow
 from baton.v1 import monitoring_pb2
+from baton_server.app import Baton
+
+
+async def two_servers(
+    start_server: StartServer, redis_server: RedisProcess
+) -> tuple[str, Baton, Baton, redis.Redis]:
+    """Two servers on one database and one Redis (as two replicas would be), the key prefix
+    they share, and a Redis client to look inside."""
+    prefix = redis_prefix()
+    first = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
+    second = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
+    return prefix, first, second, redis.Redis(port=redis_server.port)
 
 
 async def test_reads_fill_the_cache_and_writes_invalidate_it_across_servers(
     start_server: StartServer, redis_server: RedisProcess
 ) -> None:
-    prefix = redis_prefix()
-    # Two servers on one database and one Redis, as two replicas would be.
-    first = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
-    second = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
-    inspect = redis.Redis(port=redis_server.port)
+    prefix, first, second, inspect = await two_servers(start_server, redis_server)
     async with (
         Client.connect(f"127.0.0.1:{first.port}") as a,
         Client.connect(f"127.0.0.1:{second.port}") as b,
@@ -140,10 +148,7 @@ async def test_writes_lost_while_redis_hangs_leave_no_stale_entry(
 async def test_ended_executions_are_cached_running_ones_are_not(
     start_server: StartServer, redis_server: RedisProcess
 ) -> None:
-    prefix = redis_prefix()
-    first = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
-    second = await start_server(redis_url=redis_server.url, redis_prefix=prefix)
-    inspect = redis.Redis(port=redis_server.port)
+    prefix, first, second, inspect = await two_servers(start_server, redis_server)
     async with (
         Client.connect(f"127.0.0.1:{first.port}") as a,
         Client.connect(f"127.0.0.1:{second.port}") as b,
