@@ -52,6 +52,30 @@ def durable_steps(database: Path) -> dict[tuple[str, str], tuple[str, int]]:
     return {(e, s): (state, attempt) for e, s, state, attempt in rows}
 
 
+async def kill_after_effects(process: subprocess.Popen[str], effect_log: Path, target: int) -> None:
+    """SIGKILL the server once `target` side effects are in `effect_log`."""
+    while sum(effects(effect_log).values()) < target:  # noqa: ASYNC110 - another process writes it
+        await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(process.wait)
+
+
+async def restart_and_finish(
+    database: Path, processes: list[subprocess.Popen[str]], started: list[Execution]
+) -> list[Execution]:
+    """Start a new server on `database` and wait until every one of `started` succeeds."""
+    process, port = await start_process(database)
+    processes.append(process)
+    async with Client.connect(f"127.0.0.1:{port}", timeout=60) as client:
+        finished = await asyncio.gather(
+            *(client.executions.wait(e.name, timeout=60) for e in started)
+        )
+    assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
+        (e.name, e.state, e.error.message) for e in finished if e.state != Execution.STATE_SUCCEEDED
+    ][:3]
+    return finished
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kill_at", [0.1, 0.5])
 async def test_sigkill_mid_run_then_restart_finishes_everything(
@@ -79,10 +103,7 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
                 *(client.executions.start(workflow.name, {"n": i}) for i in range(200))
             )
             target = int(600 * kill_at) + random.randint(0, 30)
-            while sum(effects(effect_log).values()) < target:  # noqa: ASYNC110 - another process writes it
-                await asyncio.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(process.wait)
+            await kill_after_effects(process, effect_log, target)
 
         before = durable_steps(database)
         done_before = {key for key, (state, _) in before.items() if state == "SUCCEEDED"}
@@ -93,17 +114,7 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
         assert done_before, "some steps finished before the kill"
         assert len(done_before) < 600, "the kill came before everything finished"
 
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=60) as client:
-            finished = await asyncio.gather(
-                *(client.executions.wait(e.name, timeout=60) for e in started)
-            )
-        assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
-            (e.name, e.state, e.error.message)
-            for e in finished
-            if e.state != Execution.STATE_SUCCEEDED
-        ][:3]
+        finished = await restart_and_finish(database, processes, started)
 
         effects_after = effects(effect_log)
         for key in done_before:  # succeeded before the kill: never run again
@@ -192,11 +203,7 @@ async def test_sigkill_during_a_fan_out_with_retries(tmp_path: Path) -> None:
                 *(client.executions.start(workflow.name, {"n": i}) for i in range(60))
             )
             # 60 executions x 6 steps x 2 attempts = 720 side effects; kill around a third.
-            target = random.randint(150, 350)
-            while sum(effects(effect_log).values()) < target:  # noqa: ASYNC110 - another process
-                await asyncio.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(process.wait)
+            await kill_after_effects(process, effect_log, random.randint(150, 350))
 
         before = durable_steps(database)
         done_before = {key for key, (state, _) in before.items() if state == "SUCCEEDED"}
@@ -204,17 +211,7 @@ async def test_sigkill_during_a_fan_out_with_retries(tmp_path: Path) -> None:
         states = collections.Counter(state for state, _ in before.values())
         assert len(done_before) < 360, "the kill came before everything finished"
         assert states["RUNNING"] + states["RETRYING"] > 0, "the kill caught steps mid-flight"
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=60) as client:
-            finished = await asyncio.gather(
-                *(client.executions.wait(e.name, timeout=60) for e in started)
-            )
-        assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
-            (e.name, e.state, e.error.message)
-            for e in finished
-            if e.state != Execution.STATE_SUCCEEDED
-        ][:3]
+        finished = await restart_and_finish(database, processes, started)
         effects_after = effects(effect_log)
         for key in done_before:
             assert effects_after[key] == effects_before[key], key  # not run again

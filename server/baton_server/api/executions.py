@@ -18,6 +18,7 @@ from baton_server.api.convert import (
     struct_to_dict,
     timestamp,
 )
+from baton_server.api.enums import enum_to_domain
 from baton_server.api.requests import PageTokens, request_info
 from baton_server.api.status import translate_errors
 from baton_server.engine.execution_model import (
@@ -215,10 +216,10 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
 def _event_types(values: Any, field: str) -> list[EventType]:
     types = []
     for i, value in enumerate(values):
-        name = event_pb2.EventType.Name(value) if value in event_pb2.EventType.values() else ""
-        if not name or value == 0:
-            raise invalid_field(f"{field}[{i}]", f"unknown event type {value}")
-        types.append(EventType(name.removeprefix("EVENT_TYPE_")))
+        member = enum_to_domain(value, event_pb2.EventType, EventType, f"{field}[{i}]")
+        if member is None:
+            raise invalid_field(f"{field}[{i}]", "EVENT_TYPE_UNSPECIFIED is not an event type")
+        types.append(member)
     return types
 
 
