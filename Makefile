@@ -65,8 +65,9 @@ examples/node-worker/node_modules: examples/node-worker/package-lock.json
 test: install redis-server examples/node-worker/node_modules
 	$(BIN)/pytest
 
+# Serves the built-in agents and the examples' (examples/agents.py).
 run: install
-	$(BIN)/python -m baton_server
+	$(BIN)/python -m baton_server --python-agent-modules baton_server.agents,examples
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

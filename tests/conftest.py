@@ -26,6 +26,10 @@ from baton_server.config import Settings
 
 _prefixes = itertools.count()
 TESTS = Path(__file__).resolve().parent
+# The modules the tests' python agents live in: what an administrator would allow.
+AGENT_MODULES = "baton_server.agents,test_agents_lib,examples,baton_agents,pkg"
+# The variables the tests' openai agents take their keys from (FAKE_LLM_KEY: a local fake).
+AGENT_SECRETS = "OPENAI_API_KEY,FAKE_LLM_KEY"
 
 
 def free_port() -> int:
@@ -118,7 +122,11 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             listen="127.0.0.1:0",
             database=str(tmp_path / "baton.db"),
             sqlite_synchronous="NORMAL",
-            **overrides,
+            **{
+                "python_agent_modules": AGENT_MODULES,
+                "agent_secret_env": AGENT_SECRETS,
+                **overrides,
+            },
         )
         baton = await create_server(settings)
         started.append(baton)
@@ -151,6 +159,7 @@ async def start_process(
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         "BATON_DATABASE": str(database),
         "BATON_LOG_FORMAT": "json",
+        "BATON_PYTHON_AGENT_MODULES": AGENT_MODULES,
         **(extra_env or {}),
     }
     process = subprocess.Popen(  # noqa: ASYNC220 - started once; its pipe is read in a thread

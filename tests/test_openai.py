@@ -97,7 +97,7 @@ async def llm(
                 base_url=base_url,
                 model=model,
                 instructions="You are a Project Architect.",
-                api_key_env="BATON_TEST_KEY",
+                api_key_env="FAKE_LLM_KEY",
                 stream=stream,
                 temperature=0.1,
             )
@@ -126,7 +126,7 @@ async def run(client: Client, agent_id: str) -> Execution:
 async def test_json_and_text_replies(
     client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test")
     await llm(client, "architect", fake_openai, "json")
     await llm(client, "greeter", fake_openai, "text")
     done = await run(client, "architect")
@@ -148,7 +148,7 @@ async def test_json_and_text_replies(
 async def test_streamed_tokens_become_deltas(
     client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test")
     await llm(client, "streamer", fake_openai, "text", stream=True)
     done = await run(client, "streamer")
     assert done.state == Execution.STATE_SUCCEEDED, done.error
@@ -165,7 +165,7 @@ async def test_streamed_tokens_become_deltas(
 async def test_429_is_retried_after_retry_after(
     client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test")
     await llm(client, "limited", fake_openai, "limited")
     done = await run(client, "limited")
     assert done.state == Execution.STATE_SUCCEEDED, done.error
@@ -185,12 +185,12 @@ async def test_429_is_retried_after_retry_after(
 async def test_client_errors_and_missing_keys_are_not_retried(
     client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BATON_TEST_KEY", "sk-test")
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test")
     await llm(client, "broken", fake_openai, "broken")
     done = await run(client, "broken")
     assert done.state == Execution.STATE_FAILED
     assert [a.error.type for a in done.steps[0].attempts] == ["HTTP_400"]
-    monkeypatch.delenv("BATON_TEST_KEY")
+    monkeypatch.delenv("FAKE_LLM_KEY")
     await llm(client, "keyless", fake_openai, "json")
     done = await run(client, "keyless")
-    assert done.error.type == "ConfigError" and "BATON_TEST_KEY" in done.error.message
+    assert done.error.type == "ConfigError" and "FAKE_LLM_KEY" in done.error.message

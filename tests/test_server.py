@@ -63,8 +63,13 @@ async def test_oversized_requests_are_refused(start_server: object) -> None:
         with pytest.raises(baton.ResourceExhaustedError):
             await client.agents.create(python_agent(config=config), agent_id="big")
         assert [a async for a in client.agents.list()] == []
-        # Just under the limit is fine, and is stored compressed.
-        config.update({"blob": "y" * 50_000})
+        # A definition must fit four times in a message, so that Get and List can send it.
+        config.update({"blob": "z" * 20_000})
+        with pytest.raises(baton.InvalidArgumentError) as refused:
+            await client.agents.create(python_agent(config=config), agent_id="big")
+        assert (refused.value.reason, refused.value.field) == ("RESOURCE_TOO_LARGE", "agent")
+        # Just under that is fine, and is stored compressed.
+        config.update({"blob": "y" * 16_000})
         created = await client.agents.create(python_agent(config=config), agent_id="fits")
         assert (await client.agents.get("fits")).config == created.config
 

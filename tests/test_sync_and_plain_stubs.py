@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import python_agent
+from conftest import AGENT_MODULES, python_agent
 from google.protobuf import field_mask_pb2
 from grpc_status import rpc_status
 
@@ -30,7 +30,11 @@ class ThreadedServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         settings = replace(
-            Settings(), listen="127.0.0.1:0", database=str(database), sqlite_synchronous="NORMAL"
+            Settings(),
+            listen="127.0.0.1:0",
+            database=str(database),
+            sqlite_synchronous="NORMAL",
+            python_agent_modules=AGENT_MODULES,
         )
         self.baton: Baton = asyncio.run_coroutine_threadsafe(
             create_server(settings), self.loop

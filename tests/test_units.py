@@ -80,11 +80,11 @@ async def test_large_definitions_are_stored_compressed(client: Client, server: B
 
 def test_settings_from_environment_then_flags() -> None:
     env = {"BATON_LISTEN": "127.0.0.1:7000", "BATON_CACHE_TTL": "12.5", "BATON_REDIS_URL": "x"}
-    settings = Settings.load(["--listen", "127.0.0.1:8000", "--max-message-bytes", "1024"], env)
+    settings = Settings.load(["--listen", "127.0.0.1:8000", "--max-message-bytes", "100000"], env)
     assert settings.listen == "127.0.0.1:8000"  # flags win over the environment
     assert settings.cache_ttl == 12.5
     assert settings.redis_url == "x"
-    assert settings.max_message_bytes == 1024
+    assert settings.max_message_bytes == 100000
     assert Settings.load([], {}) == Settings()
     with pytest.raises(SystemExit):
         Settings.load([], {"BATON_CACHE_TTL": "soon"})

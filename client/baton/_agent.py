@@ -61,6 +61,10 @@ class StepLogger:
     def __init__(self, sink: LogSink) -> None:
         self._sink = sink
 
+    def write(self, severity: str, message: str, fields: dict[str, Any]) -> None:
+        """Writes a line at `severity` (DEBUG, INFO, WARNING or ERROR) with `fields`."""
+        self._sink(severity, message, fields)
+
     def debug(self, message: str, **fields: Any) -> None:
         """Writes a DEBUG line."""
         self._sink("DEBUG", message, fields)

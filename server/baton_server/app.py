@@ -32,14 +32,17 @@ from baton.v1 import (
 )
 from baton_server.api.agents import AgentServicer
 from baton_server.api.auth import BearerAuth, parse_tokens
+from baton_server.api.decoding import DecodingInterceptor
 from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
+from baton_server.api.sizes import definition_size
 from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
 from baton_server.api.workers import WorkerServicer
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.config import Settings
+from baton_server.engine.agent_policy import AgentPolicy
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.event_relay import EventRelay
 from baton_server.engine.executions import Executions
@@ -120,6 +123,11 @@ class Baton:
 
 async def create_server(settings: Settings) -> Baton:
     """Opens storage, wires every service and starts listening on `settings.listen`."""
+    # Everything that can refuse the configuration does so before anything is opened.
+    settings.check()
+    auth = BearerAuth(parse_tokens(settings.auth_tokens)) if settings.auth_tokens else None
+    credentials = _tls_credentials(settings)
+    policy = AgentPolicy.parse(settings.python_agent_modules, settings.agent_secret_env)
     db = await Database.open(settings.database, synchronous=settings.sqlite_synchronous)
     codec = Codec(settings.compress_threshold)
     cache = (
@@ -137,6 +145,9 @@ async def create_server(settings: Settings) -> Baton:
         idempotency,
         cache,
         workflow_in_use=execution_repo.has_active,
+        policy=policy,
+        measure=definition_size,
+        max_bytes=settings.max_message_bytes // 4,
     )
     http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
     broker = TaskBroker()
@@ -144,7 +155,8 @@ async def create_server(settings: Settings) -> Baton:
         threads=settings.agent_threads,
         processes=settings.agent_processes,
         broker=broker,
-        openai=OpenAIClient(http),
+        openai=OpenAIClient(http, policy),
+        policy=policy,
     )
     coordination = CoordinationRepository()
     lease = EngineLease(db, coordination, settings.engine_lease, time.time)
@@ -170,14 +182,16 @@ async def create_server(settings: Settings) -> Baton:
         relay.start()
     secret = await db.fetchone("SELECT value FROM meta WHERE key = 'page_token_secret'")
     assert secret is not None, "created by the first migration"
-    tokens = PageTokens(bytes.fromhex(secret[0]))
+    tokens = PageTokens(bytes.fromhex(secret[0]), max_page_bytes=settings.max_message_bytes // 2)
     probe = HealthProbe(db, cache)
 
     telemetry = Telemetry(lambda: _gauges(executions, broker, cache))
     executions.subscribe(telemetry.count_events)
+    # Outermost first: telemetry sees every call; auth answers before anything is decoded.
     interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(telemetry)]
-    if settings.auth_tokens:
-        interceptors.append(BearerAuth(parse_tokens(settings.auth_tokens)))
+    if auth is not None:
+        interceptors.append(auth)
+    interceptors.append(DecodingInterceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -216,12 +230,19 @@ async def create_server(settings: Settings) -> Baton:
         server,
     )
     try:
-        credentials = _tls_credentials(settings)
         if credentials is None:
             port = server.add_insecure_port(settings.listen)
         else:
             port = server.add_secure_port(settings.listen, credentials)
     except (RuntimeError, OSError) as exc:
+        await runtimes.close()
+        await http.aclose()
+        if relay is not None:
+            await relay.stop()
+        if bus is not None:
+            await bus.close()
+        if cache is not None:
+            await cache.close()
         await db.close()
         raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
     lease.address = settings.advertise_address or _advertised(settings.listen, port)
@@ -273,9 +294,7 @@ def _gauges(
 def _tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS (and, with a client CA, mutual TLS) credentials, or None for plaintext."""
     if not settings.tls_cert and not settings.tls_key:
-        return None
-    if not (settings.tls_cert and settings.tls_key):
-        raise SystemExit("baton: TLS needs both tls_cert and tls_key")
+        return None  # Settings.check refused a partial TLS configuration
     with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
         pair = (key.read(), cert.read())
     client_ca = None

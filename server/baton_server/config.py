@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from baton_server.engine.agent_policy import AgentPolicy, PolicySettingError
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,16 @@ class Settings:
     tls_key: str = ""
     """PEM private key of tls_cert."""
     tls_client_ca: str = ""
-    """PEM CA bundle: with TLS on, require client certificates signed by it (mutual TLS)."""
+    """PEM CA bundle: with tls_cert and tls_key, require client certificates signed by it
+    (mutual TLS). Alone it is refused: it would not turn TLS on."""
+    python_agent_modules: str = "baton_server.agents"
+    """Modules whose functions `python` agents may name, comma-separated (a module allows
+    its submodules too); `*` allows any importable module. Agent definitions come from
+    callers (the operator role): list only modules written to be agents."""
+    agent_secret_env: str = ""
+    """Environment variables `openai` agents may take their API key from, comma-separated;
+    `NAME=https://host/prefix` also binds NAME to endpoints under that URL (repeat NAME for
+    several). BATON_* variables are never allowed. Empty: agents get no secrets."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -108,9 +120,36 @@ class Settings:
             if getattr(args, f.name) is not None
         }
         settings = replace(settings, **from_flags)
-        if settings.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
-            raise SystemExit("baton: sqlite_synchronous must be FULL or NORMAL")
+        settings.check()
         return replace(settings, sqlite_synchronous=settings.sqlite_synchronous.upper())
+
+    def check(self) -> None:
+        """Refuses settings that cannot work, before anything is opened: prints why and
+        exits with status 2 (like a bad command line)."""
+        problems = []
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
+            problems.append("sqlite_synchronous must be FULL or NORMAL")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("TLS needs both tls_cert and tls_key (BATON_TLS_CERT, BATON_TLS_KEY)")
+        if self.tls_client_ca and not (self.tls_cert and self.tls_key):
+            problems.append(
+                "tls_client_ca (mutual TLS) needs tls_cert and tls_key: without them the "
+                "server would serve plaintext"
+            )
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            if path and not os.access(path, os.R_OK):
+                problems.append(f"{name}: cannot read {path!r}")
+        if self.max_message_bytes < 64 * 1024:
+            problems.append("max_message_bytes must be at least 65536")
+        try:
+            AgentPolicy.parse(self.python_agent_modules, self.agent_secret_env)
+        except PolicySettingError as exc:
+            problems.append(str(exc))
+        if problems:
+            for problem in problems:
+                print(f"baton: {problem}", file=sys.stderr)
+            raise SystemExit(2)
 
 
 def _coerce(type_name: object, raw: str, name: str) -> object:
@@ -121,5 +160,6 @@ def _coerce(type_name: object, raw: str, name: str) -> object:
         if type_name in ("float", float):
             return float(raw)
     except ValueError:
-        raise SystemExit(f"baton: setting {name} must be a number, got {raw!r}") from None
+        print(f"baton: setting {name} must be a number, got {raw!r}", file=sys.stderr)
+        raise SystemExit(2) from None
     return raw

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from baton_server.limits import shorten
+
 
 class Code(enum.Enum):
     """Canonical error codes (the gRPC ones), named without importing gRPC."""
@@ -56,7 +58,9 @@ class BatonError(Exception):
 def invalid(violations: list[FieldViolation]) -> BatonError:
     """An INVALID_ARGUMENT error for one or more field violations; the first names the field."""
     first = violations[0]
-    message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    message = "; ".join(f"{v.field}: {v.description}" for v in violations[:5])
+    if len(violations) > 5:
+        message += f"; and {len(violations) - 5} more"
     return BatonError(
         Code.INVALID_ARGUMENT,
         first.reason,
@@ -76,6 +80,6 @@ def not_found(kind: str, name: str) -> BatonError:
     return BatonError(
         Code.NOT_FOUND,
         f"{kind.upper()}_NOT_FOUND",
-        f"{kind} {name!r} not found",
-        metadata={"name": name},
+        f"{kind} {shorten(name)!r} not found",
+        metadata={"name": shorten(name)},
     )

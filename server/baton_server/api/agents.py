@@ -47,7 +47,7 @@ def agent_from_proto(message: agent_pb2.Agent, agent_id: str) -> Agent:
         labels=dict(message.labels),
         state=enum_to_domain(message.state, agent_pb2.Agent.State, AgentState, "agent.state")
         or AgentState.ACTIVE,
-        config=struct_to_dict(message.config),
+        config=struct_to_dict(message.config, "agent.config"),
         runtime=_runtime_from_proto(message),
         max_concurrency=message.max_concurrency,
     )
@@ -59,8 +59,12 @@ def _runtime_from_proto(message: agent_pb2.Agent) -> Runtime | None:
         return PythonRuntime(message.python.entry_point, message.python.cpu_bound)
     if kind == "worker":
         return WorkerRuntime(
-            heartbeat_timeout=seconds_of(message.worker, "heartbeat_timeout"),
-            schedule_timeout=seconds_of(message.worker, "schedule_timeout"),
+            heartbeat_timeout=seconds_of(
+                message.worker, "heartbeat_timeout", "agent.worker.heartbeat_timeout"
+            ),
+            schedule_timeout=seconds_of(
+                message.worker, "schedule_timeout", "agent.worker.schedule_timeout"
+            ),
         )
     if kind == "openai":
         o = message.openai
@@ -148,10 +152,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             lambda after, limit: self._definitions.list_agents(
                 after=after, limit=limit, capabilities=list(request.capabilities), state=state
             ),
+            agent_to_proto,
         )
-        return agent_pb2.ListAgentsResponse(
-            agents=[agent_to_proto(a) for a in agents], next_page_token=token
-        )
+        return agent_pb2.ListAgentsResponse(agents=agents, next_page_token=token)
 
     async def UpdateAgent(
         self, request: agent_pb2.UpdateAgentRequest, context: Context

@@ -68,6 +68,9 @@ class BearerAuth(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: Mapping[str, str]) -> None:
         # Keyed by a digest, compared in constant time: no token leaks through timing.
         self._roles = {_digest(token): role for token, role in tokens.items()}
+        # One refusing handler per (method, role; None for no valid token), made once: a
+        # bounded set of long-lived handlers, which the telemetry interceptor wraps once.
+        self._refusals: dict[tuple[str, str | None], grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -82,26 +85,12 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         if needed is None or handler is None:
             return handler
         role = self._role(handler_call_details.invocation_metadata or ())
-        if role is None:
-            return _refusing(
-                handler,
-                BatonError(
-                    Code.UNAUTHENTICATED,
-                    "UNAUTHENTICATED",
-                    "send a valid token as metadata `authorization: Bearer <token>`",
-                ),
-            )
-        if needed not in ROLES[role]:
-            return _refusing(
-                handler,
-                BatonError(
-                    Code.PERMISSION_DENIED,
-                    "PERMISSION_DENIED",
-                    f"role {role!r} may not call {method}",
-                    metadata={"role": role, "method": method},
-                ),
-            )
-        return handler
+        if role is not None and needed in ROLES[role]:
+            return handler
+        refusal = self._refusals.get((method, role))
+        if refusal is None:
+            refusal = self._refusals[(method, role)] = _refusing(handler, _refusal(method, role))
+        return refusal
 
     def _role(self, metadata: Any) -> str | None:
         for key, value in metadata:
@@ -113,6 +102,21 @@ class BearerAuth(grpc.aio.ServerInterceptor):
                         if hmac.compare_digest(known, digest):
                             return role
         return None
+
+
+def _refusal(method: str, role: str | None) -> BatonError:
+    if role is None:
+        return BatonError(
+            Code.UNAUTHENTICATED,
+            "UNAUTHENTICATED",
+            "send a valid token as metadata `authorization: Bearer <token>`",
+        )
+    return BatonError(
+        Code.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        f"role {role!r} may not call {method}",
+        metadata={"role": role, "method": method},
+    )
 
 
 def _digest(token: str) -> str:

@@ -3,23 +3,73 @@ resource names <-> ids."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from baton_server.engine.ids import is_resource_id
 from baton_server.errors import invalid_field
+from baton_server.limits import (
+    MAX_DURATION_SECONDS,
+    MAX_PAYLOAD_DEPTH,
+    MAX_TIMESTAMP_SECONDS,
+    MIN_TIMESTAMP_SECONDS,
+    shorten,
+)
+
+_NANOS = 1_000_000_000
+_MAX_SAFE_INT = 2**53
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as a plain dict. Whole numbers come back as int, not float."""
-    result: dict[str, Any] = _ints(json_format.MessageToDict(message))
-    return result
+def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
+    """A Struct as a plain dict; whole numbers come back as int, not float. Raises
+    INVALID_ARGUMENT naming the place inside `field` for NaN or infinite numbers and for
+    nesting deeper than MAX_PAYLOAD_DEPTH."""
+    return _object(message, field, 1)
 
 
-def optional_struct(holder: Any, field: str) -> dict[str, Any] | None:
+def optional_struct(holder: Any, field: str, path: str) -> dict[str, Any] | None:
     """The dict in a Struct field, or None when the field is unset."""
-    return struct_to_dict(getattr(holder, field)) if holder.HasField(field) else None
+    return struct_to_dict(getattr(holder, field), path) if holder.HasField(field) else None
+
+
+def _object(message: struct_pb2.Struct, path: str, depth: int) -> dict[str, Any]:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise invalid_field(
+            path, f"nests objects and lists more than {MAX_PAYLOAD_DEPTH} deep", "TOO_DEEP"
+        )
+    return {
+        key: _value(value, f"{path}.{shorten(key, 40)}", depth)
+        for key, value in message.fields.items()
+    }
+
+
+def _value(value: struct_pb2.Value, path: str, depth: int) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise invalid_field(
+                path, "must be a finite number (JSON has no NaN or Infinity)", "NOT_FINITE"
+            )
+        return int(number) if number.is_integer() and abs(number) < _MAX_SAFE_INT else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return _object(value.struct_value, path, depth + 1)
+    if kind == "list_value":
+        if depth + 1 > MAX_PAYLOAD_DEPTH:
+            raise invalid_field(
+                path, f"nests objects and lists more than {MAX_PAYLOAD_DEPTH} deep", "TOO_DEEP"
+            )
+        return [
+            _value(item, f"{path}[{i}]", depth + 1)
+            for i, item in enumerate(value.list_value.values)
+        ]
+    return None  # null_value, or no value at all
 
 
 def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
@@ -30,16 +80,6 @@ def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
     return message
 
 
-def _ints(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    return value
-
-
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     """Epoch seconds as a Timestamp (unset for 0)."""
     message = timestamp_pb2.Timestamp()
@@ -48,12 +88,42 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return message
 
 
-def seconds_of(holder: Any, field: str) -> float | None:
-    """A Duration field in seconds, or None when unset."""
+def time_of(holder: Any, field: str, path: str | None = None) -> float | None:
+    """A Timestamp field in epoch seconds, or None when unset. Raises INVALID_ARGUMENT for
+    a time outside 0001-01-01..9999-12-31 or nanos outside 0..999,999,999."""
+    if not holder.HasField(field):
+        return None
+    value: timestamp_pb2.Timestamp = getattr(holder, field)
+    if not (
+        MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
+        and 0 <= value.nanos < _NANOS
+    ):
+        raise invalid_field(
+            path or field,
+            "must be a time between 0001-01-01 and 9999-12-31 with nanos in [0, 999999999]",
+            "INVALID_TIME",
+        )
+    return value.seconds + value.nanos / 1e9
+
+
+def seconds_of(holder: Any, field: str, path: str | None = None) -> float | None:
+    """A Duration field in seconds, or None when unset. Raises INVALID_ARGUMENT outside
+    google.protobuf.Duration's range (±315,576,000,000 s, nanos of the same sign)."""
     if not holder.HasField(field):
         return None
     value: duration_pb2.Duration = getattr(holder, field)
-    return float(value.ToNanoseconds()) / 1e9
+    seconds, nanos = value.seconds, value.nanos
+    if not (
+        -MAX_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS
+        and -_NANOS < nanos < _NANOS
+        and (seconds == 0 or nanos == 0 or (seconds > 0) == (nanos > 0))
+    ):
+        raise invalid_field(
+            path or field,
+            f"must be a duration within ±{MAX_DURATION_SECONDS} s, with nanos of the same sign",
+            "INVALID_DURATION",
+        )
+    return seconds + nanos / 1e9
 
 
 def duration(seconds: float | None) -> duration_pb2.Duration | None:
@@ -72,7 +142,7 @@ def parse_name(name: str, collection: str, field: str) -> str:
         raise invalid_field(field, f"is required (`{collection}/<id>`)", "FIELD_REQUIRED")
     if not name.startswith(prefix) or not is_resource_id(name[len(prefix) :]):
         raise invalid_field(
-            field, f"{name!r} is not a valid name (`{collection}/<id>`)", "INVALID_NAME"
+            field, f"{shorten(name)!r} is not a valid name (`{collection}/<id>`)", "INVALID_NAME"
         )
     return name[len(prefix) :]
 

@@ -16,6 +16,7 @@ from baton_server.api.convert import (
     parse_name,
     seconds_of,
     struct_to_dict,
+    time_of,
     timestamp,
 )
 from baton_server.api.enums import enum_to_domain
@@ -30,7 +31,9 @@ from baton_server.engine.execution_model import (
     StepRun,
 )
 from baton_server.engine.executions import Executions, StartOptions
-from baton_server.errors import invalid_field
+from baton_server.engine.validation import check_labels
+from baton_server.errors import FieldViolation, invalid, invalid_field
+from baton_server.limits import MAX_LIST_ITEMS, MAX_REASON
 from baton_server.storage.executions import ExecutionFilter
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -214,6 +217,8 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
 
 
 def _event_types(values: Any, field: str) -> list[EventType]:
+    if len(values) > MAX_LIST_ITEMS:
+        raise invalid_field(field, f"name at most {MAX_LIST_ITEMS} event types", "TOO_MANY")
     types = []
     for i, value in enumerate(values):
         member = enum_to_domain(value, event_pb2.EventType, EventType, f"{field}[{i}]")
@@ -240,6 +245,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise invalid_field("workflow_revision", "must be 0 (latest) or a revision number")
         if request.execution_id:
             parse_name(f"executions/{request.execution_id}", "executions", "execution_id")
+        _raise_if(check_labels("labels", dict(request.labels)))
         options = StartOptions(
             priority=request.priority,
             timeout=seconds_of(request, "timeout"),
@@ -248,7 +254,11 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             execution_id=request.execution_id,
         )
         execution = await self._executions.start(
-            workflow_id, request.workflow_revision, struct_to_dict(request.input), options, info
+            workflow_id,
+            request.workflow_revision,
+            struct_to_dict(request.input, "input"),
+            options,
+            info,
         )
         return execution_to_proto(execution)
 
@@ -286,8 +296,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         where = ExecutionFilter(
             workflow_id=workflow_id,
             state=state,
-            created_from=_seconds(request, "start_time"),
-            created_to=_seconds(request, "end_time"),
+            created_from=time_of(request, "start_time") or 0.0,
+            created_to=time_of(request, "end_time") or 0.0,
         )
         filters = {
             "workflow": workflow_id,
@@ -302,17 +312,17 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             lambda after, limit: self._executions.list_executions(
                 before=after, limit=limit, where=where
             ),
+            lambda execution: execution_to_proto(execution, detailed=False),
         )
-        return execution_pb2.ListExecutionsResponse(
-            executions=[execution_to_proto(e, detailed=False) for e in executions],
-            next_page_token=token,
-        )
+        return execution_pb2.ListExecutionsResponse(executions=executions, next_page_token=token)
 
     async def CancelExecution(
         self, request: execution_pb2.CancelExecutionRequest, context: Context
     ) -> execution_pb2.Execution:
         info = request_info("CancelExecution", request)
         execution_id = parse_name(request.name, "executions", "name")
+        if len(request.reason) > MAX_REASON:
+            raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
         execution = await self._executions.cancel(execution_id, request.reason, info)
         return execution_to_proto(execution)
 
@@ -329,10 +339,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             lambda after, limit: self._executions.events(
                 execution_id, after=after, limit=limit, types=types
             ),
+            event_to_proto,
         )
-        return execution_pb2.ListExecutionEventsResponse(
-            events=[event_to_proto(e) for e in events], next_page_token=token
-        )
+        return execution_pb2.ListExecutionEventsResponse(events=events, next_page_token=token)
 
     async def StreamExecutionEvents(
         self, request: execution_pb2.StreamExecutionEventsRequest, context: Context
@@ -347,7 +356,6 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             yield event_to_proto(event)
 
 
-def _seconds(holder: Any, field: str) -> float:
-    if not holder.HasField(field):
-        return 0.0
-    return float(getattr(holder, field).ToNanoseconds()) / 1e9
+def _raise_if(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise invalid(violations)

@@ -89,10 +89,9 @@ class HandoffServicer(handoff_pb2_grpc.HandoffServiceServicer):
             lambda after, limit: self._definitions.list_handoffs(
                 after=after, limit=limit, source_agent=source, target_agent=target, type_=type_
             ),
+            handoff_to_proto,
         )
-        return handoff_pb2.ListHandoffsResponse(
-            handoffs=[handoff_to_proto(h) for h in handoffs], next_page_token=token
-        )
+        return handoff_pb2.ListHandoffsResponse(handoffs=handoffs, next_page_token=token)
 
     async def UpdateHandoff(
         self, request: handoff_pb2.UpdateHandoffRequest, context: Context

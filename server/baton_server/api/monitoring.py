@@ -9,7 +9,7 @@ import grpc
 
 from baton.v1 import monitoring_pb2, monitoring_pb2_grpc
 from baton_server import __version__
-from baton_server.api.convert import duration, parse_name, timestamp
+from baton_server.api.convert import duration, parse_name, time_of, timestamp
 from baton_server.api.status import translate_errors
 from baton_server.engine.execution_model import ExecutionState
 from baton_server.engine.executions import Executions
@@ -31,12 +31,10 @@ DEFAULT_WINDOW = 24 * 3600.0
 
 def _window(request: Any) -> tuple[float, float]:
     """The request's [start_time, end_time), by default the last 24 hours."""
-    end = request.end_time.ToNanoseconds() / 1e9 if request.HasField("end_time") else time.time()
-    start = (
-        request.start_time.ToNanoseconds() / 1e9
-        if request.HasField("start_time")
-        else end - DEFAULT_WINDOW
-    )
+    end = time_of(request, "end_time")
+    end = time.time() if end is None else end
+    start = time_of(request, "start_time")
+    start = end - DEFAULT_WINDOW if start is None else start
     if start >= end:
         raise invalid_field("start_time", "must be before end_time")
     return start, end

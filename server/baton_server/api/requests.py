@@ -18,6 +18,7 @@ from baton_server.engine.paging import Page
 from baton_server.errors import invalid_field
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -33,8 +34,9 @@ class PageTokens:
     """Opaque, signed page tokens binding a cursor to the list method and filters that made
     it: a token that was altered, or sent with other filters, is refused."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, max_page_bytes: int = 2 * 1024 * 1024) -> None:
         self._secret = secret
+        self._max_page_bytes = max_page_bytes
 
     def encode(self, cursor: int, scope: str, filters: Mapping[str, Any]) -> str:
         """A token for the page after `cursor`."""
@@ -74,16 +76,27 @@ class PageTokens:
         scope: str,
         request: Any,
         filters: Mapping[str, Any],
-        fetch: Callable[[int, int], Awaitable[Page[Any]]],
-    ) -> tuple[list[Any], str]:
+        fetch: Callable[[int, int], Awaitable[Page[T]]],
+        convert: Callable[[T], M],
+    ) -> tuple[list[M], str]:
         """Serves one page of a List request: checks `page_size` and `page_token` (which
         must come from the same `scope` and `filters`), calls `fetch(after, limit)`, and
-        returns the items with the next page's token ('' on the last page)."""
+        returns the items as messages with the next page's token ('' on the last page).
+        A page stops early, with a token, when more items would not fit in a message."""
         limit = page_size(request.page_size)
         after = self.decode(request.page_token, scope, filters)
         page = await fetch(after, limit)
+        messages: list[M] = []
+        size = 0
+        for item in page.items:
+            message = convert(item)
+            size += message.ByteSize() + 8  # + the field's tag and length
+            if messages and size > self._max_page_bytes:
+                break
+            messages.append(message)
+        page = page.cut(len(messages))
         token = "" if page.next_after is None else self.encode(page.next_after, scope, filters)
-        return page.items, token
+        return messages, token
 
 
 def _digest(scope: str, filters: Mapping[str, Any]) -> str:

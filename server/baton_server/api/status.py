@@ -14,7 +14,13 @@ import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from baton_server.errors import BatonError, Code
+from baton_server.errors import BatonError, Code, FieldViolation
+from baton_server.limits import (
+    MAX_STATUS_MESSAGE_CHARS,
+    MAX_STATUS_METADATA_CHARS,
+    MAX_STATUS_VIOLATIONS,
+    shorten,
+)
 
 DOMAIN = "baton.dev"
 
@@ -26,24 +32,45 @@ C = TypeVar("C", bound=type)
 
 
 def to_status(error: BatonError) -> grpc.Status:
-    """Builds the gRPC status for a BatonError."""
-    status = status_pb2.Status(code=_CODES[error.code], message=error.message)
+    """Builds the gRPC status for a BatonError. Every text in it is cut to a bound, so that
+    the status always fits in the trailers whatever input an error quotes."""
+    status = status_pb2.Status(
+        code=_CODES[error.code], message=shorten(error.message, MAX_STATUS_MESSAGE_CHARS)
+    )
+    metadata = {
+        shorten(k, 64): shorten(v, MAX_STATUS_METADATA_CHARS)
+        for k, v in list(error.metadata.items())[:16]
+    }
     status.details.add().Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     )
     if error.violations:
         status.details.add().Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description, reason=v.reason
-                    )
-                    for v in error.violations
-                ]
-            )
+            error_details_pb2.BadRequest(field_violations=_bounded(error.violations))
         )
     result: grpc.Status = rpc_status.to_status(status)
     return result
+
+
+def _bounded(
+    violations: list[FieldViolation],
+) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    shown = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=shorten(v.field, MAX_STATUS_METADATA_CHARS),
+            description=shorten(v.description, MAX_STATUS_METADATA_CHARS),
+            reason=v.reason,
+        )
+        for v in violations[:MAX_STATUS_VIOLATIONS]
+    ]
+    hidden = len(violations) - len(shown)
+    if hidden > 0:
+        shown.append(
+            error_details_pb2.BadRequest.FieldViolation(
+                field="", description=f"and {hidden} more violations", reason="MORE_VIOLATIONS"
+            )
+        )
+    return shown
 
 
 def _internal(method: str, exc: BaseException) -> grpc.Status:

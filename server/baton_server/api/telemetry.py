@@ -78,8 +78,12 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
-        # Handlers are fixed per method: wrap each once, not on every call.
-        self._wrapped: dict[tuple[str, int], grpc.RpcMethodHandler[Any, Any]] = {}
+        # Handlers are fixed per method (and per refusal, which auth keeps per method and
+        # role): wrap each once, not on every call. Keyed by the handler itself, which the
+        # dict keeps alive; never by id(), which a short-lived object would free for reuse.
+        self._wrapped: dict[
+            tuple[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -92,7 +96,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        key = (method, id(handler))
+        key = (method, handler)
         wrapped = self._wrapped.get(key)
         if wrapped is None:
             wrapped = self._wrapped[key] = self._wrap(method, handler)

@@ -13,6 +13,7 @@ from baton_server.api.convert import (
     agent_ref,
     dict_to_struct,
     duration,
+    optional_struct,
     seconds_of,
     struct_to_dict,
     timestamp,
@@ -25,9 +26,19 @@ from baton_server.engine.ids import is_resource_id
 from baton_server.engine.model import WorkerRuntime, runtime_kind
 from baton_server.engine.task_broker import Task, TaskBroker
 from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.limits import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERROR_TYPE,
+    MAX_LIST_ITEMS,
+    MAX_STEP_DURATION_SECONDS,
+    shorten,
+)
+
+MAX_IDENTITY = 256
+MAX_TOKEN = 256
 
 Context = grpc.aio.ServicerContext[Any, Any]
-_SEVERITIES = {1: "debug", 2: "info", 3: "warning", 4: "error"}
+_SEVERITIES = {1: "DEBUG", 2: "INFO", 3: "WARNING", 4: "ERROR"}
 
 
 def task_to_proto(task: Task) -> worker_pb2.Task:
@@ -78,11 +89,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     ) -> AsyncIterator[worker_pb2.Task]:
         if not request.agents:
             raise invalid_field("agents", "name at least one agent", "FIELD_REQUIRED")
+        if len(request.agents) > MAX_LIST_ITEMS:
+            raise invalid_field("agents", f"name at most {MAX_LIST_ITEMS} agents", "TOO_MANY")
+        if len(request.identity) > MAX_IDENTITY:
+            raise invalid_field("identity", f"is longer than {MAX_IDENTITY} characters")
         agents = []
         for i, name in enumerate(request.agents):
             agent_id = agent_ref(name)
             if not is_resource_id(agent_id):
-                raise invalid_field(f"agents[{i}]", f"{name!r} is not an agent name")
+                raise invalid_field(f"agents[{i}]", f"{shorten(name)!r} is not an agent name")
             agent = await self._definitions.get_agent(agent_id)  # NOT_FOUND if unknown
             if not isinstance(agent.runtime, WorkerRuntime):
                 raise invalid_field(
@@ -118,9 +133,13 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 "CompleteTask", request, context
             )
             return relayed
-        accepted = self._broker.complete(
-            request.task_token, struct_to_dict(request.output), agent_ref(request.handoff_to)
-        )
+        handoff_to = agent_ref(request.handoff_to)
+        if handoff_to and not is_resource_id(handoff_to):
+            raise invalid_field(
+                "handoff_to", f"{shorten(request.handoff_to)!r} is not an agent name"
+            )
+        output = struct_to_dict(request.output, "output")
+        accepted = self._broker.complete(request.task_token, output, handoff_to)
         return worker_pb2.CompleteTaskResponse(accepted=accepted)
 
     async def FailTask(
@@ -131,15 +150,20 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             relayed: worker_pb2.FailTaskResponse = await self._relay("FailTask", request, context)
             return relayed
         error = request.error
+        if len(error.type) > MAX_ERROR_TYPE:
+            raise invalid_field("error.type", f"is longer than {MAX_ERROR_TYPE} characters")
+        if len(error.message) > MAX_ERROR_MESSAGE:
+            raise invalid_field("error.message", f"is longer than {MAX_ERROR_MESSAGE} characters")
+        retry_after = seconds_of(request, "retry_after")
+        if retry_after is not None and not 0 <= retry_after <= MAX_STEP_DURATION_SECONDS:
+            raise invalid_field("retry_after", "must be within [0, a year]")
         failure = Failure(
             error.type or "WorkerError",
             error.message or "the worker reported a failure",
             non_retryable=error.non_retryable,
-            details=struct_to_dict(error.details) if error.HasField("details") else None,
+            details=optional_struct(error, "details", "error.details"),
         )
-        accepted = self._broker.fail(
-            request.task_token, failure, seconds_of(request, "retry_after")
-        )
+        accepted = self._broker.fail(request.task_token, failure, retry_after)
         return worker_pb2.FailTaskResponse(accepted=accepted)
 
     async def HeartbeatTask(
@@ -151,15 +175,28 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 "HeartbeatTask", request, context
             )
             return relayed
+        if len(request.logs) > MAX_LIST_ITEMS:
+            raise invalid_field("logs", f"at most {MAX_LIST_ITEMS} lines per heartbeat")
+        logs = [
+            (
+                _SEVERITIES.get(entry.severity, "INFO"),
+                _bounded_text(entry.message, f"logs[{i}].message"),
+                struct_to_dict(entry.fields, f"logs[{i}].fields"),
+            )
+            for i, entry in enumerate(request.logs)
+        ]
+        delta = None
+        if request.HasField("output_delta"):
+            delta = (
+                _bounded_text(request.output_delta.text, "output_delta.text"),
+                optional_struct(request.output_delta, "data", "output_delta.data"),
+            )
         task, stop = self._broker.heartbeat(request.task_token)
         if task is not None and not stop:
-            for entry in request.logs:
-                write = getattr(task.ctx.log, _SEVERITIES.get(entry.severity, "info"))
-                write(entry.message, **struct_to_dict(entry.fields))
-            if request.HasField("output_delta"):
-                delta = request.output_delta
-                data = struct_to_dict(delta.data) if delta.HasField("data") else None
-                task.ctx.emit(delta.text, data)
+            for severity, message, fields in logs:
+                task.ctx.log.write(severity, message, fields)
+            if delta is not None:
+                task.ctx.emit(*delta)
         return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
 
     async def _engine(self) -> worker_pb2_grpc.WorkerServiceAsyncStub:
@@ -211,6 +248,14 @@ async def _abort_like(context: Context, error: grpc.aio.AioRpcError) -> None:
     )
 
 
+def _bounded_text(text: str, field: str) -> str:
+    if len(text) > MAX_ERROR_MESSAGE:
+        raise invalid_field(field, f"is longer than {MAX_ERROR_MESSAGE} characters")
+    return text
+
+
 def _require_token(token: str) -> None:
     if not token:
         raise invalid_field("task_token", "is required", "FIELD_REQUIRED")
+    if len(token) > MAX_TOKEN:
+        raise invalid_field("task_token", "is not a task token")

@@ -37,26 +37,30 @@ def workflow_from_proto(message: workflow_pb2.Workflow, workflow_id: str) -> Wor
         display_name=message.display_name,
         description=message.description,
         tags=list(message.tags),
-        metadata=struct_to_dict(message.metadata),
+        metadata=struct_to_dict(message.metadata, "workflow.metadata"),
         state=enum_to_domain(
             message.state, workflow_pb2.Workflow.State, WorkflowState, "workflow.state"
         )
         or WorkflowState.ACTIVE,
-        input_schema=optional_struct(message, "input_schema"),
-        output_mapping=optional_struct(message, "output_mapping"),
-        steps=[_step_from_proto(s) for s in message.steps],
+        input_schema=optional_struct(message, "input_schema", "workflow.input_schema"),
+        output_mapping=optional_struct(message, "output_mapping", "workflow.output_mapping"),
+        steps=[_step_from_proto(s, f"workflow.steps[{i}]") for i, s in enumerate(message.steps)],
     )
 
 
-def _step_from_proto(message: workflow_pb2.Step) -> Step:
+def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
     policy = None
     if message.HasField("retry_policy"):
         p = message.retry_policy
         policy = RetryPolicy(
             max_attempts=p.max_attempts,
-            initial_interval=seconds_of(p, "initial_interval"),
+            initial_interval=seconds_of(
+                p, "initial_interval", f"{field}.retry_policy.initial_interval"
+            ),
             backoff_coefficient=p.backoff_coefficient,
-            maximum_interval=seconds_of(p, "maximum_interval"),
+            maximum_interval=seconds_of(
+                p, "maximum_interval", f"{field}.retry_policy.maximum_interval"
+            ),
             jitter=p.jitter,
             non_retryable_error_types=list(p.non_retryable_error_types),
         )
@@ -65,11 +69,11 @@ def _step_from_proto(message: workflow_pb2.Step) -> Step:
         display_name=message.display_name,
         agent=agent_ref(message.agent),
         capability=message.capability,
-        input_mapping=optional_struct(message, "input_mapping"),
-        output_mapping=optional_struct(message, "output_mapping"),
+        input_mapping=optional_struct(message, "input_mapping", f"{field}.input_mapping"),
+        output_mapping=optional_struct(message, "output_mapping", f"{field}.output_mapping"),
         depends_on=list(message.depends_on),
         when=message.when,
-        timeout=seconds_of(message, "timeout"),
+        timeout=seconds_of(message, "timeout", f"{field}.timeout"),
         retry_policy=policy,
         fallback_agents=[agent_ref(a) for a in message.fallback_agents],
     )
@@ -169,10 +173,9 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
             lambda after, limit: self._definitions.list_workflows(
                 after=after, limit=limit, tags=list(request.tags), state=state
             ),
+            workflow_to_proto,
         )
-        return workflow_pb2.ListWorkflowsResponse(
-            workflows=[workflow_to_proto(w) for w in workflows], next_page_token=token
-        )
+        return workflow_pb2.ListWorkflowsResponse(workflows=workflows, next_page_token=token)
 
     async def UpdateWorkflow(
         self, request: workflow_pb2.UpdateWorkflowRequest, context: Context

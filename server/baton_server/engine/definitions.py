@@ -3,6 +3,7 @@ validation, referential checks, revisions, idempotent requests and the read-thro
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -12,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
 
+from baton_server.engine.agent_policy import AgentPolicy
 from baton_server.engine.idempotency import RequestInfo, once
 from baton_server.engine.model import (
     Agent,
@@ -135,6 +137,8 @@ HANDOFF_FIELDS = frozenset(
 )
 
 Check = Callable[[aiosqlite.Connection, R], Awaitable[None]]
+Measure = Callable[[Any], int]
+"""The size of a definition as the API sends it back, in bytes."""
 
 
 class Definitions:
@@ -149,6 +153,9 @@ class Definitions:
         cache: RedisCache | None = None,
         clock: Callable[[], float] = time.time,
         workflow_in_use: Callable[[aiosqlite.Connection, str], Awaitable[bool]] | None = None,
+        policy: AgentPolicy | None = None,
+        measure: Measure | None = None,
+        max_bytes: int = 1024 * 1024,
     ) -> None:
         self.db = db
         self.repo = repo
@@ -156,12 +163,33 @@ class Definitions:
         self.cache = cache
         self.clock = clock
         self.workflow_in_use = workflow_in_use
+        self.policy = policy or AgentPolicy()
+        self._measure = measure
+        self._max_bytes = max_bytes
+
+    def _check_size(self, kind: Kind[Any], resource: Any) -> None:
+        """Refuses a definition too large to be sent back whole (and listed)."""
+        if self._measure is None:
+            return
+        size = self._measure(resource)
+        if size > self._max_bytes:
+            raise invalid(
+                [
+                    FieldViolation(
+                        kind.name,
+                        f"is {size} bytes encoded; at most {self._max_bytes} (a quarter of "
+                        "BATON_MAX_MESSAGE_BYTES), so that it can always be read back",
+                        "RESOURCE_TOO_LARGE",
+                    )
+                ]
+            )
 
     # Agents ---------------------------------------------------------------------------
 
     async def create_agent(self, agent: Agent, request: RequestInfo) -> Agent:
         """Stores a new agent."""
-        _raise_if(validate_agent(agent))
+        _raise_if(await asyncio.to_thread(validate_agent, agent, self.policy))
+        self._check_size(AGENT, agent)
         return await self._create(AGENT, agent, request)
 
     async def get_agent(self, agent_id: str) -> Agent:
@@ -182,7 +210,8 @@ class Definitions:
 
         def mutate(current: Agent) -> Agent:
             updated = _merge(current, patch, fields)
-            _raise_if(validate_agent(updated))
+            _raise_if(validate_agent(updated, self.policy))
+            self._check_size(AGENT, updated)
             return updated
 
         return await self._update(AGENT, patch.id, mutate, etag, request)
@@ -214,15 +243,16 @@ class Definitions:
 
     async def validate_workflow(self, workflow: Workflow) -> list[str]:
         """Checks a workflow as CreateWorkflow would; returns a topological order of its steps."""
-        violations, order = validate_workflow(workflow)
+        violations, order = await asyncio.to_thread(validate_workflow, workflow)
         _raise_if(violations)
         await self.db.read(lambda conn: self._check_workflow_agents(conn, workflow))
         return order
 
     async def create_workflow(self, workflow: Workflow, request: RequestInfo) -> Workflow:
         """Stores a new workflow at revision 1."""
-        _raise_if(validate_workflow(workflow)[0])
+        _raise_if((await asyncio.to_thread(validate_workflow, workflow))[0])
         workflow = dataclasses.replace(workflow, revision=1)
+        self._check_size(WORKFLOW, workflow)
         return await self._create(
             WORKFLOW, workflow, request, self._check_workflow_agents, self._store_revision
         )
@@ -259,10 +289,21 @@ class Definitions:
     ) -> Workflow:
         """Replaces `fields` of workflow `patch.id` and stores the result as a new revision."""
 
+        # The parts of the patch that need no current revision are checked off the loop
+        # and outside the write transaction; the merged result again inside it.
+        _raise_if(
+            [
+                v
+                for v in (await asyncio.to_thread(validate_workflow, patch))[0]
+                if v.field.split(".")[1].split("[")[0] in fields
+            ]
+        )
+
         def mutate(current: Workflow) -> Workflow:
             updated = _merge(current, patch, fields)
             updated.revision = current.revision + 1
             _raise_if(validate_workflow(updated)[0])
+            self._check_size(WORKFLOW, updated)
             return updated
 
         return await self._update(
@@ -316,7 +357,8 @@ class Definitions:
 
     async def create_handoff(self, handoff: Handoff, request: RequestInfo) -> Handoff:
         """Stores a new handoff between two existing agents."""
-        _raise_if(validate_handoff(handoff))
+        _raise_if(await asyncio.to_thread(validate_handoff, handoff))
+        self._check_size(HANDOFF, handoff)
         return await self._create(HANDOFF, handoff, request, self._check_handoff_agents)
 
     async def get_handoff(self, handoff_id: str) -> Handoff:
@@ -352,6 +394,7 @@ class Definitions:
         def mutate(current: Handoff) -> Handoff:
             updated = _merge(current, patch, fields)
             _raise_if(validate_handoff(updated))
+            self._check_size(HANDOFF, updated)
             return updated
 
         return await self._update(
@@ -441,9 +484,8 @@ class Definitions:
                 conn, kind.table, after_seq=after, limit=limit + 1, where=where
             )
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page([kind.from_doc(r.doc) for r in rows], rows[-1].seq if more else None)
+        page = Page.of(rows, limit, lambda row: row.seq)
+        return Page([kind.from_doc(r.doc) for r in page.items], page.cursors, page.more)
 
     async def _update(
         self,

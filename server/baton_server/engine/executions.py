@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
+
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.event_hub import EventHub
 from baton_server.engine.execution_model import (
@@ -142,6 +144,14 @@ class Executions:
             raise BatonError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down")
         if options.timeout is not None and options.timeout <= 0:
             raise invalid_field("timeout", "must be positive")
+        size = len(orjson.dumps(value))
+        if size > self._env.max_output_bytes:
+            raise invalid_field(
+                "input",
+                f"is {size} bytes as JSON; at most {self._env.max_output_bytes} "
+                "(BATON_MAX_OUTPUT_BYTES)",
+                "PAYLOAD_TOO_LARGE",
+            )
         workflow = await self.definitions.get_workflow(workflow_id, revision)
         if workflow.state is not WorkflowState.ACTIVE:
             raise BatonError(
@@ -151,7 +161,7 @@ class Executions:
                 metadata={"name": f"workflows/{workflow_id}"},
             )
         plan = self._plan(workflow)
-        problems = plan.check_input(value)
+        problems = await asyncio.to_thread(plan.check_input, value) if plan.input_schema else []
         if problems:
             raise invalid_field(
                 "input",
@@ -320,9 +330,7 @@ class Executions:
     ) -> Page[Execution]:
         """Executions newest first, filtered."""
         found = await self.journal.list_executions(before=before, limit=limit + 1, where=where)
-        more = len(found) > limit
-        found = found[:limit]
-        return Page(found, found[-1].seq if more else None)
+        return Page.of(found, limit, lambda execution: execution.seq)
 
     async def events(
         self, execution_id: str, *, after: int, limit: int, types: Sequence[EventType]
@@ -336,9 +344,7 @@ class Executions:
         found = await self.journal.events(
             execution, after=after, limit=limit + 1, types=[t.value for t in types]
         )
-        more = len(found) > limit
-        found = found[:limit]
-        return Page(found, found[-1].sequence if more else None)
+        return Page.of(found, limit, lambda event: event.sequence)
 
     async def follow(
         self, execution_id: str, *, after: int, types: Sequence[EventType] = ()

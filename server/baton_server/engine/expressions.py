@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from baton_server.limits import MAX_LIST_INDEX_DIGITS, MAX_PATH_SEGMENTS, shorten
+
 Path = tuple[str | int, ...]
 
 _SEGMENT = re.compile(
     r"""\.?(?P<name>[A-Za-z_][A-Za-z0-9_-]*)      # .name
-      | \[(?P<index>\d+)\]                          # [0]
+      | \[(?P<index>[0-9]+)\]                       # [0]
       | \[(?P<quote>["'])(?P<key>.*?)(?P=quote)\]   # ["key"]
     """,
     re.VERBOSE,
@@ -76,7 +78,7 @@ def parse_template(text: str) -> Template:
         elif text.startswith("${", i):
             end = text.find("}", i + 2)
             if end < 0:
-                raise ExpressionError(f"unterminated '${{' at offset {i} in {text!r}")
+                raise ExpressionError(f"unterminated '${{' at offset {i} in {shorten(text)!r}")
             if literal:
                 parts.append("".join(literal))
                 literal = []
@@ -97,20 +99,26 @@ def parse_path(source: str) -> Path:
         raise ExpressionError("empty expression '${}'")
     path: list[str | int] = []
     pos = 0
+    shown = shorten(source)
     while pos < len(source):
+        if len(path) >= MAX_PATH_SEGMENTS:
+            raise ExpressionError(f"{shown!r} has more than {MAX_PATH_SEGMENTS} segments")
         match = _SEGMENT.match(source, pos)
         if match is None or (pos == 0 and source[0] in ".["):
-            raise ExpressionError(f"cannot parse {source!r} at offset {pos}")
+            raise ExpressionError(f"cannot parse {shown!r} at offset {pos}")
         if match.group("name") is not None:
             if pos > 0 and source[pos] != ".":
-                raise ExpressionError(f"expected '.' or '[' in {source!r} at offset {pos}")
+                raise ExpressionError(f"expected '.' or '[' in {shown!r} at offset {pos}")
             path.append(match.group("name"))
         elif match.group("index") is not None:
-            path.append(int(match.group("index")))
+            digits = match.group("index")
+            if len(digits) > MAX_LIST_INDEX_DIGITS:
+                raise ExpressionError(f"list index too large in {shown!r} at offset {pos}")
+            path.append(int(digits))
         else:
             path.append(match.group("key"))
         pos = match.end()
-    _check_shape(source, tuple(path))
+    _check_shape(shown, tuple(path))
     return tuple(path)
 
 

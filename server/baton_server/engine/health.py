@@ -65,7 +65,7 @@ class HealthProbe:
             return Component(
                 "storage", Status.UNHEALTHY, f"sqlite: {exc or type(exc).__name__}", 0.0
             )
-        return Component("storage", Status.HEALTHY, f"sqlite {self._db.path}", latency)
+        return Component("storage", Status.HEALTHY, "sqlite", latency)
 
     async def _redis(self, cache: RedisCache) -> Component:
         try:

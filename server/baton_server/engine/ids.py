@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 
-RESOURCE_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+RESOURCE_ID = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
+STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
+"""Full-match these (`fullmatch`): `$` would accept a trailing newline."""
 
 
 def new_id(kind: str) -> str:
@@ -16,4 +17,4 @@ def new_id(kind: str) -> str:
 
 def is_resource_id(value: str) -> bool:
     """True for 1-63 characters of [a-z0-9-], starting with a letter, not ending with '-'."""
-    return bool(RESOURCE_ID.match(value))
+    return RESOURCE_ID.fullmatch(value) is not None

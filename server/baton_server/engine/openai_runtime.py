@@ -9,12 +9,12 @@ message. A reply that is a JSON object is the step output; any other reply is ke
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import httpx
 
 from baton import StepContext
+from baton_server.engine.agent_policy import AgentPolicy
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import Agent, OpenAIRuntime
 from baton_server.engine.runtimes import AgentResult, AttemptFailedError
@@ -25,8 +25,9 @@ TEXT_KEY = "text"
 class OpenAIClient:
     """Runs `openai` agent attempts with a shared `httpx.AsyncClient`."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, policy: AgentPolicy | None = None) -> None:
         self._http = http
+        self._policy = policy or AgentPolicy()
 
     async def run(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> AgentResult:
         """One chat completion; raises AttemptFailedError on failure."""
@@ -34,7 +35,12 @@ class OpenAIClient:
         assert isinstance(runtime, OpenAIRuntime)
         headers = {"Content-Type": "application/json"}
         if runtime.api_key_env:
-            key = os.environ.get(runtime.api_key_env)
+            try:
+                key = self._policy.secret(runtime.api_key_env, runtime.base_url)
+            except PermissionError as exc:  # the policy was narrowed after the agent was written
+                raise AttemptFailedError(
+                    Failure("SECRET_NOT_ALLOWED", str(exc), non_retryable=True)
+                ) from None
             if not key:
                 raise AttemptFailedError(
                     Failure(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from baton import AgentError, HandoffRequest, StepContext
+from baton_server.engine.agent_policy import AgentPolicy
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import (
     Agent,
@@ -75,9 +76,11 @@ class Runtimes:
         processes: int = 0,
         broker: TaskBroker | None = None,
         openai: OpenAIClient | None = None,
+        policy: AgentPolicy | None = None,
     ) -> None:
         self.broker = broker
         self.openai = openai
+        self.policy = policy or AgentPolicy()
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="baton-agent"
         )
@@ -101,6 +104,11 @@ class Runtimes:
                     "version of Baton cannot run yet",
                     non_retryable=True,
                 )
+            )
+        problem = self.policy.entry_point_problem(runtime.entry_point)
+        if problem is not None:  # the policy was narrowed after the agent was written
+            raise AttemptFailedError(
+                Failure("ENTRY_POINT_NOT_ALLOWED", problem, non_retryable=True)
             )
         function = await self._function(runtime.entry_point)
         try:

@@ -1,20 +1,24 @@
-"""Checks of definitions that need nothing but the definition itself: shapes, ids, the DAG,
-expressions and conditions. (Whether referenced agents exist is checked when writing.)
+"""Checks of definitions that need nothing but the definition itself (and the agent
+policy): shapes, bounds, ids, the DAG, expressions, conditions and input schemas. (Whether
+referenced agents exist is checked when writing.)
 
 Each check returns every violation found, with the field path as the request spells it,
-e.g. `workflow.steps[2].depends_on[0]`.
+e.g. `workflow.steps[2].depends_on[0]`. Every size is bounded (see `limits`) before any
+parser runs, and the DAG checks are near-linear, so a check stays cheap whatever it is
+given; the callers run it off the event loop all the same.
 """
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Iterable
 from typing import Any
 
-import jsonschema
-
 from baton_server.engine import conditions, expressions
+from baton_server.engine.agent_policy import AgentPolicy
 from baton_server.engine.ids import STEP_ID, is_resource_id
+from baton_server.engine.input_schema import schema_violations
 from baton_server.engine.model import (
     Agent,
     Handoff,
@@ -26,14 +30,32 @@ from baton_server.engine.model import (
     Workflow,
 )
 from baton_server.errors import FieldViolation
+from baton_server.limits import (
+    MAX_DEPENDENCIES,
+    MAX_DESCRIPTION,
+    MAX_DISPLAY_NAME,
+    MAX_ENTRY_POINT,
+    MAX_ERROR_TYPE,
+    MAX_EXPRESSION_CHARS,
+    MAX_FALLBACK_AGENTS,
+    MAX_INSTRUCTIONS,
+    MAX_LIST_ITEMS,
+    MAX_MODEL,
+    MAX_STEP_DURATION_SECONDS,
+    MAX_STEPS,
+    MAX_URL,
+    MAX_WORD,
+    shorten,
+)
 
-MAX_DISPLAY_NAME = 200
-MAX_DESCRIPTION = 4096
-MAX_LABEL = 63
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
-_ENTRY_POINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_LABEL = MAX_WORD
+# Validating patterns are full-matched (`fullmatch`): `$` would let a trailing newline in.
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
+_ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+_BASE_URL = re.compile(r"https?://[^\s/]+(?:/\S*)?")
+MAX_BACKOFF_COEFFICIENT = 100.0
 
 STEP_CONDITION_VARIABLES = frozenset({"input", "steps", "execution"})
 HANDOFF_CONDITION_VARIABLES = frozenset({"source_output", "input"})
@@ -50,7 +72,17 @@ def _check_text(field: str, value: str, limit: int) -> list[FieldViolation]:
     return []
 
 
-def _check_words(field: str, values: Iterable[str]) -> list[FieldViolation]:
+def _check_count(field: str, values: Iterable[Any], limit: int) -> list[FieldViolation]:
+    count = len(list(values))
+    if count > limit:
+        return [_v(field, f"has {count} entries; at most {limit}", "TOO_MANY")]
+    return []
+
+
+def _check_words(field: str, values: list[str]) -> list[FieldViolation]:
+    found = _check_count(field, values, MAX_LIST_ITEMS)
+    if found:
+        return found
     return [
         _v(f"{field}[{i}]", f"must be 1-{MAX_LABEL} characters")
         for i, value in enumerate(values)
@@ -58,11 +90,19 @@ def _check_words(field: str, values: Iterable[str]) -> list[FieldViolation]:
     ]
 
 
-def _check_labels(field: str, labels: dict[str, str]) -> list[FieldViolation]:
-    found = []
+def check_labels(field: str, labels: dict[str, str]) -> list[FieldViolation]:
+    """Checks a map of labels: how many, the keys' shape and the values' length."""
+    found = _check_count(field, labels, MAX_LIST_ITEMS)
+    if found:
+        return found
     for key, value in labels.items():
-        if not _LABEL_KEY.match(key):
-            found.append(_v(f"{field}.{key}", "label keys are 1-63 of [a-z0-9_.-], from a letter"))
+        if not _LABEL_KEY.fullmatch(key):
+            found.append(
+                _v(
+                    f"{field}.{shorten(key)}",
+                    "label keys are 1-63 of [a-z0-9_.-], from a letter",
+                )
+            )
         elif len(value) > MAX_LABEL:
             found.append(_v(f"{field}.{key}", f"label values are at most {MAX_LABEL} characters"))
     return found
@@ -72,23 +112,29 @@ def _check_agent_ref(field: str, agent_id: str) -> list[FieldViolation]:
     if not agent_id:
         return [_v(field, "is required", "FIELD_REQUIRED")]
     if not is_resource_id(agent_id):
-        return [_v(field, f"{agent_id!r} is not a valid agent name (agents/<id>)")]
+        return [_v(field, f"{shorten(agent_id)!r} is not a valid agent name (agents/<id>)")]
     return []
 
 
 def _check_duration(field: str, seconds: float | None) -> list[FieldViolation]:
     if seconds is not None and seconds <= 0:
         return [_v(field, "must be positive")]
+    return _check_interval(field, seconds)
+
+
+def _check_interval(field: str, seconds: float | None) -> list[FieldViolation]:
+    if seconds is not None and seconds > MAX_STEP_DURATION_SECONDS:
+        return [_v(field, f"must be at most {MAX_STEP_DURATION_SECONDS:.0f}s (a year)")]
     return []
 
 
-def validate_agent(agent: Agent) -> list[FieldViolation]:
-    """Checks an agent's fields and runtime."""
+def validate_agent(agent: Agent, policy: AgentPolicy) -> list[FieldViolation]:
+    """Checks an agent's fields and runtime, and that the runtime stays within `policy`."""
     found = _check_text("agent.display_name", agent.display_name, MAX_DISPLAY_NAME)
     found += _check_text("agent.description", agent.description, MAX_DESCRIPTION)
     found += _check_words("agent.capabilities", agent.capabilities)
     found += _check_words("agent.tools", agent.tools)
-    found += _check_labels("agent.labels", agent.labels)
+    found += check_labels("agent.labels", agent.labels)
     if agent.max_concurrency < 0:
         found.append(_v("agent.max_concurrency", "must be 0 (no limit) or more"))
     runtime = agent.runtime
@@ -97,20 +143,36 @@ def validate_agent(agent: Agent) -> list[FieldViolation]:
             _v("agent.runtime", "one of python, worker or openai is required", "FIELD_REQUIRED")
         )
     elif isinstance(runtime, PythonRuntime):
-        if not _ENTRY_POINT.match(runtime.entry_point):
-            found.append(_v("agent.python.entry_point", "must look like 'package.module:function'"))
+        field = "agent.python.entry_point"
+        if len(runtime.entry_point) > MAX_ENTRY_POINT or not _ENTRY_POINT.fullmatch(
+            runtime.entry_point
+        ):
+            found.append(_v(field, "must look like 'package.module:function'"))
+        elif (problem := policy.entry_point_problem(runtime.entry_point)) is not None:
+            found.append(_v(field, problem, "ENTRY_POINT_NOT_ALLOWED"))
     elif isinstance(runtime, WorkerRuntime):
         found += _check_duration("agent.worker.heartbeat_timeout", runtime.heartbeat_timeout)
         found += _check_duration("agent.worker.schedule_timeout", runtime.schedule_timeout)
     elif isinstance(runtime, OpenAIRuntime):
-        if not re.match(r"^https?://[^\s/]+", runtime.base_url):
-            found.append(_v("agent.openai.base_url", "must be an http(s) URL"))
-        if not runtime.model:
-            found.append(_v("agent.openai.model", "is required", "FIELD_REQUIRED"))
-        if runtime.api_key_env and not _ENV_NAME.match(runtime.api_key_env):
+        found += _check_openai(runtime, policy)
+    return found
+
+
+def _check_openai(runtime: OpenAIRuntime, policy: AgentPolicy) -> list[FieldViolation]:
+    found = []
+    if len(runtime.base_url) > MAX_URL or not _BASE_URL.fullmatch(runtime.base_url):
+        found.append(_v("agent.openai.base_url", "must be an http(s) URL"))
+    if not runtime.model:
+        found.append(_v("agent.openai.model", "is required", "FIELD_REQUIRED"))
+    found += _check_text("agent.openai.model", runtime.model, MAX_MODEL)
+    found += _check_text("agent.openai.instructions", runtime.instructions, MAX_INSTRUCTIONS)
+    if runtime.api_key_env:
+        if not _ENV_NAME.fullmatch(runtime.api_key_env):
             found.append(_v("agent.openai.api_key_env", "must be an environment variable name"))
-        if runtime.temperature is not None and not 0 <= runtime.temperature <= 2:
-            found.append(_v("agent.openai.temperature", "must be within [0, 2]"))
+        elif (problem := policy.secret_problem(runtime.api_key_env, runtime.base_url)) is not None:
+            found.append(_v("agent.openai.api_key_env", problem, "SECRET_NOT_ALLOWED"))
+    if runtime.temperature is not None and not 0 <= runtime.temperature <= 2:
+        found.append(_v("agent.openai.temperature", "must be within [0, 2]"))
     return found
 
 
@@ -118,14 +180,25 @@ def _check_retry_policy(field: str, policy: RetryPolicy) -> list[FieldViolation]
     found = []
     if policy.max_attempts < 0:
         found.append(_v(f"{field}.max_attempts", "must be 0 (default) or more"))
-    if policy.backoff_coefficient and policy.backoff_coefficient < 1:
-        found.append(_v(f"{field}.backoff_coefficient", "must be at least 1"))
+    coefficient = policy.backoff_coefficient
+    if coefficient and not 1 <= coefficient <= MAX_BACKOFF_COEFFICIENT:
+        found.append(
+            _v(f"{field}.backoff_coefficient", f"must be within [1, {MAX_BACKOFF_COEFFICIENT:g}]")
+        )
     if not 0 <= policy.jitter <= 1:
         found.append(_v(f"{field}.jitter", "must be within [0, 1]"))
+    types = policy.non_retryable_error_types
+    found += _check_count(f"{field}.non_retryable_error_types", types, MAX_LIST_ITEMS)
+    found += [
+        _v(f"{field}.non_retryable_error_types[{i}]", f"must be 1-{MAX_ERROR_TYPE} characters")
+        for i, value in enumerate(types[:MAX_LIST_ITEMS])
+        if not value or len(value) > MAX_ERROR_TYPE
+    ]
     for name in ("initial_interval", "maximum_interval"):
         value = getattr(policy, name)
         if value is not None and value < 0:
             found.append(_v(f"{field}.{name}", "must not be negative"))
+        found += _check_interval(f"{field}.{name}", value)
     if (
         policy.initial_interval is not None
         and policy.maximum_interval is not None
@@ -141,20 +214,21 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
     found += _check_text("workflow.description", workflow.description, MAX_DESCRIPTION)
     found += _check_words("workflow.tags", workflow.tags)
     if workflow.input_schema is not None:
-        try:
-            jsonschema.validators.validator_for(workflow.input_schema).check_schema(
-                workflow.input_schema
-            )
-        except jsonschema.SchemaError as exc:
-            found.append(_v("workflow.input_schema", f"is not a valid JSON Schema: {exc.message}"))
+        found += [
+            _v(f"workflow.input_schema{path}", problem)
+            for path, problem in schema_violations(workflow.input_schema)
+        ]
     if not workflow.steps:
         found.append(_v("workflow.steps", "a workflow needs at least one step", "FIELD_REQUIRED"))
+        return found, []
+    if len(workflow.steps) > MAX_STEPS:
+        found += _check_count("workflow.steps", workflow.steps, MAX_STEPS)
         return found, []
 
     index: dict[str, int] = {}
     for i, step in enumerate(workflow.steps):
         field = f"workflow.steps[{i}]"
-        if not STEP_ID.match(step.id):
+        if not STEP_ID.fullmatch(step.id):
             found.append(
                 _v(f"{field}.id", "must be 1-63 of [A-Za-z0-9_-], from a letter", "INVALID_STEP_ID")
             )
@@ -165,6 +239,8 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
         else:
             index[step.id] = i
         found += _check_step_fields(field, step)
+    if any(len(step.depends_on) > MAX_DEPENDENCIES for step in workflow.steps):
+        return found, []
 
     for i, step in enumerate(workflow.steps):
         for j, dep in enumerate(step.depends_on):
@@ -172,7 +248,7 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
                 found.append(
                     _v(
                         f"workflow.steps[{i}].depends_on[{j}]",
-                        f"no step has id {dep!r}",
+                        f"no step has id {shorten(dep)!r}",
                         "UNKNOWN_STEP",
                     )
                 )
@@ -183,41 +259,32 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
         found.append(
             _v(
                 f"workflow.steps[{first}].depends_on",
-                "steps depend on each other in a cycle: " + " -> ".join(cycle),
+                "steps depend on each other in a cycle: " + " -> ".join(cycle[:20]),
                 "WORKFLOW_CYCLE",
             )
         )
         return found, []
 
-    ancestors = _ancestors(workflow.steps, order, index)
+    reads: list[_Read] = []
     for i, step in enumerate(workflow.steps):
         field = f"workflow.steps[{i}]"
-        visible = ancestors.get(step.id, set())
+        roots = {"input", "steps", "execution"}
+        found += _check_mapping(f"{field}.input_mapping", step.input_mapping, roots, step, reads)
         found += _check_mapping(
-            f"{field}.input_mapping",
-            step.input_mapping,
-            {"input", "steps", "execution"},
-            visible,
-            index,
-        )
-        found += _check_mapping(
-            f"{field}.output_mapping",
-            step.output_mapping,
-            {"input", "steps", "execution", "output"},
-            visible,
-            index,
+            f"{field}.output_mapping", step.output_mapping, roots | {"output"}, step, reads
         )
         if step.when:
             found += _check_condition(
-                f"{field}.when", step.when, STEP_CONDITION_VARIABLES, visible, index
+                f"{field}.when", step.when, STEP_CONDITION_VARIABLES, step, reads
             )
     found += _check_mapping(
         "workflow.output_mapping",
         workflow.output_mapping,
         {"input", "steps", "execution"},
-        set(index),
-        index,
+        None,
+        reads,
     )
+    found += _check_reads(workflow.steps, order, index, reads)
     return found, order
 
 
@@ -229,7 +296,9 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
         found += _check_words(f"{field}.capability", [step.capability])
     else:
         found += _check_agent_ref(f"{field}.agent", step.agent)
-    for k, agent in enumerate(step.fallback_agents):
+    found += _check_count(f"{field}.depends_on", step.depends_on, MAX_DEPENDENCIES)
+    found += _check_count(f"{field}.fallback_agents", step.fallback_agents, MAX_FALLBACK_AGENTS)
+    for k, agent in enumerate(step.fallback_agents[:MAX_FALLBACK_AGENTS]):
         found += _check_agent_ref(f"{field}.fallback_agents[{k}]", agent)
     found += _check_duration(f"{field}.timeout", step.timeout)
     if step.retry_policy is not None:
@@ -250,10 +319,10 @@ def _topological_order(steps: list[Step], index: dict[str, int]) -> tuple[list[s
     for step_id, ds in deps.items():
         for d in ds:
             dependents[d].append(step_id)
-    ready = [step_id for step_id in deps if waiting[step_id] == 0]
+    ready = collections.deque(step_id for step_id in deps if waiting[step_id] == 0)
     order: list[str] = []
     while ready:
-        step_id = ready.pop(0)
+        step_id = ready.popleft()
         order.append(step_id)
         for child in dependents[step_id]:
             waiting[child] -= 1
@@ -277,45 +346,68 @@ def _find_cycle(deps: dict[str, list[str]]) -> list[str]:
         path.append(nxt)
 
 
-def _ancestors(steps: list[Step], order: list[str], index: dict[str, int]) -> dict[str, set[str]]:
-    by_id = {s.id: s for i, s in enumerate(steps) if index.get(s.id) == i}
-    result: dict[str, set[str]] = {}
-    for step_id in order:
-        found: set[str] = set()
-        for dep in by_id[step_id].depends_on:
-            if dep in index:
-                found.add(dep)
-                found |= result.get(dep, set())
-        result[step_id] = found
-    return result
+_Read = tuple[str, str, str | None]
+"""(field, step id read, reading step id or None for the workflow's output_mapping)."""
 
 
-def _check_step_reference(
-    field: str, step_id: str, visible: set[str], index: dict[str, int]
+def _check_reads(
+    steps: list[Step], order: list[str], index: dict[str, int], reads: list[_Read]
 ) -> list[FieldViolation]:
-    if step_id not in index:
-        return [_v(field, f"reads step {step_id!r}, which does not exist", "UNKNOWN_STEP")]
-    if step_id not in visible:
-        return [
-            _v(
-                field,
-                f"reads step {step_id!r}, which is not among the steps it depends on "
-                "(directly or transitively)",
-                "STEP_NOT_ANCESTOR",
+    """Every step an expression reads must exist and, for a step's own expressions, be one
+    of its ancestors. Ancestry is computed only for the steps that are read: one bit each,
+    OR-ed along the topological order, so the work is O((steps + edges) * read steps / 64)
+    rather than a set of ancestors per step."""
+    found: list[FieldViolation] = []
+    targets = sorted({target for _, target, _ in reads if target in index})
+    bit = {target: 1 << k for k, target in enumerate(targets)}
+    ancestors: dict[str, int] = {}
+    if bit:
+        by_id = {s.id: s for i, s in enumerate(steps) if index.get(s.id) == i}
+        for step_id in order:
+            mask = 0
+            for dep in dict.fromkeys(by_id[step_id].depends_on):
+                if dep in index:
+                    mask |= ancestors[dep] | bit.get(dep, 0)
+            ancestors[step_id] = mask
+    for field, target, reader in reads:
+        if target not in index:
+            found.append(
+                _v(
+                    field,
+                    f"reads step {shorten(target)!r}, which does not exist",
+                    "UNKNOWN_STEP",
+                )
             )
-        ]
-    return []
+        elif reader is not None and not ancestors.get(reader, 0) & bit[target]:
+            found.append(
+                _v(
+                    field,
+                    f"reads step {target!r}, which is not among the steps it depends on "
+                    "(directly or transitively)",
+                    "STEP_NOT_ANCESTOR",
+                )
+            )
+    return found
 
 
 def _check_mapping(
     field: str,
     mapping: dict[str, Any] | None,
     roots: set[str],
-    visible: set[str],
-    index: dict[str, int],
+    reader: Step | None,
+    reads: list[_Read],
 ) -> list[FieldViolation]:
     found: list[FieldViolation] = []
     for path, text in expressions.walk_strings(mapping or {}, field):
+        if len(text) > MAX_EXPRESSION_CHARS:
+            found.append(
+                _v(
+                    path,
+                    f"is {len(text)} characters long; at most {MAX_EXPRESSION_CHARS}",
+                    "FIELD_TOO_LONG",
+                )
+            )
+            continue
         try:
             template = expressions.parse_template(text)
         except expressions.ExpressionError as exc:
@@ -327,12 +419,12 @@ def _check_mapping(
                 found.append(
                     _v(
                         path,
-                        f"${{{expr.source}}} cannot be used here (use {allowed})",
+                        f"${{{shorten(expr.source)}}} cannot be used here (use {allowed})",
                         "INVALID_EXPRESSION",
                     )
                 )
             elif expr.step_id is not None:
-                found += _check_step_reference(path, expr.step_id, visible, index)
+                reads.append((path, expr.step_id, None if reader is None else reader.id))
     return found
 
 
@@ -340,8 +432,8 @@ def _check_condition(
     field: str,
     source: str,
     variables: frozenset[str],
-    visible: set[str],
-    index: dict[str, int],
+    reader: Step | None,
+    reads: list[_Read],
 ) -> list[FieldViolation]:
     try:
         free = conditions.free_variables(source)
@@ -352,15 +444,16 @@ def _check_condition(
         return [
             _v(
                 field,
-                f"reads unknown variable(s) {', '.join(unknown)} "
+                f"reads unknown variable(s) {shorten(', '.join(unknown))} "
                 f"(known: {', '.join(sorted(variables))})",
                 "INVALID_CONDITION",
             )
         ]
-    found: list[FieldViolation] = []
-    for step_id in sorted(conditions.referenced_steps(source)):
-        found += _check_step_reference(field, step_id, visible, index)
-    return found
+    reads.extend(
+        (field, step_id, None if reader is None else reader.id)
+        for step_id in sorted(conditions.referenced_steps(source))
+    )
+    return []
 
 
 def validate_handoff(handoff: Handoff) -> list[FieldViolation]:
@@ -372,25 +465,30 @@ def validate_handoff(handoff: Handoff) -> list[FieldViolation]:
     if handoff.type is None:
         found.append(_v("handoff.type", "SEQUENTIAL or ON_FAILURE is required", "FIELD_REQUIRED"))
     found += _check_text("handoff.description", handoff.description, MAX_DESCRIPTION)
+    found += _check_count("handoff.trigger_conditions", handoff.trigger_conditions, MAX_LIST_ITEMS)
+    found += _check_count("handoff.data_mapping", handoff.data_mapping, MAX_LIST_ITEMS)
+    if found:
+        return found
     for i, condition in enumerate(handoff.trigger_conditions):
         if condition.strip() == COMPLETION:
             continue
         found += _check_condition(
-            f"handoff.trigger_conditions[{i}]", condition, HANDOFF_CONDITION_VARIABLES, set(), {}
+            f"handoff.trigger_conditions[{i}]", condition, HANDOFF_CONDITION_VARIABLES, None, []
         )
     for source_path, target_field in handoff.data_mapping.items():
+        field = f"handoff.data_mapping.{shorten(source_path)}"
         try:
+            if len(source_path) > MAX_EXPRESSION_CHARS:
+                raise expressions.ExpressionError("too long")
             expressions.parse_path(f"output.{source_path}")
         except expressions.ExpressionError:
             found.append(
                 _v(
-                    f"handoff.data_mapping.{source_path}",
+                    field,
                     "keys are dotted paths into the source output, e.g. plan.items",
                     "INVALID_EXPRESSION",
                 )
             )
-        if not _FIELD_NAME.match(target_field):
-            found.append(
-                _v(f"handoff.data_mapping.{source_path}", "values are target input field names")
-            )
+        if not _FIELD_NAME.fullmatch(target_field):
+            found.append(_v(field, "values are target input field names"))
     return found

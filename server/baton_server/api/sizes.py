@@ -1,0 +1,22 @@
+"""How large a definition is as the API sends it back: the bound the definition store checks
+before it stores one, so that every Get (and every List page) fits in a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton_server.api.agents import agent_to_proto
+from baton_server.api.handoffs import handoff_to_proto
+from baton_server.api.workflows import workflow_to_proto
+from baton_server.engine.model import Agent, Handoff, Workflow
+
+
+def definition_size(resource: Any) -> int:
+    """The encoded size of the resource's message, in bytes."""
+    if isinstance(resource, Agent):
+        return int(agent_to_proto(resource).ByteSize())
+    if isinstance(resource, Workflow):
+        return int(workflow_to_proto(resource).ByteSize())
+    if isinstance(resource, Handoff):
+        return int(handoff_to_proto(resource).ByteSize())
+    raise TypeError(f"not a definition: {type(resource).__name__}")
