@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: install proto proto-check lint breaking format redis-server test run bench clean
+.PHONY: install proto proto-check lint breaking format redis-server test run bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -75,3 +75,9 @@ clean:
 # Benchmarks: a real server process driven over gRPC; prints JSON figures.
 bench: install
 	$(BIN)/python bench/run.py
+
+# The request fuzzer for longer than CI runs it: FUZZ_EXAMPLES generated requests over every
+# RPC, with a fresh random seed each run (CI runs a fixed set of 600).
+FUZZ_EXAMPLES ?= 40000
+fuzz: install
+	BATON_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BATON_FUZZ_RANDOM=1 $(BIN)/pytest tests/test_fuzz.py -q
