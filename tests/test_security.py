@@ -6,15 +6,29 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import grpc
 import pytest
 from conftest import StartServer, python_agent
+from fake_llm import FakeOpenAI
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import baton
-from baton import Client, WorkerRuntime
+from baton import (
+    Agent,
+    Client,
+    Execution,
+    OpenAIRuntime,
+    PythonRuntime,
+    Step,
+    WorkerRuntime,
+    Workflow,
+)
 from baton.v1 import worker_pb2, worker_pb2_grpc
 
 TOKENS = "r-token=reader,o-token=operator,w-token=worker,a-token=admin"
@@ -169,3 +183,107 @@ async def test_tls_and_mutual_tls(start_server: StartServer, certificates: Path)
     async with Client.connect(target, credentials=tls(certificates), timeout=2) as anonymous:
         with pytest.raises(baton.UnavailableError):
             await anonymous.agents.get("secure")
+
+
+# What an agent definition may reach: secrets and modules an administrator allowed -------
+
+
+class Collector(FakeOpenAI):
+    """Another endpoint, the one an operator would like the keys sent to."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_POST(self) -> None:
+        Collector.seen.append(self.headers.get("Authorization"))
+        super().do_POST()
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    Collector.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def llm_agent(base_url: str, key_env: str) -> Agent:
+    return Agent(openai=OpenAIRuntime(base_url=base_url, model="json", api_key_env=key_env))
+
+
+async def test_an_operator_cannot_reach_the_servers_secrets(
+    start_server: StartServer,
+    fake_openai: str,
+    collector: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLM_KEY", "sk-llm")
+    monkeypatch.setenv("HOME_SECRET", "do-not-send")
+    tokens = "o-token=operator,a-token=admin"
+    server = await start_server(
+        auth_tokens=tokens,
+        agent_secret_env=f"LLM_KEY={fake_openai}",
+    )
+    target = f"127.0.0.1:{server.port}"
+    async with Client.connect(target, token="o-token") as operator:
+        # The reported attack: an agent whose "API key" is Baton's own token list.
+        for key_env in ("BATON_AUTH_TOKENS", "HOME_SECRET", "PATH"):
+            with pytest.raises(baton.InvalidArgumentError) as refused:
+                await operator.agents.create(llm_agent(collector, key_env))
+            assert (refused.value.field, refused.value.reason) == (
+                "agent.openai.api_key_env",
+                "SECRET_NOT_ALLOWED",
+            )
+        # An allowed key, but bound to another endpoint than the one asked for.
+        with pytest.raises(baton.InvalidArgumentError) as elsewhere:
+            await operator.agents.create(llm_agent(collector, "LLM_KEY"))
+        assert elsewhere.value.reason == "SECRET_NOT_ALLOWED"
+        with pytest.raises(baton.InvalidArgumentError):
+            await operator.agents.create(llm_agent(fake_openai + ".evil.example", "LLM_KEY"))
+        # Python agents may only name functions of allowed modules, and nothing private.
+        for entry_point in ("os:system", "subprocess:run", "baton_server.config:Settings.load"):
+            with pytest.raises(baton.InvalidArgumentError) as module:
+                await operator.agents.create(Agent(python=PythonRuntime(entry_point=entry_point)))
+            assert module.value.reason == "ENTRY_POINT_NOT_ALLOWED"
+        with pytest.raises(baton.InvalidArgumentError):
+            await operator.agents.create(
+                Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:__dict__"))
+            )
+        # What is allowed works: the key goes to its endpoint only.
+        await operator.agents.create(llm_agent(fake_openai, "LLM_KEY"), agent_id="llm")
+        await operator.agents.create(
+            Agent(python=PythonRuntime(entry_point="test_agents_lib:relay")), agent_id="local"
+        )
+        flow = await operator.workflows.create(
+            Workflow(steps=[Step(id="ask", agent="agents/llm")]), workflow_id="ask"
+        )
+        done = await operator.executions.wait(
+            (await operator.executions.start(flow.name, {"request": "x"})).name, timeout=20
+        )
+        assert done.state == Execution.STATE_SUCCEEDED
+        assert FakeOpenAI.requests[-1]["auth"] == "Bearer sk-llm"
+        assert Collector.seen == []
+    await server.stop(0)
+
+    # The administrator narrows the policy: agents already stored cannot use what it took away.
+    narrowed = await start_server(
+        auth_tokens=tokens,
+        agent_secret_env="",
+        python_agent_modules="baton_server.agents",
+    )  # on the same database
+    calls_before = len(FakeOpenAI.requests)
+    async with Client.connect(f"127.0.0.1:{narrowed.port}", token="o-token") as operator:
+        for agent, reason in (
+            ("agents/llm", "SECRET_NOT_ALLOWED"),
+            ("agents/local", "ENTRY_POINT_NOT_ALLOWED"),
+        ):
+            flow = await operator.workflows.create(Workflow(steps=[Step(id="s", agent=agent)]))
+            done = await operator.executions.wait(
+                (await operator.executions.start(flow.name, {"request": "x"})).name, timeout=20
+            )
+            assert done.state == Execution.STATE_FAILED
+            assert done.steps[0].error.type == reason
+            assert done.steps[0].attempt == 1  # not retried: it cannot succeed
+    assert len(FakeOpenAI.requests) == calls_before

@@ -95,10 +95,15 @@ class Baton:
     metrics_port: int = 0
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stopped: bool = False
 
     async def stop(self, grace: float | None = None) -> None:
         """Reports NOT_SERVING, lets in-flight RPCs and agent attempts finish within `grace`
-        (unfinished executions resume at the next start), then closes everything."""
+        (unfinished executions resume at the next start), then closes everything. Stopping
+        a stopped server does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
         await self.health.enter_graceful_shutdown()
         await asyncio.gather(self.server.stop(grace), self.executions.shutdown(grace or 0.0))
         await self.runtimes.close()
