@@ -546,3 +546,42 @@ async def test_worker_calls_with_bad_values(server: Baton) -> None:
         answer = await stub.HeartbeatTask(heartbeat, timeout=5)
         assert answer.cancel_requested  # an unknown task: the worker should stop
     await client.close()
+
+
+async def test_executions_stay_small_enough_to_read(start_server: StartServer) -> None:
+    limit = 256 * 1024  # an execution may hold three quarters of it: 196,608 bytes
+    server = await start_server(max_message_bytes=limit, max_output_bytes=150_000)
+    client = Client(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"), timeout=30)
+    await client.agents.create(
+        Agent(python=baton.PythonRuntime(entry_point="test_agents_lib:big")), agent_id="big"
+    )
+    await client.agents.create(python_agent(), agent_id="echo")
+    size = {"size": "${input.size}"}
+    flow = await client.workflows.create(
+        Workflow(
+            steps=[
+                Step(id="a", agent="agents/big", input_mapping=size),
+                Step(id="b", agent="agents/big", input_mapping=size, depends_on=["a"]),
+                Step(id="c", agent="agents/big", input_mapping=size, depends_on=["b"]),
+            ]
+        )
+    )
+    started = await client.executions.start(flow.name, {"size": 80_000})
+    done = await client.executions.wait(started.name, timeout=20)
+    assert done.state == baton.Execution.STATE_FAILED
+    assert [s.state for s in done.steps][:2] == [baton.StepRun.STATE_SUCCEEDED] * 2
+    assert done.steps[2].error.type == "OUTPUT_TOO_LARGE"
+    assert (await client.executions.get(started.name)).ByteSize() < limit
+    # An input over the output bound is refused; a mapping that copies it twice fails.
+    await refused(
+        client.executions.start(flow.name, {"blob": "x" * 150_001}), "input", "PAYLOAD_TOO_LARGE"
+    )
+    twice = await client.workflows.create(
+        Workflow(
+            steps=[Step(id="a", agent=ECHO, input_mapping={"x": "${input.b}", "y": "${input.b}"})]
+        )
+    )
+    started = await client.executions.start(twice.name, {"b": "x" * 100_000})
+    done = await client.executions.wait(started.name, timeout=20)
+    assert done.steps[0].error.type == "INPUT_TOO_LARGE"
+    await client.close()

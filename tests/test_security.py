@@ -225,6 +225,7 @@ async def test_an_operator_cannot_reach_the_servers_secrets(
     server = await start_server(
         auth_tokens=tokens,
         agent_secret_env=f"LLM_KEY={fake_openai}",
+        openai_base_urls=f"{fake_openai},{collector}",
     )
     target = f"127.0.0.1:{server.port}"
     async with Client.connect(target, token="o-token") as operator:
@@ -242,6 +243,13 @@ async def test_an_operator_cannot_reach_the_servers_secrets(
         assert elsewhere.value.reason == "SECRET_NOT_ALLOWED"
         with pytest.raises(baton.InvalidArgumentError):
             await operator.agents.create(llm_agent(fake_openai + ".evil.example", "LLM_KEY"))
+        # Endpoints outside the allowed URLs cannot be called at all (the server's network).
+        with pytest.raises(baton.InvalidArgumentError) as probe:
+            await operator.agents.create(llm_agent("http://127.0.0.1:9464/metrics", ""))
+        assert (probe.value.field, probe.value.reason) == (
+            "agent.openai.base_url",
+            "ENDPOINT_NOT_ALLOWED",
+        )
         # Python agents may only name functions of allowed modules, and nothing private.
         for entry_point in ("os:system", "subprocess:run", "baton_server.config:Settings.load"):
             with pytest.raises(baton.InvalidArgumentError) as module:

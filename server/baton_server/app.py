@@ -132,7 +132,9 @@ async def create_server(settings: Settings) -> Baton:
     settings.check()
     auth = BearerAuth(parse_tokens(settings.auth_tokens)) if settings.auth_tokens else None
     credentials = _tls_credentials(settings)
-    policy = AgentPolicy.parse(settings.python_agent_modules, settings.agent_secret_env)
+    policy = AgentPolicy.parse(
+        settings.python_agent_modules, settings.agent_secret_env, settings.openai_base_urls
+    )
     db = await Database.open(settings.database, synchronous=settings.sqlite_synchronous)
     codec = Codec(settings.compress_threshold)
     cache = (
@@ -178,6 +180,7 @@ async def create_server(settings: Settings) -> Baton:
         max_deltas=settings.max_deltas,
         max_handoff_depth=settings.max_handoff_depth,
         max_output_bytes=settings.max_output_bytes,
+        max_execution_bytes=settings.max_message_bytes * 3 // 4,
     )
     bus = relay = None
     if settings.redis_url:

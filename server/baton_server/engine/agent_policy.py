@@ -5,7 +5,9 @@ the server's own settings, secrets or files beyond what the administrator allowe
 - a `python` agent may only name a function in an allowed module (`python_agent_modules`);
 - an `openai` agent may only take its API key from an allowed environment variable
   (`agent_secret_env`), and, where the administrator bound that variable to an endpoint,
-  only send it to that endpoint. Baton's own `BATON_*` variables are never allowed.
+  only send it to that endpoint. Baton's own `BATON_*` variables are never allowed;
+- an `openai` agent may only call endpoints under the allowed URLs (`openai_base_urls`),
+  when the administrator set any (so that agents cannot probe the server's network).
 Both are checked when an agent is written and again before every attempt, so narrowing the
 settings takes effect on agents already stored.
 """
@@ -33,10 +35,13 @@ class AgentPolicy:
     python_modules: tuple[str, ...] = ("baton_server.agents",)
     secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Variable name -> the base URL prefixes it may be sent to (empty: any endpoint)."""
+    endpoints: tuple[str, ...] = ()
+    """Base URL prefixes `openai` agents may call (empty: any)."""
 
     @classmethod
-    def parse(cls, python_modules: str, secret_env: str) -> AgentPolicy:
-        """From the settings: `mod,pkg.sub` (or `*`) and `NAME,NAME=https://host/prefix`."""
+    def parse(cls, python_modules: str, secret_env: str, endpoints: str = "") -> AgentPolicy:
+        """From the settings: `mod,pkg.sub` (or `*`), `NAME,NAME=https://host/prefix` and
+        `https://host/prefix,...`."""
         modules = tuple(m.strip() for m in python_modules.split(",") if m.strip())
         secrets: dict[str, list[str]] = {}
         for entry in secret_env.split(","):
@@ -52,7 +57,8 @@ class AgentPolicy:
             secrets.setdefault(name, [])
             if url.strip():
                 secrets[name].append(url.strip())
-        return cls(modules, {k: tuple(v) for k, v in secrets.items()})
+        urls = tuple(u.strip() for u in endpoints.split(",") if u.strip())
+        return cls(modules, {k: tuple(v) for k, v in secrets.items()}, urls)
 
     def entry_point_problem(self, entry_point: str) -> str | None:
         """Why a `python` agent may not use `entry_point`, or None if it may."""
@@ -67,6 +73,15 @@ class AgentPolicy:
         return (
             f"module {shorten(module)!r} is not among the modules an administrator allowed "
             f"for python agents (BATON_PYTHON_AGENT_MODULES: {allowed})"
+        )
+
+    def endpoint_problem(self, base_url: str) -> str | None:
+        """Why an `openai` agent may not call `base_url`, or None if it may."""
+        if not self.endpoints or any(_within(base_url, u) for u in self.endpoints):
+            return None
+        return (
+            f"{shorten(base_url)!r} is not under the URLs an administrator allowed "
+            f"(BATON_OPENAI_BASE_URLS: {', '.join(self.endpoints)})"
         )
 
     def secret_problem(self, name: str, base_url: str) -> str | None:

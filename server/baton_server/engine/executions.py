@@ -83,6 +83,7 @@ class Executions:
         max_deltas: int = 1000,
         max_handoff_depth: int = 8,
         max_output_bytes: int = 1024 * 1024,
+        max_execution_bytes: int = 3 * 1024 * 1024,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -127,6 +128,7 @@ class Executions:
             max_deltas=max_deltas,
             max_handoff_depth=max_handoff_depth,
             max_output_bytes=max_output_bytes,
+            max_execution_bytes=max_execution_bytes,
         )
 
     # Commands -------------------------------------------------------------------------

@@ -80,6 +80,9 @@ class RunEnv:
     max_deltas: int = 1000
     max_handoff_depth: int = 8
     max_output_bytes: int = 1024 * 1024
+    max_execution_bytes: int = 3 * 1024 * 1024
+    """Most bytes (as JSON) of an execution's input, step outputs and output together, so
+    that GetExecution can always send it."""
 
 
 class ExecutionRun:
@@ -96,6 +99,7 @@ class ExecutionRun:
         self._driver: asyncio.Task[None] | None = None
         self._first: Transition | None = None
         self._draining = False
+        self._sizes: dict[str, int] = {}  # step id -> bytes of its stored output
 
     # Lifecycle ------------------------------------------------------------------------
 
@@ -334,7 +338,11 @@ class ExecutionRun:
                         failed = self._ended(
                             run,
                             StepState.FAILED,
-                            Failure(type(exc).__name__.lstrip("_"), str(exc), non_retryable=True),
+                            Failure(
+                                getattr(exc, "failure_type", type(exc).__name__.lstrip("_")),
+                                str(exc),
+                                non_retryable=True,
+                            ),
                         )
                         changes[run.position] = failed
                         events.append(self._completion_event(failed))
@@ -716,18 +724,51 @@ class ExecutionRun:
         return result
 
     def _step_output(self, step: Step, output: dict[str, Any]) -> dict[str, Any]:
-        """The step's output: the (last) agent's output through `output_mapping`."""
-        if step.output_mapping is None:
-            return output
-        try:
-            mapped: dict[str, Any] = render(
-                step.output_mapping, {**self._scope(self._committed), "output": output}
-            )
-        except MappingError as exc:
-            raise AttemptFailedError(
-                Failure("OutputMappingError", str(exc), non_retryable=True)
-            ) from None
+        """The step's output: the (last) agent's output through `output_mapping`, within
+        what the execution may hold in all."""
+        mapped = output
+        if step.output_mapping is not None:
+            try:
+                mapped = render(
+                    step.output_mapping, {**self._scope(self._committed), "output": output}
+                )
+            except MappingError as exc:
+                raise AttemptFailedError(
+                    Failure("OutputMappingError", str(exc), non_retryable=True)
+                ) from None
+        problem = self._too_large(mapped, self._committed, step.id)
+        if problem is not None:
+            raise AttemptFailedError(problem)
         return mapped
+
+    def _too_large(
+        self, output: dict[str, Any], view: Callable[[str], StepRun], step_id: str | None
+    ) -> Failure | None:
+        """A failure if storing `output` would make the execution exceed its size bound
+        (counting its input and the step outputs in `view`, except `step_id`'s)."""
+        total = len(orjson.dumps(output)) + self._stored_bytes(view, step_id)
+        if total <= self.env.max_execution_bytes:
+            return None
+        return Failure(
+            "OUTPUT_TOO_LARGE",
+            f"with this output the execution would hold {total} bytes of input and outputs; "
+            f"at most {self.env.max_execution_bytes} (three quarters of "
+            "BATON_MAX_MESSAGE_BYTES), so that it can always be read back",
+            non_retryable=True,
+        )
+
+    def _stored_bytes(self, view: Callable[[str], StepRun], except_step: str | None) -> int:
+        if "" not in self._sizes:
+            self._sizes[""] = len(orjson.dumps(self.execution.input))
+        total = self._sizes[""]
+        for step in self.plan.workflow.steps:
+            run = view(step.id)
+            if step.id == except_step or run.state is not StepState.SUCCEEDED:
+                continue
+            if step.id not in self._sizes:
+                self._sizes[step.id] = len(orjson.dumps(run.output or {}))
+            total += self._sizes[step.id]
+        return total
 
     async def _agent_at(self, step: Step, index: int, run: StepRun) -> Agent | Failure:
         """The agent for position `index` of the step's chain (0: its own agent or one with
@@ -957,6 +998,12 @@ class ExecutionRun:
         if step.input_mapping is None:
             return dict(self.execution.input)
         rendered: dict[str, Any] = render(step.input_mapping, self._scope(view))
+        size = len(orjson.dumps(rendered))
+        if size > self.env.max_output_bytes:
+            raise _InputTooLargeError(
+                f"the step's mapped input is {size} bytes; at most "
+                f"{self.env.max_output_bytes} (BATON_MAX_OUTPUT_BYTES)"
+            )
         return rendered
 
     def _condition(self, step: Step, view: Callable[[str], StepRun]) -> bool:
@@ -975,20 +1022,28 @@ class ExecutionRun:
     ) -> tuple[dict[str, Any] | None, Failure | None]:
         mapping = self.plan.workflow.output_mapping
         if mapping is None:
-            return {
+            output: dict[str, Any] = {
                 sink: view(sink).output
                 for sink in self.plan.sinks
                 if view(sink).state is StepState.SUCCEEDED
-            }, None
-        try:
-            output: dict[str, Any] = render(mapping, self._scope(view))
-        except MappingError as exc:
-            return None, Failure("OutputMappingError", str(exc))
-        return output, None
+            }
+        else:
+            try:
+                output = render(mapping, self._scope(view))
+            except MappingError as exc:
+                return None, Failure("OutputMappingError", str(exc))
+        problem = self._too_large(output, view, None)
+        return (None, problem) if problem is not None else (output, None)
 
 
 class _ConditionError(ValueError):
     """A step condition that could not be evaluated."""
+
+
+class _InputTooLargeError(MappingError):
+    """A step input mapping that makes an input larger than a step output may be."""
+
+    failure_type = "INPUT_TOO_LARGE"
 
 
 def _log_task_errors(task: asyncio.Task[None]) -> None:

@@ -162,6 +162,8 @@ def _check_openai(runtime: OpenAIRuntime, policy: AgentPolicy) -> list[FieldViol
     found = []
     if len(runtime.base_url) > MAX_URL or not _BASE_URL.fullmatch(runtime.base_url):
         found.append(_v("agent.openai.base_url", "must be an http(s) URL"))
+    elif (problem := policy.endpoint_problem(runtime.base_url)) is not None:
+        found.append(_v("agent.openai.base_url", problem, "ENDPOINT_NOT_ALLOWED"))
     if not runtime.model:
         found.append(_v("agent.openai.model", "is required", "FIELD_REQUIRED"))
     found += _check_text("agent.openai.model", runtime.model, MAX_MODEL)
