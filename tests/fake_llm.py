@@ -73,13 +73,18 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def fake_openai() -> Iterator[str]:
-    FakeOpenAI.requests = []
-    FakeOpenAI.limited_calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serves `handler` on a free port in a thread; yields its base URL (`.../v1`)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[str]:
+    FakeOpenAI.requests = []
+    FakeOpenAI.limited_calls = []
+    yield from serve(FakeOpenAI)

@@ -25,6 +25,7 @@ from google.protobuf import json_format, message_factory, struct_pb2
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import field_bytes, nested_struct_bytes
 
 from baton import Agent, Handoff, PythonRuntime, Step, SyncClient, WorkerRuntime, Workflow
 from baton_server.app import SERVICES
@@ -225,25 +226,6 @@ def _default(field: _descriptor.FieldDescriptor) -> Any:
     return {FD.TYPE_STRING: "x", FD.TYPE_BOOL: True, FD.TYPE_BYTES: b"x"}.get(field.type, 1)
 
 
-def _deep_struct_bytes(depth: int) -> bytes:
-    """A Struct nested `depth` deep, encoded by hand (protobuf refuses to build it)."""
-
-    def length_delimited(tag: int, body: bytes) -> bytes:
-        size, out = len(body), bytearray([tag])
-        while True:
-            byte, size = size & 0x7F, size >> 7
-            out.append(byte | (0x80 if size else 0))
-            if not size:
-                return bytes(out) + body
-
-    body = b""
-    for _ in range(depth):
-        value = length_delimited(0x2A, body)  # Value.struct_value = 5
-        entry = length_delimited(0x0A, b"a") + length_delimited(0x12, value)  # key, value
-        body = length_delimited(0x0A, entry)  # Struct.fields = 1
-    return body
-
-
 _AGENT = {"displayName": "A", "python": {"entryPoint": "baton_server.agents.builtin:echo"}}
 _WORKFLOW = {
     "steps": [
@@ -345,23 +327,13 @@ def _payloads() -> st.SearchStrategy[tuple[str, Any, bytes]]:
             if field.message_type is not None and (
                 field.message_type.full_name == "google.protobuf.Struct"
             ):
-                tag = (field.number << 3) | 2
-                deep = st.just(bytes([tag]) + _varint(len(s := _deep_struct_bytes(200))) + s)
+                deep = st.just(field_bytes(field.number, nested_struct_bytes(200)))
                 break
         # Mostly one hostile value in an otherwise valid request: it reaches the deep code.
         payload = st.one_of(*[mutated] * 6, generated, generated, garbage, deep)
         return st.tuples(st.just(path), st.just(method), payload)
 
     return st.integers(0, len(METHODS) - 1).flatmap(for_method)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 class FuzzTarget:

@@ -17,6 +17,7 @@ import pytest
 from conftest import StartServer, python_agent
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
+from wire import field_bytes, nested_struct_bytes
 
 import baton
 from baton import Agent, Client, Handoff, Step, WorkerRuntime, Workflow
@@ -276,22 +277,6 @@ async def raw_call(
     return caught.value
 
 
-def nested_struct_bytes(depth: int) -> bytes:
-    def delimited(tag: int, body: bytes) -> bytes:
-        size, out = len(body), bytearray([tag])
-        while True:
-            byte, size = size & 0x7F, size >> 7
-            out.append(byte | (0x80 if size else 0))
-            if not size:
-                return bytes(out) + body
-
-    body = b""
-    for _ in range(depth):
-        entry = delimited(0x0A, b"a") + delimited(0x12, delimited(0x2A, body))
-        body = delimited(0x0A, entry)
-    return body
-
-
 async def test_non_finite_and_deep_payloads_are_invalid_arguments(server: Baton) -> None:
     client = await with_echo(server)
     flow = await client.workflows.create(one_step(), workflow_id="flow")
@@ -377,7 +362,7 @@ async def test_out_of_range_times_and_durations(server: Baton) -> None:
 async def test_undecodable_requests_are_invalid_arguments(start_server: StartServer) -> None:
     server = await start_server(auth_tokens="a=admin")
     bad_utf8 = b"\x0a\x03\xff\xfe\xfd"  # field 1 (a string) holding invalid UTF-8
-    deep = _field_bytes(3, nested_struct_bytes(200))  # StartExecutionRequest.input = 3
+    deep = field_bytes(3, nested_struct_bytes(200))  # StartExecutionRequest.input = 3
     for path, payload in (
         ("/baton.v1.AgentService/CreateAgent", b"\x09"),
         ("/baton.v1.AgentService/GetAgent", bad_utf8),
@@ -391,16 +376,6 @@ async def test_undecodable_requests_are_invalid_arguments(start_server: StartSer
         # Without a token the same bytes get UNAUTHENTICATED: auth answers first.
         status = await raw_call(server, path, payload)
         assert status.code() is grpc.StatusCode.UNAUTHENTICATED, (path, status)
-
-
-def _field_bytes(number: int, body: bytes) -> bytes:
-    out = bytearray([(number << 3) | 2])
-    size = len(body)
-    while True:
-        byte, size = size & 0x7F, size >> 7
-        out.append(byte | (0x80 if size else 0))
-        if not size:
-            return bytes(out) + body
 
 
 # 10 + 11: what is stored fits, and errors stay small -------------------------------------

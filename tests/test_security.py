@@ -6,16 +6,14 @@ import asyncio
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import grpc
 import pytest
 from conftest import StartServer, python_agent
-from fake_llm import FakeOpenAI
+from fake_llm import FakeOpenAI, serve
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import baton
@@ -201,12 +199,7 @@ class Collector(FakeOpenAI):
 @pytest.fixture
 def collector() -> Iterator[str]:
     Collector.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    yield from serve(Collector)
 
 
 def llm_agent(base_url: str, key_env: str) -> Agent:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from baton_server.api.handler_streams import items_of
 from baton_server.api.status import to_status
 from baton_server.errors import BatonError, Code
 
@@ -96,12 +97,8 @@ def _wrap(handler: Handler, method: str) -> Handler:
         ) -> AsyncIterator[Any]:
             if isinstance(request, Undecodable):
                 await context.abort_with_status(_status(request))
-            produced = inner_stream(request, context)
-            if hasattr(produced, "__aiter__"):
-                async for item in produced:
-                    yield item
-            else:  # a coroutine that sends with context.write (e.g. health Watch)
-                await produced
+            async for item in items_of(inner_stream(request, context)):
+                yield item
 
         return grpc.unary_stream_rpc_method_handler(stream, safe, handler.response_serializer)
     return handler  # streaming requests (reflection) decode inside their own loop

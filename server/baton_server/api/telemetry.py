@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from baton_server.api.handler_streams import items_of
 from baton_server.engine.execution_model import Event
 
 Gauges = Callable[[], dict[str, tuple[str, float]]]
@@ -128,12 +129,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             ) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
-                    produced = inner_stream(request, context)
-                    if hasattr(produced, "__aiter__"):
-                        async for item in produced:
-                            yield item
-                    else:  # a coroutine that sends with context.write (e.g. health Watch)
-                        await produced
+                    async for item in items_of(inner_stream(request, context)):
+                        yield item
                 finally:
                     observe(method, context, started)
 
