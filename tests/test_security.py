@@ -218,7 +218,7 @@ async def test_an_operator_cannot_reach_the_servers_secrets(
     server = await start_server(
         auth_tokens=tokens,
         agent_secret_env=f"LLM_KEY={fake_openai}",
-        openai_base_urls=f"{fake_openai},{collector}",
+        agent_urls=f"{fake_openai},{collector}",
     )
     target = f"127.0.0.1:{server.port}"
     async with Client.connect(target, token="o-token") as operator:
@@ -266,6 +266,19 @@ async def test_an_operator_cannot_reach_the_servers_secrets(
         assert done.state == Execution.STATE_SUCCEEDED
         assert FakeOpenAI.requests[-1]["auth"] == "Bearer sk-llm"
         assert Collector.seen == []
+        # The http_request built-in goes through the same client: the server's network
+        # (here a cloud metadata address) is out of reach, whatever the input says.
+        fetch = PythonRuntime(entry_point="baton_server.agents.builtin:http_request")
+        await operator.agents.create(Agent(python=fetch), agent_id="fetch")
+        flow = await operator.workflows.create(
+            Workflow(steps=[Step(id="get", agent="agents/fetch")]), workflow_id="fetch"
+        )
+        metadata = {"url": "http://169.254.169.254/latest/meta-data/iam/"}
+        done = await operator.executions.wait(
+            (await operator.executions.start(flow.name, metadata)).name, timeout=20
+        )
+        assert done.state == Execution.STATE_FAILED
+        assert (done.steps[0].error.type, done.steps[0].attempt) == ("ENDPOINT_NOT_ALLOWED", 1)
     await server.stop(0)
 
     # The administrator narrows the policy: agents already stored cannot use what it took away.

@@ -133,7 +133,7 @@ async def create_server(settings: Settings) -> Baton:
     auth = BearerAuth(parse_tokens(settings.auth_tokens)) if settings.auth_tokens else None
     credentials = _tls_credentials(settings)
     policy = AgentPolicy.parse(
-        settings.python_agent_modules, settings.agent_secret_env, settings.openai_base_urls
+        settings.python_agent_modules, settings.agent_secret_env, settings.agent_urls
     )
     db = await Database.open(settings.database, synchronous=settings.sqlite_synchronous)
     codec = Codec(settings.compress_threshold)
@@ -156,7 +156,11 @@ async def create_server(settings: Settings) -> Baton:
         measure=definition_size,
         max_bytes=settings.max_message_bytes // 4,
     )
-    http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+    # The one HTTP client agents use: every request it sends is checked against the policy.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        event_hooks={"request": [policy.check_request]},
+    )
     broker = TaskBroker()
     runtimes = Runtimes(
         threads=settings.agent_threads,

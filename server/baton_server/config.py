@@ -71,9 +71,10 @@ class Settings:
     """Environment variables `openai` agents may take their API key from, comma-separated;
     `NAME=https://host/prefix` also binds NAME to endpoints under that URL (repeat NAME for
     several). BATON_* variables are never allowed. Empty: agents get no secrets."""
-    openai_base_urls: str = ""
-    """URL prefixes `openai` agents may call, comma-separated (e.g.
-    https://api.openai.com/v1); empty: any http(s) URL."""
+    agent_urls: str = ""
+    """URL prefixes agents may reach through the server's shared HTTP client (`openai`
+    agents' base_url, the `http_request` built-in, async agents' ctx.http), comma-separated
+    (e.g. https://api.openai.com/v1); empty: any http(s) URL."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight RPCs before cancelling them."""
     max_message_bytes: int = 4 * 1024 * 1024
@@ -146,9 +147,7 @@ class Settings:
         if self.max_message_bytes < 64 * 1024:
             problems.append("max_message_bytes must be at least 65536")
         try:
-            AgentPolicy.parse(
-                self.python_agent_modules, self.agent_secret_env, self.openai_base_urls
-            )
+            AgentPolicy.parse(self.python_agent_modules, self.agent_secret_env, self.agent_urls)
         except PolicySettingError as exc:
             problems.append(str(exc))
         if problems:

@@ -6,8 +6,10 @@ the server's own settings, secrets or files beyond what the administrator allowe
 - an `openai` agent may only take its API key from an allowed environment variable
   (`agent_secret_env`), and, where the administrator bound that variable to an endpoint,
   only send it to that endpoint. Baton's own `BATON_*` variables are never allowed;
-- an `openai` agent may only call endpoints under the allowed URLs (`openai_base_urls`),
-  when the administrator set any (so that agents cannot probe the server's network).
+- agents may only reach URLs under the allowed ones (`agent_urls`) through the server's
+  shared HTTP client (`openai` agents, the `http_request` built-in, `ctx.http`), when the
+  administrator set any: so that agents cannot read the server's network (a cloud
+  metadata endpoint, its metrics port).
 Both are checked when an agent is written and again before every attempt, so narrowing the
 settings takes effect on agents already stored.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from baton_server.limits import shorten
 
@@ -28,6 +31,15 @@ class PolicySettingError(ValueError):
     """A policy setting that cannot be used."""
 
 
+class PolicyViolationError(Exception):
+    """An agent tried to reach what the policy does not allow; fails its attempt for good."""
+
+    def __init__(self, failure_type: str, message: str) -> None:
+        super().__init__(message)
+        self.failure_type = failure_type
+        self.message = message
+
+
 @dataclass(frozen=True)
 class AgentPolicy:
     """Allowed Python modules and secret environment variables (with their endpoints)."""
@@ -36,7 +48,7 @@ class AgentPolicy:
     secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Variable name -> the base URL prefixes it may be sent to (empty: any endpoint)."""
     endpoints: tuple[str, ...] = ()
-    """Base URL prefixes `openai` agents may call (empty: any)."""
+    """URL prefixes agents may reach through the shared HTTP client (empty: any)."""
 
     @classmethod
     def parse(cls, python_modules: str, secret_env: str, endpoints: str = "") -> AgentPolicy:
@@ -75,14 +87,21 @@ class AgentPolicy:
             f"for python agents (BATON_PYTHON_AGENT_MODULES: {allowed})"
         )
 
-    def endpoint_problem(self, base_url: str) -> str | None:
-        """Why an `openai` agent may not call `base_url`, or None if it may."""
-        if not self.endpoints or any(_within(base_url, u) for u in self.endpoints):
+    def endpoint_problem(self, url: str) -> str | None:
+        """Why an agent may not reach `url`, or None if it may."""
+        if not self.endpoints or any(_within(url, u) for u in self.endpoints):
             return None
         return (
-            f"{shorten(base_url)!r} is not under the URLs an administrator allowed "
-            f"(BATON_OPENAI_BASE_URLS: {', '.join(self.endpoints)})"
+            f"{shorten(url)!r} is not under the URLs an administrator allowed agents to "
+            f"reach (BATON_AGENT_URLS: {', '.join(self.endpoints)})"
         )
+
+    async def check_request(self, request: Any) -> None:
+        """An httpx request hook for the shared client: refuses URLs outside the policy
+        (each redirect is a request of its own, and is checked too)."""
+        problem = self.endpoint_problem(str(request.url))
+        if problem is not None:
+            raise PolicyViolationError("ENDPOINT_NOT_ALLOWED", problem)
 
     def secret_problem(self, name: str, base_url: str) -> str | None:
         """Why an `openai` agent may not send variable `name` to `base_url`, or None."""

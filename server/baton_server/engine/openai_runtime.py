@@ -33,9 +33,6 @@ class OpenAIClient:
         """One chat completion; raises AttemptFailedError on failure."""
         runtime = agent.runtime
         assert isinstance(runtime, OpenAIRuntime)
-        problem = self._policy.endpoint_problem(runtime.base_url)
-        if problem is not None:  # the policy was narrowed after the agent was written
-            raise AttemptFailedError(Failure("ENDPOINT_NOT_ALLOWED", problem, non_retryable=True))
         headers = {"Content-Type": "application/json"}
         if runtime.api_key_env:
             try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from baton import AgentError, HandoffRequest, StepContext
-from baton_server.engine.agent_policy import AgentPolicy
+from baton_server.engine.agent_policy import AgentPolicy, PolicyViolationError
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import (
     Agent,
@@ -57,6 +57,8 @@ def failure_of(exc: BaseException) -> AttemptFailedError:
     """The AttemptFailedError for whatever an agent raised."""
     if isinstance(exc, AttemptFailedError):
         return exc
+    if isinstance(exc, PolicyViolationError):
+        return AttemptFailedError(Failure(exc.failure_type, exc.message, non_retryable=True))
     if isinstance(exc, AgentError):
         return AttemptFailedError(
             Failure(exc.type, exc.message, non_retryable=exc.non_retryable, details=exc.details),
@@ -95,7 +97,10 @@ class Runtimes:
         if isinstance(runtime, WorkerRuntime) and self.broker is not None:
             return await self.broker.run(agent, value, ctx)
         if isinstance(runtime, OpenAIRuntime) and self.openai is not None:
-            return await self.openai.run(agent, value, ctx)
+            try:
+                return await self.openai.run(agent, value, ctx)
+            except PolicyViolationError as exc:
+                raise failure_of(exc) from None
         if not isinstance(runtime, PythonRuntime):
             raise AttemptFailedError(
                 Failure(
