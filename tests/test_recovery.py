@@ -29,6 +29,16 @@ def effects(path: Path) -> collections.Counter[tuple[str, str]]:
     return counts
 
 
+def keys(path: Path) -> dict[tuple[str, str], list[str]]:
+    """The idempotency keys each (execution, step) performed its side effect with."""
+    found: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split("/")
+        if len(parts) == 3:
+            found[(parts[0], parts[1])].append(line)
+    return found
+
+
 async def effect_agent(
     client: Client, agent_id: str, function: str, effect_log: Path, max_pause: float
 ) -> None:
@@ -124,8 +134,9 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
             for step_id in ("one", "two", "three"):
                 assert effects_after[(execution_id, step_id)] >= 1
         after = durable_steps(database)
-        for key, attempt in running_before.items():  # interrupted: retried as a new attempt
-            assert after[key][1] == attempt + 1, key
+        for key, attempt in running_before.items():  # interrupted: delivered again, as is
+            assert after[key][1] == attempt, key
+            assert set(keys(effect_log)[key]) == {f"{key[0]}/{key[1]}/{attempt}"}, key
     finally:
         stop_processes(processes)
 
@@ -169,7 +180,9 @@ async def test_handoff_target_resumes_with_its_handoff_input(tmp_path: Path) -> 
             done = await client.executions.wait(execution.name, timeout=20)
         assert done.state == Execution.STATE_SUCCEEDED, done.error
         run = done.steps[0]
-        assert run.attempt == 3  # a, b cut short by the kill, b again
+        assert run.attempt == 2  # a, then b: cut short by the kill, delivered again as 2
+        assert [a.attempt for a in run.attempts] == [1, 2, 2]
+        assert run.attempts[1].error.type == "Interrupted"
         assert dict(run.output["received"]) == {"from_a": ["agents/a"]}
     finally:
         stop_processes(processes)

@@ -392,19 +392,28 @@ class ExecutionRun:
     # Steps ----------------------------------------------------------------------------
 
     async def _resume(self, run: StepRun) -> StepRun:
-        """Continues a step that was active when the server stopped. The interrupted attempt
-        is closed but does not count against the retry policy."""
+        """Continues a step that was active when the server stopped. An attempt the stop cut
+        short (it never reported an end) is delivered again with the same attempt number,
+        hence the same idempotency key, and does not count against the retry policy; its
+        first delivery stays on record, closed as `Interrupted`."""
         step = self.plan.steps[run.step_id]
         if run.state is StepState.RUNNING and run.attempts:
             last = run.attempts[-1]
+            cut_short = not last.end_time and last.attempt == run.attempt
             closed = dataclasses.replace(
                 last,
                 end_time=last.end_time or self.env.clock(),
                 error=last.error
-                or Failure("Interrupted", "the server stopped during this attempt"),
+                or Failure(
+                    "Interrupted",
+                    "the server stopped during this attempt; it was delivered again",
+                ),
             )
             run = dataclasses.replace(
-                run, attempts=[*run.attempts[:-1], closed], tries=max(run.tries - 1, 0)
+                run,
+                attempts=[*run.attempts[:-1], closed],
+                tries=max(run.tries - 1, 0),
+                attempt=run.attempt - 1 if cut_short else run.attempt,
             )
         agent_input = run.handoff_input
         if agent_input is None:
