@@ -129,6 +129,39 @@ async def test_killed_worker_task_moves_to_the_other_worker(
     assert time.monotonic() - killed_at < 2.0 + 1.0 + 1.5  # within the heartbeat timeout
 
 
+async def test_retries_skip_a_frozen_worker(
+    server: Baton,
+    client: Client,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """A frozen worker (SIGSTOP) keeps its stream open but sends no heartbeat: once its lease
+    runs out it gets no new task, and the retry goes to the healthy worker."""
+    await worker_agent(client, "marked", heartbeat_timeout=2.0)
+    workflow = await client.workflows.create(
+        Workflow(steps=[Step(id="work", agent="marked", retry_policy=fast_retries())])
+    )
+    workers = {p.pid: p for p in (spawn_worker("marked"), spawn_worker("marked"))}
+    await connected(server, 2)
+    marker = tmp_path / "marker"
+    execution = await client.executions.start(
+        workflow.name, {"marker": str(marker), "seconds": 1.0}
+    )
+    await eventually(lambda: _has(marker, "\n"), within=10)
+    frozen = int(marker.read_text().split()[0])
+    workers[frozen].send_signal(signal.SIGSTOP)
+    try:
+        done = await client.executions.wait(execution.name, timeout=30)
+        assert server.runtimes.broker is not None
+        assert server.runtimes.broker.connected_workers == 2  # the frozen stream is still open
+    finally:
+        workers[frozen].send_signal(signal.SIGCONT)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    run = done.steps[0]
+    assert run.attempts[0].error.type == "HeartbeatTimeout"
+    assert run.attempt == 2 and int(run.output["pid"]) != frozen
+
+
 async def test_cancel_reaches_a_heartbeating_worker(
     server: Baton,
     client: Client,
@@ -163,13 +196,17 @@ async def test_late_answer_after_the_lease_ended_changes_nothing(
     first = await poll.read()
     assert first.attempt == 1 and first.idempotency_key.endswith("/work/1")
     assert first.input["n"] == 1
-    # No heartbeat: after 0.5 s the lease is gone and attempt 2 is handed out.
-    second = await asyncio.wait_for(poll.read(), 10)
-    assert second.attempt == 2 and second.task_token != first.task_token
+    # No heartbeat: after 0.5 s the lease is gone. Attempt 2 waits: this worker gets no new
+    # task until it is heard from again.
+    reading = asyncio.ensure_future(poll.read())
+    await asyncio.sleep(1.5)
+    assert not reading.done()
     late = await stub.CompleteTask(
         worker_pb2.CompleteTaskRequest(task_token=first.task_token, output={"from": "late"})
     )
     assert not late.accepted
+    second = await asyncio.wait_for(reading, 10)  # it answered: alive again
+    assert second.attempt == 2 and second.task_token != first.task_token
     beat = await stub.HeartbeatTask(worker_pb2.HeartbeatTaskRequest(task_token=first.task_token))
     assert beat.cancel_requested
     on_time = await stub.CompleteTask(

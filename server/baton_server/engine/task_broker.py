@@ -3,7 +3,10 @@ workers, kept alive by heartbeats, and answered by CompleteTask / FailTask.
 
 A lease lasts one heartbeat timeout; a worker that disconnects or stops heartbeating loses
 its tasks, which fail as retryable (so the engine's retry policy hands them to another
-worker as a new attempt). An answer to a lost lease is recorded but changes nothing."""
+worker as a new attempt). A worker whose lease ran out gets no new task until it shows it
+is alive again (a heartbeat or an answer, even a late one): a frozen worker keeps its stream
+open, and retries must not be pushed down it. An answer to a lost lease is recorded but
+changes nothing."""
 
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ class Task:
     )
     picked: asyncio.Event = field(default_factory=asyncio.Event)
     worker: str = ""
+    poller: _Poller | None = None
     lease_expires: float = 0.0
     handoff_to: str = ""
 
@@ -59,6 +63,8 @@ class _Poller:
     capacity: int
     leased: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stalled: bool = False
+    """A lease of this worker ran out: it takes nothing until it is heard from again."""
 
 
 class TaskBroker:
@@ -171,6 +177,7 @@ class TaskBroker:
         task = self._tasks.get(token)
         if task is None:
             return None, True
+        self._heard_from(task)
         if task.done or task.ctx.cancelled.is_set():
             return task, True
         task.lease_expires = time.monotonic() + task.heartbeat_timeout
@@ -179,6 +186,8 @@ class TaskBroker:
     # Internals ------------------------------------------------------------------------
 
     def _take(self, poller: _Poller) -> Task | None:
+        if poller.stalled:
+            return None
         for agent_id in poller.agents:
             queue = self._pending.get(agent_id)
             while queue:
@@ -186,6 +195,7 @@ class TaskBroker:
                 if task.done:
                     continue
                 task.worker = poller.identity
+                task.poller = poller
                 task.lease_expires = time.monotonic() + task.heartbeat_timeout
                 task.picked.set()
                 poller.leased.add(task.token)
@@ -200,6 +210,8 @@ class TaskBroker:
         while not task.done:
             remaining = task.lease_expires - time.monotonic()
             if remaining <= 0:
+                if task.poller is not None:
+                    task.poller.stalled = True
                 self._fail(
                     task,
                     Failure(
@@ -215,6 +227,7 @@ class TaskBroker:
         if task is None:
             log.info("answer for an unknown task ignored", extra={"rpc": what})
             return None
+        self._heard_from(task)
         if task.done:
             task.ctx.log.warning(
                 f"late {what} from worker {task.worker!r} ignored: the lease had ended",
@@ -222,6 +235,13 @@ class TaskBroker:
             )
             return None
         return task
+
+    def _heard_from(self, task: Task) -> None:
+        """The worker that holds `task` is alive: it may take tasks again."""
+        poller = task.poller
+        if poller is not None and poller.stalled:
+            poller.stalled = False
+            poller.wake.set()
 
     def _fail(self, task: Task, failure: Failure) -> None:
         if not task.done:
