@@ -560,3 +560,14 @@ async def test_executions_stay_small_enough_to_read(start_server: StartServer) -
     done = await client.executions.wait(started.name, timeout=20)
     assert done.steps[0].error.type == "INPUT_TOO_LARGE"
     await client.close()
+
+
+async def test_list_filters_are_bounded(server: Baton) -> None:
+    client = await with_echo(server)
+    with pytest.raises(baton.InvalidArgumentError) as caught:
+        [a async for a in client.agents.list(capabilities=[f"c{i}" for i in range(101)])]
+    assert (caught.value.field, caught.value.reason) == ("capabilities", "TOO_MANY")
+    with pytest.raises(baton.InvalidArgumentError):
+        [w async for w in client.workflows.list(tags=["x" * 64])]
+    assert [a.name async for a in client.agents.list(capabilities=[])] == [ECHO]
+    await client.close()

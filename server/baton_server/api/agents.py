@@ -18,7 +18,7 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.enums import enum_to_domain, enum_to_proto
-from baton_server.api.requests import PageTokens, request_info, update_fields
+from baton_server.api.requests import PageTokens, filter_words, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.engine.definitions import AGENT_FIELDS, Definitions, etag_of
 from baton_server.engine.ids import new_id
@@ -144,13 +144,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.ListAgentsRequest, context: Context
     ) -> agent_pb2.ListAgentsResponse:
         state = enum_to_domain(request.state, agent_pb2.Agent.State, AgentState, "state")
-        filters = {"capabilities": sorted(set(request.capabilities)), "state": request.state}
+        capabilities = filter_words("capabilities", request.capabilities)
+        filters = {"capabilities": capabilities, "state": request.state}
         agents, token = await self._tokens.page(
             "ListAgents",
             request,
             filters,
             lambda after, limit: self._definitions.list_agents(
-                after=after, limit=limit, capabilities=list(request.capabilities), state=state
+                after=after, limit=limit, capabilities=capabilities, state=state
             ),
             agent_to_proto,
         )

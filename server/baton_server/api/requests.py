@@ -7,7 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import field_mask_pb2
@@ -15,7 +15,8 @@ from google.protobuf.message import Message
 
 from baton_server.engine.idempotency import RequestInfo
 from baton_server.engine.paging import Page
-from baton_server.errors import invalid_field
+from baton_server.engine.validation import check_words
+from baton_server.errors import invalid, invalid_field
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
@@ -102,6 +103,14 @@ class PageTokens:
 def _digest(scope: str, filters: Mapping[str, Any]) -> str:
     canonical = json.dumps([scope, filters], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def filter_words(field: str, values: Sequence[str]) -> list[str]:
+    """A list filter's values (capabilities, tags), bounded like the fields they match."""
+    found = check_words(field, list(values))
+    if found:
+        raise invalid(found)
+    return sorted(set(values))
 
 
 def request_info(method: str, request: Message) -> RequestInfo:

@@ -20,7 +20,7 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.enums import enum_to_domain, enum_to_proto
-from baton_server.api.requests import PageTokens, request_info, update_fields
+from baton_server.api.requests import PageTokens, filter_words, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.engine.definitions import WORKFLOW_FIELDS, Definitions, etag_of
 from baton_server.engine.ids import new_id
@@ -165,13 +165,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         self, request: workflow_pb2.ListWorkflowsRequest, context: Context
     ) -> workflow_pb2.ListWorkflowsResponse:
         state = enum_to_domain(request.state, workflow_pb2.Workflow.State, WorkflowState, "state")
-        filters = {"tags": sorted(set(request.tags)), "state": request.state}
+        tags = filter_words("tags", request.tags)
+        filters = {"tags": tags, "state": request.state}
         workflows, token = await self._tokens.page(
             "ListWorkflows",
             request,
             filters,
             lambda after, limit: self._definitions.list_workflows(
-                after=after, limit=limit, tags=list(request.tags), state=state
+                after=after, limit=limit, tags=tags, state=state
             ),
             workflow_to_proto,
         )

@@ -79,7 +79,8 @@ def _check_count(field: str, values: Iterable[Any], limit: int) -> list[FieldVio
     return []
 
 
-def _check_words(field: str, values: list[str]) -> list[FieldViolation]:
+def check_words(field: str, values: list[str]) -> list[FieldViolation]:
+    """Checks a list of words (capabilities, tags, tools): how many, and each one's length."""
     found = _check_count(field, values, MAX_LIST_ITEMS)
     if found:
         return found
@@ -132,8 +133,8 @@ def validate_agent(agent: Agent, policy: AgentPolicy) -> list[FieldViolation]:
     """Checks an agent's fields and runtime, and that the runtime stays within `policy`."""
     found = _check_text("agent.display_name", agent.display_name, MAX_DISPLAY_NAME)
     found += _check_text("agent.description", agent.description, MAX_DESCRIPTION)
-    found += _check_words("agent.capabilities", agent.capabilities)
-    found += _check_words("agent.tools", agent.tools)
+    found += check_words("agent.capabilities", agent.capabilities)
+    found += check_words("agent.tools", agent.tools)
     found += check_labels("agent.labels", agent.labels)
     if agent.max_concurrency < 0:
         found.append(_v("agent.max_concurrency", "must be 0 (no limit) or more"))
@@ -214,7 +215,7 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
     """Checks a workflow; returns its violations and, when it is a DAG, a topological order."""
     found = _check_text("workflow.display_name", workflow.display_name, MAX_DISPLAY_NAME)
     found += _check_text("workflow.description", workflow.description, MAX_DESCRIPTION)
-    found += _check_words("workflow.tags", workflow.tags)
+    found += check_words("workflow.tags", workflow.tags)
     if workflow.input_schema is not None:
         found += [
             _v(f"workflow.input_schema{path}", problem)
@@ -295,7 +296,7 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     if step.agent and step.capability:
         found.append(_v(f"{field}.capability", "set either agent or capability, not both"))
     elif step.capability:
-        found += _check_words(f"{field}.capability", [step.capability])
+        found += check_words(f"{field}.capability", [step.capability])
     else:
         found += _check_agent_ref(f"{field}.agent", step.agent)
     found += _check_count(f"{field}.depends_on", step.depends_on, MAX_DEPENDENCIES)
