@@ -138,3 +138,10 @@ def effect_flaky(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
 def big(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """Returns `size` bytes of text."""
     return {"text": "x" * int(value.get("size", 10))}
+
+
+def noisy(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Writes `lines` log lines."""
+    for i in range(int(value.get("lines", 10))):
+        ctx.log.info("line", n=i)
+    return {}

@@ -571,3 +571,24 @@ async def test_list_filters_are_bounded(server: Baton) -> None:
         [w async for w in client.workflows.list(tags=["x" * 64])]
     assert [a.name async for a in client.agents.list(capabilities=[])] == [ECHO]
     await client.close()
+
+
+async def test_log_lines_per_attempt_are_bounded(start_server: StartServer) -> None:
+    server = await start_server(max_deltas=5)
+    client = Client(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"), timeout=30)
+    await client.agents.create(
+        Agent(python=baton.PythonRuntime(entry_point="test_agents_lib:noisy")), agent_id="noisy"
+    )
+    flow = await client.workflows.create(Workflow(steps=[Step(id="a", agent="agents/noisy")]))
+    done = await client.executions.wait(
+        (await client.executions.start(flow.name, {"lines": 50})).name, timeout=20
+    )
+    assert done.state == baton.Execution.STATE_SUCCEEDED
+    logs = [
+        e.log.message
+        async for e in client.executions.events(
+            done.name, event_types=[baton.EventType.EVENT_TYPE_LOG]
+        )
+    ]
+    assert logs == ["line"] * 5 + ["more than 5 log lines: the rest are dropped"]
+    await client.close()

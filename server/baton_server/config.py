@@ -40,7 +40,8 @@ class Settings:
     max_handoff_depth: int = 8
     """Most handoffs within one step; one more fails it with HANDOFF_DEPTH_EXCEEDED."""
     max_deltas: int = 1000
-    """Output deltas stored (and streamed) per step attempt; further ones are dropped."""
+    """Output deltas, and log lines, stored (and streamed) per step attempt; further ones are
+    dropped (after one warning)."""
     stream_poll: float = 0.5
     """Seconds a quiet event stream waits before checking storage for events it missed."""
     advertise_address: str = ""

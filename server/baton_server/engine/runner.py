@@ -926,27 +926,35 @@ class ExecutionRun:
         task.add_done_callback(lambda t: self._done.put_nowait((step_id, t)))
 
     def _log_sink(self, step_id: str, attempt: int) -> Callable[[str, str, dict[str, Any]], None]:
-        loop = asyncio.get_running_loop()
+        put = self._bounded_writer(step_id, attempt, "log lines")
 
         def write(level: str, message: str, fields: dict[str, Any]) -> None:
-            event = Event(
-                EventType.LOG,
-                step_id,
-                attempt,
-                payload={"severity": level, "message": message, "fields": fields},
-            )
-            loop.call_soon_threadsafe(self._write_log, event)
+            payload = {"severity": level, "message": message, "fields": fields}
+            put(Event(EventType.LOG, step_id, attempt, payload=payload))
 
         return write
 
     def _delta_sink(
         self, step_id: str, attempt: int
     ) -> Callable[[str, dict[str, Any] | None], None]:
+        put = self._bounded_writer(step_id, attempt, "output deltas")
+
+        def emit(text: str, data: dict[str, Any] | None) -> None:
+            payload: dict[str, Any] = {"text": text}
+            if data is not None:
+                payload["data"] = data
+            put(Event(EventType.STEP_OUTPUT_DELTA, step_id, attempt, payload=payload))
+
+        return emit
+
+    def _bounded_writer(self, step_id: str, attempt: int, what: str) -> Callable[[Event], None]:
+        """Writes events (from any thread) until BATON_MAX_DELTAS of them, then one warning,
+        then nothing: an attempt cannot flood the event log."""
         loop = asyncio.get_running_loop()
         sent = 0
         limit = self.env.max_deltas
 
-        def emit(text: str, data: dict[str, Any] | None) -> None:
+        def put(event: Event) -> None:
             nonlocal sent
             sent += 1
             if sent > limit:
@@ -958,18 +966,14 @@ class ExecutionRun:
                         payload={
                             "severity": "WARNING",
                             "fields": {"limit": limit},
-                            "message": f"more than {limit} output deltas: the rest are dropped",
+                            "message": f"more than {limit} {what}: the rest are dropped",
                         },
                     )
                     loop.call_soon_threadsafe(self._write_log, warning)
                 return
-            payload: dict[str, Any] = {"text": text}
-            if data is not None:
-                payload["data"] = data
-            event = Event(EventType.STEP_OUTPUT_DELTA, step_id, attempt, payload=payload)
             loop.call_soon_threadsafe(self._write_log, event)
 
-        return emit
+        return put
 
     def _write_log(self, event: Event) -> None:
         async def write() -> None:
