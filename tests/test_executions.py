@@ -206,8 +206,8 @@ async def test_timeouts_then_retries_then_fallback_agent(client: Client) -> None
     run = step(done, "work")
     assert run.agent == "agents/backup"
     assert [(a.agent, a.fallback, a.error.type) for a in run.attempts] == [
-        ("agents/sleepy", False, "StepTimeout"),
-        ("agents/sleepy", False, "StepTimeout"),
+        ("agents/sleepy", False, "STEP_TIMEOUT"),
+        ("agents/sleepy", False, "STEP_TIMEOUT"),
         ("agents/backup", True, ""),
     ]
     assert dict(run.output) == {"seconds": 30}
@@ -235,7 +235,7 @@ async def test_step_that_keeps_timing_out_fails_the_execution(client: Client) ->
     assert step(done, "work").state == StepRun.STATE_TIMED_OUT
     assert step(done, "never").state == StepRun.STATE_CANCELLED
     assert done.error.step_id == "work"
-    assert done.error.cause.type == "StepTimeout"
+    assert done.error.cause.type == "STEP_TIMEOUT"
 
 
 @pytest.mark.parametrize("how", ["flag", "policy"])
@@ -290,7 +290,7 @@ async def test_plain_exceptions_and_missing_paths_are_clear_failures(client: Cli
     )
     assert done.state == Execution.STATE_FAILED
     assert step(done, "b").state == StepRun.STATE_FAILED
-    assert done.error.cause.type == "MappingError"
+    assert done.error.cause.type == "MAPPING_ERROR"
     assert "has no key 'nothing'" in done.error.cause.message
     assert not step(done, "b").attempts  # no agent was called
 
@@ -391,7 +391,7 @@ async def test_execution_timeout(client: Client) -> None:
         timeout=10,
     )
     assert done.state == Execution.STATE_TIMED_OUT
-    assert done.error.type == "ExecutionTimedOut"
+    assert done.error.type == "EXECUTION_TIMED_OUT"
     assert step(done, "s").state == StepRun.STATE_CANCELLED
     events = await events_of(client, done.name)
     assert events[-1].type == EventType.EVENT_TYPE_EXECUTION_TIMED_OUT

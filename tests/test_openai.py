@@ -117,4 +117,4 @@ async def test_client_errors_and_missing_keys_are_not_retried(
     monkeypatch.delenv("FAKE_LLM_KEY")
     await llm(client, "keyless", fake_openai, "json")
     done = await run(client, "keyless")
-    assert done.error.type == "ConfigError" and "FAKE_LLM_KEY" in done.error.message
+    assert done.error.type == "CONFIG_ERROR" and "FAKE_LLM_KEY" in done.error.message

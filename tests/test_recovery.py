@@ -182,7 +182,7 @@ async def test_handoff_target_resumes_with_its_handoff_input(tmp_path: Path) -> 
         run = done.steps[0]
         assert run.attempt == 2  # a, then b: cut short by the kill, delivered again as 2
         assert [a.attempt for a in run.attempts] == [1, 2, 2]
-        assert run.attempts[1].error.type == "Interrupted"
+        assert run.attempts[1].error.type == "INTERRUPTED"
         assert dict(run.output["received"]) == {"from_a": ["agents/a"]}
     finally:
         stop_processes(processes)

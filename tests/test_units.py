@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 from conftest import python_agent
@@ -11,6 +12,7 @@ from google.protobuf import struct_pb2
 from baton import Client
 from baton_server.app import Baton
 from baton_server.config import Settings
+from baton_server.engine import failures
 from baton_server.engine.conditions import free_variables, referenced_steps
 from baton_server.engine.expressions import ExpressionError, parse_path, parse_template
 from baton_server.storage.codec import Codec
@@ -88,3 +90,17 @@ def test_settings_from_environment_then_flags() -> None:
     assert Settings.load([], {}) == Settings()
     with pytest.raises(SystemExit):
         Settings.load([], {"BATON_CACHE_TTL": "soon"})
+
+
+def test_the_readme_lists_every_failure_type() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Failure types", 1)[1].split("\n### ", 1)[0]
+    catalogued = {
+        value
+        for name, value in vars(failures).items()
+        if name.isupper() and isinstance(value, str) and name != "HTTP_STATUS_PREFIX"
+    }
+    assert catalogued, "the catalogue is empty"
+    for value in catalogued:
+        assert f"`{value}`" in section, value
+        assert value == value.upper() and " " not in value, value

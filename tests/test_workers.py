@@ -125,7 +125,7 @@ async def test_killed_worker_task_moves_to_the_other_worker(
     run = done.steps[0]
     assert run.attempt == 2
     assert int(run.output["pid"]) != first_pid
-    assert run.attempts[0].error.type in ("WorkerLost", "HeartbeatTimeout")
+    assert run.attempts[0].error.type in ("WORKER_LOST", "HEARTBEAT_TIMEOUT")
     assert time.monotonic() - killed_at < 2.0 + 1.0 + 1.5  # within the heartbeat timeout
 
 
@@ -158,7 +158,7 @@ async def test_retries_skip_a_frozen_worker(
         workers[frozen].send_signal(signal.SIGCONT)
     assert done.state == Execution.STATE_SUCCEEDED, done.error
     run = done.steps[0]
-    assert run.attempts[0].error.type == "HeartbeatTimeout"
+    assert run.attempts[0].error.type == "HEARTBEAT_TIMEOUT"
     assert run.attempt == 2 and int(run.output["pid"]) != frozen
 
 
@@ -217,7 +217,7 @@ async def test_late_answer_after_the_lease_ended_changes_nothing(
     done = await client.executions.wait(execution.name, timeout=10)
     assert done.state == Execution.STATE_SUCCEEDED
     assert dict(done.steps[0].output) == {"from": "second"}
-    assert done.steps[0].attempts[0].error.type == "HeartbeatTimeout"
+    assert done.steps[0].attempts[0].error.type == "HEARTBEAT_TIMEOUT"
     messages = [
         e.log.message
         async for e in client.executions.events(done.name, event_types=[EventType.EVENT_TYPE_LOG])
@@ -234,7 +234,7 @@ async def test_no_worker_means_a_schedule_timeout(client: Client) -> None:
         (await client.executions.start(workflow.name, {})).name, timeout=10
     )
     assert done.state == Execution.STATE_FAILED
-    assert [a.error.type for a in done.steps[0].attempts] == ["ScheduleTimeout"] * 2
+    assert [a.error.type for a in done.steps[0].attempts] == ["SCHEDULE_TIMEOUT"] * 2
 
 
 async def test_worker_rpcs_refuse_bad_input(client: Client) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from baton import AgentError, StepContext
+from baton_server.engine import failures
 from baton_server.engine.mapping import MappingError, render
 
 
@@ -29,12 +30,12 @@ def template(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     against the step input; the result is the output (under `result` if not an object)."""
     if "template" not in ctx.config:
         raise AgentError(
-            "the agent's config has no 'template'", type="ConfigError", non_retryable=True
+            "the agent's config has no 'template'", type=failures.CONFIG_ERROR, non_retryable=True
         )
     try:
         rendered = render(ctx.config["template"], {"input": value})
     except MappingError as exc:
-        raise AgentError(str(exc), type="MappingError", non_retryable=True) from None
+        raise AgentError(str(exc), type=failures.MAPPING_ERROR, non_retryable=True) from None
     return rendered if isinstance(rendered, dict) else {"result": rendered}
 
 
@@ -55,7 +56,7 @@ async def http_request(value: dict[str, Any], ctx: StepContext) -> dict[str, Any
     """
     spec = {**ctx.config, **value}
     if not spec.get("url"):
-        raise AgentError("'url' is required", type="ConfigError", non_retryable=True)
+        raise AgentError("'url' is required", type=failures.CONFIG_ERROR, non_retryable=True)
     client: httpx.AsyncClient = ctx.http
     try:
         response = await client.request(
@@ -68,18 +69,18 @@ async def http_request(value: dict[str, Any], ctx: StepContext) -> dict[str, Any
             timeout=spec.get("timeout", 30.0),
         )
     except httpx.HTTPError as exc:
-        raise AgentError(f"{type(exc).__name__}: {exc}", type="HTTPError") from None
+        raise AgentError(f"{type(exc).__name__}: {exc}", type=failures.HTTP_ERROR) from None
     if response.status_code == 429 or response.status_code >= 500:
         retry_after = response.headers.get("retry-after")
         raise AgentError(
             f"HTTP {response.status_code} from {spec['url']}",
-            type=f"HTTP_{response.status_code}",
+            type=failures.http_status(response.status_code),
             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
     if response.status_code >= 400:
         raise AgentError(
             f"HTTP {response.status_code} from {spec['url']}",
-            type=f"HTTP_{response.status_code}",
+            type=failures.http_status(response.status_code),
             non_retryable=True,
         )
     output: dict[str, Any] = {"status": response.status_code, "headers": dict(response.headers)}

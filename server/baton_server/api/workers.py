@@ -19,6 +19,7 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.status import translate_errors
+from baton_server.engine import failures
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.executions import Executions
@@ -158,7 +159,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if retry_after is not None and not 0 <= retry_after <= MAX_STEP_DURATION_SECONDS:
             raise invalid_field("retry_after", "must be within [0, a year]")
         failure = Failure(
-            error.type or "WorkerError",
+            error.type or failures.WORKER_ERROR,
             error.message or "the worker reported a failure",
             non_retryable=error.non_retryable,
             details=optional_struct(error, "details", "error.details"),

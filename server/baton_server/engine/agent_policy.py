@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton_server.engine.failures import ENDPOINT_NOT_ALLOWED
 from baton_server.limits import shorten
 
 OWN_PREFIX = "BATON_"
@@ -101,7 +102,7 @@ class AgentPolicy:
         (each redirect is a request of its own, and is checked too)."""
         problem = self.endpoint_problem(str(request.url))
         if problem is not None:
-            raise PolicyViolationError("ENDPOINT_NOT_ALLOWED", problem)
+            raise PolicyViolationError(ENDPOINT_NOT_ALLOWED, problem)
 
     def secret_problem(self, name: str, base_url: str) -> str | None:
         """Why an `openai` agent may not send variable `name` to `base_url`, or None."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from baton_server.engine import failures
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.event_hub import EventHub
 from baton_server.engine.execution_model import (
@@ -249,7 +250,7 @@ class Executions:
                 fields={
                     "state": ExecutionState.CANCELLED,
                     "end_time": now,
-                    "error": Failure("Cancelled", reason or "cancelled on request"),
+                    "error": Failure(failures.CANCELLED, reason or "cancelled on request"),
                 },
                 steps=[
                     dataclasses.replace(r, state=StepState.CANCELLED, end_time=now)

@@ -9,12 +9,11 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from baton_server.engine import failures
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.execution_model import ExecutionState, StepRun
 from baton_server.engine.journal import Journal
 from baton_server.storage.codec import Codec
-
-TIMEOUT_TYPES = frozenset({"StepTimeout", "HeartbeatTimeout", "ScheduleTimeout"})
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def _performance(agent_id: str, start: float, end: float, blobs: list[bytes]) ->
             else:
                 errors += 1
                 by_type[attempt.error.type] += 1
-                timeouts += attempt.error.type in TIMEOUT_TYPES
+                timeouts += attempt.error.type in failures.TIMEOUTS
     return AgentPerformance(
         agent_id,
         start,

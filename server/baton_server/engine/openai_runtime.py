@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from baton import StepContext
+from baton_server.engine import failures
 from baton_server.engine.agent_policy import AgentPolicy
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import Agent, OpenAIRuntime
@@ -39,12 +40,12 @@ class OpenAIClient:
                 key = self._policy.secret(runtime.api_key_env, runtime.base_url)
             except PermissionError as exc:  # the policy was narrowed after the agent was written
                 raise AttemptFailedError(
-                    Failure("SECRET_NOT_ALLOWED", str(exc), non_retryable=True)
+                    Failure(failures.SECRET_NOT_ALLOWED, str(exc), non_retryable=True)
                 ) from None
             if not key:
                 raise AttemptFailedError(
                     Failure(
-                        "ConfigError",
+                        failures.CONFIG_ERROR,
                         f"environment variable {runtime.api_key_env} (the API key of "
                         f"agents/{agent.id}) is not set on the server",
                         non_retryable=True,
@@ -71,7 +72,9 @@ class OpenAIClient:
                 _check(response)
                 text = _content(response.json())
         except httpx.HTTPError as exc:
-            raise AttemptFailedError(Failure("HTTPError", f"{type(exc).__name__}: {exc}")) from None
+            raise AttemptFailedError(
+                Failure(failures.HTTP_ERROR, f"{type(exc).__name__}: {exc}")
+            ) from None
         return AgentResult(parse_reply(text))
 
     async def _streamed(
@@ -93,7 +96,7 @@ class OpenAIClient:
                     delta = chunk["choices"][0].get("delta", {}).get("content") or ""
                 except (ValueError, KeyError, IndexError, TypeError):
                     raise AttemptFailedError(
-                        Failure("BadResponse", f"unreadable stream chunk: {data[:200]}")
+                        Failure(failures.BAD_RESPONSE, f"unreadable stream chunk: {data[:200]}")
                     ) from None
                 if delta:
                     parts.append(delta)
@@ -115,7 +118,9 @@ def _content(payload: Any) -> str:
         content = payload["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise AttemptFailedError(
-            Failure("BadResponse", "the endpoint's answer has no choices[0].message.content")
+            Failure(
+                failures.BAD_RESPONSE, "the endpoint's answer has no choices[0].message.content"
+            )
         ) from None
     return str(content or "")
 
@@ -127,11 +132,15 @@ def _check(response: httpx.Response) -> None:
     detail = response.text[:300]
     if status == 429 or status >= 500:
         raise AttemptFailedError(
-            Failure(f"HTTP_{status}", f"the endpoint answered {status}: {detail}"),
+            Failure(failures.http_status(status), f"the endpoint answered {status}: {detail}"),
             _retry_after(response.headers.get("retry-after")),
         )
     raise AttemptFailedError(
-        Failure(f"HTTP_{status}", f"the endpoint answered {status}: {detail}", non_retryable=True)
+        Failure(
+            failures.http_status(status),
+            f"the endpoint answered {status}: {detail}",
+            non_retryable=True,
+        )
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from baton import StepContext, StepLogger
+from baton_server.engine import failures
 from baton_server.engine.conditions import compile_condition
 from baton_server.engine.execution_model import (
     Event,
@@ -43,8 +44,6 @@ from baton_server.engine.runtimes import AgentResult, AttemptFailedError, Runtim
 from baton_server.errors import BatonError
 
 log = logging.getLogger(__name__)
-
-TIMEOUT_TYPE = "StepTimeout"
 
 
 @dataclass
@@ -114,7 +113,7 @@ class ExecutionRun:
         Returns False when it had already ended."""
         ended = await self._end(
             ExecutionState.CANCELLED,
-            Failure("Cancelled", reason or "cancelled on request"),
+            Failure(failures.CANCELLED, reason or "cancelled on request"),
             Event(EventType.EXECUTION_CANCELLED, payload={"reason": reason}),
         )
         if ended and self._driver is not None and self._driver is not asyncio.current_task():
@@ -152,7 +151,8 @@ class ExecutionRun:
                     await self._end(
                         ExecutionState.TIMED_OUT,
                         Failure(
-                            "ExecutionTimedOut", f"the execution timeout of {timeout:g}s passed"
+                            failures.EXECUTION_TIMED_OUT,
+                            f"the execution timeout of {timeout:g}s passed",
                         ),
                         Event(EventType.EXECUTION_TIMED_OUT, payload={"timeout": timeout}),
                     )
@@ -165,7 +165,7 @@ class ExecutionRun:
             with contextlib.suppress(Exception):
                 await self._end(
                     ExecutionState.FAILED,
-                    Failure("InternalError", f"the engine failed: {exc}"),
+                    Failure(failures.INTERNAL_ERROR, f"the engine failed: {exc}"),
                     None,
                 )
         finally:
@@ -212,7 +212,7 @@ class ExecutionRun:
                         self._ended(
                             run,
                             StepState.FAILED,
-                            Failure("InternalError", f"the engine failed: {error}"),
+                            Failure(failures.INTERNAL_ERROR, f"the engine failed: {error}"),
                         )
                     )
 
@@ -339,7 +339,7 @@ class ExecutionRun:
                             run,
                             StepState.FAILED,
                             Failure(
-                                getattr(exc, "failure_type", type(exc).__name__.lstrip("_")),
+                                _failure_type(exc),
                                 str(exc),
                                 non_retryable=True,
                             ),
@@ -405,7 +405,7 @@ class ExecutionRun:
                 end_time=last.end_time or self.env.clock(),
                 error=last.error
                 or Failure(
-                    "Interrupted",
+                    failures.INTERRUPTED,
                     "the server stopped during this attempt; it was delivered again",
                 ),
             )
@@ -479,7 +479,7 @@ class ExecutionRun:
             failure = dataclasses.replace(failure, step_id=step.id)
             run = self._close_attempt(run, failure)
             agent = None
-            if failure.type == TIMEOUT_TYPE:
+            if failure.type == failures.STEP_TIMEOUT:
                 pending.append(
                     Event(
                         EventType.STEP_TIMED_OUT,
@@ -543,7 +543,9 @@ class ExecutionRun:
                 run = dataclasses.replace(run, error=failure)
                 run = self._handed_off(run, rescue, agent_input, pending, requested=False)
                 continue
-            state = StepState.TIMED_OUT if failure.type == TIMEOUT_TYPE else StepState.FAILED
+            state = (
+                StepState.TIMED_OUT if failure.type == failures.STEP_TIMEOUT else StepState.FAILED
+            )
             log.warning(
                 "step failed",
                 extra={
@@ -574,7 +576,7 @@ class ExecutionRun:
             if chosen is None:
                 raise AttemptFailedError(
                     Failure(
-                        "HANDOFF_NOT_ALLOWED",
+                        failures.HANDOFF_NOT_ALLOWED,
                         f"agents/{agent.id} asked to hand off to agents/{result.handoff_to}, "
                         "but no Handoff from it to that agent exists",
                         non_retryable=True,
@@ -592,7 +594,7 @@ class ExecutionRun:
         if len(run.handoffs) >= self.env.max_handoff_depth:
             raise AttemptFailedError(
                 Failure(
-                    "HANDOFF_DEPTH_EXCEEDED",
+                    failures.HANDOFF_DEPTH_EXCEEDED,
                     f"the step was handed off {len(run.handoffs)} times, the most allowed",
                     non_retryable=True,
                 )
@@ -643,7 +645,7 @@ class ExecutionRun:
             except MappingError as exc:
                 raise AttemptFailedError(
                     Failure(
-                        "MappingError",
+                        failures.MAPPING_ERROR,
                         f"handoffs/{handoff.id} data_mapping: {exc}",
                         non_retryable=True,
                     )
@@ -712,7 +714,7 @@ class ExecutionRun:
                     cancelled.set()
                     raise AttemptFailedError(
                         Failure(
-                            TIMEOUT_TYPE,
+                            failures.STEP_TIMEOUT,
                             f"attempt {run.attempt} exceeded the step timeout of {step.timeout:g}s",
                         )
                     ) from None
@@ -724,7 +726,7 @@ class ExecutionRun:
         if size > self.env.max_output_bytes:
             raise AttemptFailedError(
                 Failure(
-                    "OUTPUT_TOO_LARGE",
+                    failures.OUTPUT_TOO_LARGE,
                     f"the agent's output is {size} bytes; at most {self.env.max_output_bytes} are "
                     "kept (BATON_MAX_OUTPUT_BYTES)",
                     non_retryable=True,
@@ -743,7 +745,7 @@ class ExecutionRun:
                 )
             except MappingError as exc:
                 raise AttemptFailedError(
-                    Failure("OutputMappingError", str(exc), non_retryable=True)
+                    Failure(failures.OUTPUT_MAPPING_ERROR, str(exc), non_retryable=True)
                 ) from None
         problem = self._too_large(mapped, self._committed, step.id)
         if problem is not None:
@@ -759,7 +761,7 @@ class ExecutionRun:
         if total <= self.env.max_execution_bytes:
             return None
         return Failure(
-            "OUTPUT_TOO_LARGE",
+            failures.OUTPUT_TOO_LARGE,
             f"with this output the execution would hold {total} bytes of input and outputs; "
             f"at most {self.env.max_execution_bytes} (three quarters of "
             "BATON_MAX_MESSAGE_BYTES), so that it can always be read back",
@@ -787,7 +789,7 @@ class ExecutionRun:
             agent = await self.env.capable_agent(step.capability)
             if agent is None:
                 return Failure(
-                    "NO_AGENT_FOR_CAPABILITY",
+                    failures.NO_AGENT_FOR_CAPABILITY,
                     f"no active agent has capability {step.capability!r}",
                     non_retryable=True,
                 )
@@ -801,9 +803,11 @@ class ExecutionRun:
         try:
             agent = await self.env.agent(agent_id)
         except BatonError as exc:
-            return Failure("AGENT_NOT_FOUND", exc.message, non_retryable=True)
+            return Failure(failures.AGENT_NOT_FOUND, exc.message, non_retryable=True)
         if agent.state is not AgentState.ACTIVE:
-            return Failure("AGENT_DISABLED", f"agents/{agent.id} is disabled", non_retryable=True)
+            return Failure(
+                failures.AGENT_DISABLED, f"agents/{agent.id} is disabled", non_retryable=True
+            )
         return agent
 
     # Transitions ----------------------------------------------------------------------
@@ -1044,7 +1048,7 @@ class ExecutionRun:
             try:
                 output = render(mapping, self._scope(view))
             except MappingError as exc:
-                return None, Failure("OutputMappingError", str(exc))
+                return None, Failure(failures.OUTPUT_MAPPING_ERROR, str(exc))
         problem = self._too_large(output, view, None)
         return (None, problem) if problem is not None else (output, None)
 
@@ -1052,11 +1056,18 @@ class ExecutionRun:
 class _ConditionError(ValueError):
     """A step condition that could not be evaluated."""
 
+    failure_type = failures.CONDITION_ERROR
+
+
+def _failure_type(exc: Exception) -> str:
+    """The catalogued type of a failure to prepare a step."""
+    return getattr(exc, "failure_type", failures.MAPPING_ERROR)
+
 
 class _InputTooLargeError(MappingError):
     """A step input mapping that makes an input larger than a step output may be."""
 
-    failure_type = "INPUT_TOO_LARGE"
+    failure_type = failures.INPUT_TOO_LARGE
 
 
 def _log_task_errors(task: asyncio.Task[None]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from baton import AgentError, HandoffRequest, StepContext
+from baton_server.engine import failures
 from baton_server.engine.agent_policy import AgentPolicy, PolicyViolationError
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import (
@@ -104,7 +105,7 @@ class Runtimes:
         if not isinstance(runtime, PythonRuntime):
             raise AttemptFailedError(
                 Failure(
-                    "RUNTIME_NOT_AVAILABLE",
+                    failures.RUNTIME_NOT_AVAILABLE,
                     f"agents/{agent.id} has runtime {runtime_kind(runtime)!r}, which this "
                     "version of Baton cannot run yet",
                     non_retryable=True,
@@ -113,7 +114,7 @@ class Runtimes:
         problem = self.policy.entry_point_problem(runtime.entry_point)
         if problem is not None:  # the policy was narrowed after the agent was written
             raise AttemptFailedError(
-                Failure("ENTRY_POINT_NOT_ALLOWED", problem, non_retryable=True)
+                Failure(failures.ENTRY_POINT_NOT_ALLOWED, problem, non_retryable=True)
             )
         function = await self._function(runtime.entry_point)
         try:
@@ -168,12 +169,18 @@ def _load(entry_point: str) -> AgentFunction:
     except (ImportError, AttributeError) as exc:
         raise AttemptFailedError(
             Failure(
-                "ENTRY_POINT_NOT_FOUND", f"cannot load {entry_point!r}: {exc}", non_retryable=True
+                failures.ENTRY_POINT_NOT_FOUND,
+                f"cannot load {entry_point!r}: {exc}",
+                non_retryable=True,
             )
         ) from None
     if not callable(target):
         raise AttemptFailedError(
-            Failure("ENTRY_POINT_NOT_FOUND", f"{entry_point!r} is not callable", non_retryable=True)
+            Failure(
+                failures.ENTRY_POINT_NOT_FOUND,
+                f"{entry_point!r} is not callable",
+                non_retryable=True,
+            )
         )
     function: AgentFunction = target
     return function

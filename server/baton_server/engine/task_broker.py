@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baton import StepContext
+from baton_server.engine import failures
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import Agent, WorkerRuntime
 from baton_server.engine.runtimes import AgentResult, AttemptFailedError
@@ -109,7 +110,7 @@ class TaskBroker:
                     self._fail(
                         task,
                         Failure(
-                            "ScheduleTimeout",
+                            failures.SCHEDULE_TIMEOUT,
                             f"no worker took the task within {runtime.schedule_timeout:g}s",
                         ),
                     )
@@ -117,7 +118,7 @@ class TaskBroker:
             return AgentResult(output, task.handoff_to)
         except asyncio.CancelledError:
             ctx.cancelled.set()  # heartbeats now answer cancel_requested
-            self._fail(task, Failure("Cancelled", "the attempt was cancelled"))
+            self._fail(task, Failure(failures.CANCELLED, "the attempt was cancelled"))
             task.result.exception()  # nobody else will read it
             raise
         finally:
@@ -150,7 +151,9 @@ class TaskBroker:
             for token in list(poller.leased):
                 task = self._tasks.get(token)
                 if task is not None and not task.done:
-                    self._fail(task, Failure("WorkerLost", f"worker {identity!r} disconnected"))
+                    self._fail(
+                        task, Failure(failures.WORKER_LOST, f"worker {identity!r} disconnected")
+                    )
 
     def complete(self, token: str, output: dict[str, Any], handoff_to: str) -> bool:
         """Answers a task with its output; False (and nothing changes) if the lease is gone."""
@@ -215,7 +218,7 @@ class TaskBroker:
                 self._fail(
                     task,
                     Failure(
-                        "HeartbeatTimeout",
+                        failures.HEARTBEAT_TIMEOUT,
                         f"worker {task.worker!r} sent no heartbeat for {task.heartbeat_timeout:g}s",
                     ),
                 )
