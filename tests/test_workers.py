@@ -100,12 +100,14 @@ async def test_two_python_workers_share_a_workflow(
     assert len(logs) == 8 and logs[0].log.message == "shouting"  # sent with heartbeats
 
 
-async def test_killed_worker_task_moves_to_the_other_worker(
+async def two_workers_one_task(
     server: Baton,
     client: Client,
     spawn_worker: Callable[..., subprocess.Popen[bytes]],
     tmp_path: Path,
-) -> None:
+) -> tuple[Execution, subprocess.Popen[bytes]]:
+    """Two workers serve `marked` (2 s leases); starts a one-step execution and returns it
+    with the worker process that took its first attempt."""
     await worker_agent(client, "marked", heartbeat_timeout=2.0)
     workflow = await client.workflows.create(
         Workflow(steps=[Step(id="work", agent="marked", retry_policy=fast_retries())])
@@ -117,14 +119,23 @@ async def test_killed_worker_task_moves_to_the_other_worker(
         workflow.name, {"marker": str(marker), "seconds": 1.0}
     )
     await eventually(lambda: _has(marker, "\n"), within=10)
-    first_pid = int(marker.read_text().split()[0])
-    workers[first_pid].send_signal(signal.SIGKILL)
+    return execution, workers[int(marker.read_text().split()[0])]
+
+
+async def test_killed_worker_task_moves_to_the_other_worker(
+    server: Baton,
+    client: Client,
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    execution, first = await two_workers_one_task(server, client, spawn_worker, tmp_path)
+    first.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     done = await client.executions.wait(execution.name, timeout=30)
     assert done.state == Execution.STATE_SUCCEEDED, done.error
     run = done.steps[0]
     assert run.attempt == 2
-    assert int(run.output["pid"]) != first_pid
+    assert int(run.output["pid"]) != first.pid
     assert run.attempts[0].error.type in ("WORKER_LOST", "HEARTBEAT_TIMEOUT")
     assert time.monotonic() - killed_at < 2.0 + 1.0 + 1.5  # within the heartbeat timeout
 
@@ -137,29 +148,18 @@ async def test_retries_skip_a_frozen_worker(
 ) -> None:
     """A frozen worker (SIGSTOP) keeps its stream open but sends no heartbeat: once its lease
     runs out it gets no new task, and the retry goes to the healthy worker."""
-    await worker_agent(client, "marked", heartbeat_timeout=2.0)
-    workflow = await client.workflows.create(
-        Workflow(steps=[Step(id="work", agent="marked", retry_policy=fast_retries())])
-    )
-    workers = {p.pid: p for p in (spawn_worker("marked"), spawn_worker("marked"))}
-    await connected(server, 2)
-    marker = tmp_path / "marker"
-    execution = await client.executions.start(
-        workflow.name, {"marker": str(marker), "seconds": 1.0}
-    )
-    await eventually(lambda: _has(marker, "\n"), within=10)
-    frozen = int(marker.read_text().split()[0])
-    workers[frozen].send_signal(signal.SIGSTOP)
+    execution, frozen = await two_workers_one_task(server, client, spawn_worker, tmp_path)
+    frozen.send_signal(signal.SIGSTOP)
     try:
         done = await client.executions.wait(execution.name, timeout=30)
         assert server.runtimes.broker is not None
         assert server.runtimes.broker.connected_workers == 2  # the frozen stream is still open
     finally:
-        workers[frozen].send_signal(signal.SIGCONT)
+        frozen.send_signal(signal.SIGCONT)
     assert done.state == Execution.STATE_SUCCEEDED, done.error
     run = done.steps[0]
     assert run.attempts[0].error.type == "HEARTBEAT_TIMEOUT"
-    assert run.attempt == 2 and int(run.output["pid"]) != frozen
+    assert run.attempt == 2 and int(run.output["pid"]) != frozen.pid
 
 
 async def test_cancel_reaches_a_heartbeating_worker(
