@@ -38,6 +38,7 @@ lint: install $(BUF)
 	$(BIN)/ruff check client server tests bench examples
 	$(BIN)/ruff format --check client server tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
