@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from google.protobuf import struct_pb2
 from baton import Client
 from baton_server.app import Baton
 from baton_server.config import Settings
-from baton_server.engine import failures
+from baton_server.engine import events, failures
 from baton_server.engine.conditions import free_variables, referenced_steps
+from baton_server.engine.execution_model import EventType, Failure
 from baton_server.engine.expressions import ExpressionError, parse_path, parse_template
 from baton_server.storage.codec import Codec
 
@@ -104,3 +107,32 @@ def test_the_readme_lists_every_failure_type() -> None:
     for value in catalogued:
         assert f"`{value}`" in section, value
         assert value == value.upper() and " " not in value, value
+
+
+def test_every_event_payload_round_trips_through_its_document() -> None:
+    failure = Failure("STEP_TIMEOUT", "too slow", step_id="a", cause=Failure("X", "inner"))
+    samples = [
+        events.ExecutionQueued(3, 7),
+        events.ExecutionStarted(),
+        events.ExecutionSucceeded({"a": [1, {"b": None}]}),
+        events.ExecutionFailed(failure),
+        events.ExecutionCancelled("no longer needed"),
+        events.ExecutionTimedOut(2.5),
+        events.StepScheduled("echo"),
+        events.StepStarted("echo", "e/a/1", {"x": 1}),
+        events.StepSucceeded({"y": 2}),
+        events.StepFailed(failure),
+        events.StepRetrying(failure, 0.25, 2),
+        events.StepSkipped("condition is false"),
+        events.StepTimedOut(1.0),
+        events.FallbackActivated(failure, "echo", "backup"),
+        events.HandoffRecord("handoffs/h", "a", "b", "SEQUENTIAL", True, 12.5),
+        events.OutputDelta("tok", {"n": 1}),
+        events.Log("WARNING", "careful", {"k": "v"}),
+    ]
+    assert {type(p).kind for p in samples} == set(EventType)  # one payload per kind
+    for payload in samples:
+        event = events.new_event(payload, "a", 1)
+        assert event.type is type(payload).kind
+        stored = json.loads(json.dumps(event.payload))  # as storage keeps it
+        assert events.payload_of(replace(event, payload=stored)) == payload

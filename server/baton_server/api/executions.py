@@ -22,6 +22,8 @@ from baton_server.api.convert import (
 from baton_server.api.enums import enum_to_domain
 from baton_server.api.requests import PageTokens, request_info
 from baton_server.api.status import translate_errors
+from baton_server.engine import events as ev
+from baton_server.engine.events import payload_of
 from baton_server.engine.execution_model import (
     Event,
     EventType,
@@ -56,10 +58,6 @@ def failure_to_proto(failure: Failure | None) -> common_pb2.Failure | None:
     return message
 
 
-def _failure_doc(doc: dict[str, Any] | None) -> common_pb2.Failure:
-    return failure_to_proto(Failure.from_doc(doc)) or common_pb2.Failure()
-
-
 def _duration(seconds: float | None) -> duration_pb2.Duration:
     return duration(seconds or 0.0) or duration_pb2.Duration()
 
@@ -92,14 +90,15 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         )
         message.handoffs.extend(
             execution_pb2.HandoffRecord(
-                handoff=h.get("handoff", ""),
-                source_agent=f"agents/{h.get('source_agent', '')}",
-                target_agent=f"agents/{h.get('target_agent', '')}",
-                type=f"TYPE_{h['type']}" if h.get("type") else "TYPE_UNSPECIFIED",
-                requested_by_agent=h.get("requested_by_agent", False),
-                time=timestamp(h.get("time", 0.0)),
+                handoff=h.handoff,
+                source_agent=f"agents/{h.source_agent}",
+                target_agent=f"agents/{h.target_agent}",
+                type=f"TYPE_{h.type}" if h.type else "TYPE_UNSPECIFIED",
+                requested_by_agent=h.requested_by_agent,
+                time=timestamp(h.time),
             )
-            for h in run.handoffs
+            for h in map(ev.HandoffRecord.from_doc, run.handoffs)
+            if isinstance(h, ev.HandoffRecord)
         )
     return message
 
@@ -128,14 +127,16 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
     return message
 
 
-def _agent(payload: dict[str, Any], key: str = "agent") -> str:
-    value = payload.get(key, "")
-    return f"agents/{value}" if value else ""
+def _agent(agent_id: str) -> str:
+    return f"agents/{agent_id}" if agent_id else ""
+
+
+def _error(failure: Failure | None) -> common_pb2.Failure:
+    return failure_to_proto(failure) or common_pb2.Failure()
 
 
 def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
     """An event of the log as an ExecutionEvent message."""
-    p = event.payload
     message = event_pb2.ExecutionEvent(
         execution=f"executions/{event.execution_id}",
         sequence=event.sequence,
@@ -144,75 +145,74 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
         step_id=event.step_id,
         attempt=event.attempt,
     )
-    t = event.type
-    if t is EventType.EXECUTION_QUEUED:
-        message.execution_queued.CopyFrom(
-            event_pb2.ExecutionQueued(
-                workflow_revision=p.get("workflow_revision", 0), priority=p.get("priority", 0)
+    p = payload_of(event)
+    match p:
+        case ev.ExecutionQueued():
+            message.execution_queued.CopyFrom(
+                event_pb2.ExecutionQueued(
+                    workflow_revision=p.workflow_revision, priority=p.priority
+                )
             )
-        )
-    elif t is EventType.EXECUTION_STARTED:
-        message.execution_started.SetInParent()
-    elif t is EventType.EXECUTION_SUCCEEDED:
-        message.execution_succeeded.output.CopyFrom(dict_to_struct(p.get("output")))
-    elif t is EventType.EXECUTION_FAILED:
-        message.execution_failed.error.CopyFrom(_failure_doc(p.get("error")))
-    elif t is EventType.EXECUTION_CANCELLED:
-        message.execution_cancelled.reason = p.get("reason", "")
-    elif t is EventType.EXECUTION_TIMED_OUT:
-        message.execution_timed_out.timeout.CopyFrom(_duration(p.get("timeout")))
-    elif t is EventType.STEP_SCHEDULED:
-        message.step_scheduled.agent = _agent(p)
-    elif t is EventType.STEP_STARTED:
-        message.step_started.agent = _agent(p)
-        message.step_started.idempotency_key = p.get("idempotency_key", "")
-        if p.get("input") is not None:
-            message.step_started.input.CopyFrom(dict_to_struct(p["input"]))
-    elif t is EventType.STEP_SUCCEEDED:
-        message.step_succeeded.output.CopyFrom(dict_to_struct(p.get("output")))
-    elif t is EventType.STEP_FAILED:
-        message.step_failed.error.CopyFrom(_failure_doc(p.get("error")))
-    elif t is EventType.STEP_RETRYING:
-        message.step_retrying.CopyFrom(
-            event_pb2.StepRetrying(
-                error=_failure_doc(p.get("error")),
-                delay=duration(p.get("delay", 0.0)),
-                next_attempt=p.get("next_attempt", 0),
+        case ev.ExecutionStarted():
+            message.execution_started.SetInParent()
+        case ev.ExecutionSucceeded():
+            message.execution_succeeded.output.CopyFrom(dict_to_struct(p.output))
+        case ev.ExecutionFailed():
+            message.execution_failed.error.CopyFrom(_error(p.error))
+        case ev.ExecutionCancelled():
+            message.execution_cancelled.reason = p.reason
+        case ev.ExecutionTimedOut():
+            message.execution_timed_out.timeout.CopyFrom(_duration(p.timeout))
+        case ev.StepScheduled():
+            message.step_scheduled.agent = _agent(p.agent)
+        case ev.StepStarted():
+            message.step_started.agent = _agent(p.agent)
+            message.step_started.idempotency_key = p.idempotency_key
+            if p.input is not None:
+                message.step_started.input.CopyFrom(dict_to_struct(p.input))
+        case ev.StepSucceeded():
+            message.step_succeeded.output.CopyFrom(dict_to_struct(p.output))
+        case ev.StepFailed():
+            message.step_failed.error.CopyFrom(_error(p.error))
+        case ev.StepRetrying():
+            message.step_retrying.CopyFrom(
+                event_pb2.StepRetrying(
+                    error=_error(p.error), delay=duration(p.delay), next_attempt=p.next_attempt
+                )
             )
-        )
-    elif t is EventType.STEP_SKIPPED:
-        message.step_skipped.reason = p.get("reason", "")
-    elif t is EventType.STEP_TIMED_OUT:
-        message.step_timed_out.timeout.CopyFrom(_duration(p.get("timeout")))
-    elif t is EventType.FALLBACK_ACTIVATED:
-        message.fallback_activated.CopyFrom(
-            event_pb2.FallbackActivated(
-                from_agent=_agent(p, "from_agent"),
-                to_agent=_agent(p, "to_agent"),
-                error=_failure_doc(p.get("error")),
+        case ev.StepSkipped():
+            message.step_skipped.reason = p.reason
+        case ev.StepTimedOut():
+            message.step_timed_out.timeout.CopyFrom(_duration(p.timeout))
+        case ev.FallbackActivated():
+            message.fallback_activated.CopyFrom(
+                event_pb2.FallbackActivated(
+                    from_agent=_agent(p.from_agent),
+                    to_agent=_agent(p.to_agent),
+                    error=_error(p.error),
+                )
             )
-        )
-    elif t is EventType.HANDOFF:
-        message.handoff.CopyFrom(
-            event_pb2.HandoffOccurred(
-                handoff=p.get("handoff", ""),
-                source_agent=_agent(p, "source_agent"),
-                target_agent=_agent(p, "target_agent"),
-                requested_by_agent=p.get("requested_by_agent", False),
+        case ev.HandoffRecord():
+            message.handoff.CopyFrom(
+                event_pb2.HandoffOccurred(
+                    handoff=p.handoff,
+                    source_agent=_agent(p.source_agent),
+                    target_agent=_agent(p.target_agent),
+                    requested_by_agent=p.requested_by_agent,
+                )
             )
-        )
-    elif t is EventType.STEP_OUTPUT_DELTA:
-        message.step_output_delta.text = p.get("text", "")
-        if p.get("data") is not None:
-            message.step_output_delta.data.CopyFrom(dict_to_struct(p["data"]))
-    elif t is EventType.LOG:
-        message.log.CopyFrom(
-            common_pb2.LogEntry(
-                severity=f"LOG_SEVERITY_{p.get('severity', 'INFO')}",
-                message=p.get("message", ""),
-                fields=dict_to_struct(p.get("fields")),
+        case ev.OutputDelta():
+            message.step_output_delta.text = p.text
+            if p.data is not None:
+                message.step_output_delta.data.CopyFrom(dict_to_struct(p.data))
+        case ev.Log():
+            message.log.CopyFrom(
+                common_pb2.LogEntry(
+                    severity=f"LOG_SEVERITY_{p.severity}",
+                    message=p.message,
+                    fields=dict_to_struct(p.fields),
+                )
             )
-        )
     return message
 
 

@@ -20,6 +20,7 @@ import orjson
 from baton_server.engine import failures
 from baton_server.engine.definitions import Definitions
 from baton_server.engine.event_hub import EventHub
+from baton_server.engine.events import ExecutionCancelled, ExecutionQueued, new_event
 from baton_server.engine.execution_model import (
     Event,
     EventType,
@@ -184,11 +185,7 @@ class Executions:
             steps=[StepRun(s.id, i) for i, s in enumerate(workflow.steps)],
             create_time=now,
         )
-        event = Event(
-            EventType.EXECUTION_QUEUED,
-            time=now,
-            payload={"workflow_revision": workflow.revision, "priority": options.priority},
-        )
+        event = new_event(ExecutionQueued(workflow.revision, options.priority), time=now)
 
         self._creating.add(execution.id)  # not "discovered" as another process's work
         events = [event]
@@ -256,7 +253,7 @@ class Executions:
                     dataclasses.replace(r, state=StepState.CANCELLED, end_time=now)
                     for r in execution.steps
                 ],
-                events=[Event(EventType.EXECUTION_CANCELLED, payload={"reason": reason})],
+                events=[new_event(ExecutionCancelled(reason))],
             )
             self._publish(written)
             await self.journal.remember(request, {"id": execution_id})

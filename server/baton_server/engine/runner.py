@@ -25,9 +25,27 @@ import orjson
 from baton import StepContext, StepLogger
 from baton_server.engine import failures
 from baton_server.engine.conditions import compile_condition
+from baton_server.engine.events import (
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    ExecutionTimedOut,
+    FallbackActivated,
+    HandoffRecord,
+    Log,
+    OutputDelta,
+    StepFailed,
+    StepRetrying,
+    StepScheduled,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    StepTimedOut,
+    new_event,
+)
 from baton_server.engine.execution_model import (
     Event,
-    EventType,
     Execution,
     ExecutionState,
     Failure,
@@ -114,7 +132,7 @@ class ExecutionRun:
         ended = await self._end(
             ExecutionState.CANCELLED,
             Failure(failures.CANCELLED, reason or "cancelled on request"),
-            Event(EventType.EXECUTION_CANCELLED, payload={"reason": reason}),
+            new_event(ExecutionCancelled(reason)),
         )
         if ended and self._driver is not None and self._driver is not asyncio.current_task():
             self._driver.cancel()
@@ -154,7 +172,7 @@ class ExecutionRun:
                             failures.EXECUTION_TIMED_OUT,
                             f"the execution timeout of {timeout:g}s passed",
                         ),
-                        Event(EventType.EXECUTION_TIMED_OUT, payload={"timeout": timeout}),
+                        new_event(ExecutionTimedOut(timeout)),
                     )
             else:
                 await self._drive()
@@ -264,7 +282,7 @@ class ExecutionRun:
 
         if self.execution.state is ExecutionState.QUEUED:
             fields.update(state=ExecutionState.RUNNING, start_time=now)
-            events.append(Event(EventType.EXECUTION_STARTED))
+            events.append(new_event(ExecutionStarted()))
         for run in finished:
             changes[run.position] = run
             events.append(self._completion_event(run))
@@ -291,17 +309,15 @@ class ExecutionRun:
                         current, state=StepState.CANCELLED, end_time=now
                     )
             fields.update(state=ExecutionState.FAILED, error=error, end_time=now)
-            events.append(Event(EventType.EXECUTION_FAILED, payload={"error": error.to_doc()}))
+            events.append(new_event(ExecutionFailed(error)))
         elif all(view(s.step_id).state.terminal for s in self.execution.steps):
             output, output_error = self._output(view)
             if output_error is None:
                 fields.update(state=ExecutionState.SUCCEEDED, output=output, end_time=now)
-                events.append(Event(EventType.EXECUTION_SUCCEEDED, payload={"output": output}))
+                events.append(new_event(ExecutionSucceeded(output)))
             else:
                 fields.update(state=ExecutionState.FAILED, error=output_error, end_time=now)
-                events.append(
-                    Event(EventType.EXECUTION_FAILED, payload={"error": output_error.to_doc()})
-                )
+                events.append(new_event(ExecutionFailed(output_error)))
         return Transition(fields, list(changes.values()), events, to_spawn)
 
     async def _schedule(
@@ -351,9 +367,7 @@ class ExecutionRun:
                     changes[run.position] = dataclasses.replace(
                         run, state=StepState.SKIPPED, end_time=now
                     )
-                    events.append(
-                        Event(EventType.STEP_SKIPPED, step.id, payload={"reason": reason})
-                    )
+                    events.append(new_event(StepSkipped(reason), step.id))
                     continue
                 started, holding = await self._first_attempt(step, run, agent_input, now, events)
                 changes[run.position] = started
@@ -377,7 +391,7 @@ class ExecutionRun:
             schedule_time=now,
             agent=agent.id if isinstance(agent, Agent) else run.agent,
         )
-        events.append(Event(EventType.STEP_SCHEDULED, step.id, payload={"agent": scheduled.agent}))
+        events.append(new_event(StepScheduled(scheduled.agent), step.id))
         if not isinstance(agent, Agent) or agent.state is not AgentState.ACTIVE:
             return scheduled, None
         slots = self.env.slots(agent)
@@ -480,30 +494,14 @@ class ExecutionRun:
             run = self._close_attempt(run, failure)
             agent = None
             if failure.type == failures.STEP_TIMEOUT:
-                pending.append(
-                    Event(
-                        EventType.STEP_TIMED_OUT,
-                        step.id,
-                        run.attempt,
-                        payload={"timeout": step.timeout},
-                    )
-                )
+                pending.append(new_event(StepTimedOut(step.timeout), step.id, run.attempt))
             if run.tries and backoff.should_retry(failure, run.tries):
                 delay = backoff.delay(run.tries, retry_after, self.env.rng)
                 run = dataclasses.replace(
                     run, state=StepState.RETRYING, retry_at=self.env.clock() + delay, error=failure
                 )
                 pending.append(
-                    Event(
-                        EventType.STEP_RETRYING,
-                        step.id,
-                        run.attempt,
-                        payload={
-                            "error": failure.to_doc(),
-                            "delay": delay,
-                            "next_attempt": run.attempt + 1,
-                        },
-                    )
+                    new_event(StepRetrying(failure, delay, run.attempt + 1), step.id, run.attempt)
                 )
                 await self._record(steps=[run], events=pending)
                 pending = []
@@ -514,16 +512,7 @@ class ExecutionRun:
                 next_index = run.agent_index + 1
                 target = step.fallback_agents[next_index - 1]
                 pending.append(
-                    Event(
-                        EventType.FALLBACK_ACTIVATED,
-                        step.id,
-                        run.attempt,
-                        payload={
-                            "from_agent": run.agent,
-                            "to_agent": target,
-                            "error": failure.to_doc(),
-                        },
-                    )
+                    new_event(FallbackActivated(failure, run.agent, target), step.id, run.attempt)
                 )
                 run = dataclasses.replace(
                     run,
@@ -607,7 +596,7 @@ class ExecutionRun:
         source = run.attempts[0].agent if run.attempts else step.agent
         if not source or len(run.handoffs) >= self.env.max_handoff_depth:
             return None
-        used = {record["handoff"] for record in run.handoffs}
+        used = {record.get("handoff") for record in run.handoffs}
         for handoff in await self.env.handoffs_from(source):
             if (
                 handoff.type is HandoffType.ON_FAILURE
@@ -663,15 +652,15 @@ class ExecutionRun:
     ) -> StepRun:
         """The step passed to the handoff's target, with its input (recorded with the
         target's first start, so a restarted server hands it the same input)."""
-        record = {
-            "handoff": f"handoffs/{handoff.id}",
-            "source_agent": handoff.source_agent,
-            "target_agent": handoff.target_agent,
-            "type": handoff.type.value if handoff.type else "",
-            "requested_by_agent": requested,
-            "time": self.env.clock(),
-        }
-        pending.append(Event(EventType.HANDOFF, run.step_id, run.attempt, payload=record))
+        record = HandoffRecord(
+            handoff=f"handoffs/{handoff.id}",
+            source_agent=handoff.source_agent,
+            target_agent=handoff.target_agent,
+            type=handoff.type.value if handoff.type else "",
+            requested_by_agent=requested,
+            time=self.env.clock(),
+        )
+        pending.append(new_event(record, run.step_id, run.attempt))
         return dataclasses.replace(
             run,
             state=StepState.SCHEDULED,
@@ -679,7 +668,7 @@ class ExecutionRun:
             agent_index=-1,
             tries=0,
             retry_at=0.0,
-            handoffs=[*run.handoffs, record],
+            handoffs=[*run.handoffs, record.to_doc()],
             handoff_input=target_input,
         )
 
@@ -859,23 +848,18 @@ class ExecutionRun:
         )
 
     def _started_event(self, run: StepRun, agent_input: dict[str, Any]) -> Event:
-        payload: dict[str, Any] = {
-            "agent": run.agent,
-            "idempotency_key": f"{self.execution.id}/{run.step_id}/{run.attempt}",
-        }
-        if self.execution.trace:
-            payload["input"] = agent_input
-        return Event(EventType.STEP_STARTED, run.step_id, run.attempt, payload=payload)
+        started = StepStarted(
+            agent=run.agent,
+            idempotency_key=f"{self.execution.id}/{run.step_id}/{run.attempt}",
+            input=agent_input if self.execution.trace else None,  # inputs only when traced
+        )
+        return new_event(started, run.step_id, run.attempt)
 
     def _completion_event(self, run: StepRun) -> Event:
         if run.state is StepState.SUCCEEDED:
-            return Event(
-                EventType.STEP_SUCCEEDED, run.step_id, run.attempt, payload={"output": run.output}
-            )
+            return new_event(StepSucceeded(run.output), run.step_id, run.attempt)
         assert run.error is not None
-        return Event(
-            EventType.STEP_FAILED, run.step_id, run.attempt, payload={"error": run.error.to_doc()}
-        )
+        return new_event(StepFailed(run.error), run.step_id, run.attempt)
 
     async def _end(self, state: ExecutionState, error: Failure, event: Event | None) -> bool:
         """Ends the execution in `state` unless it has ended already."""
@@ -888,11 +872,7 @@ class ExecutionRun:
                 for r in self.execution.steps
                 if not r.state.terminal
             ]
-            events = (
-                [event]
-                if event
-                else [Event(EventType.EXECUTION_FAILED, payload={"error": error.to_doc()})]
-            )
+            events = [event] if event else [new_event(ExecutionFailed(error))]
             await self._write({"state": state, "error": error, "end_time": now}, steps, events)
             self._stop_steps()
             return True
@@ -933,8 +913,7 @@ class ExecutionRun:
         put = self._bounded_writer(step_id, attempt, "log lines")
 
         def write(level: str, message: str, fields: dict[str, Any]) -> None:
-            payload = {"severity": level, "message": message, "fields": fields}
-            put(Event(EventType.LOG, step_id, attempt, payload=payload))
+            put(new_event(Log(level, message, fields), step_id, attempt))
 
         return write
 
@@ -944,10 +923,7 @@ class ExecutionRun:
         put = self._bounded_writer(step_id, attempt, "output deltas")
 
         def emit(text: str, data: dict[str, Any] | None) -> None:
-            payload: dict[str, Any] = {"text": text}
-            if data is not None:
-                payload["data"] = data
-            put(Event(EventType.STEP_OUTPUT_DELTA, step_id, attempt, payload=payload))
+            put(new_event(OutputDelta(text, data), step_id, attempt))
 
         return emit
 
@@ -963,16 +939,8 @@ class ExecutionRun:
             sent += 1
             if sent > limit:
                 if sent == limit + 1:
-                    warning = Event(
-                        EventType.LOG,
-                        step_id,
-                        attempt,
-                        payload={
-                            "severity": "WARNING",
-                            "fields": {"limit": limit},
-                            "message": f"more than {limit} {what}: the rest are dropped",
-                        },
-                    )
+                    dropped = f"more than {limit} {what}: the rest are dropped"
+                    warning = new_event(Log("WARNING", dropped, {"limit": limit}), step_id, attempt)
                     loop.call_soon_threadsafe(self._write_log, warning)
                 return
             loop.call_soon_threadsafe(self._write_log, event)

@@ -1,0 +1,197 @@
+"""The execution event log's entries: one payload class per event kind. Writers build events
+with `new_event(payload, ...)`; readers get the payload back with `payload_of(event)`.
+Storage keeps each payload as the JSON document `to_doc()` gives, so this module is the
+one place that knows the documents' keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from baton_server.engine.execution_model import Event, EventType, Failure
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What an event of one kind carries."""
+
+    kind: ClassVar[EventType]
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON document storage keeps."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Payload:
+        """Reverses `to_doc`; keys this version does not know are ignored."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def _failure_doc(failure: Failure | None) -> dict[str, Any] | None:
+    return failure.to_doc() if failure is not None else None
+
+
+@dataclass(frozen=True)
+class _CarriesFailure(Payload):
+    """A payload whose `error` is a Failure (stored as its document)."""
+
+    error: Failure | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {**self.__dict__, "error": _failure_doc(self.error)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Payload:
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in doc.items() if k in known}
+        values["error"] = Failure.from_doc(doc.get("error"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ExecutionQueued(Payload):
+    kind = EventType.EXECUTION_QUEUED
+    workflow_revision: int = 0
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class ExecutionStarted(Payload):
+    kind = EventType.EXECUTION_STARTED
+
+
+@dataclass(frozen=True)
+class ExecutionSucceeded(Payload):
+    kind = EventType.EXECUTION_SUCCEEDED
+    output: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionFailed(_CarriesFailure):
+    kind = EventType.EXECUTION_FAILED
+
+
+@dataclass(frozen=True)
+class ExecutionCancelled(Payload):
+    kind = EventType.EXECUTION_CANCELLED
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutionTimedOut(Payload):
+    kind = EventType.EXECUTION_TIMED_OUT
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class StepScheduled(Payload):
+    kind = EventType.STEP_SCHEDULED
+    agent: str = ""
+
+
+@dataclass(frozen=True)
+class StepStarted(Payload):
+    kind = EventType.STEP_STARTED
+    agent: str = ""
+    idempotency_key: str = ""
+    input: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepSucceeded(Payload):
+    kind = EventType.STEP_SUCCEEDED
+    output: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepFailed(_CarriesFailure):
+    kind = EventType.STEP_FAILED
+
+
+@dataclass(frozen=True)
+class StepRetrying(_CarriesFailure):
+    kind = EventType.STEP_RETRYING
+    delay: float = 0.0
+    next_attempt: int = 0
+
+
+@dataclass(frozen=True)
+class StepSkipped(Payload):
+    kind = EventType.STEP_SKIPPED
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StepTimedOut(Payload):
+    kind = EventType.STEP_TIMED_OUT
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class FallbackActivated(_CarriesFailure):
+    kind = EventType.FALLBACK_ACTIVATED
+    from_agent: str = ""
+    to_agent: str = ""
+
+
+@dataclass(frozen=True)
+class HandoffRecord(Payload):
+    """A handoff: the event's payload, and the record a step run keeps of it."""
+
+    kind = EventType.HANDOFF
+    handoff: str = ""
+    source_agent: str = ""
+    target_agent: str = ""
+    type: str = ""
+    requested_by_agent: bool = False
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutputDelta(Payload):
+    kind = EventType.STEP_OUTPUT_DELTA
+    text: str = ""
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Log(Payload):
+    kind = EventType.LOG
+    severity: str = "INFO"
+    message: str = ""
+    fields: dict[str, Any] | None = None
+
+
+_BY_KIND: dict[EventType, type[Payload]] = {
+    cls.kind: cls
+    for cls in (
+        ExecutionQueued,
+        ExecutionStarted,
+        ExecutionSucceeded,
+        ExecutionFailed,
+        ExecutionCancelled,
+        ExecutionTimedOut,
+        StepScheduled,
+        StepStarted,
+        StepSucceeded,
+        StepFailed,
+        StepRetrying,
+        StepSkipped,
+        StepTimedOut,
+        FallbackActivated,
+        HandoffRecord,
+        OutputDelta,
+        Log,
+    )
+}
+
+
+def new_event(payload: Payload, step_id: str = "", attempt: int = 0, time: float = 0.0) -> Event:
+    """An event of `payload`'s kind (its sequence is set when it is written)."""
+    return Event(payload.kind, step_id, attempt, payload=payload.to_doc(), time=time)
+
+
+def payload_of(event: Event) -> Payload:
+    """The typed payload of a stored or new event."""
+    return _BY_KIND[event.type].from_doc(event.payload)
