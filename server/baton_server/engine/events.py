@@ -5,13 +5,13 @@ one place that knows the documents' keys."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from baton_server.engine.execution_model import Event, EventType, Failure
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Payload:
     """What an event of one kind carries."""
 
@@ -19,78 +19,91 @@ class Payload:
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps."""
-        return dict(self.__dict__)
+        return {name: getattr(self, name) for name in _names(type(self))}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Payload:
         """Reverses `to_doc`; keys this version does not know are ignored."""
-        known = cls.__dataclass_fields__
+        known = _names(cls)
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+_NAMES: dict[type[Payload], tuple[str, ...]] = {}
+
+
+def _names(cls: type[Payload]) -> tuple[str, ...]:
+    """A payload class's field names, in order (computed once per class)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 def _failure_doc(failure: Failure | None) -> dict[str, Any] | None:
     return failure.to_doc() if failure is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _CarriesFailure(Payload):
     """A payload whose `error` is a Failure (stored as its document)."""
 
     error: Failure | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        return {**self.__dict__, "error": _failure_doc(self.error)}
+        doc = {name: getattr(self, name) for name in _names(type(self))}
+        doc["error"] = _failure_doc(self.error)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Payload:
-        known = cls.__dataclass_fields__
+        known = _names(cls)
         values = {k: v for k, v in doc.items() if k in known}
         values["error"] = Failure.from_doc(doc.get("error"))
         return cls(**values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionQueued(Payload):
     kind = EventType.EXECUTION_QUEUED
     workflow_revision: int = 0
     priority: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionStarted(Payload):
     kind = EventType.EXECUTION_STARTED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionSucceeded(Payload):
     kind = EventType.EXECUTION_SUCCEEDED
     output: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionFailed(_CarriesFailure):
     kind = EventType.EXECUTION_FAILED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionCancelled(Payload):
     kind = EventType.EXECUTION_CANCELLED
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionTimedOut(Payload):
     kind = EventType.EXECUTION_TIMED_OUT
     timeout: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepScheduled(Payload):
     kind = EventType.STEP_SCHEDULED
     agent: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepStarted(Payload):
     kind = EventType.STEP_STARTED
     agent: str = ""
@@ -98,44 +111,44 @@ class StepStarted(Payload):
     input: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepSucceeded(Payload):
     kind = EventType.STEP_SUCCEEDED
     output: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepFailed(_CarriesFailure):
     kind = EventType.STEP_FAILED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepRetrying(_CarriesFailure):
     kind = EventType.STEP_RETRYING
     delay: float = 0.0
     next_attempt: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepSkipped(Payload):
     kind = EventType.STEP_SKIPPED
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepTimedOut(Payload):
     kind = EventType.STEP_TIMED_OUT
     timeout: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FallbackActivated(_CarriesFailure):
     kind = EventType.FALLBACK_ACTIVATED
     from_agent: str = ""
     to_agent: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HandoffRecord(Payload):
     """A handoff: the event's payload, and the record a step run keeps of it."""
 
@@ -148,14 +161,14 @@ class HandoffRecord(Payload):
     time: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutputDelta(Payload):
     kind = EventType.STEP_OUTPUT_DELTA
     text: str = ""
     data: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Log(Payload):
     kind = EventType.LOG
     severity: str = "INFO"
