@@ -35,6 +35,7 @@ from baton_server.engine.events import (
     HandoffRecord,
     Log,
     OutputDelta,
+    Payload,
     StepFailed,
     StepRetrying,
     StepScheduled,
@@ -678,6 +679,7 @@ class ExecutionRun:
         """One agent call with the step timeout."""
         cancelled = threading.Event()
         self._cancel_flags[step.id] = cancelled
+        sink = _AttemptEvents(self, step.id, run.attempt)
         ctx = StepContext(
             execution=f"executions/{self.execution.id}",
             step_id=step.id,
@@ -686,9 +688,9 @@ class ExecutionRun:
             agent=f"agents/{agent.id}",
             config=agent.config,
             cancelled=cancelled,
-            log=StepLogger(self._log_sink(step.id, run.attempt)),
+            log=StepLogger(sink.log),
             http=self.env.http,
-            deltas=self._delta_sink(step.id, run.attempt),
+            deltas=sink.delta,
             deadline=time.time() + step.timeout if step.timeout else None,
         )
         try:
@@ -909,44 +911,6 @@ class ExecutionRun:
         self._tasks[step_id] = task
         task.add_done_callback(lambda t: self._done.put_nowait((step_id, t)))
 
-    def _log_sink(self, step_id: str, attempt: int) -> Callable[[str, str, dict[str, Any]], None]:
-        put = self._bounded_writer(step_id, attempt, "log lines")
-
-        def write(level: str, message: str, fields: dict[str, Any]) -> None:
-            put(new_event(Log(level, message, fields), step_id, attempt))
-
-        return write
-
-    def _delta_sink(
-        self, step_id: str, attempt: int
-    ) -> Callable[[str, dict[str, Any] | None], None]:
-        put = self._bounded_writer(step_id, attempt, "output deltas")
-
-        def emit(text: str, data: dict[str, Any] | None) -> None:
-            put(new_event(OutputDelta(text, data), step_id, attempt))
-
-        return emit
-
-    def _bounded_writer(self, step_id: str, attempt: int, what: str) -> Callable[[Event], None]:
-        """Writes events (from any thread) until BATON_MAX_DELTAS of them, then one warning,
-        then nothing: an attempt cannot flood the event log."""
-        loop = asyncio.get_running_loop()
-        sent = 0
-        limit = self.env.max_deltas
-
-        def put(event: Event) -> None:
-            nonlocal sent
-            sent += 1
-            if sent > limit:
-                if sent == limit + 1:
-                    dropped = f"more than {limit} {what}: the rest are dropped"
-                    warning = new_event(Log("WARNING", dropped, {"limit": limit}), step_id, attempt)
-                    loop.call_soon_threadsafe(self._write_log, warning)
-                return
-            loop.call_soon_threadsafe(self._write_log, event)
-
-        return put
-
     def _write_log(self, event: Event) -> None:
         async def write() -> None:
             with contextlib.suppress(RunStoppedError):
@@ -1019,6 +983,45 @@ class ExecutionRun:
                 return None, Failure(failures.OUTPUT_MAPPING_ERROR, str(exc))
         problem = self._too_large(output, view, None)
         return (None, problem) if problem is not None else (output, None)
+
+
+class _AttemptEvents:
+    """Writes an attempt's LOG and STEP_OUTPUT_DELTA events (safe from any thread), each
+    kind up to BATON_MAX_DELTAS, then one warning, then nothing: an attempt cannot flood the
+    event log. One small object per attempt (many attempts may wait at once)."""
+
+    __slots__ = ("_attempt", "_deltas", "_logs", "_loop", "_run", "_step_id")
+
+    def __init__(self, run: ExecutionRun, step_id: str, attempt: int) -> None:
+        self._run = run
+        self._loop = asyncio.get_running_loop()
+        self._step_id = step_id
+        self._attempt = attempt
+        self._logs = 0
+        self._deltas = 0
+
+    def log(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        """A log line (the StepLogger's sink)."""
+        self._logs += 1
+        if self._within(self._logs, "log lines"):
+            self._put(Log(level, message, fields))
+
+    def delta(self, text: str, data: dict[str, Any] | None) -> None:
+        """Partial output (the StepContext's `deltas`)."""
+        self._deltas += 1
+        if self._within(self._deltas, "output deltas"):
+            self._put(OutputDelta(text, data))
+
+    def _within(self, count: int, what: str) -> bool:
+        limit = self._run.env.max_deltas
+        if count == limit + 1:
+            dropped = f"more than {limit} {what}: the rest are dropped"
+            self._put(Log("WARNING", dropped, {"limit": limit}))
+        return count <= limit
+
+    def _put(self, payload: Payload) -> None:
+        event = new_event(payload, self._step_id, self._attempt)
+        self._loop.call_soon_threadsafe(self._run._write_log, event)
 
 
 class _ConditionError(ValueError):
