@@ -16,9 +16,9 @@ import httpx
 from baton import StepContext
 from baton_server.engine import failures
 from baton_server.engine.agent_policy import AgentPolicy
+from baton_server.engine.attempts import AgentResult, AttemptFailedError
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import Agent, OpenAIRuntime
-from baton_server.engine.runtimes import AgentResult, AttemptFailedError
 
 TEXT_KEY = "text"
 

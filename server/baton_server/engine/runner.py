@@ -24,6 +24,7 @@ import orjson
 
 from baton import StepContext, StepLogger
 from baton_server.engine import failures
+from baton_server.engine.attempts import AgentResult, AttemptFailedError
 from baton_server.engine.conditions import compile_condition
 from baton_server.engine.events import (
     ExecutionCancelled,
@@ -59,7 +60,7 @@ from baton_server.engine.journal import Journal
 from baton_server.engine.mapping import MappingError, lookup, render
 from baton_server.engine.model import Agent, AgentState, Handoff, HandoffType, Step
 from baton_server.engine.plan import Plan
-from baton_server.engine.runtimes import AgentResult, AttemptFailedError, Runtimes
+from baton_server.engine.runtimes import Runtimes
 from baton_server.errors import BatonError
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ import inspect
 import logging
 import multiprocessing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from baton import AgentError, HandoffRequest, StepContext
+from baton import HandoffRequest, StepContext
 from baton_server.engine import failures
 from baton_server.engine.agent_policy import AgentPolicy, PolicyViolationError
+from baton_server.engine.attempts import AgentResult, AttemptFailedError, failure_of
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import (
     Agent,
@@ -26,46 +26,12 @@ from baton_server.engine.model import (
     WorkerRuntime,
     runtime_kind,
 )
-
-if TYPE_CHECKING:
-    from baton_server.engine.openai_runtime import OpenAIClient
-    from baton_server.engine.task_broker import TaskBroker
+from baton_server.engine.openai_runtime import OpenAIClient
+from baton_server.engine.task_broker import TaskBroker
 
 log = logging.getLogger(__name__)
 
 AgentFunction = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class AgentResult:
-    """What a successful attempt gives: the agent's output, and the agent it asked to hand
-    the step to ('' for none)."""
-
-    output: dict[str, Any]
-    handoff_to: str = ""
-
-
-class AttemptFailedError(Exception):
-    """An attempt failed; carries the failure to record and an optional `retry_after`."""
-
-    def __init__(self, failure: Failure, retry_after: float | None = None) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-        self.retry_after = retry_after
-
-
-def failure_of(exc: BaseException) -> AttemptFailedError:
-    """The AttemptFailedError for whatever an agent raised."""
-    if isinstance(exc, AttemptFailedError):
-        return exc
-    if isinstance(exc, PolicyViolationError):
-        return AttemptFailedError(Failure(exc.failure_type, exc.message, non_retryable=True))
-    if isinstance(exc, AgentError):
-        return AttemptFailedError(
-            Failure(exc.type, exc.message, non_retryable=exc.non_retryable, details=exc.details),
-            exc.retry_after,
-        )
-    return AttemptFailedError(Failure(type(exc).__name__, str(exc) or type(exc).__name__))
 
 
 class Runtimes:

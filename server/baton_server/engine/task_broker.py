@@ -21,9 +21,9 @@ from typing import Any
 
 from baton import StepContext
 from baton_server.engine import failures
+from baton_server.engine.attempts import AgentResult, AttemptFailedError
 from baton_server.engine.execution_model import Failure
 from baton_server.engine.model import Agent, WorkerRuntime
-from baton_server.engine.runtimes import AgentResult, AttemptFailedError
 
 log = logging.getLogger(__name__)
 
