@@ -20,7 +20,6 @@ class Plan:
 
     workflow: Workflow
     steps: dict[str, Step]
-    dependents: dict[str, tuple[str, ...]]
     conditions: dict[str, cel.Program]
     backoffs: dict[str, Backoff]
     sinks: tuple[str, ...]
@@ -42,7 +41,6 @@ def build_plan(workflow: Workflow) -> Plan:
     return Plan(
         workflow=workflow,
         steps=steps,
-        dependents={k: tuple(v) for k, v in dependents.items()},
         conditions={s.id: compile_condition(s.when) for s in workflow.steps if s.when},
         backoffs={s.id: Backoff.from_policy(s.retry_policy) for s in workflow.steps},
         sinks=tuple(s.id for s in workflow.steps if not dependents[s.id]),

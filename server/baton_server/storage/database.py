@@ -48,8 +48,6 @@ class Database:
         self._reader = reader
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.commits = 0
-        self.jobs = 0
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "FULL") -> Database:
@@ -159,8 +157,6 @@ class Database:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
-        self.commits += 1
-        self.jobs += len(batch)
         for pending, result, error in outcomes:
             if pending.future.done():
                 continue
