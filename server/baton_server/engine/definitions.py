@@ -167,6 +167,18 @@ class Definitions:
         self._measure = measure
         self._max_bytes = max_bytes
 
+    async def _checked(
+        self, kind: Kind[Any], resource: Any, validate: Callable[[], list[FieldViolation]]
+    ) -> None:
+        """Validates a new definition and bounds its size, in a thread: both can take a
+        while for a large one, and the event loop serves other calls meanwhile."""
+
+        def check() -> None:
+            _raise_if(validate())
+            self._check_size(kind, resource)
+
+        await asyncio.to_thread(check)
+
     def _check_size(self, kind: Kind[Any], resource: Any) -> None:
         """Refuses a definition too large to be sent back whole (and listed)."""
         if self._measure is None:
@@ -188,8 +200,7 @@ class Definitions:
 
     async def create_agent(self, agent: Agent, request: RequestInfo) -> Agent:
         """Stores a new agent."""
-        _raise_if(await asyncio.to_thread(validate_agent, agent, self.policy))
-        self._check_size(AGENT, agent)
+        await self._checked(AGENT, agent, lambda: validate_agent(agent, self.policy))
         return await self._create(AGENT, agent, request)
 
     async def get_agent(self, agent_id: str) -> Agent:
@@ -250,9 +261,8 @@ class Definitions:
 
     async def create_workflow(self, workflow: Workflow, request: RequestInfo) -> Workflow:
         """Stores a new workflow at revision 1."""
-        _raise_if((await asyncio.to_thread(validate_workflow, workflow))[0])
         workflow = dataclasses.replace(workflow, revision=1)
-        self._check_size(WORKFLOW, workflow)
+        await self._checked(WORKFLOW, workflow, lambda: validate_workflow(workflow)[0])
         return await self._create(
             WORKFLOW, workflow, request, self._check_workflow_agents, self._store_revision
         )
@@ -348,8 +358,7 @@ class Definitions:
 
     async def create_handoff(self, handoff: Handoff, request: RequestInfo) -> Handoff:
         """Stores a new handoff between two existing agents."""
-        _raise_if(await asyncio.to_thread(validate_handoff, handoff))
-        self._check_size(HANDOFF, handoff)
+        await self._checked(HANDOFF, handoff, lambda: validate_handoff(handoff))
         return await self._create(HANDOFF, handoff, request, self._check_handoff_agents)
 
     async def get_handoff(self, handoff_id: str) -> Handoff:
