@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import random
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -692,7 +691,7 @@ class ExecutionRun:
             log=StepLogger(sink.log),
             http=self.env.http,
             deltas=sink.delta,
-            deadline=time.time() + step.timeout if step.timeout else None,
+            deadline=self.env.clock() + step.timeout if step.timeout else None,
         )
         try:
             if step.timeout:
