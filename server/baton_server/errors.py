@@ -70,6 +70,12 @@ def invalid(violations: list[FieldViolation]) -> BatonError:
     )
 
 
+def raise_if_invalid(violations: list[FieldViolation]) -> None:
+    """Raises INVALID_ARGUMENT for `violations`, if there are any."""
+    if violations:
+        raise invalid(violations)
+
+
 def invalid_field(field_path: str, description: str, reason: str = "INVALID_VALUE") -> BatonError:
     """An INVALID_ARGUMENT error for a single field."""
     return invalid([FieldViolation(field_path, description, reason)])

@@ -26,7 +26,12 @@ def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
     """A Struct as a plain dict; whole numbers come back as int, not float. Raises
     INVALID_ARGUMENT naming the place inside `field` for NaN or infinite numbers and for
     nesting deeper than MAX_PAYLOAD_DEPTH."""
-    return _object(message, field, 1)
+    try:
+        return _object(message, 1)
+    except _BadValueError as bad:
+        # The path is built only now, on the way out: valid payloads pay nothing for it.
+        path = field + "".join(reversed(bad.where))
+        raise invalid_field(path, bad.description, bad.reason) from None
 
 
 def optional_struct(holder: Any, field: str, path: str) -> dict[str, Any] | None:
@@ -34,24 +39,40 @@ def optional_struct(holder: Any, field: str, path: str) -> dict[str, Any] | None
     return struct_to_dict(getattr(holder, field), path) if holder.HasField(field) else None
 
 
-def _object(message: struct_pb2.Struct, path: str, depth: int) -> dict[str, Any]:
+class _BadValueError(Exception):
+    """A value a payload may not hold; `where` collects the path inside out."""
+
+    def __init__(self, description: str, reason: str) -> None:
+        super().__init__(description)
+        self.description = description
+        self.reason = reason
+        self.where: list[str] = []
+
+
+def _too_deep() -> _BadValueError:
+    return _BadValueError(f"nests objects and lists more than {MAX_PAYLOAD_DEPTH} deep", "TOO_DEEP")
+
+
+def _object(message: struct_pb2.Struct, depth: int) -> dict[str, Any]:
     if depth > MAX_PAYLOAD_DEPTH:
-        raise invalid_field(
-            path, f"nests objects and lists more than {MAX_PAYLOAD_DEPTH} deep", "TOO_DEEP"
-        )
-    return {
-        key: _value(value, f"{path}.{shorten(key, 40)}", depth)
-        for key, value in message.fields.items()
-    }
+        raise _too_deep()
+    result = {}
+    for key, value in message.fields.items():
+        try:
+            result[key] = _value(value, depth)
+        except _BadValueError as bad:
+            bad.where.append(f".{shorten(key, 40)}")
+            raise
+    return result
 
 
-def _value(value: struct_pb2.Value, path: str, depth: int) -> Any:
+def _value(value: struct_pb2.Value, depth: int) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
         number = value.number_value
         if not math.isfinite(number):
-            raise invalid_field(
-                path, "must be a finite number (JSON has no NaN or Infinity)", "NOT_FINITE"
+            raise _BadValueError(
+                "must be a finite number (JSON has no NaN or Infinity)", "NOT_FINITE"
             )
         return int(number) if number.is_integer() and abs(number) < _MAX_SAFE_INT else number
     if kind == "string_value":
@@ -59,16 +80,18 @@ def _value(value: struct_pb2.Value, path: str, depth: int) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "struct_value":
-        return _object(value.struct_value, path, depth + 1)
+        return _object(value.struct_value, depth + 1)
     if kind == "list_value":
         if depth + 1 > MAX_PAYLOAD_DEPTH:
-            raise invalid_field(
-                path, f"nests objects and lists more than {MAX_PAYLOAD_DEPTH} deep", "TOO_DEEP"
-            )
-        return [
-            _value(item, f"{path}[{i}]", depth + 1)
-            for i, item in enumerate(value.list_value.values)
-        ]
+            raise _too_deep()
+        items = []
+        for i, item in enumerate(value.list_value.values):
+            try:
+                items.append(_value(item, depth + 1))
+            except _BadValueError as bad:
+                bad.where.append(f"[{i}]")
+                raise
+        return items
     return None  # null_value, or no value at all
 
 

@@ -34,7 +34,7 @@ from baton_server.engine.execution_model import (
 )
 from baton_server.engine.executions import Executions, StartOptions
 from baton_server.engine.validation import check_labels
-from baton_server.errors import FieldViolation, invalid, invalid_field
+from baton_server.errors import invalid_field, raise_if_invalid
 from baton_server.limits import MAX_LIST_ITEMS, MAX_REASON
 from baton_server.storage.executions import ExecutionFilter
 
@@ -98,7 +98,6 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
                 time=timestamp(h.time),
             )
             for h in map(ev.HandoffRecord.from_doc, run.handoffs)
-            if isinstance(h, ev.HandoffRecord)
         )
     return message
 
@@ -245,7 +244,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise invalid_field("workflow_revision", "must be 0 (latest) or a revision number")
         if request.execution_id:
             parse_name(f"executions/{request.execution_id}", "executions", "execution_id")
-        _raise_if(check_labels("labels", dict(request.labels)))
+        raise_if_invalid(check_labels("labels", dict(request.labels)))
         options = StartOptions(
             priority=request.priority,
             timeout=seconds_of(request, "timeout"),
@@ -354,8 +353,3 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             execution_id, after=request.after_sequence, types=types
         ):
             yield event_to_proto(event)
-
-
-def _raise_if(violations: list[FieldViolation]) -> None:
-    if violations:
-        raise invalid(violations)

@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from baton_server.engine.idempotency import RequestInfo
 from baton_server.engine.paging import Page
 from baton_server.engine.validation import check_words
-from baton_server.errors import invalid, invalid_field
+from baton_server.errors import invalid_field, raise_if_invalid
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)
@@ -107,9 +107,7 @@ def _digest(scope: str, filters: Mapping[str, Any]) -> str:
 
 def filter_words(field: str, values: Sequence[str]) -> list[str]:
     """A list filter's values (capabilities, tags), bounded like the fields they match."""
-    found = check_words(field, list(values))
-    if found:
-        raise invalid(found)
+    raise_if_invalid(check_words(field, list(values)))
     return sorted(set(values))
 
 

@@ -18,6 +18,8 @@ class AgentResult:
 
     output: dict[str, Any]
     handoff_to: str = ""
+    size: int = -1
+    """The output's size as JSON, once the engine has measured it."""
 
 
 class AttemptFailedError(Exception):

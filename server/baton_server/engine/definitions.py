@@ -25,7 +25,14 @@ from baton_server.engine.model import (
 )
 from baton_server.engine.paging import Page
 from baton_server.engine.validation import validate_agent, validate_handoff, validate_workflow
-from baton_server.errors import BatonError, Code, FieldViolation, invalid, not_found
+from baton_server.errors import (
+    BatonError,
+    Code,
+    FieldViolation,
+    invalid_field,
+    not_found,
+    raise_if_invalid,
+)
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database
 from baton_server.storage.definitions import (
@@ -174,7 +181,7 @@ class Definitions:
         while for a large one, and the event loop serves other calls meanwhile."""
 
         def check() -> None:
-            _raise_if(validate())
+            raise_if_invalid(validate())
             self._check_size(kind, resource)
 
         await asyncio.to_thread(check)
@@ -185,15 +192,11 @@ class Definitions:
             return
         size = self._measure(resource)
         if size > self._max_bytes:
-            raise invalid(
-                [
-                    FieldViolation(
-                        kind.name,
-                        f"is {size} bytes encoded; at most {self._max_bytes} (a quarter of "
-                        "BATON_MAX_MESSAGE_BYTES), so that it can always be read back",
-                        "RESOURCE_TOO_LARGE",
-                    )
-                ]
+            raise invalid_field(
+                kind.name,
+                f"is {size} bytes encoded; at most {self._max_bytes} (a quarter of "
+                "BATON_MAX_MESSAGE_BYTES), so that it can always be read back",
+                "RESOURCE_TOO_LARGE",
             )
 
     # Agents ---------------------------------------------------------------------------
@@ -221,7 +224,7 @@ class Definitions:
 
         def mutate(current: Agent) -> Agent:
             updated = _merge(current, patch, fields)
-            _raise_if(validate_agent(updated, self.policy))
+            raise_if_invalid(validate_agent(updated, self.policy))
             self._check_size(AGENT, updated)
             return updated
 
@@ -255,7 +258,7 @@ class Definitions:
     async def validate_workflow(self, workflow: Workflow) -> list[str]:
         """Checks a workflow as CreateWorkflow would; returns a topological order of its steps."""
         violations, order = await asyncio.to_thread(validate_workflow, workflow)
-        _raise_if(violations)
+        raise_if_invalid(violations)
         await self.db.read(lambda conn: self._check_workflow_agents(conn, workflow))
         return order
 
@@ -303,7 +306,7 @@ class Definitions:
         def mutate(current: Workflow) -> Workflow:
             updated = _merge(current, patch, fields)
             updated.revision = current.revision + 1
-            _raise_if(validate_workflow(updated)[0])
+            raise_if_invalid(validate_workflow(updated)[0])
             self._check_size(WORKFLOW, updated)
             return updated
 
@@ -347,7 +350,7 @@ class Definitions:
                 for field, agent in refs
                 if agent not in found
             ]
-        _raise_if(violations)
+        raise_if_invalid(violations)
 
     async def _store_revision(
         self, conn: aiosqlite.Connection, seq: int, workflow: Workflow
@@ -394,7 +397,7 @@ class Definitions:
 
         def mutate(current: Handoff) -> Handoff:
             updated = _merge(current, patch, fields)
-            _raise_if(validate_handoff(updated))
+            raise_if_invalid(validate_handoff(updated))
             self._check_size(HANDOFF, updated)
             return updated
 
@@ -408,7 +411,7 @@ class Definitions:
 
     async def _check_handoff_agents(self, conn: aiosqlite.Connection, handoff: Handoff) -> None:
         found = await self.repo.get_many(conn, AGENTS, [handoff.source_agent, handoff.target_agent])
-        _raise_if(
+        raise_if_invalid(
             [
                 FieldViolation(
                     f"handoff.{field}", f"agent 'agents/{agent}' does not exist", "UNKNOWN_AGENT"
@@ -581,11 +584,6 @@ class Definitions:
             await self.cache.put(kind.name, id_, version, doc)
 
 
-def _raise_if(violations: list[FieldViolation]) -> None:
-    if violations:
-        raise invalid(violations)
-
-
 async def _precheck(check: Callable[[], list[FieldViolation]], fields: set[str]) -> None:
     """Checks an update's patch off the event loop and outside the write transaction,
     keeping the violations of the fields it replaces: the costly parts (conditions,
@@ -593,7 +591,7 @@ async def _precheck(check: Callable[[], list[FieldViolation]], fields: set[str])
     merged result inside the transaction is cheap."""
     violations = await asyncio.to_thread(check)
     # A violation's field is `<resource>.<top-level field>...`, e.g. `workflow.steps[2].id`.
-    _raise_if([v for v in violations if v.field.split(".")[1].split("[")[0] in fields])
+    raise_if_invalid([v for v in violations if v.field.split(".")[1].split("[")[0] in fields])
 
 
 def _check_etag(kind: Kind[Any], current: Resource, etag: str) -> None:

@@ -6,7 +6,7 @@ one place that knows the documents' keys."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from baton_server.engine.execution_model import Event, EventType, Failure
 
@@ -22,7 +22,7 @@ class Payload:
         return {name: getattr(self, name) for name in _names(type(self))}
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Payload:
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
         """Reverses `to_doc`; keys this version does not know are ignored."""
         known = _names(cls)
         return cls(**{k: v for k, v in doc.items() if k in known})
@@ -55,7 +55,7 @@ class _CarriesFailure(Payload):
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Payload:
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
         known = _names(cls)
         values = {k: v for k, v in doc.items() if k in known}
         values["error"] = Failure.from_doc(doc.get("error"))

@@ -117,6 +117,7 @@ class ExecutionRun:
         self._driver: asyncio.Task[None] | None = None
         self._first: Transition | None = None
         self._draining = False
+        self._input_bytes = -1  # the input's size as JSON, measured once when needed
         self._sizes: dict[str, int] = {}  # step id -> bytes of its stored output
 
     # Lifecycle ------------------------------------------------------------------------
@@ -475,7 +476,7 @@ class ExecutionRun:
                     result = await self._attempt(step, run, agent, agent_input)
                     handoff, next_input = await self._sequential_handoff(run, agent, result)
                     if handoff is None:
-                        output = self._step_output(step, result.output)
+                        output = self._step_output(step, result)
                         return self._ended(run, StepState.SUCCEEDED, output=output)
                 except AttemptFailedError as failed:
                     failure, retry_after = failed.failure, failed.retry_after
@@ -723,13 +724,15 @@ class ExecutionRun:
                     non_retryable=True,
                 )
             )
-        return result
+        return dataclasses.replace(result, size=size)
 
-    def _step_output(self, step: Step, output: dict[str, Any]) -> dict[str, Any]:
+    def _step_output(self, step: Step, result: AgentResult) -> dict[str, Any]:
         """The step's output: the (last) agent's output through `output_mapping`, within
         what the execution may hold in all."""
+        output, size = result.output, result.size
         mapped = output
         if step.output_mapping is not None:
+            size = -1
             try:
                 mapped = render(
                     step.output_mapping, {**self._scope(self._committed), "output": output}
@@ -738,17 +741,24 @@ class ExecutionRun:
                 raise AttemptFailedError(
                     Failure(failures.OUTPUT_MAPPING_ERROR, str(exc), non_retryable=True)
                 ) from None
-        problem = self._too_large(mapped, self._committed, step.id)
+        problem = self._too_large(mapped, self._committed, step.id, size)
         if problem is not None:
             raise AttemptFailedError(problem)
         return mapped
 
     def _too_large(
-        self, output: dict[str, Any], view: Callable[[str], StepRun], step_id: str | None
+        self,
+        output: dict[str, Any],
+        view: Callable[[str], StepRun],
+        step_id: str | None,
+        size: int = -1,
     ) -> Failure | None:
-        """A failure if storing `output` would make the execution exceed its size bound
-        (counting its input and the step outputs in `view`, except `step_id`'s)."""
-        total = len(orjson.dumps(output)) + self._stored_bytes(view, step_id)
+        """A failure if storing `output` (`size` bytes as JSON, when already measured) would
+        make the execution exceed its size bound (counting its input and the step outputs in
+        `view`, except `step_id`'s)."""
+        if size < 0:
+            size = len(orjson.dumps(output))
+        total = size + self._stored_bytes(view, step_id)
         if total <= self.env.max_execution_bytes:
             return None
         return Failure(
@@ -760,9 +770,9 @@ class ExecutionRun:
         )
 
     def _stored_bytes(self, view: Callable[[str], StepRun], except_step: str | None) -> int:
-        if "" not in self._sizes:
-            self._sizes[""] = len(orjson.dumps(self.execution.input))
-        total = self._sizes[""]
+        if self._input_bytes < 0:
+            self._input_bytes = len(orjson.dumps(self.execution.input))
+        total = self._input_bytes
         for step in self.plan.workflow.steps:
             run = view(step.id)
             if step.id == except_step or run.state is not StepState.SUCCEEDED:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import re
-from collections.abc import Iterable
+from collections.abc import Sized
 from typing import Any
 
 from baton_server.engine import conditions, expressions
@@ -72,8 +72,8 @@ def _check_text(field: str, value: str, limit: int) -> list[FieldViolation]:
     return []
 
 
-def _check_count(field: str, values: Iterable[Any], limit: int) -> list[FieldViolation]:
-    count = len(list(values))
+def _check_count(field: str, values: Sized, limit: int) -> list[FieldViolation]:
+    count = len(values)
     if count > limit:
         return [_v(field, f"has {count} entries; at most {limit}", "TOO_MANY")]
     return []
