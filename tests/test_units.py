@@ -14,10 +14,10 @@ from google.protobuf import struct_pb2
 from baton import Client
 from baton_server.app import Baton
 from baton_server.config import Settings
-from baton_server.engine import events, failures
-from baton_server.engine.conditions import free_variables, referenced_steps
-from baton_server.engine.execution_model import EventType, Failure
-from baton_server.engine.expressions import ExpressionError, parse_path, parse_template
+from baton_server.domain import events, failures
+from baton_server.domain.executions import EventType, Failure
+from baton_server.language.conditions import free_variables, referenced_steps
+from baton_server.language.expressions import ExpressionError, parse_path, parse_template
 from baton_server.storage.codec import Codec
 
 

@@ -41,18 +41,17 @@ from baton_server.api.sizes import definition_size
 from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
 from baton_server.api.workers import WorkerServicer
 from baton_server.api.workflows import WorkflowServicer
+from baton_server.cluster.lease import EngineLease
 from baton_server.config import Settings
-from baton_server.engine.agent_policy import AgentPolicy
-from baton_server.engine.definitions import Definitions
-from baton_server.engine.event_relay import EventRelay
-from baton_server.engine.executions import Executions
-from baton_server.engine.health import HealthProbe, Status
-from baton_server.engine.journal import Journal
-from baton_server.engine.lease import EngineLease
-from baton_server.engine.metrics import Metrics
-from baton_server.engine.openai_runtime import OpenAIClient
-from baton_server.engine.runtimes import Runtimes
-from baton_server.engine.task_broker import TaskBroker
+from baton_server.definitions.service import Definitions
+from baton_server.domain.agent_policy import AgentPolicy
+from baton_server.events.relay import EventRelay
+from baton_server.executions.journal import Journal
+from baton_server.executions.metrics import Metrics
+from baton_server.executions.service import Executions
+from baton_server.runtimes.openai import OpenAIClient
+from baton_server.runtimes.registry import Runtimes
+from baton_server.runtimes.worker_broker import TaskBroker
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.codec import Codec
 from baton_server.storage.coordination import CoordinationRepository
@@ -60,6 +59,7 @@ from baton_server.storage.database import Database
 from baton_server.storage.definitions import DefinitionRepository
 from baton_server.storage.event_bus import RedisEventBus
 from baton_server.storage.executions import ExecutionRepository
+from baton_server.storage.health import HealthProbe, Status
 from baton_server.storage.idempotency import IdempotencyRepository
 
 log = logging.getLogger(__name__)

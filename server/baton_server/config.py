@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from baton_server.engine.agent_policy import AgentPolicy, PolicySettingError
+from baton_server.domain.agent_policy import AgentPolicy, PolicySettingError
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from baton import AgentError, StepContext
-from baton_server.engine import failures
-from baton_server.engine.mapping import MappingError, render
+from baton_server.domain import failures
+from baton_server.language.mapping import MappingError, render
 
 
 def echo(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from baton_server.engine.ids import is_resource_id
+from baton_server.domain.ids import is_resource_id
 from baton_server.errors import invalid_field
 from baton_server.limits import (
     MAX_DURATION_SECONDS,

@@ -22,9 +22,9 @@ from baton_server.api.convert import (
 from baton_server.api.enums import enum_to_domain
 from baton_server.api.requests import PageTokens, request_info
 from baton_server.api.status import translate_errors
-from baton_server.engine import events as ev
-from baton_server.engine.events import payload_of
-from baton_server.engine.execution_model import (
+from baton_server.domain import events as ev
+from baton_server.domain.events import payload_of
+from baton_server.domain.executions import (
     Event,
     EventType,
     Execution,
@@ -32,9 +32,9 @@ from baton_server.engine.execution_model import (
     Failure,
     StepRun,
 )
-from baton_server.engine.executions import Executions, StartOptions
-from baton_server.engine.validation import check_labels
 from baton_server.errors import invalid_field, raise_if_invalid
+from baton_server.executions.service import Executions, StartOptions
+from baton_server.language.validation import check_labels
 from baton_server.limits import MAX_LIST_ITEMS, MAX_REASON
 from baton_server.storage.executions import ExecutionFilter
 

@@ -12,9 +12,9 @@ from baton_server.api.convert import agent_ref, check_new_id, parse_name, timest
 from baton_server.api.enums import enum_to_domain, enum_to_proto
 from baton_server.api.requests import PageTokens, request_info, update_fields
 from baton_server.api.status import translate_errors
-from baton_server.engine.definitions import HANDOFF_FIELDS, Definitions, etag_of
-from baton_server.engine.ids import new_id
-from baton_server.engine.model import Handoff, HandoffType
+from baton_server.definitions.service import HANDOFF_FIELDS, Definitions, etag_of
+from baton_server.domain.definitions import Handoff, HandoffType
+from baton_server.domain.ids import new_id
 from baton_server.errors import invalid_field
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -11,12 +11,12 @@ from baton.v1 import monitoring_pb2, monitoring_pb2_grpc
 from baton_server import __version__
 from baton_server.api.convert import duration, parse_name, time_of, timestamp
 from baton_server.api.status import translate_errors
-from baton_server.engine.execution_model import ExecutionState
-from baton_server.engine.executions import Executions
-from baton_server.engine.health import HealthProbe, Status
-from baton_server.engine.metrics import Metrics
-from baton_server.engine.task_broker import TaskBroker
+from baton_server.domain.executions import ExecutionState
 from baton_server.errors import invalid_field
+from baton_server.executions.metrics import Metrics
+from baton_server.executions.service import Executions
+from baton_server.runtimes.worker_broker import TaskBroker
+from baton_server.storage.health import HealthProbe, Status
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

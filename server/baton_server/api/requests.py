@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
-from baton_server.engine.idempotency import RequestInfo
-from baton_server.engine.paging import Page
-from baton_server.engine.validation import check_words
+from baton_server.domain.paging import Page
 from baton_server.errors import invalid_field, raise_if_invalid
+from baton_server.idempotency import RequestInfo
+from baton_server.language.validation import check_words
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)

@@ -8,7 +8,7 @@ from typing import Any
 from baton_server.api.agents import agent_to_proto
 from baton_server.api.handoffs import handoff_to_proto
 from baton_server.api.workflows import workflow_to_proto
-from baton_server.engine.model import Agent, Handoff, Workflow
+from baton_server.domain.definitions import Agent, Handoff, Workflow
 
 
 def definition_size(resource: Any) -> int:

@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from baton_server.api.handler_streams import items_of
-from baton_server.engine.execution_model import Event
+from baton_server.domain.executions import Event
 
 Gauges = Callable[[], dict[str, tuple[str, float]]]
 """Returns {metric name: (help, value)} for gauges read at scrape time."""

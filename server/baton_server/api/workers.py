@@ -19,14 +19,13 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.status import translate_errors
-from baton_server.engine import failures
-from baton_server.engine.definitions import Definitions
-from baton_server.engine.execution_model import Failure
-from baton_server.engine.executions import Executions
-from baton_server.engine.ids import is_resource_id
-from baton_server.engine.model import WorkerRuntime, runtime_kind
-from baton_server.engine.task_broker import Task, TaskBroker
+from baton_server.definitions.service import Definitions
+from baton_server.domain import failures
+from baton_server.domain.definitions import WorkerRuntime, runtime_kind
+from baton_server.domain.executions import Failure
+from baton_server.domain.ids import is_resource_id
 from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.executions.service import Executions
 from baton_server.limits import (
     MAX_ERROR_MESSAGE,
     MAX_ERROR_TYPE,
@@ -34,6 +33,7 @@ from baton_server.limits import (
     MAX_STEP_DURATION_SECONDS,
     shorten,
 )
+from baton_server.runtimes.worker_broker import Task, TaskBroker
 
 MAX_IDENTITY = 256
 MAX_TOKEN = 256
@@ -44,7 +44,7 @@ _SEVERITIES = {1: "DEBUG", 2: "INFO", 3: "WARNING", 4: "ERROR"}
 
 def task_to_proto(task: Task) -> worker_pb2.Task:
     """A leased task as the Task message a worker receives."""
-    ctx = task.ctx
+    ctx = task.attempt
     message = worker_pb2.Task(
         task_token=task.token,
         agent=f"agents/{task.agent.id}",
@@ -195,9 +195,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         task, stop = self._broker.heartbeat(request.task_token)
         if task is not None and not stop:
             for severity, message, fields in logs:
-                task.ctx.log.write(severity, message, fields)
+                task.attempt.log(severity, message, fields)
             if delta is not None:
-                task.ctx.emit(*delta)
+                task.attempt.deltas(*delta)
         return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
 
     async def _engine(self) -> worker_pb2_grpc.WorkerServiceAsyncStub:

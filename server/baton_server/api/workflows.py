@@ -22,9 +22,9 @@ from baton_server.api.convert import (
 from baton_server.api.enums import enum_to_domain, enum_to_proto
 from baton_server.api.requests import PageTokens, filter_words, request_info, update_fields
 from baton_server.api.status import translate_errors
-from baton_server.engine.definitions import WORKFLOW_FIELDS, Definitions, etag_of
-from baton_server.engine.ids import new_id
-from baton_server.engine.model import RetryPolicy, Step, Workflow, WorkflowState
+from baton_server.definitions.service import WORKFLOW_FIELDS, Definitions, etag_of
+from baton_server.domain.definitions import RetryPolicy, Step, Workflow, WorkflowState
+from baton_server.domain.ids import new_id
 from baton_server.errors import invalid_field
 
 Context = grpc.aio.ServicerContext[Any, Any]

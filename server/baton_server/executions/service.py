@@ -9,19 +9,19 @@ import contextlib
 import dataclasses
 import heapq
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
-from baton_server.engine import failures
-from baton_server.engine.definitions import Definitions
-from baton_server.engine.event_hub import EventHub
-from baton_server.engine.events import ExecutionCancelled, ExecutionQueued, new_event
-from baton_server.engine.execution_model import (
+from baton_server.cluster.lease import EngineLease
+from baton_server.definitions.service import Definitions
+from baton_server.domain import failures
+from baton_server.domain.definitions import Agent, Workflow, WorkflowState
+from baton_server.domain.events import ExecutionCancelled, ExecutionQueued, new_event
+from baton_server.domain.executions import (
     Event,
     EventType,
     Execution,
@@ -30,16 +30,17 @@ from baton_server.engine.execution_model import (
     StepRun,
     StepState,
 )
-from baton_server.engine.idempotency import RequestInfo
-from baton_server.engine.ids import new_id
-from baton_server.engine.journal import Journal
-from baton_server.engine.lease import EngineLease
-from baton_server.engine.model import Agent, AgentState, Handoff, Workflow, WorkflowState
-from baton_server.engine.paging import Page
-from baton_server.engine.plan import Plan, build_plan
-from baton_server.engine.runner import ExecutionRun, RunEnv, Transition
-from baton_server.engine.runtimes import Runtimes
+from baton_server.domain.ids import new_id
+from baton_server.domain.paging import Page
 from baton_server.errors import BatonError, Code, invalid_field, not_found
+from baton_server.events.hub import EventHub
+from baton_server.executions.directory import AgentDirectory
+from baton_server.executions.driver import RunDriver, RunEnv
+from baton_server.executions.journal import Journal
+from baton_server.executions.transitions import Decision, Limits
+from baton_server.idempotency import RequestInfo
+from baton_server.language.plan import Plan, build_plan
+from baton_server.runtimes.registry import Runtimes
 from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.executions import ExecutionFilter
 
@@ -76,7 +77,6 @@ class Executions:
         max_running: int,
         http: Any = None,
         clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
         stream_buffer: int = 1000,
         stream_poll: float = 0.5,
         lease: EngineLease | None = None,
@@ -91,7 +91,7 @@ class Executions:
         self.definitions = definitions
         self.max_running = max_running
         self.clock = clock
-        self._runs: dict[str, ExecutionRun] = {}
+        self._runs: dict[str, RunDriver] = {}
         self._queue: list[tuple[int, int, str]] = []
         self._queued: dict[str, Execution] = {}
         self._plans_by_execution: dict[str, Plan] = {}
@@ -99,9 +99,7 @@ class Executions:
         # Executions that just ended here, as committed: waits and gets answer from memory.
         self._ended: collections.OrderedDict[str, Execution] = collections.OrderedDict()
         self._plans: dict[tuple[str, int, float], Plan] = {}
-        self._agents: dict[str, tuple[float, asyncio.Future[Agent]]] = {}
-        self._capable: dict[str, tuple[float, asyncio.Future[Agent | None]]] = {}
-        self._handoffs: dict[str, tuple[float, asyncio.Future[list[Handoff]]]] = {}
+        self.directory = AgentDirectory(definitions)
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self.hub = EventHub(stream_buffer)
         self._stream_poll = stream_poll
@@ -118,19 +116,18 @@ class Executions:
         self._env = RunEnv(
             journal=journal,
             runtimes=runtimes,
-            agent=self._agent,
-            capable_agent=self._capable_agent,
-            handoffs_from=self._handoffs_from,
+            directory=self.directory,
             slots=self._agent_slots,
             published=self._publish,
             finished=self._finished,
             clock=clock,
+            limits=Limits(
+                max_output_bytes=max_output_bytes,
+                max_execution_bytes=max_execution_bytes,
+                max_handoff_depth=max_handoff_depth,
+            ),
             http=http,
-            rng=rng or random.Random(),
             max_deltas=max_deltas,
-            max_handoff_depth=max_handoff_depth,
-            max_output_bytes=max_output_bytes,
-            max_execution_bytes=max_execution_bytes,
         )
 
     # Commands -------------------------------------------------------------------------
@@ -149,10 +146,10 @@ class Executions:
         if options.timeout is not None and options.timeout <= 0:
             raise invalid_field("timeout", "must be positive")
         size = len(orjson.dumps(value))
-        if size > self._env.max_output_bytes:
+        if size > self._env.limits.max_output_bytes:
             raise invalid_field(
                 "input",
-                f"is {size} bytes as JSON; at most {self._env.max_output_bytes} "
+                f"is {size} bytes as JSON; at most {self._env.limits.max_output_bytes} "
                 "(BATON_MAX_OUTPUT_BYTES)",
                 "PAYLOAD_TOO_LARGE",
             )
@@ -189,27 +186,27 @@ class Executions:
 
         self._creating.add(execution.id)  # not "discovered" as another process's work
         events = [event]
-        run: ExecutionRun | None = None
-        first: Transition | None = None
+        run: RunDriver | None = None
+        first: Decision | None = None
         created = False
         try:
             if self._capacity_now():
                 # It can run at once: its first steps' start is written with the execution.
-                run = ExecutionRun(execution, plan, self._env)
+                run = RunDriver(execution, plan, self._env)
                 self._reserved += 1  # given back in `finally`, which checks `run`
                 first = await run.prepare()
                 for name, value in first.fields.items():
                     setattr(execution, name, value)
-                for step_run in first.steps:
-                    execution.steps[step_run.position] = step_run
+                for position, step_run in first.steps.items():
+                    execution.steps[position] = step_run
                 events += first.events
             stored, written, created = await self.journal.create(execution, events, request)
         finally:
             self._creating.discard(execution.id)
             if run is not None:
                 self._reserved -= 1
-                if not created and first is not None:
-                    run.release(first)  # failed, or a repeated request: nothing starts
+                if not created:
+                    run.release()  # failed, or a repeated request: nothing starts
         if not created:
             return stored
         self._publish(written)
@@ -514,11 +511,11 @@ class Executions:
             self._run(execution, plan)
 
     def _run(self, execution: Execution, plan: Plan) -> None:
-        run = ExecutionRun(execution, plan, self._env)
+        run = RunDriver(execution, plan, self._env)
         self._runs[execution.id] = run
         run.start()
 
-    def _finished(self, run: ExecutionRun) -> None:
+    def _finished(self, run: RunDriver) -> None:
         self._runs.pop(run.execution.id, None)
         if run.execution.state.terminal:
             execution = run.execution
@@ -557,39 +554,6 @@ class Executions:
             plan = self._plans[key] = build_plan(workflow)
         return plan
 
-    async def _agent(self, agent_id: str) -> Agent:
-        """The agent, cached for a second; concurrent misses share one lookup."""
-        return await _cached(self._agents, agent_id, lambda: self.definitions.get_agent(agent_id))
-
-    async def _capable_agent(self, capability: str) -> Agent | None:
-        """The first active agent with the capability, cached like `_agent`."""
-
-        async def lookup() -> Agent | None:
-            page = await self.definitions.list_agents(
-                after=0, limit=1, capabilities=[capability], state=AgentState.ACTIVE
-            )
-            return page.items[0] if page.items else None
-
-        return await _cached(self._capable, capability, lookup)
-
-    async def _handoffs_from(self, agent_id: str) -> list[Handoff]:
-        """The handoffs whose source is the agent, highest priority first (cached)."""
-
-        async def lookup() -> list[Handoff]:
-            found: list[Handoff] = []
-            after = 0
-            while True:
-                page = await self.definitions.list_handoffs(
-                    after=after, limit=1000, source_agent=agent_id, target_agent="", type_=None
-                )
-                found += page.items
-                if page.next_after is None:
-                    break
-                after = page.next_after
-            return sorted(found, key=lambda h: -h.priority)
-
-        return await _cached(self._handoffs, agent_id, lookup)
-
     def _agent_slots(self, agent: Agent) -> asyncio.Semaphore | None:
         if not agent.max_concurrency:
             return None
@@ -598,25 +562,6 @@ class Executions:
             current = (agent.max_concurrency, asyncio.Semaphore(agent.max_concurrency))
             self._slots[agent.id] = current
         return current[1]
-
-
-V = TypeVar("V")
-
-
-async def _cached(
-    cache: dict[str, tuple[float, asyncio.Future[V]]],
-    key: str,
-    load: Callable[[], Awaitable[V]],
-) -> V:
-    """A value kept for AGENT_CACHE_SECONDS; while it loads, other callers wait for the same
-    load (so an expiry under load costs one query, not one per caller). Failures are not
-    kept."""
-    now = time.monotonic()
-    entry = cache.get(key)
-    if entry is None or entry[0] <= now or (entry[1].done() and entry[1].exception()):
-        future: asyncio.Future[V] = asyncio.ensure_future(load())
-        cache[key] = entry = (now + AGENT_CACHE_SECONDS, future)
-    return await asyncio.shield(entry[1])
 
 
 def _already_terminal(execution: Execution) -> BatonError:

@@ -9,10 +9,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from baton_server.engine import failures
-from baton_server.engine.definitions import Definitions
-from baton_server.engine.execution_model import ExecutionState, StepRun
-from baton_server.engine.journal import Journal
+from baton_server.definitions.service import Definitions
+from baton_server.domain import failures
+from baton_server.domain.executions import ExecutionState, StepRun
+from baton_server.executions.journal import Journal
 from baton_server.storage.codec import Codec
 
 

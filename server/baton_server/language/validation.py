@@ -15,11 +15,8 @@ import re
 from collections.abc import Sized
 from typing import Any
 
-from baton_server.engine import conditions, expressions
-from baton_server.engine.agent_policy import AgentPolicy
-from baton_server.engine.ids import STEP_ID, is_resource_id
-from baton_server.engine.input_schema import schema_violations
-from baton_server.engine.model import (
+from baton_server.domain.agent_policy import AgentPolicy
+from baton_server.domain.definitions import (
     Agent,
     Handoff,
     OpenAIRuntime,
@@ -29,7 +26,10 @@ from baton_server.engine.model import (
     WorkerRuntime,
     Workflow,
 )
+from baton_server.domain.ids import STEP_ID, is_resource_id
 from baton_server.errors import FieldViolation
+from baton_server.language import conditions, expressions
+from baton_server.language.input_schema import schema_violations
 from baton_server.limits import (
     MAX_DEPENDENCIES,
     MAX_DESCRIPTION,

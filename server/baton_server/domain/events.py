@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
-from baton_server.engine.execution_model import Event, EventType, Failure
+from baton_server.domain.executions import Event, EventType, Failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton import StepContext
-from baton_server.engine import failures
-from baton_server.engine.attempts import AgentResult, AttemptFailedError
-from baton_server.engine.execution_model import Failure
-from baton_server.engine.model import Agent, WorkerRuntime
+from baton_server.domain import failures
+from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
+from baton_server.domain.definitions import Agent, WorkerRuntime
+from baton_server.domain.executions import Failure
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class Task:
     token: str
     agent: Agent
     input: dict[str, Any]
-    ctx: StepContext
+    attempt: AttemptInfo
     heartbeat_timeout: float
     deadline: float | None
     result: asyncio.Future[dict[str, Any]] = field(
@@ -82,7 +81,7 @@ class TaskBroker:
         """Open PollTasks streams."""
         return len(self._pollers)
 
-    async def run(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> AgentResult:
+    async def run(self, agent: Agent, value: dict[str, Any], info: AttemptInfo) -> AgentResult:
         """Runs one attempt on a worker; returns its result or raises AttemptFailedError."""
         runtime = agent.runtime
         assert isinstance(runtime, WorkerRuntime)
@@ -90,9 +89,9 @@ class TaskBroker:
             token=secrets.token_urlsafe(18),
             agent=agent,
             input=value,
-            ctx=ctx,
+            attempt=info,
             heartbeat_timeout=runtime.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
-            deadline=ctx.deadline,
+            deadline=info.deadline,
         )
         self._tasks[task.token] = task
         self._pending.setdefault(agent.id, []).append(task)
@@ -117,7 +116,7 @@ class TaskBroker:
             output = await asyncio.shield(task.result)
             return AgentResult(output, task.handoff_to)
         except asyncio.CancelledError:
-            ctx.cancelled.set()  # heartbeats now answer cancel_requested
+            info.cancelled.set()  # heartbeats now answer cancel_requested
             self._fail(task, Failure(failures.CANCELLED, "the attempt was cancelled"))
             task.result.exception()  # nobody else will read it
             raise
@@ -181,7 +180,7 @@ class TaskBroker:
         if task is None:
             return None, True
         self._heard_from(task)
-        if task.done or task.ctx.cancelled.is_set():
+        if task.done or task.attempt.cancelled.is_set():
             return task, True
         task.lease_expires = time.monotonic() + task.heartbeat_timeout
         return task, False
@@ -232,9 +231,10 @@ class TaskBroker:
             return None
         self._heard_from(task)
         if task.done:
-            task.ctx.log.warning(
+            task.attempt.log(
+                "WARNING",
                 f"late {what} from worker {task.worker!r} ignored: the lease had ended",
-                worker=task.worker,
+                {"worker": task.worker},
             )
             return None
         return task

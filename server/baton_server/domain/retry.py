@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from baton_server.engine.execution_model import Failure
-from baton_server.engine.model import RetryPolicy
+from baton_server.domain.definitions import RetryPolicy
+from baton_server.domain.executions import Failure
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_INITIAL_INTERVAL = 1.0

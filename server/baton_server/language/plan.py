@@ -8,21 +8,24 @@ from typing import Any
 
 import cel
 
-from baton_server.engine.conditions import compile_condition
-from baton_server.engine.input_schema import InputSchema
-from baton_server.engine.model import Step, Workflow
-from baton_server.engine.retry import Backoff
+from baton_server.domain.definitions import Step, Workflow
+from baton_server.domain.retry import Backoff
+from baton_server.language.conditions import compile_condition
+from baton_server.language.input_schema import InputSchema
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What the runner needs to know about a workflow revision."""
+    """What the engine needs to know about a workflow revision."""
 
     workflow: Workflow
     steps: dict[str, Step]
     conditions: dict[str, cel.Program]
     backoffs: dict[str, Backoff]
     sinks: tuple[str, ...]
+    dependents: dict[str, tuple[str, ...]]
+    """The steps that depend on each step: the ones to look at when it ends."""
+    positions: dict[str, int]
     input_schema: InputSchema | None
 
     def check_input(self, value: dict[str, Any]) -> list[str]:
@@ -44,5 +47,7 @@ def build_plan(workflow: Workflow) -> Plan:
         conditions={s.id: compile_condition(s.when) for s in workflow.steps if s.when},
         backoffs={s.id: Backoff.from_policy(s.retry_policy) for s in workflow.steps},
         sinks=tuple(s.id for s in workflow.steps if not dependents[s.id]),
+        dependents={k: tuple(v) for k, v in dependents.items()},
+        positions={s.id: i for i, s in enumerate(workflow.steps)},
         input_schema=None if workflow.input_schema is None else InputSchema(workflow.input_schema),
     )

@@ -9,8 +9,8 @@ import json
 import logging
 from typing import Any, Protocol
 
-from baton_server.engine.event_hub import EventHub
-from baton_server.engine.execution_model import Event, EventType
+from baton_server.domain.executions import Event, EventType
+from baton_server.events.hub import EventHub
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import aiosqlite
 
-from baton_server.engine.agent_policy import AgentPolicy
-from baton_server.engine.idempotency import RequestInfo, once
-from baton_server.engine.model import (
+from baton_server.domain.agent_policy import AgentPolicy
+from baton_server.domain.definitions import (
     Agent,
     AgentState,
     Handoff,
@@ -23,8 +22,7 @@ from baton_server.engine.model import (
     Workflow,
     WorkflowState,
 )
-from baton_server.engine.paging import Page
-from baton_server.engine.validation import validate_agent, validate_handoff, validate_workflow
+from baton_server.domain.paging import Page
 from baton_server.errors import (
     BatonError,
     Code,
@@ -33,6 +31,8 @@ from baton_server.errors import (
     not_found,
     raise_if_invalid,
 )
+from baton_server.idempotency import RequestInfo, once
+from baton_server.language.validation import validate_agent, validate_handoff, validate_workflow
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database
 from baton_server.storage.definitions import (

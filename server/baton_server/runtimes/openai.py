@@ -13,12 +13,11 @@ from typing import Any
 
 import httpx
 
-from baton import StepContext
-from baton_server.engine import failures
-from baton_server.engine.agent_policy import AgentPolicy
-from baton_server.engine.attempts import AgentResult, AttemptFailedError
-from baton_server.engine.execution_model import Failure
-from baton_server.engine.model import Agent, OpenAIRuntime
+from baton_server.domain import failures
+from baton_server.domain.agent_policy import AgentPolicy
+from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
+from baton_server.domain.definitions import Agent, OpenAIRuntime
+from baton_server.domain.executions import Failure
 
 TEXT_KEY = "text"
 
@@ -30,7 +29,7 @@ class OpenAIClient:
         self._http = http
         self._policy = policy or AgentPolicy()
 
-    async def run(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> AgentResult:
+    async def run(self, agent: Agent, value: dict[str, Any], info: AttemptInfo) -> AgentResult:
         """One chat completion; raises AttemptFailedError on failure."""
         runtime = agent.runtime
         assert isinstance(runtime, OpenAIRuntime)
@@ -66,7 +65,7 @@ class OpenAIClient:
         url = runtime.base_url.rstrip("/") + "/chat/completions"
         try:
             if runtime.stream:
-                text = await self._streamed(url, headers, body, ctx)
+                text = await self._streamed(url, headers, body, info)
             else:
                 response = await self._http.post(url, headers=headers, json=body)
                 _check(response)
@@ -78,7 +77,7 @@ class OpenAIClient:
         return AgentResult(parse_reply(text))
 
     async def _streamed(
-        self, url: str, headers: dict[str, str], body: dict[str, Any], ctx: StepContext
+        self, url: str, headers: dict[str, str], body: dict[str, Any], info: AttemptInfo
     ) -> str:
         parts: list[str] = []
         async with self._http.stream("POST", url, headers=headers, json=body) as response:
@@ -100,7 +99,7 @@ class OpenAIClient:
                     ) from None
                 if delta:
                     parts.append(delta)
-                    ctx.emit(delta)
+                    info.deltas(delta, None)
         return "".join(parts)
 
 

@@ -9,7 +9,7 @@ import asyncio
 import collections
 from collections.abc import Iterable
 
-from baton_server.engine.execution_model import Event
+from baton_server.domain.executions import Event
 
 DEFAULT_BUFFER = 1000
 

@@ -7,7 +7,7 @@ import functools
 import json
 from typing import Any
 
-from baton_server.engine.expressions import Expression, Path, Template, parse_template
+from baton_server.language.expressions import Expression, Path, Template, parse_template
 
 
 class MappingError(ValueError):

@@ -14,20 +14,20 @@ import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
-from baton import HandoffRequest, StepContext
-from baton_server.engine import failures
-from baton_server.engine.agent_policy import AgentPolicy, PolicyViolationError
-from baton_server.engine.attempts import AgentResult, AttemptFailedError, failure_of
-from baton_server.engine.execution_model import Failure
-from baton_server.engine.model import (
+from baton import AgentError, HandoffRequest, StepContext, StepLogger
+from baton_server.domain import failures
+from baton_server.domain.agent_policy import AgentPolicy, PolicyViolationError
+from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
+from baton_server.domain.definitions import (
     Agent,
     OpenAIRuntime,
     PythonRuntime,
     WorkerRuntime,
     runtime_kind,
 )
-from baton_server.engine.openai_runtime import OpenAIClient
-from baton_server.engine.task_broker import TaskBroker
+from baton_server.domain.executions import Failure
+from baton_server.runtimes.openai import OpenAIClient
+from baton_server.runtimes.worker_broker import TaskBroker
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,14 @@ class Runtimes:
         self._functions: dict[str, AgentFunction] = {}
         self._import_lock = asyncio.Lock()
 
-    async def invoke(self, agent: Agent, value: dict[str, Any], ctx: StepContext) -> AgentResult:
+    async def invoke(self, agent: Agent, value: dict[str, Any], info: AttemptInfo) -> AgentResult:
         """Runs one attempt; returns the agent's result or raises AttemptFailedError."""
         runtime = agent.runtime
         if isinstance(runtime, WorkerRuntime) and self.broker is not None:
-            return await self.broker.run(agent, value, ctx)
+            return await self.broker.run(agent, value, info)
         if isinstance(runtime, OpenAIRuntime) and self.openai is not None:
             try:
-                return await self.openai.run(agent, value, ctx)
+                return await self.openai.run(agent, value, info)
             except PolicyViolationError as exc:
                 raise failure_of(exc) from None
         if not isinstance(runtime, PythonRuntime):
@@ -83,6 +83,7 @@ class Runtimes:
                 Failure(failures.ENTRY_POINT_NOT_ALLOWED, problem, non_retryable=True)
             )
         function = await self._function(runtime.entry_point)
+        ctx = step_context(info)
         try:
             if inspect.iscoroutinefunction(function):
                 result = await function(value, ctx)
@@ -150,6 +151,37 @@ def _load(entry_point: str) -> AgentFunction:
         )
     function: AgentFunction = target
     return function
+
+
+def step_context(info: AttemptInfo) -> StepContext:
+    """The agent API's view of an attempt (what a python agent is called with)."""
+    return StepContext(
+        execution=info.execution,
+        step_id=info.step_id,
+        attempt=info.attempt,
+        idempotency_key=info.idempotency_key,
+        agent=info.agent,
+        config=info.config,
+        cancelled=info.cancelled,
+        log=StepLogger(info.log),
+        http=info.http,
+        deltas=info.deltas,
+        deadline=info.deadline,
+    )
+
+
+def failure_of(exc: BaseException) -> AttemptFailedError:
+    """The AttemptFailedError for whatever an agent raised."""
+    if isinstance(exc, AttemptFailedError):
+        return exc
+    if isinstance(exc, PolicyViolationError):
+        return AttemptFailedError(Failure(exc.failure_type, exc.message, non_retryable=True))
+    if isinstance(exc, AgentError):
+        return AttemptFailedError(
+            Failure(exc.type, exc.message, non_retryable=exc.non_retryable, details=exc.details),
+            exc.retry_after,
+        )
+    return AttemptFailedError(Failure(type(exc).__name__, str(exc) or type(exc).__name__))
 
 
 def as_output(result: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton_server.engine.failures import ENDPOINT_NOT_ALLOWED
+from baton_server.domain.failures import ENDPOINT_NOT_ALLOWED
 from baton_server.limits import shorten
 
 OWN_PREFIX = "BATON_"

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiosqlite
 
-from baton_server.engine.execution_model import (
+from baton_server.domain.executions import (
     Event,
     EventType,
     Execution,
@@ -19,8 +19,8 @@ from baton_server.engine.execution_model import (
     Failure,
     StepRun,
 )
-from baton_server.engine.idempotency import RequestInfo
 from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.idempotency import RequestInfo
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database
 from baton_server.storage.executions import (

@@ -1,0 +1,1 @@
+"""Agents, workflows and handoffs: create, read, update, delete, with validation and revisions."""

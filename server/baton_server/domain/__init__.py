@@ -1,0 +1,2 @@
+"""Pure data and rules: definitions, executions, events, failures, retry policies.
+Imports nothing else of Baton."""

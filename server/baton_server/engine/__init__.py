@@ -1,1 +1,0 @@
-"""The domain: definitions, validation, expressions and conditions; knows nothing of gRPC."""

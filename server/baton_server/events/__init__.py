@@ -1,0 +1,1 @@
+"""Live events: the in-process hub and the relay across processes."""

@@ -1,0 +1,2 @@
+"""Running executions: the front door, the pure transition function, the run driver,
+the journal, metrics."""

@@ -1,0 +1,452 @@
+"""Drives one execution: feeds the transition function its inputs (attempt results, timers,
+slots, cancels), writes each decision with its events in one transaction, and only then
+carries out its commands (runs attempts, arms timers, waits for agent slots). It decides
+nothing itself: every rule is in `transitions`.
+
+Inputs that arrive together are decided one after the other and written in one commit, so
+a step's completion and the steps it unlocks are one write. The in-memory execution changes
+only after the write commits, so what readers see is always durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from baton_server.domain import failures
+from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
+from baton_server.domain.definitions import Agent
+from baton_server.domain.events import Log, OutputDelta, Payload, new_event
+from baton_server.domain.executions import Event, EventType, Execution, Failure
+from baton_server.executions.directory import AgentDirectory
+from baton_server.executions.journal import Journal
+from baton_server.executions.transitions import (
+    ArmTimer,
+    AttemptFailed,
+    AttemptSucceeded,
+    AwaitSlot,
+    Begin,
+    CancelRequested,
+    Command,
+    Decision,
+    EngineFailed,
+    Input,
+    Limits,
+    NotLoaded,
+    RunAttempt,
+    RunState,
+    SlotGranted,
+    StopAttempt,
+    Timer,
+    TimerFired,
+    decide,
+)
+from baton_server.language.plan import Plan
+from baton_server.runtimes.registry import Runtimes
+
+log = logging.getLogger(__name__)
+
+MAX_LOADS = 64
+"""Most directory loads one decision may need (more means the cache cannot keep up)."""
+
+
+class RunStoppedError(Exception):
+    """The run stopped (it ended, or the server is draining): write nothing more."""
+
+
+@dataclass
+class RunEnv:
+    """What a run needs from the engine around it."""
+
+    journal: Journal
+    runtimes: Runtimes
+    directory: AgentDirectory
+    slots: Callable[[Agent], asyncio.Semaphore | None]
+    published: Callable[[list[Event]], None]
+    finished: Callable[[RunDriver], None]
+    clock: Callable[[], float]
+    limits: Limits
+    http: Any = None
+    max_deltas: int = 1000
+
+
+class RunDriver:
+    """Carries out the decisions about one execution until it ends or the server stops."""
+
+    def __init__(self, execution: Execution, plan: Plan, env: RunEnv) -> None:
+        self.execution = execution
+        self.plan = plan
+        self.env = env
+        self._lock = asyncio.Lock()
+        self._inputs: list[Input] = []
+        self._wake = asyncio.Event()
+        self._attempts: dict[str, _Running] = {}  # by step
+        self._held: dict[str, asyncio.Semaphore] = {}  # slots granted to steps, not yet used
+        self._granted: set[str] = set()  # steps whose grant the decision at hand took
+        self._slot_waits: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
+        self._sizes: dict[tuple[str, int], int] = {}
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
+        self._first: Decision | None = None
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    async def prepare(self) -> Decision:
+        """For a new execution that can run at once: its first decision (started, first
+        steps scheduled and started), which the caller writes with the execution itself and
+        passes to `start`; or to `release` if it is not written."""
+        return await self._decide_all([Begin()])
+
+    def start(self, first: Decision | None = None) -> None:
+        """Starts driving the execution in a task; `first` is the written decision from
+        `prepare` (else the run begins, or resumes after a restart)."""
+        self._first = first
+        self._task = asyncio.create_task(self._main(), name=f"execution-{self.execution.id}")
+
+    def release(self) -> None:
+        """Gives back the agent slots granted to steps whose attempts did not start (the
+        decision was not written, or the run stopped)."""
+        for semaphore in self._held.values():
+            semaphore.release()
+        self._held.clear()
+        self._granted.clear()
+
+    async def cancel(self, reason: str) -> bool:
+        """Ends the execution CANCELLED; running agents are told, nothing new starts.
+        Returns False when it had already ended."""
+        if self.execution.state.terminal:
+            return False
+        await self._apply([CancelRequested(reason)])
+        return self.execution.state.terminal
+
+    async def drain(self, grace: float) -> None:
+        """Server shutdown: starts nothing new, lets running attempts finish within `grace`
+        (their results are written), then stops without ending the execution; it resumes
+        when the server restarts."""
+        self._draining = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for waiting in self._slot_waits.values():
+            waiting.cancel()
+        self._wake.set()
+        if self._task is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # The loop -------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        try:
+            if self._first is not None:  # a new execution: its first decision is written
+                first, self._first = self._first, None
+                self._carry_out(first)
+            else:
+                await self._apply([Begin()])
+            while not self.execution.state.terminal:
+                if self._inputs:
+                    inputs, self._inputs = self._inputs, []
+                    await self._apply(inputs)
+                    continue
+                if self._draining and not self._attempts:
+                    return
+                if not (self._attempts or self._timers or self._slot_waits or self._draining):
+                    raise RuntimeError("the execution waits for nothing")
+                self._wake.clear()
+                await self._wake.wait()
+        except asyncio.CancelledError:
+            pass  # cancelled (already written) or the server is stopping (resumes later)
+        except Exception as exc:  # an engine bug must not leave the execution hanging
+            log.exception("execution run failed", extra={"execution": self.execution.id})
+            with contextlib.suppress(Exception):
+                await self._apply([EngineFailed(str(exc))])
+        finally:
+            self._stop_all()
+            self.env.finished(self)
+
+    def _push(self, event: Input) -> None:
+        self._inputs.append(event)
+        self._wake.set()
+
+    async def _apply(self, inputs: list[Input]) -> None:
+        """Decides `inputs`, writes the decision, then carries it out."""
+        async with self._lock:
+            if self.execution.state.terminal:
+                return
+            decision = await self._decide_all(inputs)
+            try:
+                await self._write(decision.fields, list(decision.steps.values()), decision.events)
+            except BaseException:
+                self.release()
+                raise
+            self._carry_out(decision)
+
+    async def _decide_all(self, inputs: list[Input]) -> Decision:
+        """Decides the inputs in turn, each on the state the ones before it left; a slot
+        that is free at once is taken and its grant decided in the same batch."""
+        state = RunState(self.execution, self.plan, self.env.limits, self._draining)
+        state.sizes = self._sizes
+        total = Decision()
+        queue = list(inputs)
+        while queue:
+            event = queue.pop(0)
+            if isinstance(event, SlotGranted):
+                self._granted.add(event.step_id)
+            decision = await self._decide(state, event)
+            kept: list[Command] = []
+            for command in decision.commands:
+                if isinstance(command, AwaitSlot) and await self._take_free_slot(command):
+                    queue.append(SlotGranted(command.step_id))  # decided in this batch
+                else:
+                    kept.append(command)
+            decision.commands = kept
+            total = total.then(decision)
+            state = state.after(decision)
+        return total
+
+    async def _decide(self, state: RunState, event: Input) -> Decision:
+        now = self.env.clock()
+        for _ in range(MAX_LOADS):
+            try:
+                return decide(state, event, now, self.env.directory)
+            except NotLoaded as missing:
+                await self.env.directory.load(missing)
+        raise RuntimeError("agent lookups keep expiring before they can be used")
+
+    async def _take_free_slot(self, command: AwaitSlot) -> bool:
+        """Takes a slot for the step if one is free now (acquiring it does not wait)."""
+        if command.step_id in self._held:
+            return True
+        slots = self.env.slots(command.agent)
+        if slots is None or slots.locked():
+            return slots is None
+        await slots.acquire()
+        self._held[command.step_id] = slots
+        return True
+
+    # Commands -------------------------------------------------------------------------
+
+    def _carry_out(self, decision: Decision) -> None:
+        """Carries out a written decision's commands (all of them moot once it ended)."""
+        if self.execution.state.terminal:
+            self._stop_all()
+            return
+        started: set[str] = set()
+        for command in decision.commands:
+            if isinstance(command, RunAttempt):
+                started.add(command.step_id)
+                self._run_attempt(command)
+            elif isinstance(command, AwaitSlot):
+                self._await_slot(command)
+            elif isinstance(command, ArmTimer):
+                self._arm(command)
+            elif isinstance(command, StopAttempt):
+                self._stop_attempt(command.step_id)
+        for step_id in self._granted - started:  # granted, but the step did not start
+            slot = self._held.pop(step_id, None)
+            if slot is not None:
+                slot.release()
+        self._granted.clear()
+        for event in decision.events:
+            if event.type is EventType.STEP_FAILED:
+                log.warning(
+                    "step failed",
+                    extra={
+                        "execution": self.execution.id,
+                        "step": event.step_id,
+                        "attempt": event.attempt,
+                        "error_type": (event.payload.get("error") or {}).get("type", ""),
+                    },
+                )
+
+    def _run_attempt(self, command: RunAttempt) -> None:
+        cancelled = threading.Event()
+        task = asyncio.ensure_future(self._attempt(command, cancelled))
+        slot = self._held.pop(command.step_id, None)
+        self._attempts[command.step_id] = _Running(command.attempt, task, cancelled, slot)
+
+    async def _attempt(self, command: RunAttempt, cancelled: threading.Event) -> None:
+        """Runs one attempt and reports how it ended."""
+        step_id, number = command.step_id, command.attempt
+        sink = _AttemptEvents(self, step_id, number)
+        info = AttemptInfo(
+            execution=f"executions/{self.execution.id}",
+            step_id=step_id,
+            attempt=number,
+            idempotency_key=command.idempotency_key,
+            agent=f"agents/{command.agent.id}",
+            config=command.agent.config,
+            deadline=command.deadline,
+            cancelled=cancelled,
+            log=sink.log,
+            deltas=sink.delta,
+            http=self.env.http,
+        )
+        try:
+            result: AgentResult = await self.env.runtimes.invoke(command.agent, command.input, info)
+            size = len(orjson.dumps(result.output))
+            self._push(AttemptSucceeded(step_id, number, result.output, size, result.handoff_to))
+        except AttemptFailedError as failed:
+            self._push(AttemptFailed(step_id, number, failed.failure, failed.retry_after))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an engine bug: the attempt fails for good
+            log.error(
+                "step task failed",
+                exc_info=exc,
+                extra={"execution": self.execution.id, "step": step_id},
+            )
+            failure = Failure(
+                failures.INTERNAL_ERROR, f"the engine failed: {exc}", non_retryable=True
+            )
+            self._push(AttemptFailed(step_id, number, failure))
+        finally:
+            current = self._attempts.get(step_id)
+            if current is not None and current.attempt == number:  # (else it was stopped)
+                del self._attempts[step_id]
+                current.release()
+            self._wake.set()
+
+    def _await_slot(self, command: AwaitSlot) -> None:
+        if command.step_id in self._slot_waits or command.step_id in self._held:
+            return
+        slots = self.env.slots(command.agent)
+
+        async def wait() -> None:
+            try:
+                if slots is not None:
+                    await slots.acquire()
+                    self._held[command.step_id] = slots
+                self._push(SlotGranted(command.step_id))
+            finally:
+                self._slot_waits.pop(command.step_id, None)
+
+        self._slot_waits[command.step_id] = asyncio.ensure_future(wait())
+
+    def _arm(self, command: ArmTimer) -> None:
+        if self._draining:
+            return
+        previous = self._timers.pop(command.timer, None)
+        if previous is not None:
+            previous.cancel()
+        delay = max(command.at - self.env.clock(), 0.0)
+        timer = command.timer
+
+        def fire() -> None:
+            self._timers.pop(timer, None)
+            self._push(TimerFired(timer))
+
+        self._timers[timer] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _stop_attempt(self, step_id: str) -> None:
+        current = self._attempts.pop(step_id, None)
+        if current is None:
+            return
+        current.cancelled.set()
+        current.task.cancel()
+        current.release()
+
+    def _stop_all(self) -> None:
+        for step_id in list(self._attempts):
+            self._stop_attempt(step_id)
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for waiting in self._slot_waits.values():
+            waiting.cancel()
+        self.release()
+        self._wake.set()
+
+    # Writing --------------------------------------------------------------------------
+
+    async def _write(self, fields: dict[str, Any], steps: list[Any], events: list[Event]) -> None:
+        if not fields and not steps and not events:
+            return
+        written = await self.env.journal.record(
+            self.execution, fields=fields, steps=steps, events=events
+        )
+        if written:
+            self.env.published(written)
+
+    def write_log(self, event: Event) -> None:
+        """Writes an attempt's LOG or STEP_OUTPUT_DELTA event, unless the run has ended."""
+
+        async def write() -> None:
+            async with self._lock:
+                if not self.execution.state.terminal:
+                    await self._write({}, [], [event])
+
+        task = asyncio.ensure_future(write())
+        task.add_done_callback(_log_task_errors)
+
+
+@dataclass(slots=True)
+class _Running:
+    """An attempt being run, with the agent slot it holds (if its agent has a limit)."""
+
+    attempt: int
+    task: asyncio.Task[None]
+    cancelled: threading.Event
+    slot: asyncio.Semaphore | None
+
+    def release(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+
+
+class _AttemptEvents:
+    """Writes an attempt's LOG and STEP_OUTPUT_DELTA events (safe from any thread), each
+    kind up to BATON_MAX_DELTAS, then one warning, then nothing: an attempt cannot flood the
+    event log. One small object per attempt (many attempts may wait at once)."""
+
+    __slots__ = ("_attempt", "_deltas", "_logs", "_loop", "_run", "_step_id")
+
+    def __init__(self, run: RunDriver, step_id: str, attempt: int) -> None:
+        self._run = run
+        self._loop = asyncio.get_running_loop()
+        self._step_id = step_id
+        self._attempt = attempt
+        self._logs = 0
+        self._deltas = 0
+
+    def log(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        """A log line (the StepLogger's sink)."""
+        self._logs += 1
+        if self._within(self._logs, "log lines"):
+            self._put(Log(level, message, fields))
+
+    def delta(self, text: str, data: dict[str, Any] | None) -> None:
+        """Partial output (the StepContext's `deltas`)."""
+        self._deltas += 1
+        if self._within(self._deltas, "output deltas"):
+            self._put(OutputDelta(text, data))
+
+    def _within(self, count: int, what: str) -> bool:
+        limit = self._run.env.max_deltas
+        if count == limit + 1:
+            dropped = f"more than {limit} {what}: the rest are dropped"
+            self._put(Log("WARNING", dropped, {"limit": limit}))
+        return count <= limit
+
+    def _put(self, payload: Payload) -> None:
+        event = new_event(payload, self._step_id, self._attempt)
+        self._loop.call_soon_threadsafe(self._run.write_log, event)
+
+
+def _log_task_errors(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("writing a log event failed", exc_info=task.exception())

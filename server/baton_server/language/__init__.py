@@ -1,0 +1,2 @@
+"""The workflow language: expressions, mappings, CEL conditions, validation, and the plan
+a revision runs from."""

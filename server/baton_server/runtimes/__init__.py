@@ -1,0 +1,1 @@
+"""How an agent attempt runs: python callables, OpenAI-compatible endpoints, remote workers."""
