@@ -257,7 +257,7 @@ class RunState:
 
     execution: Execution
     plan: Plan
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     draining: bool = False
     pending: Decision | None = None
     sizes: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -1,0 +1,634 @@
+"""The transition function on its own: no server, no storage, no real time. Each case feeds
+inputs to `decide` and applies its decisions the way the journal does."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from baton_server.domain import failures
+from baton_server.domain.definitions import (
+    Agent,
+    AgentState,
+    Handoff,
+    HandoffType,
+    RetryPolicy,
+    Step,
+    Workflow,
+)
+from baton_server.domain.events import payload_of
+from baton_server.domain.executions import (
+    EventType,
+    Execution,
+    ExecutionState,
+    Failure,
+    StepRun,
+    StepState,
+)
+from baton_server.executions.transitions import (
+    ArmTimer,
+    AttemptFailed,
+    AttemptSucceeded,
+    AwaitSlot,
+    Begin,
+    CancelRequested,
+    Decision,
+    Input,
+    Limits,
+    NotLoaded,
+    RunAttempt,
+    RunState,
+    SlotGranted,
+    StopAttempt,
+    Timer,
+    TimerFired,
+    TimerKind,
+    decide,
+)
+from baton_server.language.plan import build_plan
+
+T0 = 1_000.0
+
+
+class Directory:
+    """Agents and handoffs held in dicts; `missing` ids raise NotLoaded."""
+
+    def __init__(
+        self,
+        agents: Sequence[Agent] = (),
+        handoffs: Sequence[Handoff] = (),
+        missing: Sequence[str] = (),
+    ) -> None:
+        self.agents = {a.id: a for a in agents}
+        self.handoffs = list(handoffs)
+        self.missing = set(missing)
+
+    def agent(self, agent_id: str) -> Agent | None:
+        if agent_id in self.missing:
+            raise NotLoaded("agent", agent_id)
+        return self.agents.get(agent_id)
+
+    def capable(self, capability: str) -> Agent | None:
+        return next((a for a in self.agents.values() if capability in a.capabilities), None)
+
+    def handoffs_from(self, agent_id: str) -> Sequence[Handoff]:
+        found = [h for h in self.handoffs if h.source_agent == agent_id]
+        return sorted(found, key=lambda h: -h.priority)
+
+
+class Run:
+    """An execution fed input by input; each decision is applied as the journal would."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        directory: Directory | None = None,
+        *,
+        input: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        output_mapping: dict[str, Any] | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        workflow = Workflow(id="w", revision=1, steps=list(steps), output_mapping=output_mapping)
+        self.plan = build_plan(workflow)
+        self.execution = Execution(
+            id="e1",
+            workflow_id="w",
+            workflow_revision=1,
+            input=input or {},
+            timeout=timeout,
+            steps=[StepRun(s.id, i) for i, s in enumerate(steps)],
+        )
+        self.directory = directory or Directory([Agent(id="a"), Agent(id="b"), Agent(id="c")])
+        self.limits = limits or Limits()
+        self.draining = False
+        self.now = T0
+        self.last = Decision()
+
+    def feed(self, event: Input, at: float | None = None) -> Decision:
+        if at is not None:
+            self.now = at
+        state = RunState(self.execution, self.plan, self.limits, self.draining)
+        decision = decide(state, event, self.now, self.directory)
+        for name, value in decision.fields.items():
+            setattr(self.execution, name, value)
+        for position, run in decision.steps.items():
+            self.execution.steps[position] = run
+        self.last = decision
+        return decision
+
+    def step(self, step_id: str) -> StepRun:
+        return self.execution.step(step_id)
+
+    def succeed(self, step_id: str, output: dict[str, Any] | None = None, **kw: Any) -> Decision:
+        output = {"v": step_id} if output is None else output
+        run = self.step(step_id)
+        return self.feed(AttemptSucceeded(step_id, run.attempt, output, len(str(output)), **kw))
+
+    def fail(
+        self,
+        step_id: str,
+        type_: str = "Boom",
+        *,
+        non_retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> Decision:
+        run = self.step(step_id)
+        failure = Failure(type_, "it broke", non_retryable=non_retryable)
+        return self.feed(AttemptFailed(step_id, run.attempt, failure, retry_after))
+
+    @property
+    def state(self) -> ExecutionState:
+        return self.execution.state
+
+
+def started(decision: Decision) -> list[tuple[str, int, str]]:
+    """(step, attempt, agent) of the attempts a decision starts."""
+    return [
+        (c.step_id, c.attempt, c.agent.id) for c in decision.commands if isinstance(c, RunAttempt)
+    ]
+
+
+def kinds(decision: Decision) -> list[str]:
+    return [f"{e.type.value}:{e.step_id}" if e.step_id else e.type.value for e in decision.events]
+
+
+def timers(decision: Decision) -> dict[Timer, float]:
+    return {c.timer: c.at for c in decision.commands if isinstance(c, ArmTimer)}
+
+
+def no_retry() -> RetryPolicy:
+    return RetryPolicy(max_attempts=1)
+
+
+# DAG readiness, conditions and skips ------------------------------------------------------
+
+
+def test_dag_readiness_fan_out_and_fan_in() -> None:
+    run = Run(
+        [
+            Step(id="s1", agent="a"),
+            Step(id="s2", agent="a", depends_on=["s1"]),
+            Step(id="s3", agent="b", depends_on=["s1"]),
+            Step(id="s4", agent="c", depends_on=["s2", "s3"]),
+        ]
+    )
+    first = run.feed(Begin())
+    assert run.state is ExecutionState.RUNNING
+    assert kinds(first) == ["EXECUTION_STARTED", "STEP_SCHEDULED:s1", "STEP_STARTED:s1"]
+    assert started(first) == [("s1", 1, "a")]
+    assert started(run.succeed("s1")) == [("s2", 1, "a"), ("s3", 1, "b")]
+    assert started(run.succeed("s3")) == []  # s4 still waits for s2
+    assert run.step("s4").state is StepState.PENDING
+    assert started(run.succeed("s2")) == [("s4", 1, "c")]
+    last = run.succeed("s4", {"done": True})
+    assert run.state is ExecutionState.SUCCEEDED
+    assert run.execution.output == {"s4": {"done": True}}
+    assert kinds(last)[-1] == "EXECUTION_SUCCEEDED"
+
+
+def test_a_false_condition_skips_and_the_skip_propagates() -> None:
+    run = Run(
+        [
+            Step(id="s1", agent="a", when="input.go"),
+            Step(id="s2", agent="a", depends_on=["s1"]),
+            Step(id="s3", agent="a"),
+        ],
+        input={"go": False},
+    )
+    decision = run.feed(Begin())
+    assert run.step("s1").state is StepState.SKIPPED
+    assert run.step("s2").state is StepState.SKIPPED
+    assert [payload_of(e).reason for e in decision.events if e.type is EventType.STEP_SKIPPED] == [  # type: ignore[attr-defined]
+        "condition is false",
+        "dependency 's1' was skipped",
+    ]
+    assert started(decision) == [("s3", 1, "a")]
+    run.succeed("s3")
+    assert run.state is ExecutionState.SUCCEEDED
+    assert run.execution.output == {"s3": {"v": "s3"}}  # skipped sinks give no output
+
+
+def test_a_skipped_branch_joining_skips_the_join_once_the_other_branch_ends() -> None:
+    run = Run(
+        [
+            Step(id="root", agent="a"),
+            Step(id="left", agent="a", depends_on=["root"], when="false"),
+            Step(id="right", agent="a", depends_on=["root"]),
+            Step(id="join", agent="a", depends_on=["left", "right"]),
+        ]
+    )
+    run.feed(Begin())
+    run.succeed("root")
+    assert run.step("left").state is StepState.SKIPPED
+    assert run.step("join").state is StepState.PENDING  # right still runs
+    run.succeed("right")
+    assert run.step("join").state is StepState.SKIPPED
+    assert run.state is ExecutionState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("step", "failure_type"),
+    [
+        (Step(id="s", agent="a", when="input.missing.x > 1"), failures.CONDITION_ERROR),
+        (Step(id="s", agent="a", when="1 + 1"), failures.CONDITION_ERROR),
+        (Step(id="s", agent="a", input_mapping={"x": "${input.nope}"}), failures.MAPPING_ERROR),
+    ],
+)
+def test_a_step_that_cannot_be_prepared_fails_the_execution(step: Step, failure_type: str) -> None:
+    run = Run([step, Step(id="other", agent="a")])
+    decision = run.feed(Begin())
+    assert run.step("s").state is StepState.FAILED
+    assert run.step("s").error.type == failure_type  # type: ignore[union-attr]
+    assert run.state is ExecutionState.FAILED
+    assert run.execution.error.type == failure_type  # type: ignore[union-attr]
+    assert started(decision) == []  # nothing starts once the execution failed
+    assert run.step("other").state is StepState.CANCELLED
+
+
+def test_the_mapped_input_is_what_the_attempt_gets() -> None:
+    run = Run(
+        [
+            Step(id="s1", agent="a"),
+            Step(
+                id="s2", agent="a", depends_on=["s1"], input_mapping={"n": "${steps.s1.output.n}"}
+            ),
+        ],
+        input={"q": 1},
+    )
+    first = run.feed(Begin())
+    assert [c.input for c in first.commands if isinstance(c, RunAttempt)] == [{"q": 1}]
+    second = run.succeed("s1", {"n": 41})
+    assert [c.input for c in second.commands if isinstance(c, RunAttempt)] == [{"n": 41}]
+
+
+# Retries ---------------------------------------------------------------------------------
+
+
+def test_retry_delays_back_off_exponentially_up_to_the_cap() -> None:
+    policy = RetryPolicy(
+        max_attempts=5, initial_interval=1.0, backoff_coefficient=3.0, maximum_interval=5.0
+    )
+    run = Run([Step(id="s", agent="a", retry_policy=policy)])
+    run.feed(Begin())
+    delays = []
+    for attempt in range(1, 5):
+        decision = run.fail("s")
+        assert run.step("s").state is StepState.RETRYING
+        retrying = next(e for e in decision.events if e.type is EventType.STEP_RETRYING)
+        delays.append(payload_of(retrying).delay)  # type: ignore[attr-defined]
+        retry = Timer(TimerKind.RETRY, "s", attempt)
+        assert timers(decision) == {retry: run.now + delays[-1]}
+        assert started(run.feed(TimerFired(retry), at=run.now + delays[-1])) == [
+            ("s", attempt + 1, "a")
+        ]
+    assert delays == [1.0, 3.0, 5.0, 5.0]
+    run.fail("s")  # the fifth attempt fails: no attempts left
+    assert run.step("s").state is StepState.FAILED
+    assert run.state is ExecutionState.FAILED
+    assert run.execution.error.message == "step 's' failed: it broke"  # type: ignore[union-attr]
+
+
+def test_jitter_comes_from_a_source_seeded_by_the_attempt() -> None:
+    policy = RetryPolicy(max_attempts=3, initial_interval=10.0, jitter=0.5)
+
+    def first_delay(execution_id: str) -> float:
+        run = Run([Step(id="s", agent="a", retry_policy=policy)])
+        run.execution.id = execution_id
+        run.feed(Begin())
+        decision = run.fail("s")
+        return payload_of(decision.events[-1]).delay  # type: ignore[attr-defined, no-any-return]
+
+    assert first_delay("x") == first_delay("x")  # decided again, decided the same
+    spread = {first_delay(f"e{i}") for i in range(20)}
+    assert len(spread) > 10
+    assert all(5.0 <= d <= 15.0 for d in spread)
+
+
+@pytest.mark.parametrize(
+    ("failure_type", "non_retryable", "policy_types", "retried"),
+    [
+        ("Boom", False, [], True),
+        ("Boom", True, [], False),  # the agent said so
+        ("Quota", False, ["Quota"], False),  # the policy says so
+        ("Quota", False, ["Other"], True),
+    ],
+)
+def test_non_retryable_failures_are_not_retried(
+    failure_type: str, non_retryable: bool, policy_types: list[str], retried: bool
+) -> None:
+    policy = RetryPolicy(max_attempts=3, non_retryable_error_types=policy_types)
+    run = Run([Step(id="s", agent="a", retry_policy=policy)])
+    run.feed(Begin())
+    run.fail("s", failure_type, non_retryable=non_retryable)
+    assert run.step("s").state is (StepState.RETRYING if retried else StepState.FAILED)
+
+
+def test_retry_after_from_the_agent_is_a_lower_bound_on_the_delay() -> None:
+    run = Run([Step(id="s", agent="a", retry_policy=RetryPolicy(initial_interval=1.0))])
+    run.feed(Begin())
+    decision = run.fail("s", retry_after=30.0)
+    assert timers(decision) == {Timer(TimerKind.RETRY, "s", 1): T0 + 30.0}
+    assert run.step("s").retry_at == T0 + 30.0
+
+
+def test_a_stale_or_unknown_result_changes_nothing() -> None:
+    run = Run([Step(id="s", agent="a", retry_policy=RetryPolicy(initial_interval=1.0))])
+    run.feed(Begin())
+    run.fail("s")
+    assert run.feed(AttemptSucceeded("s", 1, {}, 2)).empty  # attempt 1 already failed
+    assert run.feed(TimerFired(Timer(TimerKind.STEP_TIMEOUT, "s", 1))).empty
+
+
+# Fallbacks and timeouts -------------------------------------------------------------------
+
+
+def test_fallback_agents_take_over_in_order_once_retries_are_spent() -> None:
+    run = Run([Step(id="s", agent="a", fallback_agents=["b", "c"], retry_policy=no_retry())])
+    run.feed(Begin())
+    decision = run.fail("s")
+    assert kinds(decision) == ["FALLBACK_ACTIVATED:s", "STEP_STARTED:s"]
+    assert started(decision) == [("s", 2, "b")]
+    assert run.step("s").attempts[-1].fallback
+    assert started(run.fail("s")) == [("s", 3, "c")]
+    run.succeed("s")
+    assert run.state is ExecutionState.SUCCEEDED
+    assert [a.agent for a in run.step("s").attempts] == ["a", "b", "c"]
+
+
+def test_fallback_after_a_step_timeout() -> None:
+    run = Run(
+        [Step(id="s", agent="a", timeout=5.0, fallback_agents=["b"], retry_policy=no_retry())]
+    )
+    first = run.feed(Begin())
+    deadline = Timer(TimerKind.STEP_TIMEOUT, "s", 1)
+    assert timers(first) == {deadline: T0 + 5.0}
+    decision = run.feed(TimerFired(deadline), at=T0 + 5.0)
+    assert StopAttempt("s") in decision.commands
+    assert kinds(decision) == ["STEP_TIMED_OUT:s", "FALLBACK_ACTIVATED:s", "STEP_STARTED:s"]
+    assert run.step("s").attempts[0].error.type == failures.STEP_TIMEOUT  # type: ignore[union-attr]
+    assert started(decision) == [("s", 2, "b")]
+    assert run.feed(AttemptSucceeded("s", 1, {}, 2)).empty  # the late first attempt is moot
+
+
+def test_a_step_timeout_without_retries_times_the_step_out() -> None:
+    run = Run([Step(id="s", agent="a", timeout=1.0, retry_policy=no_retry())])
+    run.feed(Begin())
+    run.feed(TimerFired(Timer(TimerKind.STEP_TIMEOUT, "s", 1)), at=T0 + 1)
+    assert run.step("s").state is StepState.TIMED_OUT
+    assert run.state is ExecutionState.FAILED
+    assert run.execution.error.type == failures.STEP_TIMEOUT  # type: ignore[union-attr]
+
+
+def test_the_execution_timeout_ends_it_timed_out() -> None:
+    run = Run([Step(id="s", agent="a")], timeout=60.0)
+    first = run.feed(Begin())
+    execution_timer = Timer(TimerKind.EXECUTION_TIMEOUT)
+    assert timers(first)[execution_timer] == T0 + 60.0
+    run.feed(TimerFired(execution_timer), at=T0 + 60)
+    assert run.state is ExecutionState.TIMED_OUT
+    assert run.execution.error.type == failures.EXECUTION_TIMED_OUT  # type: ignore[union-attr]
+    assert run.step("s").state is StepState.CANCELLED
+
+
+# Cancellation ----------------------------------------------------------------------------
+
+
+def test_cancel_during_a_retry_wait() -> None:
+    run = Run([Step(id="s", agent="a"), Step(id="t", agent="a", depends_on=["s"])])
+    run.feed(Begin())
+    run.fail("s")
+    assert run.step("s").state is StepState.RETRYING
+    decision = run.feed(CancelRequested("enough"))
+    assert kinds(decision) == ["EXECUTION_CANCELLED"]
+    assert run.state is ExecutionState.CANCELLED
+    assert run.execution.error.type == failures.CANCELLED  # type: ignore[union-attr]
+    assert {r.state for r in run.execution.steps} == {StepState.CANCELLED}
+    assert run.feed(TimerFired(Timer(TimerKind.RETRY, "s", 1))).empty  # the wait is moot
+    assert run.feed(CancelRequested("again")).empty
+
+
+# Handoffs --------------------------------------------------------------------------------
+
+
+def handoff(source: str, target: str, type_: HandoffType, *conditions: str, **kw: Any) -> Handoff:
+    return Handoff(
+        id=f"{source}-{target}",
+        source_agent=source,
+        target_agent=target,
+        type=type_,
+        trigger_conditions=list(conditions),
+        **kw,
+    )
+
+
+def test_a_sequential_handoff_passes_the_output_on_when_its_condition_holds() -> None:
+    agents = [Agent(id="a"), Agent(id="b")]
+    rule = handoff("a", "b", HandoffType.SEQUENTIAL, "source_output.score < 5")
+    run = Run(
+        [Step(id="s", agent="a")],
+        Directory(agents, [dataclasses.replace(rule, data_mapping={"score": "previous"})]),
+    )
+    run.feed(Begin())
+    decision = run.succeed("s", {"score": 3})
+    assert kinds(decision) == ["HANDOFF:s", "STEP_STARTED:s"]
+    assert [(c.agent.id, c.input) for c in decision.commands if isinstance(c, RunAttempt)] == [
+        ("b", {"previous": 3})
+    ]
+    assert run.step("s").handoff_input == {"previous": 3}
+    run.succeed("s", {"final": 1})
+    assert run.execution.output == {"s": {"final": 1}}
+    # A score that does not trigger it ends the step with the first agent.
+    again = Run([Step(id="s", agent="a")], Directory(agents, [rule]))
+    again.feed(Begin())
+    again.succeed("s", {"score": 9})
+    assert again.state is ExecutionState.SUCCEEDED
+
+
+def test_a_requested_handoff_must_be_declared() -> None:
+    agents = [Agent(id="a"), Agent(id="b"), Agent(id="c")]
+    declared = handoff("a", "b", HandoffType.ON_FAILURE)
+    run = Run([Step(id="s", agent="a")], Directory(agents, [declared]))
+    run.feed(Begin())
+    assert started(run.succeed("s", {}, handoff_to="b")) == [("s", 2, "b")]
+    assert payload_of(run.last.events[0]).requested_by_agent  # type: ignore[attr-defined]
+
+    undeclared = Run([Step(id="s", agent="a", retry_policy=no_retry())], Directory(agents))
+    undeclared.feed(Begin())
+    undeclared.succeed("s", {}, handoff_to="c")
+    assert undeclared.step("s").error.type == failures.HANDOFF_NOT_ALLOWED  # type: ignore[union-attr]
+
+
+def test_an_on_failure_handoff_rescues_a_failed_step_once() -> None:
+    agents = [Agent(id="a"), Agent(id="b")]
+    rescue = handoff("a", "b", HandoffType.ON_FAILURE)
+    run = Run(
+        [Step(id="s", agent="a", retry_policy=no_retry())],
+        Directory(agents, [rescue]),
+        input={"q": 1},
+    )
+    run.feed(Begin())
+    decision = run.fail("s")
+    assert [(c.agent.id, c.input) for c in decision.commands if isinstance(c, RunAttempt)] == [
+        ("b", {"q": 1})
+    ]
+    run.fail("s")  # the rescuer fails too: the handoff is not used twice
+    assert run.step("s").state is StepState.FAILED
+
+
+def test_handoffs_stop_at_the_depth_bound() -> None:
+    agents = [Agent(id="a"), Agent(id="b")]
+    loop = [handoff("a", "b", HandoffType.SEQUENTIAL), handoff("b", "a", HandoffType.SEQUENTIAL)]
+    run = Run(
+        [Step(id="s", agent="a", retry_policy=no_retry())],
+        Directory(agents, loop),
+        limits=Limits(max_handoff_depth=3),
+    )
+    run.feed(Begin())
+    for _ in range(3):
+        run.succeed("s", {})
+    run.succeed("s", {})
+    assert len(run.step("s").handoffs) == 3
+    assert run.step("s").error.type == failures.HANDOFF_DEPTH_EXCEEDED  # type: ignore[union-attr]
+    assert run.state is ExecutionState.FAILED
+
+
+# Restarts --------------------------------------------------------------------------------
+
+
+def test_an_attempt_cut_short_by_a_restart_is_redelivered_with_the_same_key() -> None:
+    run = Run([Step(id="s", agent="a")])
+    run.feed(Begin())
+    first_key = run.last.commands[0].idempotency_key  # type: ignore[union-attr]
+    decision = run.feed(Begin(), at=T0 + 10)  # the server restarted
+    assert [
+        (c.attempt, c.idempotency_key) for c in decision.commands if isinstance(c, RunAttempt)
+    ] == [(1, first_key)]
+    attempts = run.step("s").attempts
+    assert [a.attempt for a in attempts] == [1, 1]
+    assert attempts[0].error.type == failures.INTERRUPTED  # type: ignore[union-attr]
+    assert run.step("s").tries == 1  # the redelivery does not count against the policy
+    assert kinds(decision) == ["STEP_STARTED:s"]  # no second EXECUTION_STARTED
+
+
+def test_a_handoff_target_resumed_after_a_restart_gets_the_handoff_input() -> None:
+    agents = [Agent(id="a"), Agent(id="b")]
+    run = Run(
+        [Step(id="s", agent="a")],
+        Directory(agents, [handoff("a", "b", HandoffType.SEQUENTIAL)]),
+        input={"q": 1},
+    )
+    run.feed(Begin())
+    run.succeed("s", {"draft": "x"})
+    assert run.step("s").agent_index == -1
+    decision = run.feed(Begin(), at=T0 + 10)
+    assert [
+        (c.agent.id, c.attempt, c.input) for c in decision.commands if isinstance(c, RunAttempt)
+    ] == [("b", 2, {"draft": "x"})]
+
+
+def test_a_retry_wait_resumed_after_a_restart_keeps_its_time() -> None:
+    run = Run([Step(id="s", agent="a", retry_policy=RetryPolicy(initial_interval=100.0))])
+    run.feed(Begin())
+    run.fail("s")
+    decision = run.feed(Begin(), at=T0 + 30)
+    assert timers(decision) == {Timer(TimerKind.RETRY, "s", 1): T0 + 100.0}
+    assert started(decision) == []
+
+
+def test_a_resumed_execution_keeps_its_execution_deadline() -> None:
+    run = Run([Step(id="s", agent="a")], timeout=60.0)
+    run.feed(Begin())
+    decision = run.feed(Begin(), at=T0 + 50)
+    assert timers(decision)[Timer(TimerKind.EXECUTION_TIMEOUT)] == T0 + 60.0
+
+
+# Agents, slots and draining --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("directory", "failure_type"),
+    [
+        (Directory([]), failures.AGENT_NOT_FOUND),
+        (Directory([Agent(id="a", state=AgentState.DISABLED)]), failures.AGENT_DISABLED),
+    ],
+)
+def test_an_unusable_agent_fails_the_step(directory: Directory, failure_type: str) -> None:
+    run = Run([Step(id="s", agent="a")], directory)
+    run.feed(Begin())
+    assert run.step("s").error.type == failure_type  # type: ignore[union-attr]
+    assert run.state is ExecutionState.FAILED
+
+
+def test_a_capability_finds_its_agent_or_fails() -> None:
+    run = Run(
+        [Step(id="s", capability="summarize")],
+        Directory([Agent(id="a"), Agent(id="b", capabilities=["summarize"])]),
+    )
+    assert started(run.feed(Begin())) == [("s", 1, "b")]
+    missing = Run([Step(id="s", capability="translate")])
+    missing.feed(Begin())
+    assert missing.step("s").error.type == failures.NO_AGENT_FOR_CAPABILITY  # type: ignore[union-attr]
+
+
+def test_an_agent_with_a_concurrency_limit_waits_for_a_slot() -> None:
+    run = Run([Step(id="s", agent="a")], Directory([Agent(id="a", max_concurrency=1)]))
+    decision = run.feed(Begin())
+    assert [c.step_id for c in decision.commands if isinstance(c, AwaitSlot)] == ["s"]
+    assert run.step("s").state is StepState.SCHEDULED
+    assert started(run.feed(SlotGranted("s"))) == [("s", 1, "a")]
+    assert run.feed(SlotGranted("s")).empty  # a grant for a step that is not waiting
+
+
+def test_a_draining_server_starts_nothing_new() -> None:
+    run = Run([Step(id="s1", agent="a"), Step(id="s2", agent="a", depends_on=["s1"])])
+    run.feed(Begin())
+    run.draining = True
+    decision = run.succeed("s1")
+    assert run.step("s1").state is StepState.SUCCEEDED  # finished work is kept
+    assert run.step("s2").state is StepState.PENDING  # the next server schedules it
+    assert started(decision) == []
+    run.draining = False
+    assert started(run.feed(Begin())) == [("s2", 1, "a")]
+
+
+def test_a_lookup_not_at_hand_asks_to_be_loaded() -> None:
+    run = Run([Step(id="s", agent="a")], Directory([Agent(id="a")], missing=["a"]))
+    with pytest.raises(NotLoaded) as raised:
+        run.feed(Begin())
+    assert (raised.value.kind, raised.value.key) == ("agent", "a")
+    assert run.state is ExecutionState.QUEUED  # nothing was applied
+
+
+# Output caps -----------------------------------------------------------------------------
+
+
+def test_an_output_over_the_step_cap_fails_without_retry() -> None:
+    run = Run([Step(id="s", agent="a")], limits=Limits(max_output_bytes=100))
+    run.feed(Begin())
+    run.feed(AttemptSucceeded("s", 1, {"big": "x" * 200}, 211))
+    assert run.step("s").error.type == failures.OUTPUT_TOO_LARGE  # type: ignore[union-attr]
+    assert run.step("s").state is StepState.FAILED
+
+
+def test_outputs_that_would_overfill_the_execution_fail_the_step() -> None:
+    run = Run(
+        [Step(id="s1", agent="a"), Step(id="s2", agent="a")],
+        limits=Limits(max_output_bytes=1000, max_execution_bytes=1000),
+    )
+    run.feed(Begin())
+    run.succeed("s1", {"x": "y" * 600})
+    run.succeed("s2", {"x": "y" * 600})
+    assert run.step("s2").error.type == failures.OUTPUT_TOO_LARGE  # type: ignore[union-attr]
+    assert run.state is ExecutionState.FAILED
+
+
+def test_an_output_mapping_error_fails_the_execution() -> None:
+    run = Run([Step(id="s", agent="a")], output_mapping={"x": "${steps.s.output.nope}"})
+    run.feed(Begin())
+    run.succeed("s")
+    assert run.state is ExecutionState.FAILED
+    assert run.execution.error.type == failures.OUTPUT_MAPPING_ERROR  # type: ignore[union-attr]
