@@ -6,9 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from baton_server.errors import invalid_field
+from baton_server.storage.database import SqlConnection
 from baton_server.storage.idempotency import IdempotencyRepository
 
 
@@ -23,10 +22,10 @@ class RequestInfo:
 
 
 async def once(
-    conn: aiosqlite.Connection,
+    conn: SqlConnection,
     repo: IdempotencyRepository,
     request: RequestInfo,
-    produce: Callable[[aiosqlite.Connection], Awaitable[Any]],
+    produce: Callable[[SqlConnection], Awaitable[Any]],
     now: float,
 ) -> Any:
     """Inside a write job: runs `produce` unless this request id was answered before, and

@@ -9,10 +9,8 @@ import socket
 import uuid
 from collections.abc import Callable
 
-import aiosqlite
-
 from baton_server.storage.coordination import CoordinationRepository, Holder
-from baton_server.storage.database import Database
+from baton_server.storage.database import Database, SqlConnection
 
 
 class EngineLease:
@@ -33,7 +31,7 @@ class EngineLease:
     async def hold(self) -> bool:
         """Takes or renews the lease if it is free or ours; returns whether we hold it."""
 
-        async def job(conn: aiosqlite.Connection) -> bool:
+        async def job(conn: SqlConnection) -> bool:
             holder = await self.repo.holder(conn)
             now = self.clock()
             if holder is not None and not self._free(holder, now):

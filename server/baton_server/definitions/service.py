@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-import aiosqlite
-
 from baton_server.domain.agent_policy import AgentPolicy
 from baton_server.domain.definitions import (
     Agent,
@@ -34,7 +32,7 @@ from baton_server.errors import (
 from baton_server.idempotency import RequestInfo, once
 from baton_server.language.validation import validate_agent, validate_handoff, validate_workflow
 from baton_server.storage.cache import RedisCache
-from baton_server.storage.database import Database
+from baton_server.storage.database import Database, SqlConnection
 from baton_server.storage.definitions import (
     AGENTS,
     HANDOFFS,
@@ -143,7 +141,7 @@ HANDOFF_FIELDS = frozenset(
     }
 )
 
-Check = Callable[[aiosqlite.Connection, R], Awaitable[None]]
+Check = Callable[[SqlConnection, R], Awaitable[None]]
 Measure = Callable[[Any], int]
 """The size of a definition as the API sends it back, in bytes."""
 
@@ -159,7 +157,7 @@ class Definitions:
         idempotency: IdempotencyRepository,
         cache: RedisCache | None = None,
         clock: Callable[[], float] = time.time,
-        workflow_in_use: Callable[[aiosqlite.Connection, str], Awaitable[bool]] | None = None,
+        workflow_in_use: Callable[[SqlConnection, str], Awaitable[bool]] | None = None,
         policy: AgentPolicy | None = None,
         measure: Measure | None = None,
         max_bytes: int = 1024 * 1024,
@@ -235,7 +233,7 @@ class Definitions:
     ) -> None:
         """Deletes an agent; refuses while workflows or handoffs refer to it unless forced."""
 
-        async def before(conn: aiosqlite.Connection) -> list[tuple[Kind[Any], str]]:
+        async def before(conn: SqlConnection) -> list[tuple[Kind[Any], str]]:
             if not force:
                 workflows, handoffs = await self.repo.agent_references(conn, agent_id)
                 if workflows or handoffs:
@@ -323,7 +321,7 @@ class Definitions:
     async def delete_workflow(self, workflow_id: str, etag: str, request: RequestInfo) -> None:
         """Deletes a workflow with all its revisions; refused while executions of it run."""
 
-        async def before(conn: aiosqlite.Connection) -> list[tuple[Kind[Any], str]]:
+        async def before(conn: SqlConnection) -> list[tuple[Kind[Any], str]]:
             if self.workflow_in_use is not None and await self.workflow_in_use(conn, workflow_id):
                 raise BatonError(
                     Code.FAILED_PRECONDITION,
@@ -336,7 +334,7 @@ class Definitions:
 
         await self._delete(WORKFLOW, workflow_id, etag, request, before)
 
-    async def _check_workflow_agents(self, conn: aiosqlite.Connection, workflow: Workflow) -> None:
+    async def _check_workflow_agents(self, conn: SqlConnection, workflow: Workflow) -> None:
         found = await self.repo.get_many(conn, AGENTS, workflow.agent_ids())
         violations = []
         for i, step in enumerate(workflow.steps):
@@ -352,9 +350,7 @@ class Definitions:
             ]
         raise_if_invalid(violations)
 
-    async def _store_revision(
-        self, conn: aiosqlite.Connection, seq: int, workflow: Workflow
-    ) -> None:
+    async def _store_revision(self, conn: SqlConnection, seq: int, workflow: Workflow) -> None:
         await self.repo.insert_revision(conn, seq, workflow.revision, workflow.to_doc())
 
     # Handoffs -------------------------------------------------------------------------
@@ -409,7 +405,7 @@ class Definitions:
         """Deletes a handoff."""
         await self._delete(HANDOFF, handoff_id, etag, request)
 
-    async def _check_handoff_agents(self, conn: aiosqlite.Connection, handoff: Handoff) -> None:
+    async def _check_handoff_agents(self, conn: SqlConnection, handoff: Handoff) -> None:
         found = await self.repo.get_many(conn, AGENTS, [handoff.source_agent, handoff.target_agent])
         raise_if_invalid(
             [
@@ -432,9 +428,9 @@ class Definitions:
         resource: R,
         request: RequestInfo,
         check: Check[R] | None = None,
-        after_write: Callable[[aiosqlite.Connection, int, R], Awaitable[None]] | None = None,
+        after_write: Callable[[SqlConnection, int, R], Awaitable[None]] | None = None,
     ) -> R:
-        async def produce(conn: aiosqlite.Connection) -> dict[str, Any]:
+        async def produce(conn: SqlConnection) -> dict[str, Any]:
             if await self.repo.get(conn, kind.table, resource.id) is not None:
                 raise BatonError(
                     Code.ALREADY_EXISTS,
@@ -499,9 +495,9 @@ class Definitions:
         etag: str,
         request: RequestInfo,
         check: Check[R] | None = None,
-        after_write: Callable[[aiosqlite.Connection, int, R], Awaitable[None]] | None = None,
+        after_write: Callable[[SqlConnection, int, R], Awaitable[None]] | None = None,
     ) -> R:
-        async def produce(conn: aiosqlite.Connection) -> dict[str, Any]:
+        async def produce(conn: SqlConnection) -> dict[str, Any]:
             row = await self.repo.get(conn, kind.table, id_)
             if row is None:
                 raise not_found(kind.name, f"{kind.table.name}/{id_}")
@@ -541,13 +537,12 @@ class Definitions:
         id_: str,
         etag: str,
         request: RequestInfo,
-        before: Callable[[aiosqlite.Connection], Awaitable[list[tuple[Kind[Any], str]]]]
-        | None = None,
+        before: Callable[[SqlConnection], Awaitable[list[tuple[Kind[Any], str]]]] | None = None,
     ) -> None:
         tombstones: list[tuple[Kind[Any], str]] = []
         stamp = 0
 
-        async def produce(conn: aiosqlite.Connection) -> None:
+        async def produce(conn: SqlConnection) -> None:
             nonlocal stamp
             row = await self.repo.get(conn, kind.table, id_)
             if row is None:
@@ -566,9 +561,9 @@ class Definitions:
 
     async def _once(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         request: RequestInfo,
-        produce: Callable[[aiosqlite.Connection], Awaitable[Any]],
+        produce: Callable[[SqlConnection], Awaitable[Any]],
     ) -> Any:
         return await once(conn, self.idempotency, request, produce, self.clock())
 

@@ -9,8 +9,6 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import aiosqlite
-
 from baton_server.domain.executions import (
     Event,
     EventType,
@@ -22,7 +20,7 @@ from baton_server.domain.executions import (
 from baton_server.errors import BatonError, Code, invalid_field
 from baton_server.idempotency import RequestInfo
 from baton_server.storage.cache import RedisCache
-from baton_server.storage.database import Database
+from baton_server.storage.database import Database, SqlConnection
 from baton_server.storage.executions import (
     Change,
     EventRow,
@@ -117,7 +115,7 @@ class Journal:
         created = False
         numbered: list[EventRow] = []
 
-        async def job(conn: aiosqlite.Connection) -> Any:
+        async def job(conn: SqlConnection) -> Any:
             nonlocal created, numbered
             if request.request_id:
                 # The answer (the new id) is known up front: claim the request id with it.
@@ -227,15 +225,18 @@ class Journal:
     async def _flush(self) -> None:
         """Writes every change pending when the writer gets to it, in one job."""
         taken: list[tuple[Change, asyncio.Future[None]]] = []
+        changes: list[Change] = []
 
-        async def job(conn: aiosqlite.Connection) -> None:
+        def take() -> None:  # on the loop, just before the batch goes to the writer
             taken.extend(self._pending)
             self._pending = []
             self._flush_scheduled = False
-            await self.repo.apply(conn, [change for change, _ in taken])
+            changes.extend(change for change, _ in taken)
 
         try:
-            await self.db.write(job, isolated=False)
+            await self.db.write(
+                lambda conn: self.repo.apply(conn, changes), isolated=False, before=take
+            )
         except Exception as exc:  # every waiting caller gets the storage error
             if not taken:  # the job never ran: its changes are still pending
                 taken, self._pending = self._pending, []
@@ -267,7 +268,7 @@ class Journal:
             return
         key = f"{request.method}:{request.request_id}"
 
-        async def job(conn: aiosqlite.Connection) -> None:
+        async def job(conn: SqlConnection) -> None:
             if await self.idempotency.get(conn, key) is None:
                 await self.idempotency.put(conn, key, request.fingerprint, response, self.clock())
 

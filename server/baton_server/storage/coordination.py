@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
+from baton_server.storage.database import SqlConnection
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Holder:
 class CoordinationRepository:
     """Lease and cancel-request rows."""
 
-    async def holder(self, conn: aiosqlite.Connection) -> Holder | None:
+    async def holder(self, conn: SqlConnection) -> Holder | None:
         """The current lease holder, if any."""
         rows = list(
             await conn.execute_fetchall(
@@ -33,7 +33,7 @@ class CoordinationRepository:
 
     async def take(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         owner: str,
         host: str,
         pid: int,
@@ -49,12 +49,12 @@ class CoordinationRepository:
             (owner, host, pid, expires, address),
         )
 
-    async def release(self, conn: aiosqlite.Connection, owner: str) -> None:
+    async def release(self, conn: SqlConnection, owner: str) -> None:
         """Gives the lease up if `owner` holds it."""
         await conn.execute("DELETE FROM engine_lease WHERE id = 1 AND owner = ?", (owner,))
 
     async def request_cancel(
-        self, conn: aiosqlite.Connection, execution_id: str, reason: str, now: float
+        self, conn: SqlConnection, execution_id: str, reason: str, now: float
     ) -> None:
         """Asks the engine-running process to cancel an execution."""
         await conn.execute(
@@ -63,7 +63,7 @@ class CoordinationRepository:
             (execution_id, reason, now),
         )
 
-    async def take_cancel_requests(self, conn: aiosqlite.Connection) -> list[tuple[str, str]]:
+    async def take_cancel_requests(self, conn: SqlConnection) -> list[tuple[str, str]]:
         """Removes and returns every pending cancel request as (execution id, reason)."""
         rows = await conn.execute_fetchall(
             "DELETE FROM cancel_requests RETURNING execution_id, reason"

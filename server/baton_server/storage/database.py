@@ -1,22 +1,40 @@
-"""The SQLite database: one writer connection that batches jobs into shared commits, and one
-reader connection (WAL lets it read while the writer writes)."""
+"""The SQLite database: one writer thread that runs batches of jobs in shared commits, and
+one reader connection (WAL lets it read while the writer writes)."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
 from baton_server.storage.migrations import migrate
 
 T = TypeVar("T")
-WriteJob = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+
+class SqlConnection(Protocol):
+    """What storage code uses of a connection: the aiosqlite reader, or the writer thread's
+    connection (whose awaitables complete at once, inside that thread)."""
+
+    def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Awaitable[Any]: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Iterable[Any]], /) -> Awaitable[Any]: ...
+
+    def execute_fetchall(
+        self, sql: str, parameters: Iterable[Any] = ..., /
+    ) -> Awaitable[Iterable[sqlite3.Row]]: ...
+
+
+WriteJob = Callable[[SqlConnection], Awaitable[T]]
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +45,23 @@ _MAX_BATCH = 256
 class _Pending:
     job: WriteJob[Any]
     isolated: bool
+    before: Callable[[], None] | None = None
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
 class Database:
-    """Long-lived aiosqlite connections with explicit transactions.
+    """A writer thread that owns the write connection, and an aiosqlite reader connection
+    (WAL lets it read while the writer writes).
 
     Writes go through `write(job)`: jobs queued while a commit is in progress are run
     together in the next transaction, each inside its own savepoint, so one failing job
-    rolls back alone and many callers share one fsync.
+    rolls back alone and many callers share one fsync. The writer thread runs a whole batch
+    (BEGIN, every job, COMMIT) at once: one thread hop per batch, not one per statement.
     """
 
-    def __init__(
-        self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection
-    ) -> None:
+    def __init__(self, path: str, writer: _Writer, reader: aiosqlite.Connection) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
@@ -52,9 +71,9 @@ class Database:
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "FULL") -> Database:
         """Opens (creating if needed) the database at `path` and brings its schema up to date."""
-        writer = await _connect(path, synchronous)
+        writer = await _Writer.open(path, synchronous)
         try:
-            await migrate(writer)
+            await writer.run(lambda: _complete(migrate(writer.conn)))
             reader = await _connect(path, synchronous)
         except BaseException:
             await writer.close()
@@ -74,13 +93,18 @@ class Database:
         await self._reader.close()
         await self._writer.close()
 
-    async def write(self, job: WriteJob[T], *, isolated: bool = True) -> T:
+    async def write(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> T:
         """Runs `job(conn)` inside a write transaction and returns its result once committed.
 
-        An `isolated` job runs in a savepoint, so its own error rolls back only its writes.
-        A job that cannot fail but for I/O may skip that (two thread hops); if it fails
-        anyway, the whole shared transaction is rolled back and every job in it fails."""
-        pending = _Pending(job, isolated)
+        The job runs in the writer thread: it may only await the connection's methods, and
+        must not touch the event loop's objects (`before`, if given, runs on the loop just
+        before the job's batch goes to the writer). An `isolated` job runs in a savepoint,
+        so its own error rolls back only its writes; a job that cannot fail but for I/O may
+        skip that, and if it fails anyway the whole shared transaction is rolled back and
+        every job in it fails."""
+        pending = _Pending(job, isolated, before)
         self._queue.put_nowait(pending)
         result: T = await asyncio.shield(pending.future)
         return result
@@ -115,68 +139,153 @@ class Database:
             while len(batch) < _MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._run_batch(batch)
+                for pending in batch:
+                    if pending.before is not None:
+                        pending.before()
+                try:
+                    outcomes = await self._writer.run(functools.partial(self._writer.batch, batch))
+                except Exception as exc:  # the commit or a non-isolated job failed
+                    log.exception("sqlite write batch failed")
+                    outcomes = [(None, exc)] * len(batch)
+                for pending, (result, error) in zip(batch, outcomes, strict=True):
+                    if pending.future.done():
+                        continue
+                    if error is not None:
+                        pending.future.set_exception(error)
+                    else:
+                        pending.future.set_result(result)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
-        conn = self._writer
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+
+class _Writer:
+    """The write connection and the one thread that uses it."""
+
+    def __init__(self, conn: _ThreadConnection) -> None:
+        self.conn = conn
+        self._thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="baton-sqlite-writer"
+        )
+
+    @classmethod
+    async def open(cls, path: str, synchronous: str) -> _Writer:
+        writer = cls(_ThreadConnection(None))
+
+        def connect() -> None:
+            raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            raw.row_factory = sqlite3.Row
+            for pragma in _pragmas(synchronous):
+                raw.execute(f"PRAGMA {pragma}").fetchall()
+            writer.conn.raw = raw
+
+        await writer.run(connect)
+        return writer
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Runs `work()` in the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def close(self) -> None:
+        raw = self.conn.raw
+        if raw is not None:
+            await self.run(raw.close)
+        self._thread.shutdown(wait=True)
+
+    def batch(self, batch: list[_Pending]) -> list[tuple[Any, BaseException | None]]:
+        """Runs a batch of jobs in one transaction (in the writer thread); returns each
+        job's result or error. Raises when the transaction as a whole failed."""
+        raw = self.conn.raw
+        assert raw is not None
+        outcomes: list[tuple[Any, BaseException | None]] = []
         # A lone job needs no savepoint: if it fails, the whole transaction is rolled back.
         alone = len(batch) == 1
+        raw.execute("BEGIN IMMEDIATE")
         try:
-            await conn.execute("BEGIN IMMEDIATE")
             if alone:
                 try:
-                    outcomes.append((batch[0], await batch[0].job(conn), None))
+                    outcomes.append((_complete(batch[0].job(self.conn)), None))
                 except Exception as exc:  # the job's own error goes back to its caller
-                    await conn.rollback()
-                    batch[0].future.set_exception(exc)
-                    return
+                    raw.rollback()
+                    return [(None, exc)]
             for pending in () if alone else batch:
                 if not pending.isolated:
-                    outcomes.append((pending, await pending.job(conn), None))
+                    outcomes.append((_complete(pending.job(self.conn)), None))
                     continue
-                await conn.execute("SAVEPOINT job")
+                raw.execute("SAVEPOINT job")
                 try:
-                    result = await pending.job(conn)
+                    result = _complete(pending.job(self.conn))
                 except Exception as exc:  # the job's own error goes back to its caller
-                    await conn.execute("ROLLBACK TO job")
-                    await conn.execute("RELEASE job")
-                    outcomes.append((pending, None, exc))
+                    raw.execute("ROLLBACK TO job")
+                    raw.execute("RELEASE job")
+                    outcomes.append((None, exc))
                 else:
-                    await conn.execute("RELEASE job")
-                    outcomes.append((pending, result, None))
-            await conn.commit()
-        except Exception as exc:  # the commit or a non-isolated job failed: nothing is durable
-            log.exception("sqlite write batch failed")
+                    raw.execute("RELEASE job")
+                    outcomes.append((result, None))
+            raw.commit()
+        except BaseException:
             with contextlib.suppress(Exception):
-                await conn.rollback()
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
-            return
-        for pending, result, error in outcomes:
-            if pending.future.done():
-                continue
-            if error is not None:
-                pending.future.set_exception(error)
-            else:
-                pending.future.set_result(result)
+                raw.rollback()
+            raise
+        return outcomes
+
+
+class _ThreadConnection:
+    """The writer's sqlite3 connection behind the methods storage code awaits. Used only
+    inside the writer thread, where each call runs at once and its awaitable is done."""
+
+    def __init__(self, raw: sqlite3.Connection | None) -> None:
+        self.raw = raw
+
+    def _conn(self) -> sqlite3.Connection:
+        assert self.raw is not None
+        return self.raw
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> sqlite3.Cursor:
+        return self._conn().execute(sql, tuple(parameters))
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]], /) -> sqlite3.Cursor:
+        return self._conn().executemany(sql, cast(Any, parameters))
+
+    async def execute_fetchall(
+        self, sql: str, parameters: Iterable[Any] = (), /
+    ) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, tuple(parameters)).fetchall()
+
+    async def commit(self) -> None:
+        self._conn().commit()
+
+    async def rollback(self) -> None:
+        self._conn().rollback()
+
+
+def _complete(awaitable: Awaitable[T]) -> T:
+    """Runs a coroutine that never suspends (it awaits only a _ThreadConnection) to its end."""
+    coroutine = awaitable.__await__()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a write job awaited something other than its connection")
+
+
+def _pragmas(synchronous: str) -> tuple[str, ...]:
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    return (
+        "journal_mode=WAL",
+        f"synchronous={synchronous}",
+        "foreign_keys=ON",
+        "busy_timeout=5000",
+    )
 
 
 async def _connect(path: str, synchronous: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = aiosqlite.Row
-    if synchronous not in ("FULL", "NORMAL"):
-        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     # execute_fetchall: a PRAGMA returns a row, and an unread row keeps a statement open.
-    for pragma in (
-        "journal_mode=WAL",
-        f"synchronous={synchronous}",
-        "foreign_keys=ON",
-        "busy_timeout=5000",
-    ):
+    for pragma in _pragmas(synchronous):
         await conn.execute_fetchall(f"PRAGMA {pragma}")
     return conn

@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from baton_server.storage.codec import Codec
+from baton_server.storage.database import SqlConnection
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class DefinitionRepository:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
 
-    async def next_version(self, conn: aiosqlite.Connection) -> int:
+    async def next_version(self, conn: SqlConnection) -> int:
         """Bumps and returns the database-wide write counter."""
         rows = list(
             await conn.execute_fetchall(
@@ -64,7 +65,7 @@ class DefinitionRepository:
         assert row is not None, "meta.version is created by the first migration"
         return int(row[0])
 
-    async def get(self, conn: aiosqlite.Connection, table: Table, id_: str) -> Row | None:
+    async def get(self, conn: SqlConnection, table: Table, id_: str) -> Row | None:
         """Returns the row with this id, or None."""
         rows = list(
             await conn.execute_fetchall(
@@ -74,7 +75,7 @@ class DefinitionRepository:
         return self._row(rows[0]) if rows else None
 
     async def get_many(
-        self, conn: aiosqlite.Connection, table: Table, ids: Sequence[str]
+        self, conn: SqlConnection, table: Table, ids: Sequence[str]
     ) -> dict[str, Row]:
         """Returns the rows among `ids` that exist, by id."""
         if not ids:
@@ -87,7 +88,7 @@ class DefinitionRepository:
 
     async def list_page(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         table: Table,
         *,
         after_seq: int,
@@ -124,7 +125,7 @@ class DefinitionRepository:
 
     async def insert(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         table: Table,
         *,
         id_: str,
@@ -151,7 +152,7 @@ class DefinitionRepository:
 
     async def update(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         table: Table,
         *,
         seq: int,
@@ -170,12 +171,12 @@ class DefinitionRepository:
             await conn.execute(f"DELETE FROM {side} WHERE owner_seq = ?", (seq,))
         await self._write_side_tables(conn, table, seq, multi)
 
-    async def delete(self, conn: aiosqlite.Connection, table: Table, seq: int) -> None:
+    async def delete(self, conn: SqlConnection, table: Table, seq: int) -> None:
         """Deletes a row; side tables and revisions go with it (ON DELETE CASCADE)."""
         await conn.execute(f"DELETE FROM {table.name} WHERE seq = ?", (seq,))
 
     async def insert_revision(
-        self, conn: aiosqlite.Connection, workflow_seq: int, revision: int, doc: Mapping[str, Any]
+        self, conn: SqlConnection, workflow_seq: int, revision: int, doc: Mapping[str, Any]
     ) -> None:
         """Stores one immutable workflow revision."""
         await conn.execute(
@@ -184,7 +185,7 @@ class DefinitionRepository:
         )
 
     async def get_revision(
-        self, conn: aiosqlite.Connection, workflow_id: str, revision: int
+        self, conn: SqlConnection, workflow_id: str, revision: int
     ) -> dict[str, Any] | None:
         """Returns a stored workflow revision's document, or None."""
         rows = list(
@@ -197,7 +198,7 @@ class DefinitionRepository:
         return self.codec.decode(rows[0][0]) if rows else None
 
     async def agent_references(
-        self, conn: aiosqlite.Connection, agent_id: str, limit: int = 5
+        self, conn: SqlConnection, agent_id: str, limit: int = 5
     ) -> tuple[list[str], list[str]]:
         """Returns (workflow ids, handoff ids) that refer to the agent, up to `limit` each."""
         workflows = [
@@ -217,16 +218,16 @@ class DefinitionRepository:
         ]
         return workflows, handoffs
 
-    async def delete_handoffs_of(self, conn: aiosqlite.Connection, agent_id: str) -> list[str]:
+    async def delete_handoffs_of(self, conn: SqlConnection, agent_id: str) -> list[str]:
         """Deletes every handoff from or to the agent; returns their ids."""
-        async with conn.execute(
+        rows = await conn.execute_fetchall(
             "DELETE FROM handoffs WHERE source = ? OR target = ? RETURNING id", (agent_id, agent_id)
-        ) as cursor:
-            return [r[0] for r in await cursor.fetchall()]
+        )
+        return [r[0] for r in rows]
 
     async def _write_side_tables(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         table: Table,
         seq: int,
         multi: Mapping[str, Sequence[str]],

@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from baton_server.storage.codec import Codec
+from baton_server.storage.database import SqlConnection
 
 ACTIVE_STATES = ("QUEUED", "RUNNING")
 
@@ -89,7 +90,7 @@ class ExecutionRepository:
 
     async def insert(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         execution: ExecutionRow,
         steps: Sequence[StepRow],
         events: Sequence[EventRow],
@@ -139,7 +140,7 @@ class ExecutionRepository:
         )
         return seq, numbered
 
-    async def apply(self, conn: aiosqlite.Connection, changes: Sequence[Change]) -> None:
+    async def apply(self, conn: SqlConnection, changes: Sequence[Change]) -> None:
         """Writes many executions' changes with three statements, whatever their number."""
         await conn.executemany(
             "UPDATE executions SET state = ?, start_time = ?, end_time = ?, "
@@ -180,7 +181,7 @@ class ExecutionRepository:
             )
 
     async def get(
-        self, conn: aiosqlite.Connection, execution_id: str
+        self, conn: SqlConnection, execution_id: str
     ) -> tuple[ExecutionRow, list[StepRow]] | None:
         """Returns the execution with its steps (one statement: one snapshot), or None."""
         found = await self._with_steps(
@@ -190,7 +191,7 @@ class ExecutionRepository:
 
     async def list_page(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         *,
         before_seq: int,
         limit: int,
@@ -219,7 +220,7 @@ class ExecutionRepository:
             order="DESC",
         )
 
-    async def active(self, conn: aiosqlite.Connection) -> list[tuple[ExecutionRow, list[StepRow]]]:
+    async def active(self, conn: SqlConnection) -> list[tuple[ExecutionRow, list[StepRow]]]:
         """Every execution that is QUEUED or RUNNING, oldest first."""
         return await self._with_steps(
             conn,
@@ -229,7 +230,7 @@ class ExecutionRepository:
         )
 
     async def queued_after(
-        self, conn: aiosqlite.Connection, seq: int
+        self, conn: SqlConnection, seq: int
     ) -> list[tuple[ExecutionRow, list[StepRow]]]:
         """QUEUED executions with seq > `seq`, oldest first (work other processes stored)."""
         return await self._with_steps(
@@ -240,7 +241,7 @@ class ExecutionRepository:
         )
 
     async def outcomes(
-        self, conn: aiosqlite.Connection, workflow_id: str, start: float, end: float
+        self, conn: SqlConnection, workflow_id: str, start: float, end: float
     ) -> list[tuple[str, float, float]]:
         """(state, start_time, end_time) of the workflow's executions created in [start, end)."""
         rows = await conn.execute_fetchall(
@@ -251,7 +252,7 @@ class ExecutionRepository:
         return [(r[0], r[1] or 0.0, r[2] or 0.0) for r in rows]
 
     async def step_blobs_overlapping(
-        self, conn: aiosqlite.Connection, start: float, end: float
+        self, conn: SqlConnection, start: float, end: float
     ) -> list[bytes]:
         """The stored (encoded) step-run documents of executions that were alive at some
         time in [start, end); decode them with `Codec.decode`, off the event loop."""
@@ -262,7 +263,7 @@ class ExecutionRepository:
         )
         return [bytes(r[0]) for r in rows]
 
-    async def has_active(self, conn: aiosqlite.Connection, workflow_id: str) -> bool:
+    async def has_active(self, conn: SqlConnection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
         rows = await conn.execute_fetchall(
             "SELECT 1 FROM executions WHERE workflow_id = ? AND state IN (?, ?) LIMIT 1",
@@ -272,7 +273,7 @@ class ExecutionRepository:
 
     async def events(
         self,
-        conn: aiosqlite.Connection,
+        conn: SqlConnection,
         execution_seq: int,
         *,
         after_sequence: int,
@@ -304,7 +305,7 @@ class ExecutionRepository:
         ]
 
     async def _with_steps(
-        self, conn: aiosqlite.Connection, select: str, params: list[Any], *, order: str
+        self, conn: SqlConnection, select: str, params: list[Any], *, order: str
     ) -> list[tuple[ExecutionRow, list[StepRow]]]:
         """Executions chosen by `select` (a SELECT * FROM executions ...) with their steps,
         read by one statement so that both come from the same snapshot."""

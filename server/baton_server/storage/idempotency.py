@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from baton_server.storage.codec import Codec
+from baton_server.storage.database import SqlConnection
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class IdempotencyRepository:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
 
-    async def get(self, conn: aiosqlite.Connection, key: str) -> Remembered | None:
+    async def get(self, conn: SqlConnection, key: str) -> Remembered | None:
         """Returns the remembered answer for `key`, or None."""
         rows = list(
             await conn.execute_fetchall(
@@ -38,7 +37,7 @@ class IdempotencyRepository:
         return Remembered(row[0], response)
 
     async def put(
-        self, conn: aiosqlite.Connection, key: str, fingerprint: str, response: Any, now: float
+        self, conn: SqlConnection, key: str, fingerprint: str, response: Any, now: float
     ) -> None:
         """Remembers the answer to `key`."""
         await conn.execute(
@@ -47,7 +46,7 @@ class IdempotencyRepository:
         )
 
     async def claim(
-        self, conn: aiosqlite.Connection, key: str, fingerprint: str, response: Any, now: float
+        self, conn: SqlConnection, key: str, fingerprint: str, response: Any, now: float
     ) -> bool:
         """Remembers `response` for `key` unless something is remembered already; returns
         whether it did (one statement, for answers known before the change is made)."""
@@ -58,9 +57,10 @@ class IdempotencyRepository:
         )
         return bool(list(rows))
 
-    async def purge(self, conn: aiosqlite.Connection, before: float) -> int:
+    async def purge(self, conn: SqlConnection, before: float) -> int:
         """Forgets answers older than `before` (epoch seconds); returns how many."""
-        cursor = await conn.execute("DELETE FROM idempotency WHERE create_time < ?", (before,))
-        count = cursor.rowcount
-        await cursor.close()
+        rows = await conn.execute_fetchall(
+            "DELETE FROM idempotency WHERE create_time < ? RETURNING 1", (before,)
+        )
+        count = len(list(rows))
         return count

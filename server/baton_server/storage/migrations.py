@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import TYPE_CHECKING
 
-import aiosqlite
+if TYPE_CHECKING:
+    from baton_server.storage.database import SqlConnection
+
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+async def migrate(conn: SqlConnection) -> int:
     """Applies every migration newer than the database's `user_version`; returns the version."""
     rows = list(await conn.execute_fetchall("PRAGMA user_version"))
     current = int(rows[0][0]) if rows else 0
@@ -119,9 +122,9 @@ async def migrate(conn: aiosqlite.Connection) -> int:
                     [("page_token_secret", secrets.token_hex(32)), ("version", 0)],
                 )
             await conn.execute(f"PRAGMA user_version = {version}")
-            await conn.commit()
+            await conn.execute("COMMIT")
         except BaseException:
-            await conn.rollback()
+            await conn.execute("ROLLBACK")
             raise
         log.info("migrated database schema", extra={"schema_version": version})
     return len(MIGRATIONS)
