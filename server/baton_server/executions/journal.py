@@ -101,7 +101,6 @@ class Journal:
         self.cache = cache
         self._pending: list[tuple[Change, asyncio.Future[None]]] = []
         self._flush_scheduled = False
-        self._flusher: asyncio.Future[None] | None = None
 
     async def create(
         self, execution: Execution, events: list[Event], request: RequestInfo
@@ -213,7 +212,7 @@ class Journal:
         self._pending.append((change, done))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._flusher = asyncio.ensure_future(self._flush())
+            self._flush()
         await done
         for name, value in fields.items():
             setattr(execution, name, value)
@@ -222,7 +221,7 @@ class Journal:
         execution.last_sequence = change.last_sequence
         return list(events)
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         """Writes every change pending when the writer gets to it, in one job."""
         taken: list[tuple[Change, asyncio.Future[None]]] = []
         changes: list[Change] = []
@@ -233,21 +232,20 @@ class Journal:
             self._flush_scheduled = False
             changes.extend(change for change, _ in taken)
 
-        try:
-            await self.db.write(
-                lambda conn: self.repo.apply(conn, changes), isolated=False, before=take
-            )
-        except Exception as exc:  # every waiting caller gets the storage error
-            if not taken:  # the job never ran: its changes are still pending
-                taken, self._pending = self._pending, []
-                self._flush_scheduled = False
+        def settle(written: asyncio.Future[None]) -> None:
+            error = written.exception()
             for _, done in taken:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for _, done in taken:
-            if not done.done():
-                done.set_result(None)
+                if done.done():
+                    continue
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result(None)
+
+        job = self.db.submit(
+            lambda conn: self.repo.apply(conn, changes), isolated=False, before=take
+        )
+        job.add_done_callback(settle)
 
     async def answered(self, request: RequestInfo) -> bool:
         """True when this request id was answered before (for commands whose answer is

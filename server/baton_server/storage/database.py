@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import sqlite3
 import time
@@ -65,8 +64,10 @@ class Database:
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._waiting: list[_Pending] = []
+        self._busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "FULL") -> Database:
@@ -78,18 +79,12 @@ class Database:
         except BaseException:
             await writer.close()
             raise
-        db = cls(path, writer, reader)
-        db._task = asyncio.create_task(db._write_loop(), name="baton-sqlite-writer")
-        return db
+        return cls(path, writer, reader)
 
     async def close(self) -> None:
         """Finishes queued writes, then closes both connections."""
-        if self._task is not None:
-            await self._queue.join()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        while self._busy or self._waiting:
+            await self._idle.wait()
         await self._reader.close()
         await self._writer.close()
 
@@ -104,10 +99,18 @@ class Database:
         so its own error rolls back only its writes; a job that cannot fail but for I/O may
         skip that, and if it fails anyway the whole shared transaction is rolled back and
         every job in it fails."""
-        pending = _Pending(job, isolated, before)
-        self._queue.put_nowait(pending)
-        result: T = await asyncio.shield(pending.future)
+        result: T = await asyncio.shield(self.submit(job, isolated=isolated, before=before))
         return result
+
+    def submit(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]:
+        """`write` without waiting: the future of the job's result."""
+        pending = _Pending(job, isolated, before)
+        self._waiting.append(pending)
+        if not self._busy:
+            self._send()
+        return pending.future
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """Runs a query on the reader connection and returns its first row."""
@@ -133,30 +136,46 @@ class Database:
         await self.fetchone("SELECT 1")
         return time.perf_counter() - start
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < _MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+    def _send(self) -> None:
+        """Hands the jobs waiting (up to _MAX_BATCH) to the writer thread as one batch; the
+        thread answers with one call back to the loop."""
+        batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+        self._busy = True
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+        try:
+            for pending in batch:
+                if pending.before is not None:
+                    pending.before()
+        except BaseException as exc:  # a bug in a hook: fail the batch, keep the writer
+            self._finish(batch, [(None, exc)] * len(batch))
+            return
+
+        def work() -> None:
             try:
-                for pending in batch:
-                    if pending.before is not None:
-                        pending.before()
-                try:
-                    outcomes = await self._writer.run(functools.partial(self._writer.batch, batch))
-                except Exception as exc:  # the commit or a non-isolated job failed
-                    log.exception("sqlite write batch failed")
-                    outcomes = [(None, exc)] * len(batch)
-                for pending, (result, error) in zip(batch, outcomes, strict=True):
-                    if pending.future.done():
-                        continue
-                    if error is not None:
-                        pending.future.set_exception(error)
-                    else:
-                        pending.future.set_result(result)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                outcomes = self._writer.batch(batch)
+            except Exception as exc:  # the commit or a non-isolated job failed
+                log.exception("sqlite write batch failed")
+                outcomes = [(None, exc)] * len(batch)
+            loop.call_soon_threadsafe(self._finish, batch, outcomes)
+
+        self._writer.submit(work)
+
+    def _finish(
+        self, batch: list[_Pending], outcomes: list[tuple[Any, BaseException | None]]
+    ) -> None:
+        for pending, (result, error) in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if error is not None:
+                pending.future.set_exception(error)
+            else:
+                pending.future.set_result(result)
+        self._busy = False
+        if self._waiting:
+            self._send()
+        else:
+            self._idle.set()
 
 
 class _Writer:
@@ -185,6 +204,10 @@ class _Writer:
     async def run(self, work: Callable[[], T]) -> T:
         """Runs `work()` in the writer thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Runs `work()` in the writer thread; it reports back by itself."""
+        self._thread.submit(work)
 
     async def close(self) -> None:
         raw = self.conn.raw
