@@ -28,7 +28,7 @@ from baton_server.domain.executions import (
     StepRun,
     StepState,
 )
-from baton_server.executions.transitions import (
+from baton_server.executions.decisions import (
     ArmTimer,
     AttemptFailed,
     AttemptSucceeded,
@@ -46,6 +46,8 @@ from baton_server.executions.transitions import (
     Timer,
     TimerFired,
     TimerKind,
+)
+from baton_server.executions.transitions import (
     decide,
 )
 from baton_server.language.plan import build_plan

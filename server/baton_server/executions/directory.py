@@ -11,7 +11,9 @@ from typing import TypeVar
 from baton_server.definitions.service import Definitions
 from baton_server.domain.definitions import Agent, AgentState, Handoff
 from baton_server.errors import BatonError
-from baton_server.executions.transitions import NotLoaded
+from baton_server.executions.decisions import (
+    NotLoaded,
+)
 
 CACHE_SECONDS = 1.0
 

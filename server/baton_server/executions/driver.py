@@ -25,9 +25,7 @@ from baton_server.domain.attempts import AgentResult, AttemptFailedError, Attemp
 from baton_server.domain.definitions import Agent
 from baton_server.domain.events import Log, OutputDelta, Payload, new_event
 from baton_server.domain.executions import Event, EventType, Execution, Failure
-from baton_server.executions.directory import AgentDirectory
-from baton_server.executions.journal import Journal
-from baton_server.executions.transitions import (
+from baton_server.executions.decisions import (
     ArmTimer,
     AttemptFailed,
     AttemptSucceeded,
@@ -46,6 +44,10 @@ from baton_server.executions.transitions import (
     StopAttempt,
     Timer,
     TimerFired,
+)
+from baton_server.executions.directory import AgentDirectory
+from baton_server.executions.journal import Journal
+from baton_server.executions.transitions import (
     decide,
 )
 from baton_server.language.plan import Plan

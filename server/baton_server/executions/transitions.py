@@ -21,17 +21,14 @@ has ended, the workflow's output ends it.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import heapq
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from baton_server.domain import failures
-from baton_server.domain.definitions import Agent, AgentState, Handoff, HandoffType, Step
+from baton_server.domain.definitions import Agent, AgentState, Handoff, Step
 from baton_server.domain.events import (
     ExecutionCancelled,
     ExecutionFailed,
@@ -39,7 +36,6 @@ from baton_server.domain.events import (
     ExecutionSucceeded,
     ExecutionTimedOut,
     FallbackActivated,
-    HandoffRecord,
     Payload,
     StepFailed,
     StepRetrying,
@@ -51,249 +47,36 @@ from baton_server.domain.events import (
     new_event,
 )
 from baton_server.domain.executions import (
-    Event,
-    Execution,
     ExecutionState,
     Failure,
     StepAttempt,
     StepRun,
     StepState,
 )
-from baton_server.language.conditions import compile_condition
-from baton_server.language.expressions import parse_path
-from baton_server.language.mapping import MappingError, lookup, render
-from baton_server.language.plan import Plan
-
-# Inputs ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Begin:
-    """The run begins: a new execution starts, or one that was running resumes after a
-    restart (an attempt the restart cut short is delivered again with the same number)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptSucceeded:
-    """An attempt returned `output` (`size` bytes as JSON), maybe asking for a handoff."""
-
-    step_id: str
-    attempt: int
-    output: dict[str, Any]
-    size: int
-    handoff_to: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptFailed:
-    """An attempt failed; the agent may have said when to try again."""
-
-    step_id: str
-    attempt: int
-    failure: Failure
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SlotGranted:
-    """The driver holds a slot of the agent a SCHEDULED step waits for."""
-
-    step_id: str
-
-
-class TimerKind(enum.StrEnum):
-    """What a timer is for."""
-
-    EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
-    STEP_TIMEOUT = "STEP_TIMEOUT"
-    RETRY = "RETRY"
-
-
-@dataclass(frozen=True, slots=True)
-class Timer:
-    """A timer's identity: arming one with the same identity replaces it."""
-
-    kind: TimerKind
-    step_id: str = ""
-    attempt: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFired:
-    """A timer came due."""
-
-    timer: Timer
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRequested:
-    """Someone cancelled the execution."""
-
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineFailed:
-    """The engine around the execution failed (a bug): end it rather than leave it hanging."""
-
-    message: str
-
-
-Input = (
-    Begin
-    | AttemptSucceeded
-    | AttemptFailed
-    | SlotGranted
-    | TimerFired
-    | CancelRequested
-    | EngineFailed
+from baton_server.executions import handoffs
+from baton_server.executions.decisions import (
+    ArmTimer,
+    AttemptFailed,
+    AttemptSucceeded,
+    AwaitSlot,
+    Begin,
+    CancelRequested,
+    Command,
+    Decision,
+    Directory,
+    EngineFailed,
+    Input,
+    RefusedError,
+    RunAttempt,
+    RunState,
+    SlotGranted,
+    StopAttempt,
+    Timer,
+    TimerFired,
+    TimerKind,
+    idempotency_key,
 )
-
-# Commands --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunAttempt:
-    """Run attempt `attempt` of the step with `agent` on `input`; report how it ended."""
-
-    step_id: str
-    attempt: int
-    agent: Agent
-    input: dict[str, Any]
-    idempotency_key: str
-    deadline: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitSlot:
-    """The step waits for a free slot of `agent` (its max_concurrency); report SlotGranted."""
-
-    step_id: str
-    agent: Agent
-
-
-@dataclass(frozen=True, slots=True)
-class ArmTimer:
-    """Report TimerFired(timer) at `at` (at once if that has passed)."""
-
-    timer: Timer
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class StopAttempt:
-    """The step's running attempt no longer counts (it timed out): tell the agent to stop."""
-
-    step_id: str
-
-
-Command = RunAttempt | AwaitSlot | ArmTimer | StopAttempt
-
-# State -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The server's bounds on what an execution holds."""
-
-    max_output_bytes: int = 1024 * 1024
-    max_execution_bytes: int = 3 * 1024 * 1024
-    """Most bytes (as JSON) of the input, step outputs and output together, so that
-    GetExecution can always send the execution."""
-    max_handoff_depth: int = 8
-
-
-@dataclass(slots=True)
-class Decision:
-    """What one or more inputs decided: the execution's new field values, its changed step
-    runs (by position), the events to append, and the commands to carry out once written."""
-
-    fields: dict[str, Any] = field(default_factory=dict)
-    steps: dict[int, StepRun] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-
-    def then(self, later: Decision) -> Decision:
-        """This decision followed by `later` (decided on the state this one left)."""
-        return Decision(
-            {**self.fields, **later.fields},
-            {**self.steps, **later.steps},
-            self.events + later.events,
-            self.commands + later.commands,
-        )
-
-    @property
-    def empty(self) -> bool:
-        """True when nothing changes and nothing is to be done."""
-        return not (self.fields or self.steps or self.events or self.commands)
-
-
-class NotLoaded(Exception):  # noqa: N818 (a signal to the caller, not an error)
-    """The directory does not hold `kind` `key` yet: load it, then decide again."""
-
-    def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} is not loaded")
-        self.kind = kind
-        self.key = key
-
-
-class Directory(Protocol):
-    """Read-only lookups of agents and handoffs. A lookup not at hand raises NotLoaded."""
-
-    def agent(self, agent_id: str) -> Agent | None:
-        """The agent, or None when there is no such agent."""
-
-    def capable(self, capability: str) -> Agent | None:
-        """The first active agent with the capability, or None."""
-
-    def handoffs_from(self, agent_id: str) -> Sequence[Handoff]:
-        """The handoffs whose source is the agent, highest priority first."""
-
-
-@dataclass(slots=True)
-class RunState:
-    """An execution as last written, plus what was decided since and is not written yet.
-    `draining`: the server is stopping, so nothing new starts."""
-
-    execution: Execution
-    plan: Plan
-    limits: Limits = field(default_factory=Limits)
-    draining: bool = False
-    pending: Decision | None = None
-    sizes: dict[tuple[str, int], int] = field(default_factory=dict)
-    """A memo of step outputs' sizes as JSON, by (step, attempt)."""
-
-    def step(self, step_id: str) -> StepRun:
-        """The step's run as decided so far."""
-        run = self.execution.step(step_id)
-        if self.pending is not None:
-            return self.pending.steps.get(run.position, run)
-        return run
-
-    @property
-    def status(self) -> ExecutionState:
-        """The execution's state as decided so far."""
-        if self.pending is not None and "state" in self.pending.fields:
-            state: ExecutionState = self.pending.fields["state"]
-            return state
-        return self.execution.state
-
-    def field(self, name: str) -> Any:
-        """An execution field as decided so far."""
-        if self.pending is not None and name in self.pending.fields:
-            return self.pending.fields[name]
-        return getattr(self.execution, name)
-
-    def after(self, decision: Decision) -> RunState:
-        """The state once `decision` is taken too."""
-        pending = decision if self.pending is None else self.pending.then(decision)
-        return RunState(self.execution, self.plan, self.limits, self.draining, pending, self.sizes)
-
-
-def idempotency_key(execution_id: str, step_id: str, attempt: int) -> str:
-    """The key an agent may deduplicate side effects by: one per attempt number, the same
-    when a restart delivers an attempt again."""
-    return f"{execution_id}/{step_id}/{attempt}"
+from baton_server.language.mapping import MappingError, render
 
 
 def decide(state: RunState, event: Input, now: float, directory: Directory) -> Decision:
@@ -421,7 +204,7 @@ class _Decider:
         step = self.plan.steps[run.step_id]
         try:
             if event.size > self.state.limits.max_output_bytes:
-                raise _AttemptError(
+                raise RefusedError(
                     Failure(
                         failures.OUTPUT_TOO_LARGE,
                         f"the agent's output is {event.size} bytes; at most "
@@ -430,14 +213,21 @@ class _Decider:
                         non_retryable=True,
                     )
                 )
-            handoff = self.chosen_handoff(run, event)
+            handoff = handoffs.after_success(
+                self.directory.handoffs_from(run.agent),
+                run,
+                event.output,
+                event.handoff_to,
+                self.execution.input,
+                self.state.limits.max_handoff_depth,
+            )
             if handoff is not None:
-                target_input = self.handoff_input(handoff, event.output)
+                target_input = handoffs.target_input(handoff, event.output)
                 run = self.close_attempt(run, None)
                 self.hand_off(step, run, handoff, target_input, requested=bool(event.handoff_to))
                 return
             output = self.step_output(step, event.output, event.size)
-        except _AttemptError as error:
+        except RefusedError as error:
             self.after_attempt_failure(step, run, error.failure, None)
             return
         self.put(self.ended(run, StepState.SUCCEEDED, output=output))
@@ -699,7 +489,15 @@ class _Decider:
             )
             self.restart(step, run)
             return
-        rescue = self.failure_handoff(step, run)
+        source = run.attempts[0].agent if run.attempts else step.agent
+        rescue = None
+        if source:
+            rescue = handoffs.after_failure(
+                self.directory.handoffs_from(source),
+                run,
+                self.execution.input,
+                self.state.limits.max_handoff_depth,
+            )
         if rescue is not None:
             try:
                 agent_input = self.attempt_input(step, run)
@@ -771,88 +569,6 @@ class _Decider:
 
     # Handoffs ---------------------------------------------------------------------------
 
-    def chosen_handoff(self, run: StepRun, event: AttemptSucceeded) -> Handoff | None:
-        """After a success: the handoff the agent asked for (which must be declared), or the
-        first SEQUENTIAL handoff from it, by priority, whose conditions all hold."""
-        declared = self.directory.handoffs_from(run.agent)
-        chosen: Handoff | None = None
-        if event.handoff_to:
-            chosen = next((h for h in declared if h.target_agent == event.handoff_to), None)
-            if chosen is None:
-                raise _AttemptError(
-                    Failure(
-                        failures.HANDOFF_NOT_ALLOWED,
-                        f"agents/{run.agent} asked to hand off to agents/{event.handoff_to}, "
-                        "but no Handoff from it to that agent exists",
-                        non_retryable=True,
-                    )
-                )
-        else:
-            chosen = next(
-                (
-                    h
-                    for h in declared
-                    if h.type is HandoffType.SEQUENTIAL and self.triggered(h, event.output)
-                ),
-                None,
-            )
-        if chosen is not None and len(run.handoffs) >= self.state.limits.max_handoff_depth:
-            raise _AttemptError(
-                Failure(
-                    failures.HANDOFF_DEPTH_EXCEEDED,
-                    f"the step was handed off {len(run.handoffs)} times, the most allowed",
-                    non_retryable=True,
-                )
-            )
-        return chosen
-
-    def failure_handoff(self, step: Step, run: StepRun) -> Handoff | None:
-        """After the step's agent (and its fallbacks) failed: an ON_FAILURE handoff from it
-        whose conditions hold, if the chain is not too long and it was not used yet."""
-        source = run.attempts[0].agent if run.attempts else step.agent
-        if not source or len(run.handoffs) >= self.state.limits.max_handoff_depth:
-            return None
-        used = {record.get("handoff") for record in run.handoffs}
-        for handoff in self.directory.handoffs_from(source):
-            if (
-                handoff.type is HandoffType.ON_FAILURE
-                and f"handoffs/{handoff.id}" not in used
-                and self.triggered(handoff, {})
-            ):
-                return handoff
-        return None
-
-    def triggered(self, handoff: Handoff, source_output: dict[str, Any]) -> bool:
-        scope = {"source_output": source_output, "input": self.execution.input}
-        for condition in handoff.trigger_conditions:
-            if condition.strip() == "completion":
-                continue
-            try:
-                if compile_condition(condition).execute(scope) is not True:
-                    return False
-            except Exception:  # a condition that cannot be evaluated does not hold
-                return False
-        return True
-
-    def handoff_input(self, handoff: Handoff, output: dict[str, Any]) -> dict[str, Any]:
-        if not handoff.data_mapping:
-            return dict(output)
-        mapped: dict[str, Any] = {}
-        for source_path, target_field in handoff.data_mapping.items():
-            try:
-                mapped[target_field] = lookup(
-                    output, parse_path(f"output.{source_path}")[1:], f"output.{source_path}"
-                )
-            except MappingError as exc:
-                raise _AttemptError(
-                    Failure(
-                        failures.MAPPING_ERROR,
-                        f"handoffs/{handoff.id} data_mapping: {exc}",
-                        non_retryable=True,
-                    )
-                ) from None
-        return mapped
-
     def hand_off(
         self,
         step: Step,
@@ -864,14 +580,7 @@ class _Decider:
     ) -> None:
         """The step passes to the handoff's target with its input (kept with the step, so a
         restarted server hands the target the same input), which starts when it can."""
-        record = HandoffRecord(
-            handoff=f"handoffs/{handoff.id}",
-            source_agent=handoff.source_agent,
-            target_agent=handoff.target_agent,
-            type=handoff.type.value if handoff.type else "",
-            requested_by_agent=requested,
-            time=self.now,
-        )
+        record = handoffs.record_of(handoff, requested=requested, now=self.now)
         self.emit(record, run.step_id, run.attempt)
         run = dataclasses.replace(
             run,
@@ -954,12 +663,12 @@ class _Decider:
             try:
                 mapped = render(step.output_mapping, {**self.scope(), "output": output})
             except MappingError as exc:
-                raise _AttemptError(
+                raise RefusedError(
                     Failure(failures.OUTPUT_MAPPING_ERROR, str(exc), non_retryable=True)
                 ) from None
         problem = self.too_large(mapped, step.id, size)
         if problem is not None:
-            raise _AttemptError(problem)
+            raise RefusedError(problem)
         return mapped
 
     def too_large(
@@ -996,14 +705,6 @@ class _Decider:
                 size = sizes[key] = len(orjson.dumps(run.output or {}))
             total += size
         return total
-
-
-class _AttemptError(Exception):
-    """An attempt that returned still failed: its output or handoff was refused."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
 
 
 def _jitter_source(execution_id: str, step_id: str, attempt: int) -> random.Random:

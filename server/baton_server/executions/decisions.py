@@ -1,0 +1,255 @@
+"""The vocabulary of the engine's decisions: the inputs the transition function takes, the
+commands it gives the driver, the Decision that carries them with the changes and events,
+and the state it reads (an execution, what was decided since it was written, and a
+directory of agents and handoffs). Plain data: no I/O, no asyncio."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from baton_server.domain.definitions import Agent, Handoff
+from baton_server.domain.executions import Event, Execution, ExecutionState, Failure, StepRun
+from baton_server.language.plan import Plan
+
+# Inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """The run begins: a new execution starts, or one that was running resumes after a
+    restart (an attempt the restart cut short is delivered again with the same number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSucceeded:
+    """An attempt returned `output` (`size` bytes as JSON), maybe asking for a handoff."""
+
+    step_id: str
+    attempt: int
+    output: dict[str, Any]
+    size: int
+    handoff_to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    """An attempt failed; the agent may have said when to try again."""
+
+    step_id: str
+    attempt: int
+    failure: Failure
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotGranted:
+    """The driver holds a slot of the agent a SCHEDULED step waits for."""
+
+    step_id: str
+
+
+class TimerKind(enum.StrEnum):
+    """What a timer is for."""
+
+    EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
+    STEP_TIMEOUT = "STEP_TIMEOUT"
+    RETRY = "RETRY"
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A timer's identity: arming one with the same identity replaces it."""
+
+    kind: TimerKind
+    step_id: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A timer came due."""
+
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """Someone cancelled the execution."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFailed:
+    """The engine around the execution failed (a bug): end it rather than leave it hanging."""
+
+    message: str
+
+
+Input = (
+    Begin
+    | AttemptSucceeded
+    | AttemptFailed
+    | SlotGranted
+    | TimerFired
+    | CancelRequested
+    | EngineFailed
+)
+
+# Commands --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunAttempt:
+    """Run attempt `attempt` of the step with `agent` on `input`; report how it ended."""
+
+    step_id: str
+    attempt: int
+    agent: Agent
+    input: dict[str, Any]
+    idempotency_key: str
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSlot:
+    """The step waits for a free slot of `agent` (its max_concurrency); report SlotGranted."""
+
+    step_id: str
+    agent: Agent
+
+
+@dataclass(frozen=True, slots=True)
+class ArmTimer:
+    """Report TimerFired(timer) at `at` (at once if that has passed)."""
+
+    timer: Timer
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopAttempt:
+    """The step's running attempt no longer counts (it timed out): tell the agent to stop."""
+
+    step_id: str
+
+
+Command = RunAttempt | AwaitSlot | ArmTimer | StopAttempt
+
+# State -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server's bounds on what an execution holds."""
+
+    max_output_bytes: int = 1024 * 1024
+    max_execution_bytes: int = 3 * 1024 * 1024
+    """Most bytes (as JSON) of the input, step outputs and output together, so that
+    GetExecution can always send the execution."""
+    max_handoff_depth: int = 8
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one or more inputs decided: the execution's new field values, its changed step
+    runs (by position), the events to append, and the commands to carry out once written."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    steps: dict[int, StepRun] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+
+    def then(self, later: Decision) -> Decision:
+        """This decision followed by `later` (decided on the state this one left)."""
+        return Decision(
+            {**self.fields, **later.fields},
+            {**self.steps, **later.steps},
+            self.events + later.events,
+            self.commands + later.commands,
+        )
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing changes and nothing is to be done."""
+        return not (self.fields or self.steps or self.events or self.commands)
+
+
+class RefusedError(Exception):
+    """An attempt's result was refused (its output, or the handoff it led to): the attempt
+    fails with `failure`."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class NotLoaded(Exception):  # noqa: N818 (a signal to the caller, not an error)
+    """The directory does not hold `kind` `key` yet: load it, then decide again."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} is not loaded")
+        self.kind = kind
+        self.key = key
+
+
+class Directory(Protocol):
+    """Read-only lookups of agents and handoffs. A lookup not at hand raises NotLoaded."""
+
+    def agent(self, agent_id: str) -> Agent | None:
+        """The agent, or None when there is no such agent."""
+
+    def capable(self, capability: str) -> Agent | None:
+        """The first active agent with the capability, or None."""
+
+    def handoffs_from(self, agent_id: str) -> Sequence[Handoff]:
+        """The handoffs whose source is the agent, highest priority first."""
+
+
+@dataclass(slots=True)
+class RunState:
+    """An execution as last written, plus what was decided since and is not written yet.
+    `draining`: the server is stopping, so nothing new starts."""
+
+    execution: Execution
+    plan: Plan
+    limits: Limits = field(default_factory=Limits)
+    draining: bool = False
+    pending: Decision | None = None
+    sizes: dict[tuple[str, int], int] = field(default_factory=dict)
+    """A memo of step outputs' sizes as JSON, by (step, attempt)."""
+
+    def step(self, step_id: str) -> StepRun:
+        """The step's run as decided so far."""
+        run = self.execution.step(step_id)
+        if self.pending is not None:
+            return self.pending.steps.get(run.position, run)
+        return run
+
+    @property
+    def status(self) -> ExecutionState:
+        """The execution's state as decided so far."""
+        if self.pending is not None and "state" in self.pending.fields:
+            state: ExecutionState = self.pending.fields["state"]
+            return state
+        return self.execution.state
+
+    def field(self, name: str) -> Any:
+        """An execution field as decided so far."""
+        if self.pending is not None and name in self.pending.fields:
+            return self.pending.fields[name]
+        return getattr(self.execution, name)
+
+    def after(self, decision: Decision) -> RunState:
+        """The state once `decision` is taken too."""
+        pending = decision if self.pending is None else self.pending.then(decision)
+        return RunState(self.execution, self.plan, self.limits, self.draining, pending, self.sizes)
+
+
+def idempotency_key(execution_id: str, step_id: str, attempt: int) -> str:
+    """The key an agent may deduplicate side effects by: one per attempt number, the same
+    when a restart delivers an attempt again."""
+    return f"{execution_id}/{step_id}/{attempt}"
