@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class ExecutionState(enum.StrEnum):
@@ -120,6 +122,10 @@ class Failure:
             return None
         return cls(**{**doc, "cause": cls.from_doc(doc.get("cause"))})
 
+    def evolve(self, **changes: Any) -> Failure:
+        """A copy with `changes` (fields by name)."""
+        return _evolved(self, changes)
+
 
 @dataclass
 class StepAttempt:
@@ -131,6 +137,10 @@ class StepAttempt:
     start_time: float = 0.0
     end_time: float = 0.0
     error: Failure | None = None
+
+    def evolve(self, **changes: Any) -> StepAttempt:
+        """A copy with `changes` (fields by name)."""
+        return _evolved(self, changes)
 
 
 @dataclass
@@ -207,6 +217,10 @@ class StepRun:
             }
         )
 
+    def evolve(self, **changes: Any) -> StepRun:
+        """A copy with `changes` (fields by name)."""
+        return _evolved(self, changes)
+
 
 @dataclass
 class Execution:
@@ -259,3 +273,12 @@ class Event:
     sequence: int = 0
     time: float = 0.0
     execution_id: str = ""
+
+
+def _evolved(value: _T, changes: dict[str, Any]) -> _T:
+    """A copy of a plain dataclass instance with `changes`: what dataclasses.replace does,
+    without its per-call field inspection (this runs on every step transition)."""
+    copied = object.__new__(type(value))
+    copied.__dict__.update(value.__dict__)
+    copied.__dict__.update(changes)
+    return copied

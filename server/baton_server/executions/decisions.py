@@ -224,10 +224,15 @@ class RunState:
 
     def step(self, step_id: str) -> StepRun:
         """The step's run as decided so far."""
-        run = self.execution.step(step_id)
+        return self.at(self.plan.positions[step_id])
+
+    def at(self, position: int) -> StepRun:
+        """The run of the step at `position` as decided so far."""
         if self.pending is not None:
-            return self.pending.steps.get(run.position, run)
-        return run
+            run = self.pending.steps.get(position)
+            if run is not None:
+                return run
+        return self.execution.steps[position]
 
     @property
     def status(self) -> ExecutionState:

@@ -20,7 +20,6 @@ has ended, the workflow's output ends it.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import random
 from typing import Any
@@ -132,8 +131,9 @@ class _Decider:
     # Reading and writing ------------------------------------------------------------------
 
     def run(self, step_id: str) -> StepRun:
-        run = self.state.step(step_id)
-        return self.decision.steps.get(run.position, run)
+        position = self.plan.positions[step_id]
+        run = self.decision.steps.get(position)
+        return run if run is not None else self.state.at(position)
 
     def put(self, run: StepRun) -> None:
         self.decision.steps[run.position] = run
@@ -177,11 +177,10 @@ class _Decider:
         idempotency key, and does not count against the retry policy; its first delivery
         stays on record, closed as INTERRUPTED."""
         if not run.attempts:
-            return dataclasses.replace(run, state=StepState.SCHEDULED)
+            return run.evolve(state=StepState.SCHEDULED)
         last = run.attempts[-1]
         cut_short = not last.end_time and last.attempt == run.attempt
-        closed = dataclasses.replace(
-            last,
+        closed = last.evolve(
             end_time=last.end_time or self.now,
             error=last.error
             or Failure(
@@ -189,8 +188,7 @@ class _Decider:
                 "the server stopped during this attempt; it was delivered again",
             ),
         )
-        return dataclasses.replace(
-            run,
+        return run.evolve(
             state=StepState.SCHEDULED,
             attempts=[*run.attempts[:-1], closed],
             tries=max(run.tries - 1, 0),
@@ -280,7 +278,7 @@ class _Decider:
             )
             self.after_attempt_failure(step, run, failure, None)
         elif timer.kind is TimerKind.RETRY and run.state is StepState.RETRYING:
-            self.restart(step, dataclasses.replace(run, retry_at=0.0))
+            self.restart(step, run.evolve(retry_at=0.0))
 
     def end(self, state: ExecutionState, error: Failure, payload: Payload) -> None:
         """Ends the execution in `state`; steps that had not ended are cancelled."""
@@ -330,14 +328,13 @@ class _Decider:
             self.schedule(step, run, agent_input)
 
     def skip(self, run: StepRun, reason: str) -> None:
-        self.put(dataclasses.replace(run, state=StepState.SKIPPED, end_time=self.now))
+        self.put(run.evolve(state=StepState.SKIPPED, end_time=self.now))
         self.emit(StepSkipped(reason), run.step_id)
 
     def schedule(self, step: Step, run: StepRun, agent_input: dict[str, Any]) -> None:
         """A ready step is scheduled, and its first attempt starts when it can."""
         agent = self.agent_at(step, 0, run)
-        scheduled = dataclasses.replace(
-            run,
+        scheduled = run.evolve(
             state=StepState.SCHEDULED,
             schedule_time=self.now,
             agent=agent.id if isinstance(agent, Agent) else run.agent,
@@ -388,8 +385,8 @@ class _Decider:
         for step in self.plan.workflow.steps:
             run = self.run(step.id)
             if not run.state.terminal:
-                self.decision.steps[run.position] = dataclasses.replace(
-                    run, state=StepState.CANCELLED, end_time=self.now
+                self.decision.steps[run.position] = run.evolve(
+                    state=StepState.CANCELLED, end_time=self.now
                 )
 
     # Attempts ---------------------------------------------------------------------------
@@ -411,7 +408,7 @@ class _Decider:
         self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
     ) -> None:
         """Starts an attempt now, or waits for a slot of an agent with max_concurrency."""
-        run = dataclasses.replace(run, state=StepState.SCHEDULED, retry_at=0.0)
+        run = run.evolve(state=StepState.SCHEDULED, retry_at=0.0)
         if self.state.draining:
             self.put(run)
         elif agent.max_concurrency:
@@ -424,8 +421,7 @@ class _Decider:
         self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
     ) -> None:
         number = run.attempt + 1
-        started = dataclasses.replace(
-            run,
+        started = run.evolve(
             state=StepState.RUNNING,
             attempt=number,
             tries=run.tries + 1,
@@ -450,7 +446,7 @@ class _Decider:
         self, step: Step, run: StepRun, failure: Failure, retry_after: float | None
     ) -> None:
         """An attempt failed: close it, then retry, fall back, hand off or fail the step."""
-        failure = dataclasses.replace(failure, step_id=step.id)
+        failure = failure.evolve(step_id=step.id)
         run = self.close_attempt(run, failure)
         if failure.type == failures.STEP_TIMEOUT:
             self.emit(StepTimedOut(step.timeout), step.id, run.attempt)
@@ -460,7 +456,7 @@ class _Decider:
         self, step: Step, run: StepRun, failure: Failure, retry_after: float | None
     ) -> None:
         """The step's current agent failed (an attempt, or it could not be used)."""
-        failure = dataclasses.replace(failure, step_id=step.id)
+        failure = failure.evolve(step_id=step.id)
         backoff = self.plan.backoffs[step.id]
         if run.tries and backoff.should_retry(failure, run.tries):
             rng = (
@@ -468,9 +464,7 @@ class _Decider:
             )
             delay = backoff.delay(run.tries, retry_after, rng)
             retry_at = self.now + delay
-            self.put(
-                dataclasses.replace(run, state=StepState.RETRYING, retry_at=retry_at, error=failure)
-            )
+            self.put(run.evolve(state=StepState.RETRYING, retry_at=retry_at, error=failure))
             self.emit(StepRetrying(failure, delay, run.attempt + 1), step.id, run.attempt)
             self.command(ArmTimer(Timer(TimerKind.RETRY, step.id, run.attempt), retry_at))
             return
@@ -478,8 +472,7 @@ class _Decider:
             index = run.agent_index + 1
             target = step.fallback_agents[index - 1]
             self.emit(FallbackActivated(failure, run.agent, target), step.id, run.attempt)
-            run = dataclasses.replace(
-                run,
+            run = run.evolve(
                 state=StepState.SCHEDULED,
                 agent_index=index,
                 tries=0,
@@ -504,7 +497,7 @@ class _Decider:
             except _PrepareError as error:
                 self.fail_step(run, error.failure)
                 return
-            run = dataclasses.replace(run, error=failure)
+            run = run.evolve(error=failure)
             self.hand_off(step, run, rescue, agent_input, requested=False)
             return
         state = StepState.TIMED_OUT if failure.type == failures.STEP_TIMEOUT else StepState.FAILED
@@ -514,7 +507,7 @@ class _Decider:
 
     def fail_step(self, run: StepRun, failure: Failure) -> None:
         """The step fails without a retry (it could not be prepared)."""
-        failure = dataclasses.replace(failure, step_id=run.step_id)
+        failure = failure.evolve(step_id=run.step_id)
         ended = self.ended(run, StepState.FAILED, failure)
         self.put(ended)
         self.emit(StepFailed(failure), run.step_id, run.attempt)
@@ -522,8 +515,8 @@ class _Decider:
     def close_attempt(self, run: StepRun, failure: Failure | None) -> StepRun:
         if not run.attempts or run.attempts[-1].end_time:
             return run
-        last = dataclasses.replace(run.attempts[-1], end_time=self.now, error=failure)
-        return dataclasses.replace(run, attempts=[*run.attempts[:-1], last])
+        last = run.attempts[-1].evolve(end_time=self.now, error=failure)
+        return run.evolve(attempts=[*run.attempts[:-1], last])
 
     def ended(
         self,
@@ -533,9 +526,7 @@ class _Decider:
         output: dict[str, Any] | None = None,
     ) -> StepRun:
         run = self.close_attempt(run, error)
-        return dataclasses.replace(
-            run, state=state, end_time=self.now, error=error, output=output, retry_at=0.0
-        )
+        return run.evolve(state=state, end_time=self.now, error=error, output=output, retry_at=0.0)
 
     def agent_at(self, step: Step, index: int, run: StepRun) -> Agent | Failure:
         """The agent at position `index` of the step's chain (0: its own agent or one with
@@ -582,8 +573,7 @@ class _Decider:
         restarted server hands the target the same input), which starts when it can."""
         record = handoffs.record_of(handoff, requested=requested, now=self.now)
         self.emit(record, run.step_id, run.attempt)
-        run = dataclasses.replace(
-            run,
+        run = run.evolve(
             state=StepState.SCHEDULED,
             agent=handoff.target_agent,
             agent_index=-1,
