@@ -157,10 +157,18 @@ async def sequential(client: Client, workflow: str, runs: int) -> dict[str, floa
     }
 
 
+ROUNDS = 3
+"""Throughput phases run this many times; the median is reported (one round is noisy)."""
+
+
 async def concurrent(client: Client, workflow: str, executions: int) -> float:
-    begun = time.perf_counter()
-    await asyncio.gather(*(run_one(client, workflow) for _ in range(executions)))
-    return executions / (time.perf_counter() - begun)
+    """Executions per second with `executions` started at once (median of ROUNDS)."""
+    rates = []
+    for _ in range(ROUNDS):
+        begun = time.perf_counter()
+        await asyncio.gather(*(run_one(client, workflow) for _ in range(executions)))
+        rates.append(executions / (time.perf_counter() - begun))
+    return statistics.median(rates)
 
 
 async def concurrent_streamed(client: Client, workflow: str, executions: int) -> float:
@@ -171,9 +179,12 @@ async def concurrent_streamed(client: Client, workflow: str, executions: int) ->
         async for _ in client.executions.stream(started.name):
             pass
 
-    begun = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(executions)))
-    return executions / (time.perf_counter() - begun)
+    rates = []
+    for _ in range(ROUNDS):
+        begun = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(executions)))
+        rates.append(executions / (time.perf_counter() - begun))
+    return statistics.median(rates)
 
 
 async def stream_latency(client: Client, workflow: str, streams: int) -> dict[str, float]:

@@ -42,11 +42,21 @@ class Telemetry:
         )
         self.registry.register(_GaugeCollector(gauges))
         self._http: Any = None
+        # Labelled children, looked up once: `labels()` costs a lock and a tuple per call.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """The metric's child for `labels`, cached."""
+        key = (str(id(metric)), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def count_events(self, events: list[Event]) -> None:
         """Counts committed events (an engine listener)."""
         for event in events:
-            self.events.labels(event.type.value).inc()
+            self.child(self.events, event.type.value).inc()
 
     def serve(self, listen: str) -> int:
         """Serves /metrics on `host:port` in a background thread; returns the port."""
@@ -144,5 +154,6 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         code = context.code()
         name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-        self._telemetry.rpcs.labels(method, name).inc()
-        self._telemetry.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+        telemetry = self._telemetry
+        telemetry.child(telemetry.rpcs, method, name).inc()
+        telemetry.child(telemetry.rpc_seconds, method).observe(time.perf_counter() - started)
