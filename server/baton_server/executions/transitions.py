@@ -242,17 +242,7 @@ class _Decider:
         run = self.run(step_id)
         if run.state is not StepState.SCHEDULED or self.state.draining:
             return  # the driver gives the slot back
-        step = self.plan.steps[step_id]
-        agent = self.agent_at(step, run.agent_index, run)
-        if isinstance(agent, Failure):
-            self.after_failure(step, run, agent, None)
-            return
-        try:
-            agent_input = self.attempt_input(step, run)
-        except _PrepareError as error:
-            self.fail_step(run, error.failure)
-            return
-        self.start_attempt(step, run, agent, agent_input)
+        self.restart(self.plan.steps[step_id], run, slot_held=True)
 
     def timer_fired(self, timer: Timer) -> None:
         if timer.kind is TimerKind.EXECUTION_TIMEOUT:
@@ -391,8 +381,9 @@ class _Decider:
 
     # Attempts ---------------------------------------------------------------------------
 
-    def restart(self, step: Step, run: StepRun) -> None:
-        """A SCHEDULED (or retrying) step starts its next attempt with the agent it is at."""
+    def restart(self, step: Step, run: StepRun, *, slot_held: bool = False) -> None:
+        """A SCHEDULED (or retrying) step starts its next attempt with the agent it is at
+        (at once when the driver holds a slot of that agent for it)."""
         agent = self.agent_at(step, run.agent_index, run)
         if isinstance(agent, Failure):
             self.after_failure(step, run, agent, None)
@@ -402,7 +393,10 @@ class _Decider:
         except _PrepareError as error:
             self.fail_step(run, error.failure)
             return
-        self.try_start(step, run, agent, agent_input)
+        if slot_held:
+            self.start_attempt(step, run, agent, agent_input)
+        else:
+            self.try_start(step, run, agent, agent_input)
 
     def try_start(
         self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
