@@ -178,7 +178,17 @@ async def test_handoff_target_resumes_with_its_handoff_input(tmp_path: Path) -> 
         processes.append(process)
         async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
             done = await client.executions.wait(execution.name, timeout=20)
+            interrupted = [
+                e
+                async for e in client.executions.events(
+                    done.name, event_types=[baton.EventType.EVENT_TYPE_STEP_INTERRUPTED]
+                )
+            ]
         assert done.state == Execution.STATE_SUCCEEDED, done.error
+        # The restart says so in the log: attempt 2 on b was cut short.
+        assert [(e.step_id, e.attempt, e.step_interrupted.agent) for e in interrupted] == [
+            ("s", 2, "b")
+        ]
         run = done.steps[0]
         assert run.attempt == 2  # a, then b: cut short by the kill, delivered again as 2
         assert [a.attempt for a in run.attempts] == [1, 2, 2]

@@ -4,8 +4,11 @@ SIGTERM on a real `python -m baton_server` process."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import baton
-from baton import Client
+from baton import Agent, Client, WorkerRuntime
+from baton.v1 import worker_pb2, worker_pb2_grpc
 from baton_server.app import Baton
 
 BATON_SERVICES = {
@@ -112,5 +116,54 @@ async def test_sigterm_stops_serving_drains_and_exits_zero(tmp_path: Path) -> No
         async with Client.connect(f"127.0.0.1:{port}") as again:
             stored = {a.name async for a in again.agents.list()}
         assert acknowledged <= stored
+    finally:
+        stop_processes(processes)
+
+
+async def test_a_second_server_on_a_taken_port_refuses_to_start(tmp_path: Path) -> None:
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await start_process(tmp_path / "first.db")
+        processes.append(process)
+        second = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "baton_server", "--listen", f"127.0.0.1:{port}"],
+            env={**os.environ, "BATON_DATABASE": str(tmp_path / "second.db")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+        assert "another server" in second.stderr
+        # The first one alone answers on the port.
+        async with Client.connect(f"127.0.0.1:{port}") as client:
+            await client.agents.create(python_agent(), agent_id="only-here")
+            assert [a.name async for a in client.agents.list()] == ["agents/only-here"]
+    finally:
+        stop_processes(processes)
+
+
+async def test_an_idle_server_with_a_connected_worker_stops_at_once(tmp_path: Path) -> None:
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await start_process(
+            tmp_path / "baton.db", extra_env={"BATON_SHUTDOWN_GRACE": "10"}
+        )
+        processes.append(process)
+        async with Client.connect(f"127.0.0.1:{port}") as client:
+            await client.agents.create(Agent(worker=WorkerRuntime()), agent_id="remote")
+            stub = worker_pb2_grpc.WorkerServiceStub(client._channel)
+            poll = stub.PollTasks(
+                worker_pb2.PollTasksRequest(agents=["agents/remote"], identity="idle-worker")
+            )
+            await asyncio.sleep(0.5)  # the stream is open and waiting for tasks
+            begun = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(process.wait, 15) == 0
+            stopped_in = time.monotonic() - begun
+            # The worker's stream ended cleanly: it may reconnect elsewhere.
+            assert await poll.read() is grpc.aio.EOF
+        assert stopped_in < 3.0, f"an idle server took {stopped_in:.1f}s to stop"
     finally:
         stop_processes(processes)

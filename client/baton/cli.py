@@ -40,6 +40,7 @@ _STEP_EVENTS = {
     event_pb2.EVENT_TYPE_STEP_TIMED_OUT: "timed out",
     event_pb2.EVENT_TYPE_FALLBACK_ACTIVATED: "fallback",
     event_pb2.EVENT_TYPE_HANDOFF: "handoff",
+    event_pb2.EVENT_TYPE_STEP_INTERRUPTED: "interrupted by a restart",
 }
 _DONE_STEP_STATES = {
     execution_pb2.StepRun.STATE_SUCCEEDED,

@@ -105,6 +105,8 @@ class Baton:
             return
         self.stopped = True
         await self.health.enter_graceful_shutdown()
+        if self.runtimes.broker is not None:
+            self.runtimes.broker.close()
         await asyncio.gather(self.server.stop(grace), self.executions.shutdown(grace or 0.0))
         await self.runtimes.close()
         await self.http.aclose()
@@ -209,6 +211,9 @@ async def create_server(settings: Settings) -> Baton:
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            # One server per port: with SO_REUSEPORT (gRPC's default) a second server would
+            # serve beside the first, and calls would land on either at random.
+            ("grpc.so_reuseport", 0),
         ],
     )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), server)
@@ -256,7 +261,9 @@ async def create_server(settings: Settings) -> Baton:
         if cache is not None:
             await cache.close()
         await db.close()
-        raise SystemExit(f"baton: cannot listen on {settings.listen}: {exc}") from None
+        raise SystemExit(
+            f"baton: cannot listen on {settings.listen} (is another server using it?): {exc}"
+        ) from None
     lease.address = settings.advertise_address or _advertised(settings.listen, port)
     # Take the engine lease and resume unfinished executions before the first call.
     await executions.begin()

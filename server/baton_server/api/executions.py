@@ -212,6 +212,10 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
                     fields=dict_to_struct(p.fields),
                 )
             )
+        case ev.StepInterrupted():
+            message.step_interrupted.CopyFrom(
+                event_pb2.StepInterrupted(agent=p.agent, reason=p.reason)
+            )
     return message
 
 

@@ -176,6 +176,13 @@ class Log(Payload):
     fields: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StepInterrupted(Payload):
+    kind = EventType.STEP_INTERRUPTED
+    agent: str = ""
+    reason: str = ""
+
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -196,6 +203,7 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         HandoffRecord,
         OutputDelta,
         Log,
+        StepInterrupted,
     )
 }
 

@@ -76,6 +76,7 @@ class EventType(enum.StrEnum):
     HANDOFF = "HANDOFF"
     STEP_OUTPUT_DELTA = "STEP_OUTPUT_DELTA"
     LOG = "LOG"
+    STEP_INTERRUPTED = "STEP_INTERRUPTED"
 
     @property
     def terminal(self) -> bool:

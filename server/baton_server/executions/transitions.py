@@ -37,6 +37,7 @@ from baton_server.domain.events import (
     FallbackActivated,
     Payload,
     StepFailed,
+    StepInterrupted,
     StepRetrying,
     StepScheduled,
     StepSkipped,
@@ -180,6 +181,9 @@ class _Decider:
             return run.evolve(state=StepState.SCHEDULED)
         last = run.attempts[-1]
         cut_short = not last.end_time and last.attempt == run.attempt
+        if cut_short:
+            reason = "the server stopped during this attempt; it is delivered again"
+            self.emit(StepInterrupted(last.agent, reason), run.step_id, last.attempt)
         closed = last.evolve(
             end_time=last.end_time or self.now,
             error=last.error

@@ -75,6 +75,7 @@ class TaskBroker:
         self._tasks: dict[str, Task] = {}
         self._pollers: set[_Poller] = set()
         self._watchers: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def connected_workers(self) -> int:
@@ -136,7 +137,10 @@ class TaskBroker:
         self._pollers.add(poller)
         try:
             while True:
-                if len(poller.leased) < poller.capacity:
+                if self._closing:
+                    if not poller.leased:
+                        return  # the server is stopping: the stream ends once idle
+                elif len(poller.leased) < poller.capacity:
                     task = self._take(poller)
                     if task is not None:
                         yield task
@@ -244,6 +248,13 @@ class TaskBroker:
         poller = task.poller
         if poller is not None and poller.stalled:
             poller.stalled = False
+            poller.wake.set()
+
+    def close(self) -> None:
+        """Server shutdown: no new tasks are handed out, and each PollTasks stream ends as
+        soon as its worker holds no task (so an idle server stops at once)."""
+        self._closing = True
+        for poller in self._pollers:
             poller.wake.set()
 
     def _fail(self, task: Task, failure: Failure) -> None:
