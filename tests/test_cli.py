@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,3 +154,17 @@ async def test_cancel_and_errors(server: Baton, client: Client, tmp_path: Path) 
     bad.write_text("kind: Workflow\nid: broken\nsteps: [{id: a, agent: napper, depends_on: [a]}]\n")
     code, _, err = await baton_cli(server, "apply", "-f", str(bad))
     assert code == 2 and "WORKFLOW_CYCLE" in err
+
+
+def test_baton_server_in_a_client_only_install_names_the_extra() -> None:
+    # The server's dependencies are absent (blocked), as after `pip install baton-workflows`.
+    blocked = "import sys; sys.modules['httpx'] = None; sys.modules['aiosqlite'] = None\n"
+    run = subprocess.run(
+        [sys.executable, "-c", blocked + "from baton._server_command import main; main()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "pip install 'baton-workflows[server]'" in run.stderr
+    assert "Traceback" not in run.stderr

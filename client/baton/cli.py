@@ -511,7 +511,9 @@ def _documents(path: str) -> Iterator[dict[str, Any]]:
         try:
             import yaml
         except ImportError:
-            raise CliError("reading YAML needs PyYAML: pip install 'baton[cli]'") from None
+            raise CliError(
+                "reading YAML needs PyYAML: pip install 'baton-workflows[cli]'"
+            ) from None
         try:
             documents = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as exc:
