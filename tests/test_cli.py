@@ -143,6 +143,19 @@ async def test_cancel_and_errors(server: Baton, client: Client, tmp_path: Path) 
     assert code == 1  # the watched execution did not succeed
     assert "CANCELLED" in out and "enough" in out
 
+    # The ended execution is found by label, then deleted with its log.
+    labelled = await client.executions.start("nap", labels={"batch": "b7"})
+    await client.executions.cancel(labelled.name)
+    code, out, err = await baton_cli(server, "list", "execution", "--label", "batch=b7")
+    assert code == 0, err
+    assert labelled.name in out and execution.name not in out
+    code, out, err = await baton_cli(server, "delete", "execution", labelled.name)
+    assert code == 0 and f"deleted {labelled.name}" in out, err
+    code, _, err = await baton_cli(server, "get", "execution", labelled.name)
+    assert code == 2 and "EXECUTION_NOT_FOUND" in err
+    code, _, err = await baton_cli(server, "list", "execution", "--label", "no-equals")
+    assert code == 2 and "key=value" in err
+
     code, _, err = await baton_cli(server, "get", "agent", "nobody")
     assert code == 2 and "AGENT_NOT_FOUND" in err
     code, _, err = await baton_cli(server, "run", "nap", "--input", "not json")

@@ -259,7 +259,11 @@ SEEDS: dict[str, dict[str, Any]] = {
     "CreateHandoff": {"handoff": _HANDOFF},
     "UpdateHandoff": {"handoff": {**_HANDOFF, "name": "handoffs/known"}},
     "StartExecution": {"workflow": "workflows/flow", "input": {"x": 1}},
-    "ListExecutions": {"workflow": "workflows/flow", "startTime": "2020-01-01T00:00:00Z"},
+    "ListExecutions": {
+        "workflow": "workflows/flow",
+        "startTime": "2020-01-01T00:00:00Z",
+        "labels": {"team": "a"},
+    },
     "GetWorkflowMetrics": {"workflow": "workflows/flow", "endTime": "2030-01-01T00:00:00Z"},
     "GetAgentPerformance": {"agent": "agents/echo", "startTime": "2020-01-01T00:00:00Z"},
     "CompleteTask": {"taskToken": "t", "output": {"d": {"k": 1}}},
@@ -268,6 +272,7 @@ SEEDS: dict[str, dict[str, Any]] = {
     "PollTasks": {"agents": ["agents/remote"], "identity": "w"},
     "WaitExecution": {"name": "executions/known", "timeout": "0.5s"},
     "CancelExecution": {"name": "executions/known", "reason": "r"},
+    "DeleteExecution": {"name": "executions/known", "requestId": "r1"},
     "ListExecutionEvents": {"execution": "executions/known"},
 }
 

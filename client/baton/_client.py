@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -454,15 +454,17 @@ class Executions:
         state: execution_pb2.Execution.State = execution_pb2.Execution.STATE_UNSPECIFIED,
         start_time: timestamp_pb2.Timestamp | None = None,
         end_time: timestamp_pb2.Timestamp | None = None,
+        labels: Mapping[str, str] | None = None,
         page_size: int = 0,
     ) -> AsyncIterator[execution_pb2.Execution]:
-        """Iterates over executions, newest first, filtered by workflow, state and creation
-        time within [start_time, end_time)."""
+        """Iterates over executions, newest first, filtered by workflow, state, creation
+        time within [start_time, end_time), and `labels` (all must match)."""
         request = execution_pb2.ListExecutionsRequest(
             workflow=_name("workflows", workflow) if workflow else "",
             state=state,
             start_time=start_time,
             end_time=end_time,
+            labels=dict(labels or {}),
             page_size=page_size,
         )
         return self._client._pages(self._stub.ListExecutions, request, "executions")
@@ -476,6 +478,14 @@ class Executions:
             name=_name("executions", name), reason=reason, request_id=_request_id(request_id)
         )
         return await self._client._call(self._stub.CancelExecution, request)
+
+    async def delete(self, name: str, *, request_id: str | None = None) -> None:
+        """Deletes an ended execution with its event log; FailedPreconditionError
+        (EXECUTION_NOT_TERMINAL) while it runs."""
+        request = execution_pb2.DeleteExecutionRequest(
+            name=_name("executions", name), request_id=_request_id(request_id)
+        )
+        await self._client._call(self._stub.DeleteExecution, request)
 
     async def stream(
         self,

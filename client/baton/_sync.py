@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -338,6 +338,7 @@ class SyncExecutions:
         state: execution_pb2.Execution.State = execution_pb2.Execution.STATE_UNSPECIFIED,
         start_time: timestamp_pb2.Timestamp | None = None,
         end_time: timestamp_pb2.Timestamp | None = None,
+        labels: Mapping[str, str] | None = None,
         page_size: int = 0,
     ) -> Iterator[execution_pb2.Execution]:
         """See `Executions.list`."""
@@ -347,6 +348,7 @@ class SyncExecutions:
                 state=state,
                 start_time=start_time,
                 end_time=end_time,
+                labels=labels,
                 page_size=page_size,
             )
         )
@@ -356,6 +358,10 @@ class SyncExecutions:
     ) -> execution_pb2.Execution:
         """See `Executions.cancel`."""
         return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
+
+    def delete(self, name: str, *, request_id: str | None = None) -> None:
+        """See `Executions.delete`."""
+        self._loop.run(self._async.delete(name, request_id=request_id))
 
     def stream(
         self,

@@ -153,8 +153,16 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("kind", choices=sorted(KINDS))
     listing.add_argument("--workflow", default="", help="executions of this workflow")
     listing.add_argument("--state", default="", help="e.g. ACTIVE, RUNNING, FAILED")
+    listing.add_argument(
+        "--label", action="append", default=[], help="executions with key=value; may repeat"
+    )
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=_list)
+
+    delete = commands.add_parser("delete", help="delete a resource (an execution once ended)")
+    delete.add_argument("kind", choices=sorted(KINDS))
+    delete.add_argument("name")
+    delete.set_defaults(handler=_delete)
 
     cancel = commands.add_parser("cancel", help="cancel an execution")
     cancel.add_argument("execution")
@@ -239,7 +247,7 @@ def _normalised(kind: str, message: Any) -> dict[str, Any]:
 
 def _run(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     value = _json_arg(args.input, "--input")
-    labels = dict(label.split("=", 1) for label in args.label if "=" in label)
+    labels = _labels(args.label)
     execution = client.executions.start(
         args.workflow,
         value,
@@ -275,6 +283,7 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
         items: Iterable[Any] = client.executions.list(
             workflow=args.workflow,
             state=_enum(execution_pb2.Execution.State, state),
+            labels=_labels(args.label),
         )
         columns = ["name", "workflow", "state", "create_time"]
     elif args.kind == "workflow":
@@ -321,6 +330,24 @@ def _get_like(message: Message, output: str, out: TextIO) -> int:
         shown = value if isinstance(value, str) else json.dumps(value)
         print(f"{key + ':':<20} {shown}", file=out)
     return 0
+
+
+def _delete(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    collection = KINDS[args.kind]
+    getattr(client, collection).delete(_name(collection, args.name))
+    print(f"deleted {_name(collection, args.name)}", file=out)
+    return 0
+
+
+def _labels(pairs: Sequence[str]) -> dict[str, str]:
+    """`key=value` arguments as a map."""
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CliError(f"--label {pair!r}: write key=value")
+        labels[key] = value
+    return labels
 
 
 def _cancel(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:

@@ -280,6 +280,8 @@ async def create_server(settings: Settings) -> Baton:
     baton.tasks.append(
         asyncio.create_task(_purge_request_ids(definitions, settings.idempotency_ttl))
     )
+    if settings.retention:
+        baton.tasks.append(asyncio.create_task(_retain(executions, settings.retention)))
     return baton
 
 
@@ -356,6 +358,22 @@ async def _purge_request_ids(definitions: Definitions, ttl: float) -> None:
         except Exception:  # retried at the next interval
             log.exception("purging request ids failed")
         await asyncio.sleep(PURGE_INTERVAL)
+
+
+async def _retain(executions: Executions, retention: float) -> None:
+    """Deletes executions that ended more than `retention` seconds ago, in small batches,
+    every tenth of the retention (at most every minute); the engine process does it."""
+    interval = min(max(retention / 10, 0.1), 60.0)
+    while True:
+        await asyncio.sleep(interval)
+        if not executions.owner:
+            continue
+        try:
+            deleted = await executions.purge_ended(retention)
+            if deleted:
+                log.info("deleted old executions", extra={"count": deleted})
+        except Exception:  # retried at the next interval
+            log.exception("deleting old executions failed")
 
 
 async def serve(settings: Settings) -> None:

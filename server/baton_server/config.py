@@ -87,6 +87,8 @@ class Settings:
     """Stored payloads larger than this many bytes are zstd-compressed."""
     idempotency_ttl: float = 24 * 3600.0
     """Seconds a `request_id` is remembered."""
+    retention: float = 0.0
+    """Seconds after its end an execution is deleted, with its event log; 0 keeps all."""
     log_level: str = "INFO"
     """Python logging level."""
     log_format: str = "json"
@@ -132,6 +134,8 @@ class Settings:
         """Refuses settings that cannot work, before anything is opened: prints why and
         exits with status 2 (like a bad command line)."""
         problems = []
+        if self.retention < 0:
+            problems.append("retention must be 0 (keep all) or a number of seconds")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             problems.append("sqlite_synchronous must be FULL or NORMAL")
         if bool(self.tls_cert) != bool(self.tls_key):

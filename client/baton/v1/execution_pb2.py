@@ -26,11 +26,12 @@ from baton.v1 import common_pb2 as baton_dot_v1_dot_common__pb2
 from baton.v1 import event_pb2 as baton_dot_v1_dot_event__pb2
 from baton.v1 import handoff_pb2 as baton_dot_v1_dot_handoff__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61ton/v1/execution.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x14\x62\x61ton/v1/event.proto\x1a\x16\x62\x61ton/v1/handoff.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x05\n\tExecution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x19\n\x11workflow_revision\x18\x03 \x01(\x03\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12 \n\x05\x65rror\x18\x07 \x01(\x0b\x32\x11.baton.v1.Failure\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\n \x01(\x08\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.baton.v1.Execution.LabelsEntry\x12 \n\x05steps\x18\x0c \x03(\x0b\x32\x11.baton.v1.StepRun\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13last_event_sequence\x18\x10 \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\x12\x13\n\x0fSTATE_TIMED_OUT\x10\x06\"\xe6\x04\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.baton.v1.StepRun.State\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\x31\n\rschedule_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06output\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x05\x65rror\x18\t \x01(\x0b\x32\x11.baton.v1.Failure\x12\'\n\x08\x61ttempts\x18\n \x03(\x0b\x32\x15.baton.v1.StepAttempt\x12)\n\x08handoffs\x18\x0b \x03(\x0b\x32\x17.baton.v1.HandoffRecord\"\xd1\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x12\n\x0eSTATE_RETRYING\x10\x04\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x05\x12\x10\n\x0cSTATE_FAILED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\x12\x13\n\x0fSTATE_CANCELLED\x10\x08\x12\x13\n\x0fSTATE_TIMED_OUT\x10\t\"\xbf\x01\n\x0bStepAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x65rror\x18\x06 \x01(\x0b\x32\x11.baton.v1.Failure\"\xb8\x01\n\rHandoffRecord\x12\x0f\n\x07handoff\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\x12\x1a\n\x12requested_by_agent\x18\x05 \x01(\x08\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x02\n\x15StartExecutionRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x19\n\x11workflow_revision\x18\x02 \x01(\x03\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\x06 \x01(\x08\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.StartExecutionRequest.LabelsEntry\x12\x14\n\x0c\x65xecution_id\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x13GetExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd8\x01\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.baton.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"s\n\x1cStreamExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12(\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x13.baton.v1.EventType\"\x80\x01\n\x1aListExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x0b\x65vent_types\x18\x04 \x03(\x0e\x32\x13.baton.v1.EventType\"`\n\x1bListExecutionEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.baton.v1.ExecutionEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc4\x04\n\x10\x45xecutionService\x12\x46\n\x0eStartExecution\x12\x1f.baton.v1.StartExecutionRequest\x1a\x13.baton.v1.Execution\x12\x42\n\x0cGetExecution\x12\x1d.baton.v1.GetExecutionRequest\x1a\x13.baton.v1.Execution\x12\x44\n\rWaitExecution\x12\x1e.baton.v1.WaitExecutionRequest\x1a\x13.baton.v1.Execution\x12S\n\x0eListExecutions\x12\x1f.baton.v1.ListExecutionsRequest\x1a .baton.v1.ListExecutionsResponse\x12H\n\x0f\x43\x61ncelExecution\x12 .baton.v1.CancelExecutionRequest\x1a\x13.baton.v1.Execution\x12[\n\x15StreamExecutionEvents\x12&.baton.v1.StreamExecutionEventsRequest\x1a\x18.baton.v1.ExecutionEvent0\x01\x12\x62\n\x13ListExecutionEvents\x12$.baton.v1.ListExecutionEventsRequest\x1a%.baton.v1.ListExecutionEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61ton/v1/execution.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x14\x62\x61ton/v1/event.proto\x1a\x16\x62\x61ton/v1/handoff.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x05\n\tExecution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x19\n\x11workflow_revision\x18\x03 \x01(\x03\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12 \n\x05\x65rror\x18\x07 \x01(\x0b\x32\x11.baton.v1.Failure\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\n \x01(\x08\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.baton.v1.Execution.LabelsEntry\x12 \n\x05steps\x18\x0c \x03(\x0b\x32\x11.baton.v1.StepRun\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13last_event_sequence\x18\x10 \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x94\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\x12\x13\n\x0fSTATE_TIMED_OUT\x10\x06\"\xe6\x04\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.baton.v1.StepRun.State\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\x31\n\rschedule_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06output\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x05\x65rror\x18\t \x01(\x0b\x32\x11.baton.v1.Failure\x12\'\n\x08\x61ttempts\x18\n \x03(\x0b\x32\x15.baton.v1.StepAttempt\x12)\n\x08handoffs\x18\x0b \x03(\x0b\x32\x17.baton.v1.HandoffRecord\"\xd1\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x12\n\x0eSTATE_RETRYING\x10\x04\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x05\x12\x10\n\x0cSTATE_FAILED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\x12\x13\n\x0fSTATE_CANCELLED\x10\x08\x12\x13\n\x0fSTATE_TIMED_OUT\x10\t\"\xbf\x01\n\x0bStepAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x65rror\x18\x06 \x01(\x0b\x32\x11.baton.v1.Failure\"\xb8\x01\n\rHandoffRecord\x12\x0f\n\x07handoff\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\x12\x1a\n\x12requested_by_agent\x18\x05 \x01(\x08\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x02\n\x15StartExecutionRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x19\n\x11workflow_revision\x18\x02 \x01(\x03\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\x06 \x01(\x08\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.StartExecutionRequest.LabelsEntry\x12\x14\n\x0c\x65xecution_id\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x13GetExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc4\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.ListExecutionsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.baton.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x16\x44\x65leteExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"s\n\x1cStreamExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12(\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x13.baton.v1.EventType\"\x80\x01\n\x1aListExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x0b\x65vent_types\x18\x04 \x03(\x0e\x32\x13.baton.v1.EventType\"`\n\x1bListExecutionEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.baton.v1.ExecutionEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x91\x05\n\x10\x45xecutionService\x12\x46\n\x0eStartExecution\x12\x1f.baton.v1.StartExecutionRequest\x1a\x13.baton.v1.Execution\x12\x42\n\x0cGetExecution\x12\x1d.baton.v1.GetExecutionRequest\x1a\x13.baton.v1.Execution\x12\x44\n\rWaitExecution\x12\x1e.baton.v1.WaitExecutionRequest\x1a\x13.baton.v1.Execution\x12S\n\x0eListExecutions\x12\x1f.baton.v1.ListExecutionsRequest\x1a .baton.v1.ListExecutionsResponse\x12H\n\x0f\x43\x61ncelExecution\x12 .baton.v1.CancelExecutionRequest\x1a\x13.baton.v1.Execution\x12[\n\x15StreamExecutionEvents\x12&.baton.v1.StreamExecutionEventsRequest\x1a\x18.baton.v1.ExecutionEvent0\x01\x12\x62\n\x13ListExecutionEvents\x12$.baton.v1.ListExecutionEventsRequest\x1a%.baton.v1.ListExecutionEventsResponse\x12K\n\x0f\x44\x65leteExecution\x12 .baton.v1.DeleteExecutionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,40 +42,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTION']._serialized_start=203
-  _globals['_EXECUTION']._serialized_end=960
-  _globals['_EXECUTION_LABELSENTRY']._serialized_start=764
-  _globals['_EXECUTION_LABELSENTRY']._serialized_end=809
-  _globals['_EXECUTION_STATE']._serialized_start=812
-  _globals['_EXECUTION_STATE']._serialized_end=960
-  _globals['_STEPRUN']._serialized_start=963
-  _globals['_STEPRUN']._serialized_end=1577
-  _globals['_STEPRUN_STATE']._serialized_start=1368
-  _globals['_STEPRUN_STATE']._serialized_end=1577
-  _globals['_STEPATTEMPT']._serialized_start=1580
-  _globals['_STEPATTEMPT']._serialized_end=1771
-  _globals['_HANDOFFRECORD']._serialized_start=1774
-  _globals['_HANDOFFRECORD']._serialized_end=1958
-  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1961
-  _globals['_STARTEXECUTIONREQUEST']._serialized_end=2296
-  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_start=764
-  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_end=809
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=2298
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=2333
-  _globals['_WAITEXECUTIONREQUEST']._serialized_start=2335
-  _globals['_WAITEXECUTIONREQUEST']._serialized_end=2415
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=2418
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=2634
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=2636
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=2726
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=2728
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=2802
-  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_start=2804
-  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_end=2919
-  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_start=2922
-  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_end=3050
-  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_start=3052
-  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_end=3148
-  _globals['_EXECUTIONSERVICE']._serialized_start=3151
-  _globals['_EXECUTIONSERVICE']._serialized_end=3731
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_EXECUTION']._serialized_start=232
+  _globals['_EXECUTION']._serialized_end=989
+  _globals['_EXECUTION_LABELSENTRY']._serialized_start=793
+  _globals['_EXECUTION_LABELSENTRY']._serialized_end=838
+  _globals['_EXECUTION_STATE']._serialized_start=841
+  _globals['_EXECUTION_STATE']._serialized_end=989
+  _globals['_STEPRUN']._serialized_start=992
+  _globals['_STEPRUN']._serialized_end=1606
+  _globals['_STEPRUN_STATE']._serialized_start=1397
+  _globals['_STEPRUN_STATE']._serialized_end=1606
+  _globals['_STEPATTEMPT']._serialized_start=1609
+  _globals['_STEPATTEMPT']._serialized_end=1800
+  _globals['_HANDOFFRECORD']._serialized_start=1803
+  _globals['_HANDOFFRECORD']._serialized_end=1987
+  _globals['_STARTEXECUTIONREQUEST']._serialized_start=1990
+  _globals['_STARTEXECUTIONREQUEST']._serialized_end=2325
+  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_start=793
+  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_end=838
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=2327
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=2362
+  _globals['_WAITEXECUTIONREQUEST']._serialized_start=2364
+  _globals['_WAITEXECUTIONREQUEST']._serialized_end=2444
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=2447
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=2771
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=793
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=838
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=2773
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=2863
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=2865
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=2939
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=2941
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=2999
+  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_start=3001
+  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_end=3116
+  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_start=3119
+  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_end=3247
+  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_start=3249
+  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_end=3345
+  _globals['_EXECUTIONSERVICE']._serialized_start=3348
+  _globals['_EXECUTIONSERVICE']._serialized_end=4005
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ import warnings
 
 from baton.v1 import event_pb2 as baton_dot_v1_dot_event__pb2
 from baton.v1 import execution_pb2 as baton_dot_v1_dot_execution__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -71,6 +72,11 @@ class ExecutionServiceStub:
                 request_serializer=baton_dot_v1_dot_execution__pb2.ListExecutionEventsRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_execution__pb2.ListExecutionEventsResponse.FromString,
                 _registered_method=True)
+        self.DeleteExecution = channel.unary_unary(
+                '/baton.v1.ExecutionService/DeleteExecution',
+                request_serializer=baton_dot_v1_dot_execution__pb2.DeleteExecutionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -101,7 +107,7 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListExecutions(self, request, context):
-        """Lists executions, newest first, filtered by workflow, state and start time.
+        """Lists executions, newest first, filtered by workflow, state, creation time and labels.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +133,15 @@ class ExecutionServiceServicer:
 
     def ListExecutionEvents(self, request, context):
         """Pages through the execution's stored event log, including agent log lines.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteExecution(self, request, context):
+        """Deletes an execution that has ended, with its step runs and event log.
+        FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
+        first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,6 +184,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListExecutionEvents,
                     request_deserializer=baton_dot_v1_dot_execution__pb2.ListExecutionEventsRequest.FromString,
                     response_serializer=baton_dot_v1_dot_execution__pb2.ListExecutionEventsResponse.SerializeToString,
+            ),
+            'DeleteExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteExecution,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.DeleteExecutionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +381,33 @@ class ExecutionService:
             '/baton.v1.ExecutionService/ListExecutionEvents',
             baton_dot_v1_dot_execution__pb2.ListExecutionEventsRequest.SerializeToString,
             baton_dot_v1_dot_execution__pb2.ListExecutionEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/DeleteExecution',
+            baton_dot_v1_dot_execution__pb2.DeleteExecutionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

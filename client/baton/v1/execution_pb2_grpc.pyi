@@ -6,6 +6,7 @@ isort:skip_file
 from baton.v1 import event_pb2 as _event_pb2
 from baton.v1 import execution_pb2 as _execution_pb2
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -45,7 +46,7 @@ class ExecutionServiceStub:
     `timeout`) passes.
     """
     ListExecutions: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ListExecutionsRequest, _execution_pb2.ListExecutionsResponse]
-    """Lists executions, newest first, filtered by workflow, state and start time."""
+    """Lists executions, newest first, filtered by workflow, state, creation time and labels."""
     CancelExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.CancelExecutionRequest, _execution_pb2.Execution]
     """Asks an execution to stop. Running agents are told, queued steps never start, and the
     execution ends CANCELLED. FAILED_PRECONDITION (reason EXECUTION_ALREADY_TERMINAL) when
@@ -58,6 +59,11 @@ class ExecutionServiceStub:
     """
     ListExecutionEvents: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ListExecutionEventsRequest, _execution_pb2.ListExecutionEventsResponse]
     """Pages through the execution's stored event log, including agent log lines."""
+    DeleteExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.DeleteExecutionRequest, _empty_pb2.Empty]
+    """Deletes an execution that has ended, with its step runs and event log.
+    FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
+    first.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -75,7 +81,7 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     `timeout`) passes.
     """
     ListExecutions: _aio.UnaryUnaryMultiCallable[_execution_pb2.ListExecutionsRequest, _execution_pb2.ListExecutionsResponse]  # type: ignore[assignment]
-    """Lists executions, newest first, filtered by workflow, state and start time."""
+    """Lists executions, newest first, filtered by workflow, state, creation time and labels."""
     CancelExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.CancelExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
     """Asks an execution to stop. Running agents are told, queued steps never start, and the
     execution ends CANCELLED. FAILED_PRECONDITION (reason EXECUTION_ALREADY_TERMINAL) when
@@ -88,6 +94,11 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """
     ListExecutionEvents: _aio.UnaryUnaryMultiCallable[_execution_pb2.ListExecutionEventsRequest, _execution_pb2.ListExecutionEventsResponse]  # type: ignore[assignment]
     """Pages through the execution's stored event log, including agent log lines."""
+    DeleteExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.DeleteExecutionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes an execution that has ended, with its step runs and event log.
+    FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
+    first.
+    """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecutionService starts, watches and cancels workflow executions."""
@@ -126,7 +137,7 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _execution_pb2.ListExecutionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_execution_pb2.ListExecutionsResponse, _abc.Awaitable[_execution_pb2.ListExecutionsResponse]]:
-        """Lists executions, newest first, filtered by workflow, state and start time."""
+        """Lists executions, newest first, filtered by workflow, state, creation time and labels."""
 
     @_abc_1.abstractmethod
     def CancelExecution(
@@ -157,5 +168,16 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_pb2.ListExecutionEventsResponse, _abc.Awaitable[_execution_pb2.ListExecutionEventsResponse]]:
         """Pages through the execution's stored event log, including agent log lines."""
+
+    @_abc_1.abstractmethod
+    def DeleteExecution(
+        self,
+        request: _execution_pb2.DeleteExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes an execution that has ended, with its step runs and event log.
+        FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
+        first.
+        """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

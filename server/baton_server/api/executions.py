@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, empty_pb2
 
 from baton.v1 import common_pb2, event_pb2, execution_pb2, execution_pb2_grpc
 from baton_server.api.convert import (
@@ -296,17 +296,21 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             state = ExecutionState(
                 execution_pb2.Execution.State.Name(request.state).removeprefix("STATE_")
             ).value
+        labels = dict(request.labels)
+        raise_if_invalid(check_labels("labels", labels))
         where = ExecutionFilter(
             workflow_id=workflow_id,
             state=state,
             created_from=time_of(request, "start_time") or 0.0,
             created_to=time_of(request, "end_time") or 0.0,
+            labels=tuple(sorted(labels.items())),
         )
         filters = {
             "workflow": workflow_id,
             "state": state,
             "from": where.created_from,
             "to": where.created_to,
+            "labels": where.labels,
         }
         executions, token = await self._tokens.page(
             "ListExecutions",
@@ -328,6 +332,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
         execution = await self._executions.cancel(execution_id, request.reason, info)
         return execution_to_proto(execution)
+
+    async def DeleteExecution(
+        self, request: execution_pb2.DeleteExecutionRequest, context: Context
+    ) -> empty_pb2.Empty:
+        info = request_info("DeleteExecution", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        await self._executions.delete(execution_id, info)
+        return empty_pb2.Empty()
 
     async def ListExecutionEvents(
         self, request: execution_pb2.ListExecutionEventsRequest, context: Context

@@ -291,6 +291,24 @@ class Journal:
             await self.cache.put("execution", execution_id, execution.last_sequence, doc)
         return execution
 
+    async def delete(self, execution: Execution) -> bool:
+        """Deletes an ended execution with its steps, events and labels; False when it was
+        not there (any more)."""
+        deleted = await self.db.write(lambda conn: self.repo.delete_ended(conn, execution.id))
+        if deleted and self.cache is not None:  # a tombstone newer than any cached copy
+            await self.cache.put("execution", execution.id, execution.last_sequence + 1, None)
+        return deleted
+
+    async def delete_ended_before(self, before: float, limit: int) -> list[str]:
+        """Deletes up to `limit` executions that ended before `before`; returns their ids."""
+        deleted = await self.db.write(
+            lambda conn: self.repo.delete_ended_before(conn, before, limit)
+        )
+        if self.cache is not None:
+            for execution_id, last_sequence in deleted:
+                await self.cache.put("execution", execution_id, last_sequence + 1, None)
+        return [execution_id for execution_id, _ in deleted]
+
     async def list_executions(
         self, *, before: int, limit: int, where: ExecutionFilter
     ) -> list[Execution]:

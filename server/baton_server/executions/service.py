@@ -263,6 +263,38 @@ class Executions:
             return execution
         raise _already_terminal(await self.get(execution_id))
 
+    async def delete(self, execution_id: str, request: RequestInfo) -> None:
+        """Deletes an execution that has ended, with its steps and event log."""
+        if request.request_id and await self.journal.answered(request):
+            return
+        execution = await self.get(execution_id)
+        if not execution.state.terminal:
+            raise BatonError(
+                Code.FAILED_PRECONDITION,
+                "EXECUTION_NOT_TERMINAL",
+                f"execution {execution_id!r} has not ended ({execution.state.value}); "
+                "cancel it first",
+                metadata={"name": f"executions/{execution_id}", "state": execution.state.value},
+            )
+        if not await self.journal.delete(execution):
+            raise not_found("execution", f"executions/{execution_id}")
+        self._ended.pop(execution_id, None)
+        await self.journal.remember(request, {"id": execution_id})
+
+    async def purge_ended(self, older_than: float, batch: int = 50) -> int:
+        """Deletes executions that ended more than `older_than` seconds ago, `batch` per
+        transaction (other writes go between batches); returns how many."""
+        before = self.clock() - older_than
+        total = 0
+        while True:
+            deleted = await self.journal.delete_ended_before(before, batch)
+            for execution_id in deleted:
+                self._ended.pop(execution_id, None)
+            total += len(deleted)
+            if len(deleted) < batch:
+                return total
+            await asyncio.sleep(0)  # let the writes that queued meanwhile go first
+
     async def _cancel_elsewhere(
         self, execution_id: str, reason: str, request: RequestInfo
     ) -> Execution:

@@ -13,6 +13,7 @@ from baton_server.storage.codec import Codec
 from baton_server.storage.database import SqlConnection
 
 ACTIVE_STATES = ("QUEUED", "RUNNING")
+_ACTIVE = ", ".join("?" for _ in ACTIVE_STATES)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class ExecutionFilter:
     state: str = ""
     created_from: float = 0.0
     created_to: float = 0.0
+    labels: tuple[tuple[str, str], ...] = ()
+    """(key, value) pairs that must all be among the execution's labels."""
 
 
 class ExecutionRepository:
@@ -118,6 +121,12 @@ class ExecutionRepository:
             )
         )
         seq = int(rows[0][0])
+        labels = execution.doc.get("labels") or {}
+        if labels:
+            await conn.executemany(
+                "INSERT INTO execution_labels (execution_seq, key, value) VALUES (?, ?, ?)",
+                [(seq, key, value) for key, value in labels.items()],
+            )
         await conn.executemany(
             "INSERT INTO step_runs (execution_seq, position, step_id, state, attempt, doc) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -212,6 +221,11 @@ class ExecutionRepository:
             if value:
                 clauses.append(clause)
                 params.append(value)
+        for key, value in where.labels:
+            clauses.append(
+                "seq IN (SELECT execution_seq FROM execution_labels WHERE key = ? AND value = ?)"
+            )
+            params += [key, value]
         where_sql = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return await self._with_steps(
             conn,
@@ -219,6 +233,28 @@ class ExecutionRepository:
             [*params, limit],
             order="DESC",
         )
+
+    async def delete_ended(self, conn: SqlConnection, execution_id: str) -> bool:
+        """Deletes an ended execution with its steps, events and labels; False when there is
+        no such ended execution."""
+        rows = await conn.execute_fetchall(
+            f"DELETE FROM executions WHERE id = ? AND state NOT IN ({_ACTIVE}) RETURNING seq",
+            (execution_id, *ACTIVE_STATES),
+        )
+        return bool(list(rows))
+
+    async def delete_ended_before(
+        self, conn: SqlConnection, before: float, limit: int
+    ) -> list[tuple[str, int]]:
+        """Deletes up to `limit` executions that ended before `before` (oldest first), with
+        their steps, events and labels; returns their ids and last event sequences."""
+        rows = await conn.execute_fetchall(
+            "DELETE FROM executions WHERE seq IN (SELECT seq FROM executions "
+            f"WHERE end_time IS NOT NULL AND end_time < ? AND state NOT IN ({_ACTIVE}) "
+            "ORDER BY end_time LIMIT ?) RETURNING id, last_sequence",
+            (before, *ACTIVE_STATES, limit),
+        )
+        return [(row[0], row[1]) for row in rows]
 
     async def active(self, conn: SqlConnection) -> list[tuple[ExecutionRow, list[StepRow]]]:
         """Every execution that is QUEUED or RUNNING, oldest first."""

@@ -6,6 +6,8 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
+from baton_server.storage.codec import Codec
+
 if TYPE_CHECKING:
     from baton_server.storage.database import SqlConnection
 
@@ -99,6 +101,15 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE engine_lease ADD COLUMN address TEXT NOT NULL DEFAULT ''",
     ],
+    # 6: finding executions by label, and deleting ended ones by age (retention).
+    [
+        """CREATE TABLE execution_labels (
+            execution_seq INTEGER NOT NULL REFERENCES executions (seq) ON DELETE CASCADE,
+            key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (key, value, execution_seq)) STRICT""",
+        "CREATE INDEX execution_labels_owner ON execution_labels (execution_seq)",
+        "CREATE INDEX executions_end_time ON executions (end_time) WHERE end_time IS NOT NULL",
+    ],
 ]
 
 
@@ -121,6 +132,8 @@ async def migrate(conn: SqlConnection) -> int:
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [("page_token_secret", secrets.token_hex(32)), ("version", 0)],
                 )
+            if version == 6:
+                await _label_existing_executions(conn)
             await conn.execute(f"PRAGMA user_version = {version}")
             await conn.execute("COMMIT")
         except BaseException:
@@ -128,3 +141,16 @@ async def migrate(conn: SqlConnection) -> int:
             raise
         log.info("migrated database schema", extra={"schema_version": version})
     return len(MIGRATIONS)
+
+
+async def _label_existing_executions(conn: SqlConnection) -> None:
+    """Fills execution_labels from the labels in each stored execution's document."""
+    rows = await conn.execute_fetchall("SELECT seq, doc FROM executions")
+    labels = [
+        (seq, key, value)
+        for seq, doc in rows
+        for key, value in (Codec.decode(doc).get("labels") or {}).items()
+    ]
+    await conn.executemany(
+        "INSERT INTO execution_labels (execution_seq, key, value) VALUES (?, ?, ?)", labels
+    )
