@@ -38,6 +38,7 @@ TARGETS = {
     "get_execution_under_load_p50_ms": ("<=", 1.0),
     "get_execution_under_load_p99_ms": ("<=", 5.0),
     "rss_10000_waiting_mb": ("<=", 250),
+    "write_during_retention_max_ms": ("<=", 50.0),
 }
 
 
@@ -54,8 +55,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def start_server(database: Path, synchronous: str) -> tuple[subprocess.Popen[str], int]:
+async def start_server(
+    database: Path, synchronous: str, retention: float = 0.0
+) -> tuple[subprocess.Popen[str], int]:
     env = {
+        "BATON_RETENTION": str(retention),
         **os.environ,
         "BATON_DATABASE": str(database),
         "BATON_LOG_FORMAT": "json",
@@ -216,6 +220,44 @@ async def stream_latency(client: Client, workflow: str, streams: int) -> dict[st
     }
 
 
+async def retention_under_writes(tmp: Path, executions: int) -> dict[str, float]:
+    """Write latency while retention deletes `executions` ended executions (50 per
+    transaction) on a server of its own."""
+    process, port = await start_server(tmp / "retention.db", "FULL", retention=3.0)
+    try:
+        async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:
+            await client.agents.create(
+                Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop")),
+                agent_id="noop",
+            )
+            one = await workflow_of(client, 1, "noop", "one")
+            for offset in range(0, executions, 500):
+                await asyncio.gather(
+                    *(run_one(client, one) for _ in range(min(500, executions - offset)))
+                )
+            latencies = []
+            while True:  # writes until retention has deleted them all
+                begun = time.perf_counter()
+                await client.agents.create(
+                    Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop"))
+                )
+                latencies.append((time.perf_counter() - begun) * 1000)
+                if len(latencies) % 50 == 0:
+                    left = [e async for e in client.executions.list(page_size=1)]
+                    if not left:
+                        break
+                if len(latencies) > 20000:
+                    raise RuntimeError("retention did not delete the executions")
+    finally:
+        process.kill()
+        process.wait()
+    return {
+        "retention_deleted_executions": executions,
+        "write_during_retention_p99_ms": round(percentile(latencies, 99), 3),
+        "write_during_retention_max_ms": round(max(latencies), 3),
+    }
+
+
 async def timed(label: str, work: Callable[[], Awaitable[Any]]) -> Any:
     begun = time.perf_counter()
     result = await work()
@@ -325,6 +367,9 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
         finally:
             process.kill()
             process.wait()
+        figures.update(
+            await timed("retention", lambda: retention_under_writes(Path(tmp), int(3000 * scale)))
+        )
 
     figures["ratio_targets"] = {}
     for name, (ceiling, op, target) in RATIO_TARGETS.items():
