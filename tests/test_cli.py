@@ -181,3 +181,56 @@ def test_baton_server_in_a_client_only_install_names_the_extra() -> None:
     assert run.returncode == 1
     assert "pip install 'baton-workflows[server]'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+async def test_options_after_the_command_input_files_validate_and_partial_apply(
+    server: Baton, client: Client, tmp_path: Path
+) -> None:
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(
+        "kind: Agent\nid: echoer\npython: {entry_point: 'baton_server.agents.builtin:echo'}\n"
+        "---\nkind: Workflow\nid: loop\nsteps: [{id: a, agent: echoer, depends_on: [a]}]\n"
+        "---\nkind: Workflow\nid: echo\nsteps: [{id: a, agent: echoer}]\n"
+    )
+    code, out, err = await baton_cli(server, "apply", "-f", str(mixed), "-o", "json")
+    assert code == 2  # one document failed ...
+    rows = json.loads(out)  # ... and -o after the command was taken
+    assert [(r["name"], r["action"].split(" ")[0]) for r in rows] == [
+        ("agents/echoer", "created"),
+        ("loop", "failed"),
+        ("workflows/echo", "created"),  # the one after the failure still went through
+    ]
+    assert "document 2" in err and "WORKFLOW_CYCLE" in err
+
+    code, out, err = await baton_cli(server, "validate", "-f", str(mixed))
+    assert code == 2, err
+    assert "workflows/loop" in out and "invalid" in out and "workflows/echo" in out
+    assert [w.name async for w in client.workflows.list()] == ["workflows/echo"]  # unchanged
+
+    big = {"blob": "x" * 300_000}  # too long for a comfortable command line
+    (tmp_path / "input.json").write_text(json.dumps(big))
+    code, out, err = await baton_cli(
+        server, "run", "echo", "--input-file", str(tmp_path / "input.json"), "--watch"
+    )
+    assert code == 0, err
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton.cli",
+        "run",
+        "echo",
+        "--input-file",
+        "-",
+        "--server",
+        f"127.0.0.1:{server.port}",
+        "-o",
+        "json",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out_bytes, err_bytes = await asyncio.wait_for(process.communicate(b'{"from": "stdin"}'), 60)
+    assert process.returncode == 0, err_bytes.decode()
+    started = json.loads(out_bytes)
+    done = await client.executions.wait(started["name"], timeout=20)
+    assert dict(done.input) == {"from": "stdin"}

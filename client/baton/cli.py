@@ -92,34 +92,57 @@ def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="baton", description="Talk to a Baton server.")
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes, before or after the command's name. After it
+    (`suppress`), an option left out keeps what was given before the name."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
         "--server",
-        default=os.environ.get("BATON_SERVER", "localhost:50051"),
+        default=default(os.environ.get("BATON_SERVER", "localhost:50051")),
         help="host:port of the server (env BATON_SERVER)",
     )
     parser.add_argument(
-        "--token", default=os.environ.get("BATON_TOKEN"), help="bearer token (env BATON_TOKEN)"
+        "--token",
+        default=default(os.environ.get("BATON_TOKEN")),
+        help="bearer token (env BATON_TOKEN)",
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument("--timeout", type=float, default=default(30.0), help="seconds per call")
     parser.add_argument(
         "--tls-ca",
-        default=os.environ.get("BATON_TLS_CA"),
+        default=default(os.environ.get("BATON_TLS_CA")),
         help="use TLS, trusting this PEM CA bundle (env BATON_TLS_CA)",
     )
     parser.add_argument(
         "--tls-cert",
-        default=os.environ.get("BATON_TLS_CERT"),
+        default=default(os.environ.get("BATON_TLS_CERT")),
         help="client certificate for mutual TLS (env BATON_TLS_CERT)",
     )
     parser.add_argument(
         "--tls-key",
-        default=os.environ.get("BATON_TLS_KEY"),
+        default=default(os.environ.get("BATON_TLS_KEY")),
         help="client key for mutual TLS (env BATON_TLS_KEY)",
     )
-    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-o", "--output", choices=["table", "json"], default=default("table"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baton", description="Talk to a Baton server.")
+    _global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    class _Commands:
+        """add_parser with the global options on every command."""
+
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], **kwargs)
+
+    commands = _Commands()
 
     apply = commands.add_parser("apply", help="create or update agents, workflows, handoffs")
     apply.add_argument(
@@ -131,9 +154,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     apply.set_defaults(handler=_apply)
 
+    validate = commands.add_parser("validate", help="check workflow definitions, store nothing")
+    validate.add_argument(
+        "-f", "--file", required=True, action="append", help="YAML or JSON file; may repeat"
+    )
+    validate.set_defaults(handler=_validate)
+
     run = commands.add_parser("run", help="start an execution")
     run.add_argument("workflow")
     run.add_argument("--input", default="{}", help="the input as JSON")
+    run.add_argument(
+        "--input-file", default=None, help="read the input (JSON) from a file; '-': stdin"
+    )
     run.add_argument("--priority", type=int, default=0)
     run.add_argument("--execution-timeout", type=float, default=None, help="seconds")
     run.add_argument("--label", action="append", default=[], help="key=value; may repeat")
@@ -189,14 +221,53 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _apply(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    """Applies every document in order; one that fails is reported (naming it) and the
+    others still go through. Exit status 2 when any failed."""
     rows = []
+    failed = False
     for path in args.file:
-        for document in _documents(path):
-            kind, resource_id, message = _definition(document, path)
-            action = _apply_one(client, kind, resource_id, message)
-            rows.append({"kind": kind, "name": f"{KINDS[kind]}/{resource_id}", "action": action})
+        for number, document in enumerate(_documents(path), 1):
+            where = f"{path}, document {number}"
+            try:
+                kind, resource_id, message = _definition(document, where)
+                name = f"{KINDS[kind]}/{resource_id}"
+                action = _apply_one(client, kind, resource_id, message)
+            except (BatonError, CliError) as exc:
+                failed = True
+                print(f"baton: {where}: {exc}", file=sys.stderr)
+                label = document.get("id") or document.get("name") or "?"
+                rows.append(
+                    {
+                        "kind": str(document.get("kind", "?")).lower(),
+                        "name": label,
+                        "action": f"failed ({where}): {exc}",
+                    }
+                )
+                continue
+            rows.append({"kind": kind, "name": name, "action": action})
     _print(out, args.output, rows, ["kind", "name", "action"])
-    return 0
+    return 2 if failed else 0
+
+
+def _validate(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    """Validates every Workflow document on the server (nothing is stored)."""
+    rows = []
+    failed = False
+    for path in args.file:
+        for number, document in enumerate(_documents(path), 1):
+            where = f"{path}, document {number}"
+            kind, resource_id, message = _definition(document, where)
+            if kind != "workflow":
+                continue
+            try:
+                client.workflows.validate(message)
+                result = "valid"
+            except BatonError as exc:
+                failed = True
+                result = f"invalid ({where}): {exc}"
+            rows.append({"name": f"workflows/{resource_id}", "result": result})
+    _print(out, args.output, rows, ["name", "result"])
+    return 2 if failed else 0
 
 
 def _apply_one(client: SyncClient, kind: str, resource_id: str, message: Any) -> str:
@@ -246,7 +317,10 @@ def _normalised(kind: str, message: Any) -> dict[str, Any]:
 
 
 def _run(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    value = _json_arg(args.input, "--input")
+    if args.input_file is not None:
+        value = _json_arg(_read(args.input_file), "--input-file")
+    else:
+        value = _json_arg(args.input, "--input")
     labels = _labels(args.label)
     execution = client.executions.start(
         args.workflow,
@@ -521,13 +595,21 @@ def _name(collection: str, value: str) -> str:
     return value if value.startswith(f"{collection}/") else f"{collection}/{value}"
 
 
+def _read(path: str) -> str:
+    """A file's text, or standard input's for '-'."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+
+
 def _documents(path: str) -> Iterator[dict[str, Any]]:
     """The definitions in a YAML (several documents allowed) or JSON (an object or a list)
     file."""
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc}") from None
+    text = _read(path)
     if path.endswith(".json") or text.lstrip().startswith(("{", "[")):
         try:
             loaded: Any = json.loads(text)
