@@ -1,5 +1,6 @@
-"""Agents for the examples (entry points `examples.agents:<name>`, importable when the server
-runs from the repository root, as `make run` does)."""
+"""Agents for the examples (entry points `examples.agents:<name>`). The server imports them
+with the repository root on its import path: `make run` passes `--python-path` for that,
+so they are found whatever the server's working directory."""
 
 from __future__ import annotations
 

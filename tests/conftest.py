@@ -152,7 +152,11 @@ async def client(server: Baton) -> AsyncIterator[Client]:
 
 
 async def start_process(
-    database: Path, *, listen: str = "127.0.0.1:0", extra_env: dict[str, str] | None = None
+    database: Path,
+    *,
+    listen: str = "127.0.0.1:0",
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[subprocess.Popen[str], int]:
     """Starts `python -m baton_server` on `database`; returns it and its port."""
     env = {
@@ -168,6 +172,7 @@ async def start_process(
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
     )
     assert process.stderr is not None
     while True:

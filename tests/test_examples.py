@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import start_process, stop_processes
 
 from baton import Client, Execution, StepRun
 from baton_server.app import Baton
@@ -14,15 +16,17 @@ from baton_server.app import Baton
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def run_example(server: Baton, name: str) -> tuple[int, str]:
+async def run_example(server: Baton | int, name: str, cwd: Path | None = None) -> tuple[int, str]:
+    port = server if isinstance(server, int) else server.port
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "examples" / "run.py"),
         name,
         "--server",
-        f"127.0.0.1:{server.port}",
+        f"127.0.0.1:{port}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
     )
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -70,3 +74,26 @@ async def test_code_review_example(server: Baton, client: Client) -> None:
     suggestions = list(done.output["fixes"]["suggestions"])
     assert any("bare except" in s for s in suggestions)
     assert any("TODO" in s for s in suggestions)
+
+
+@pytest.mark.timeout(90)
+async def test_examples_run_from_any_working_directory(tmp_path: Path) -> None:
+    # The server and the example script both start outside the repository.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        process, port = await start_process(
+            tmp_path / "baton.db",
+            cwd=elsewhere,
+            extra_env={
+                "BATON_PYTHON_PATH": str(ROOT),
+                "BATON_PYTHON_AGENT_MODULES": "baton_server.agents,examples",
+            },
+        )
+        processes.append(process)
+        code, out = await run_example(port, "math", cwd=elsewhere)
+        assert code == 0, out
+        assert "SUCCEEDED" in out
+    finally:
+        stop_processes(processes)

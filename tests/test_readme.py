@@ -41,3 +41,39 @@ async def test_readme_example_runs(server: Baton, tmp_path: Path) -> None:
         "9 EVENT_TYPE_EXECUTION_SUCCEEDED ",
         "WORKFLOW_CYCLE workflow.steps[0].depends_on",
     ]
+
+
+async def test_readme_worker_yaml_and_stubless_health_check(server: Baton, tmp_path: Path) -> None:
+    text = README.read_text()
+    yaml_block = re.search(r"```yaml\n(kind: Agent\nid: summarizer\nworker:.*?)```", text, re.S)
+    assert yaml_block, "the README lost its worker agent in YAML"
+    definitions = tmp_path / "worker.yaml"
+    definitions.write_text(yaml_block.group(1))
+    address = f"127.0.0.1:{server.port}"
+    apply = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "baton.cli",
+        "--server",
+        address,
+        "apply",
+        "-f",
+        str(definitions),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(apply.communicate(), 60)
+    assert apply.returncode == 0, err.decode()
+    assert "agents/summarizer" in out.decode() and "created" in out.decode()
+
+    health = re.search(r"```bash\n(python -c '.*?')\n```", text, re.S)
+    assert health, "the README lost its stubless health check"
+    command = health.group(1).replace("localhost:50051", address)
+    check = await asyncio.create_subprocess_shell(
+        command.replace("python -c", f"{sys.executable} -c", 1),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(check.communicate(), 60)
+    assert check.returncode == 0, err.decode()
+    assert "SERVING" in out.decode()

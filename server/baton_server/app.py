@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import httpx
@@ -132,6 +135,7 @@ async def create_server(settings: Settings) -> Baton:
     """Opens storage, wires every service and starts listening on `settings.listen`."""
     # Everything that can refuse the configuration does so before anything is opened.
     settings.check()
+    _extend_import_path(settings.python_path)
     auth = BearerAuth(parse_tokens(settings.auth_tokens)) if settings.auth_tokens else None
     credentials = _tls_credentials(settings)
     policy = AgentPolicy.parse(
@@ -283,6 +287,14 @@ async def create_server(settings: Settings) -> Baton:
     if settings.retention:
         baton.tasks.append(asyncio.create_task(_retain(executions, settings.retention)))
     return baton
+
+
+def _extend_import_path(python_path: str) -> None:
+    """Lets `python` agents' modules be imported from these directories."""
+    for directory in reversed([d for d in python_path.split(os.pathsep) if d]):
+        resolved = str(Path(directory).resolve())
+        if resolved not in sys.path:
+            sys.path.insert(0, resolved)
 
 
 def _advertised(listen: str, port: int) -> str:

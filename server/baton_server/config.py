@@ -64,6 +64,9 @@ class Settings:
     tls_client_ca: str = ""
     """PEM CA bundle: with tls_cert and tls_key, require client certificates signed by it
     (mutual TLS). Alone it is refused: it would not turn TLS on."""
+    python_path: str = ""
+    """Directories (os.pathsep-separated) to import `python` agents' modules from, besides
+    the installed packages: the server then finds them whatever its working directory."""
     python_agent_modules: str = "baton_server.agents"
     """Modules whose functions `python` agents may name, comma-separated (a module allows
     its submodules too); `*` allows any importable module. Agent definitions come from
