@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import baton
 from baton import Client
 from baton_server.app import Baton
 
@@ -234,3 +235,25 @@ async def test_options_after_the_command_input_files_validate_and_partial_apply(
     started = json.loads(out_bytes)
     done = await client.executions.wait(started["name"], timeout=20)
     assert dict(done.input) == {"from": "stdin"}
+
+
+async def test_watch_shows_workers_awaited_durations_and_cancellation(
+    server: Baton, client: Client
+) -> None:
+    await client.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="remote")
+    await client.workflows.create(
+        baton.Workflow(steps=[baton.Step(id="far", agent="remote")]), workflow_id="far"
+    )
+    execution = await client.executions.start("far")
+    watcher = asyncio.create_task(baton_cli(server, "watch", execution.name))
+    await asyncio.sleep(1.0)
+    await client.executions.cancel(execution.name, reason="no worker today")
+    code, out, err = await watcher
+    assert code == 1, err
+    assert "far: started (attempt 1, agents/remote): waiting for a worker to take it" in out
+    assert "execution cancelled: no worker today" in out
+    assert "CANCELLED" in out
+
+    code, out, err = await baton_cli(server, "list", "execution")
+    assert code == 0, err
+    assert "T" not in out.splitlines()[1].split()[-1]  # a time for people, not RFC 3339

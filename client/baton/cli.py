@@ -4,6 +4,7 @@ get, list, cancel, and read event logs. Tables for people, `--output json` for s
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -41,6 +42,12 @@ _STEP_EVENTS = {
     event_pb2.EVENT_TYPE_FALLBACK_ACTIVATED: "fallback",
     event_pb2.EVENT_TYPE_HANDOFF: "handoff",
     event_pb2.EVENT_TYPE_STEP_INTERRUPTED: "interrupted by a restart",
+}
+_END_EVENTS = {
+    event_pb2.EVENT_TYPE_EXECUTION_SUCCEEDED: "succeeded",
+    event_pb2.EVENT_TYPE_EXECUTION_FAILED: "failed",
+    event_pb2.EVENT_TYPE_EXECUTION_CANCELLED: "cancelled",
+    event_pb2.EVENT_TYPE_EXECUTION_TIMED_OUT: "timed out",
 }
 _DONE_STEP_STATES = {
     execution_pb2.StepRun.STATE_SUCCEEDED,
@@ -451,11 +458,14 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
     execution = client.executions.get(name)
     total = len(execution.steps)
     done: set[str] = {s.step_id for s in execution.steps if s.state in _DONE_STEP_STATES}
+    began: dict[str, float] = {}  # step -> when its current attempt started
+    runtimes: dict[str, str] = {}  # agent -> its runtime, looked up once
     for event in client.executions.stream(name):
         if output == "json":
             print(_to_json(event, indent=None), file=out)
             out.flush()
             continue
+        at = event.time.ToNanoseconds() / 1e9
         if event.type in _STEP_EVENTS:
             if event.type in (
                 event_pb2.EVENT_TYPE_STEP_SUCCEEDED,
@@ -463,17 +473,57 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
                 event_pb2.EVENT_TYPE_STEP_SKIPPED,
             ):
                 done.add(event.step_id)
+            detail = _event_detail(event)
+            if event.type == event_pb2.EVENT_TYPE_STEP_STARTED:
+                began[event.step_id] = at
+                agent = event.step_started.agent
+                if _runtime_of(client, agent, runtimes) == "worker":
+                    detail += ": waiting for a worker to take it"
+            elif event.step_id in began:
+                detail += f" after {_duration(at - began[event.step_id])}"
             print(
-                f"{_bar(len(done), total)} {event.step_id}: {_STEP_EVENTS[event.type]}"
-                f"{_event_detail(event)}",
+                f"{_bar(len(done), total)} {event.step_id}: {_STEP_EVENTS[event.type]}{detail}",
                 file=out,
             )
+            out.flush()
+        elif event.type in _END_EVENTS:
+            print(f"execution {_END_EVENTS[event.type]}{_event_detail(event)}", file=out)
             out.flush()
     final = client.executions.get(name)
     if output == "table":
         print(file=out)
         _print_execution(out, output, final)
     return 0 if final.state == execution_pb2.Execution.STATE_SUCCEEDED else 1
+
+
+def _runtime_of(client: SyncClient, agent: str, known: dict[str, str]) -> str:
+    """The agent's runtime kind (python, worker, openai), asked once per agent."""
+    if agent not in known:
+        try:
+            known[agent] = client.agents.get(agent).WhichOneof("runtime") or ""
+        except BatonError:
+            known[agent] = ""
+    return known[agent]
+
+
+def _duration(seconds: float) -> str:
+    """A duration for people: 340 ms, 1.2 s, 3 min 4 s, 2 h 5 min."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def _when(text: str) -> str:
+    """An RFC 3339 time from the API as local time for people (seconds precision)."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _bar(done: int, total: int, width: int = 20) -> str:
@@ -497,12 +547,20 @@ def _event_detail(event: event_pb2.ExecutionEvent) -> str:
         return f": {event.fallback_activated.from_agent} -> {event.fallback_activated.to_agent}"
     if kind == "handoff":
         return f": {event.handoff.source_agent} -> {event.handoff.target_agent}"
+    if kind == "step_interrupted":
+        return f" (attempt {event.attempt}, {event.step_interrupted.agent})"
+    if kind == "execution_cancelled":
+        return f": {event.execution_cancelled.reason}" if event.execution_cancelled.reason else ""
+    if kind == "execution_failed":
+        return f": {event.execution_failed.error.type}: {event.execution_failed.error.message}"
+    if kind == "execution_timed_out":
+        return f" after {_duration(event.execution_timed_out.timeout.ToNanoseconds() / 1e9)}"
     return ""
 
 
 def _event_line(event: event_pb2.ExecutionEvent) -> str:
     kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_")
-    time = event.time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+    time = event.time.ToDatetime(datetime.UTC).astimezone().strftime("%H:%M:%S.%f")[:-3]
     step = f" {event.step_id}" if event.step_id else ""
     detail = _event_detail(event)
     if event.WhichOneof("payload") == "log":
@@ -523,8 +581,8 @@ def _print_execution(out: TextIO, output: str, execution: execution_pb2.Executio
     for step in execution.steps:
         duration = ""
         if step.start_time.seconds and step.end_time.seconds:
-            millis = (step.end_time.ToNanoseconds() - step.start_time.ToNanoseconds()) / 1e6
-            duration = f"{millis:.0f} ms"
+            seconds = (step.end_time.ToNanoseconds() - step.start_time.ToNanoseconds()) / 1e9
+            duration = _duration(seconds)
         rows.append(
             {
                 "step": step.step_id,
@@ -549,7 +607,13 @@ def _print(out: TextIO, output: str, rows: list[dict[str, Any]], columns: list[s
     if output == "json":
         print(json.dumps(rows, indent=2), file=out)
         return
-    cells = [[_cell(row.get(c, "")) for c in columns] for row in rows]
+    cells = [
+        [
+            _when(row[c]) if c.endswith("_time") and c in row else _cell(row.get(c, ""))
+            for c in columns
+        ]
+        for row in rows
+    ]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     print(
         "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
