@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
 from baton._errors import from_rpc_error
+from baton._tracing import trace_metadata
 from baton.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -163,7 +164,9 @@ class Client:
         while True:
             try:
                 return await method(
-                    request, timeout=deadline or self._timeout, metadata=self._metadata
+                    request,
+                    timeout=deadline or self._timeout,
+                    metadata=self._metadata + trace_metadata(),
                 )
             except grpc.aio.AioRpcError as exc:
                 attempt += 1
@@ -510,7 +513,7 @@ class Executions:
                 execution=_name("executions", name), after_sequence=last, event_types=event_types
             )
             call = self._stub.StreamExecutionEvents(
-                request, metadata=self._client._metadata, timeout=None
+                request, metadata=self._client._metadata + trace_metadata(), timeout=None
             )
             try:
                 async for event in call:

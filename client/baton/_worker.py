@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, json_format, struct_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
 from baton._agent import AgentError, HandoffRequest, StepContext, StepLogger
 from baton._client import Client
 from baton._errors import from_rpc_error
+from baton._plain import plain
+from baton._tracing import end_span, task_span, trace_metadata, worker_tracer
 from baton.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class Worker:
         max_concurrent_tasks: Most tasks run at once.
         heartbeat_interval: Seconds between heartbeats; default a third of each task's
             heartbeat timeout.
+        tracer_provider: Where task spans go, with OpenTelemetry installed (default: the
+            global provider). Each task runs in a span under the server's attempt span.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Worker:
         identity: str | None = None,
         max_concurrent_tasks: int = 4,
         heartbeat_interval: float | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         if not handlers:
             raise ValueError("a worker needs at least one handler")
@@ -78,6 +83,7 @@ class Worker:
         self._poll: Any = None
         self._running: set[asyncio.Task[None]] = set()
         self.completed = 0
+        self._tracer = worker_tracer(tracer_provider)
 
     async def run(self) -> None:
         """Polls for tasks until `stop()`; reconnects with backoff when the server goes away."""
@@ -88,7 +94,9 @@ class Worker:
                 identity=self.identity,
                 max_concurrent_tasks=self._capacity,
             )
-            self._poll = self._stub.PollTasks(request, metadata=self._client._metadata)
+            self._poll = self._stub.PollTasks(
+                request, metadata=self._client._metadata + trace_metadata()
+            )
             try:
                 async for task in self._poll:
                     delay = 0.1
@@ -134,16 +142,17 @@ class Worker:
             attempt=task.attempt,
             idempotency_key=task.idempotency_key,
             agent=task.agent,
-            config=json_format.MessageToDict(task.agent_config),
+            config=plain(task.agent_config),
             deadline=deadline,
             cancelled=threading.Event(),
             log=StepLogger(log_line),
             deltas=emit,
         )
-        value = json_format.MessageToDict(task.input)
+        value = plain(task.input)
         lease = task.heartbeat_timeout.ToNanoseconds() / 1e9 or 30.0
         interval = self._interval or max(min(lease / 3, 10.0), 0.05)
-        work = asyncio.ensure_future(_call(handler, value, ctx))
+        with task_span(self._tracer, f"agent {task.agent}", task.traceparent) as span:
+            work = asyncio.ensure_future(_call(handler, value, ctx))  # runs in the span
         try:
             while not work.done():
                 wake.clear()
@@ -171,6 +180,9 @@ class Worker:
         finally:
             if not work.done():
                 work.cancel()
+            if span is not None:
+                failure = work.exception() if work.done() and not work.cancelled() else None
+                end_span(span, failure)
 
     async def _heartbeat(
         self,

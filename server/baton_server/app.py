@@ -18,6 +18,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
 
 from baton.v1 import (
     agent_pb2,
@@ -64,6 +65,7 @@ from baton_server.storage.event_bus import RedisEventBus
 from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.health import HealthProbe, Status
 from baton_server.storage.idempotency import IdempotencyRepository
+from baton_server.tracing import Tracing, provider_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class Baton:
     bus: RedisEventBus | None = None
     telemetry: Telemetry | None = None
     metrics_port: int = 0
+    tracer_provider: TracerProvider | None = None
+    """A provider the server made (from OTEL_*), shut down with it."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopped: bool = False
@@ -119,6 +123,8 @@ class Baton:
             await self.bus.close()
         if self.telemetry is not None:
             self.telemetry.close()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()  # exports the spans still buffered
         for close in self.closers:
             await close()
         for task in self.tasks:
@@ -131,8 +137,12 @@ class Baton:
         await self.db.close()
 
 
-async def create_server(settings: Settings) -> Baton:
-    """Opens storage, wires every service and starts listening on `settings.listen`."""
+async def create_server(
+    settings: Settings, *, tracer_provider: TracerProvider | None = None
+) -> Baton:
+    """Opens storage, wires every service and starts listening on `settings.listen`.
+    Spans go to `tracer_provider`, else over OTLP when the OTEL_* variables name an
+    endpoint, else nowhere."""
     # Everything that can refuse the configuration does so before anything is opened.
     settings.check()
     _extend_import_path(settings.python_path)
@@ -177,6 +187,8 @@ async def create_server(settings: Settings) -> Baton:
     )
     coordination = CoordinationRepository()
     lease = EngineLease(db, coordination, settings.engine_lease, time.time)
+    owns_provider = tracer_provider is None
+    tracing = Tracing(tracer_provider or provider_from_environment())
     executions = Executions(
         Journal(db, execution_repo, idempotency, time.time, cache),
         definitions,
@@ -191,6 +203,7 @@ async def create_server(settings: Settings) -> Baton:
         max_handoff_depth=settings.max_handoff_depth,
         max_output_bytes=settings.max_output_bytes,
         max_execution_bytes=settings.max_message_bytes * 3 // 4,
+        tracing=tracing,
     )
     bus = relay = None
     if settings.redis_url:
@@ -206,7 +219,7 @@ async def create_server(settings: Settings) -> Baton:
     telemetry = Telemetry(lambda: _gauges(executions, broker, cache))
     executions.subscribe(telemetry.count_events)
     # Outermost first: telemetry sees every call; auth answers before anything is decoded.
-    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(telemetry)]
+    interceptors: list[grpc.aio.ServerInterceptor] = [TelemetryInterceptor(telemetry, tracing)]
     if auth is not None:
         interceptors.append(auth)
     interceptors.append(DecodingInterceptor())
@@ -277,6 +290,8 @@ async def create_server(settings: Settings) -> Baton:
         server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
     )
     baton.closers.append(workers.close)
+    if owns_provider and isinstance(tracing.provider, TracerProvider):
+        baton.tracer_provider = tracing.provider
     if settings.metrics_listen:
         baton.metrics_port = telemetry.serve(settings.metrics_listen)
     await _report_health(health_servicer, probe)

@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Task(_message.Message):
-    __slots__ = ("task_token", "agent", "execution", "step_id", "attempt", "idempotency_key", "input", "agent_config", "deadline", "heartbeat_timeout")
+    __slots__ = ("task_token", "agent", "execution", "step_id", "attempt", "idempotency_key", "input", "agent_config", "deadline", "heartbeat_timeout", "traceparent")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Task(_message.Message):
     AGENT_CONFIG_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     agent: str
     execution: str
@@ -34,7 +35,8 @@ class Task(_message.Message):
     agent_config: _struct_pb2.Struct
     deadline: _timestamp_pb2.Timestamp
     heartbeat_timeout: _duration_pb2.Duration
-    def __init__(self, task_token: _Optional[str] = ..., agent: _Optional[str] = ..., execution: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., agent_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, task_token: _Optional[str] = ..., agent: _Optional[str] = ..., execution: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., agent_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class PollTasksRequest(_message.Message):
     __slots__ = ("agents", "identity", "max_concurrent_tasks")

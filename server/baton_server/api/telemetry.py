@@ -3,17 +3,22 @@ counts by type, and gauges read at scrape time; served over HTTP on their own po
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from baton_server.api.handler_streams import items_of
 from baton_server.domain.executions import Event
+from baton_server.tracing import Tracing
 
 Gauges = Callable[[], dict[str, tuple[str, float]]]
 """Returns {metric name: (help, value)} for gauges read at scrape time."""
@@ -85,10 +90,12 @@ class _GaugeCollector(Collector):
 
 
 class TelemetryInterceptor(grpc.aio.ServerInterceptor):
-    """Times every RPC and counts it by method and final status code."""
+    """Times every RPC and counts it by method and final status code; when tracing is on,
+    runs it in a SERVER span that continues the caller's trace."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry, tracing: Tracing | None = None) -> None:
         self._telemetry = telemetry
+        self._tracing = tracing if tracing is not None and tracing.enabled else None
         # Handlers are fixed per method (and per refusal, which auth keeps per method and
         # role): wrap each once, not on every call. Keyed by the handler itself, which the
         # dict keeps alive; never by id(), which a short-lived object would free for reuse.
@@ -117,16 +124,24 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         observe = self._observe
+        tracing = self._tracing
         # The handlers are the aio server's: coroutines and async generators.
         if handler.unary_unary:
             inner: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started = time.perf_counter()
+                span = _RpcSpan(tracing, method, context) if tracing is not None else None
                 try:
                     return await inner(request, context)
+                except BaseException as exc:
+                    if span is not None:
+                        span.failed(exc)
+                    raise
                 finally:
                     observe(method, context, started)
+                    if span is not None:
+                        span.end(context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, handler.request_deserializer, handler.response_serializer
@@ -138,11 +153,18 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
                 started = time.perf_counter()
+                span = _RpcSpan(tracing, method, context) if tracing is not None else None
                 try:
                     async for item in items_of(inner_stream(request, context)):
                         yield item
+                except BaseException as exc:
+                    if span is not None:
+                        span.failed(exc)
+                    raise
                 finally:
                     observe(method, context, started)
+                    if span is not None:
+                        span.end(context)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, handler.request_deserializer, handler.response_serializer
@@ -157,3 +179,27 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         telemetry = self._telemetry
         telemetry.child(telemetry.rpcs, method, name).inc()
         telemetry.child(telemetry.rpc_seconds, method).observe(time.perf_counter() - started)
+
+
+class _RpcSpan:
+    """An RPC's span, current while its handler runs."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(
+        self, tracing: Tracing, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        self._span = tracing.rpc(method, context.invocation_metadata())
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def failed(self, exc: BaseException) -> None:
+        self._span.record_exception(exc)
+
+    def end(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        code = context.code()
+        if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+            self._span.set_status(StatusCode.ERROR, code.name)
+            self._span.set_attribute("rpc.grpc.status_code", code.value[0])
+        self._span.end()
+        with contextlib.suppress(ValueError):  # detached in another context: nothing to undo
+            otel_context.detach(self._token)

@@ -55,6 +55,7 @@ def task_to_proto(task: Task) -> worker_pb2.Task:
         input=dict_to_struct(task.input),
         agent_config=dict_to_struct(task.agent.config),
         heartbeat_timeout=duration(task.heartbeat_timeout),
+        traceparent=ctx.traceparent,
     )
     if task.deadline:
         message.deadline.CopyFrom(timestamp(task.deadline))

@@ -48,3 +48,5 @@ class AttemptInfo:
     log: Callable[[str, str, dict[str, Any]], None]
     deltas: Callable[[str, dict[str, Any] | None], None]
     http: Any = None
+    traceparent: str = ""
+    """The W3C trace context of the attempt's span ('' when not traced)."""

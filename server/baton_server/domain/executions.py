@@ -237,6 +237,8 @@ class Execution:
     priority: int = 0
     timeout: float | None = None
     trace: bool = False
+    traceparent: str = ""
+    """The W3C trace context it was started in ('' when not traced): its spans join it."""
     labels: dict[str, str] = field(default_factory=dict)
     steps: list[StepRun] = field(default_factory=list)
     create_time: float = 0.0
@@ -253,6 +255,7 @@ class Execution:
             "error": self.error.to_doc() if self.error else None,
             "timeout": self.timeout,
             "trace": self.trace,
+            "traceparent": self.traceparent,
             "labels": self.labels,
         }
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -47,11 +47,13 @@ from baton_server.executions.decisions import (
 )
 from baton_server.executions.directory import AgentDirectory
 from baton_server.executions.journal import Journal
+from baton_server.executions.spans import RunSpans
 from baton_server.executions.transitions import (
     decide,
 )
 from baton_server.language.plan import Plan
 from baton_server.runtimes.registry import Runtimes
+from baton_server.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class RunEnv:
     limits: Limits
     http: Any = None
     max_deltas: int = 1000
+    tracing: Tracing = field(default_factory=lambda: Tracing(None))
 
 
 class RunDriver:
@@ -98,6 +101,7 @@ class RunDriver:
         self._draining = False
         self._task: asyncio.Task[None] | None = None
         self._first: Decision | None = None
+        self._spans = RunSpans(env.tracing, execution)
 
     # Lifecycle ------------------------------------------------------------------------
 
@@ -152,6 +156,7 @@ class RunDriver:
     # The loop -------------------------------------------------------------------------
 
     async def _main(self) -> None:
+        self._spans.begin()
         try:
             if self._first is not None:  # a new execution: its first decision is written
                 first, self._first = self._first, None
@@ -177,6 +182,7 @@ class RunDriver:
                 await self._apply([EngineFailed(str(exc))])
         finally:
             self._stop_all()
+            self._spans.end()
             self.env.finished(self)
 
     def _push(self, event: Input) -> None:
@@ -257,6 +263,9 @@ class RunDriver:
                 self._arm(command)
             elif isinstance(command, StopAttempt):
                 self._stop_attempt(command.step_id)
+        for run in decision.steps.values():
+            if run.state.terminal:
+                self._spans.step_ended(run.step_id, run.state.value)
         for step_id in self._granted - started:  # granted, but the step did not start
             slot = self._held.pop(step_id, None)
             if slot is not None:
@@ -296,12 +305,17 @@ class RunDriver:
             log=sink.log,
             deltas=sink.delta,
             http=self.env.http,
+            traceparent=self._spans.attempt_started(
+                step_id, number, command.agent.id, command.input
+            ),
         )
         try:
             result: AgentResult = await self.env.runtimes.invoke(command.agent, command.input, info)
             size = len(orjson.dumps(result.output))
+            self._spans.attempt_ended(step_id, output=result.output)
             self._push(AttemptSucceeded(step_id, number, result.output, size, result.handoff_to))
         except AttemptFailedError as failed:
+            self._spans.attempt_ended(step_id, failure=failed.failure)
             self._push(AttemptFailed(step_id, number, failed.failure, failed.retry_after))
         except asyncio.CancelledError:
             raise
@@ -314,6 +328,7 @@ class RunDriver:
             failure = Failure(
                 failures.INTERNAL_ERROR, f"the engine failed: {exc}", non_retryable=True
             )
+            self._spans.attempt_ended(step_id, failure=failure)
             self._push(AttemptFailed(step_id, number, failure))
         finally:
             current = self._attempts.get(step_id)
@@ -360,6 +375,7 @@ class RunDriver:
         current.cancelled.set()
         current.task.cancel()
         current.release()
+        self._spans.attempt_stopped(step_id)
 
     def _stop_all(self) -> None:
         for step_id in list(self._attempts):

@@ -73,6 +73,7 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
         priority=row.priority,
         timeout=doc.get("timeout"),
         trace=doc.get("trace", False),
+        traceparent=doc.get("traceparent", ""),
         labels=doc.get("labels", {}),
         steps=[StepRun.from_doc(s.doc) for s in steps],
         create_time=row.create_time,

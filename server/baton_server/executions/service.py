@@ -47,6 +47,7 @@ from baton_server.language.plan import Plan, build_plan
 from baton_server.runtimes.registry import Runtimes
 from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.executions import ExecutionFilter
+from baton_server.tracing import Tracing, traceparent
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Executions:
         max_handoff_depth: int = 8,
         max_output_bytes: int = 1024 * 1024,
         max_execution_bytes: int = 3 * 1024 * 1024,
+        tracing: Tracing | None = None,
     ) -> None:
         self.journal = journal
         self.definitions = definitions
@@ -129,6 +131,7 @@ class Executions:
             ),
             http=http,
             max_deltas=max_deltas,
+            tracing=tracing or Tracing(None),
         )
 
     @property
@@ -184,6 +187,7 @@ class Executions:
             priority=options.priority,
             timeout=options.timeout,
             trace=options.trace,
+            traceparent=traceparent() if self._env.tracing.enabled else "",
             labels=dict(options.labels or {}),
             steps=[StepRun(s.id, i) for i, s in enumerate(workflow.steps)],
             create_time=now,
