@@ -596,3 +596,24 @@ async def test_outputs_over_the_limit_fail_the_step(start_server: StartServer) -
         assert large.state == Execution.STATE_SUCCEEDED  # the fallback took over
         assert large.steps[0].attempts[0].error.type == "OUTPUT_TOO_LARGE"
         assert len(large.steps[0].attempts) == 2  # not retried: straight to the fallback
+
+
+async def test_payloads_come_back_as_plain_values(client: Client) -> None:
+    await agent(client, "echo", "baton_server.agents.builtin:echo")
+    workflow = await client.workflows.create(WorkflowMessage(steps=[Step(id="s", agent="echo")]))
+    value = {"n": 4, "ratio": 0.5, "nested": {"items": [1, "two", None, True]}, "big": 2**40}
+    started = await client.executions.start(workflow.name, value)
+    done = await client.executions.wait(started.name, timeout=20)
+    assert done.input == value and type(done.input["n"]) is int  # not 4.0
+    assert done.output == {"s": value}
+    assert done.steps[0].output == value
+    assert str(done.output["s"]["nested"]) == "{'items': [1, 'two', None, True]}"
+    assert done.proto.output.fields["s"].struct_value.fields["n"].number_value == 4.0  # the message
+    succeeded = [
+        e
+        async for e in client.executions.events(done.name)
+        if e.type == EventType.EVENT_TYPE_STEP_SUCCEEDED
+    ]
+    assert succeeded[0].step_succeeded.output == value
+    listed = [e async for e in client.executions.list(workflow=workflow.name)]
+    assert listed[0].input == value

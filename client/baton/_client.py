@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_
 
 from baton._errors import from_rpc_error
 from baton._tracing import trace_metadata
+from baton._views import M, MessageView
 from baton.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -408,7 +409,7 @@ class Executions:
         labels: dict[str, str] | None = None,
         execution_id: str = "",
         request_id: str | None = None,
-    ) -> execution_pb2.Execution:
+    ) -> MessageView[execution_pb2.Execution]:
         """Starts an execution of `workflow` (latest revision unless `revision`).
 
         Args:
@@ -433,14 +434,16 @@ class Executions:
             execution_id=execution_id,
             request_id=_request_id(request_id),
         )
-        return await self._client._call(self._stub.StartExecution, request)
+        return MessageView(await self._client._call(self._stub.StartExecution, request))
 
-    async def get(self, name: str) -> execution_pb2.Execution:
+    async def get(self, name: str) -> MessageView[execution_pb2.Execution]:
         """Returns an execution with its per-step runs."""
         request = execution_pb2.GetExecutionRequest(name=_name("executions", name))
-        return await self._client._call(self._stub.GetExecution, request)
+        return MessageView(await self._client._call(self._stub.GetExecution, request))
 
-    async def wait(self, name: str, *, timeout: float | None = None) -> execution_pb2.Execution:
+    async def wait(
+        self, name: str, *, timeout: float | None = None
+    ) -> MessageView[execution_pb2.Execution]:
         """Returns the execution once it has ended, or as it is after `timeout` seconds (by
         default the client's call timeout)."""
         within = timeout if timeout is not None else self._client._timeout
@@ -448,7 +451,8 @@ class Executions:
             name=_name("executions", name), timeout=_duration(within)
         )
         deadline = within + 5.0 if within is not None else None
-        return await self._client._call(self._stub.WaitExecution, request, deadline=deadline)
+        execution = await self._client._call(self._stub.WaitExecution, request, deadline=deadline)
+        return MessageView(execution)
 
     def list(
         self,
@@ -459,7 +463,7 @@ class Executions:
         end_time: timestamp_pb2.Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
         page_size: int = 0,
-    ) -> AsyncIterator[execution_pb2.Execution]:
+    ) -> AsyncIterator[MessageView[execution_pb2.Execution]]:
         """Iterates over executions, newest first, filtered by workflow, state, creation
         time within [start_time, end_time), and `labels` (all must match)."""
         request = execution_pb2.ListExecutionsRequest(
@@ -470,17 +474,17 @@ class Executions:
             labels=dict(labels or {}),
             page_size=page_size,
         )
-        return self._client._pages(self._stub.ListExecutions, request, "executions")
+        return _views(self._client._pages(self._stub.ListExecutions, request, "executions"))
 
     async def cancel(
         self, name: str, *, reason: str = "", request_id: str | None = None
-    ) -> execution_pb2.Execution:
+    ) -> MessageView[execution_pb2.Execution]:
         """Cancels an execution; FailedPreconditionError (EXECUTION_ALREADY_TERMINAL) if it
         has ended."""
         request = execution_pb2.CancelExecutionRequest(
             name=_name("executions", name), reason=reason, request_id=_request_id(request_id)
         )
-        return await self._client._call(self._stub.CancelExecution, request)
+        return MessageView(await self._client._call(self._stub.CancelExecution, request))
 
     async def delete(self, name: str, *, request_id: str | None = None) -> None:
         """Deletes an ended execution with its event log; FailedPreconditionError
@@ -497,7 +501,7 @@ class Executions:
         after_sequence: int = 0,
         event_types: Sequence[event_pb2.EventType] = (),
         reconnect_for: float = 60.0,
-    ) -> AsyncIterator[event_pb2.ExecutionEvent]:
+    ) -> AsyncIterator[MessageView[event_pb2.ExecutionEvent]]:
         """Yields the execution's events after `after_sequence`, stored ones then live ones,
         and ends after the terminal event.
 
@@ -519,7 +523,7 @@ class Executions:
                 async for event in call:
                     failing_since, delay = None, _RETRY_DELAY
                     last = event.sequence
-                    yield event
+                    yield MessageView(event)
                 return  # the server ended the stream after the terminal event
             except grpc.aio.AioRpcError as exc:
                 now = asyncio.get_running_loop().time()
@@ -537,9 +541,14 @@ class Executions:
         *,
         event_types: Sequence[event_pb2.EventType] = (),
         page_size: int = 0,
-    ) -> AsyncIterator[event_pb2.ExecutionEvent]:
+    ) -> AsyncIterator[MessageView[event_pb2.ExecutionEvent]]:
         """Iterates over the execution's stored event log (with agent log lines), in order."""
         request = execution_pb2.ListExecutionEventsRequest(
             execution=_name("executions", name), event_types=event_types, page_size=page_size
         )
-        return self._client._pages(self._stub.ListExecutionEvents, request, "events")
+        return _views(self._client._pages(self._stub.ListExecutionEvents, request, "events"))
+
+
+async def _views(messages: AsyncIterator[M]) -> AsyncIterator[MessageView[M]]:
+    async for message in messages:
+        yield MessageView(message)

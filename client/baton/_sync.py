@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from baton._client import DEFAULT_TIMEOUT, Agents, Client, Executions, Handoffs, Workflows
+from baton._views import MessageView
 from baton.v1 import (
     agent_pb2,
     event_pb2,
@@ -307,7 +308,7 @@ class SyncExecutions:
         labels: dict[str, str] | None = None,
         execution_id: str = "",
         request_id: str | None = None,
-    ) -> execution_pb2.Execution:
+    ) -> MessageView[execution_pb2.Execution]:
         """See `Executions.start`."""
         return self._loop.run(
             self._async.start(
@@ -323,11 +324,13 @@ class SyncExecutions:
             )
         )
 
-    def get(self, name: str) -> execution_pb2.Execution:
+    def get(self, name: str) -> MessageView[execution_pb2.Execution]:
         """See `Executions.get`."""
         return self._loop.run(self._async.get(name))
 
-    def wait(self, name: str, *, timeout: float | None = None) -> execution_pb2.Execution:
+    def wait(
+        self, name: str, *, timeout: float | None = None
+    ) -> MessageView[execution_pb2.Execution]:
         """See `Executions.wait`."""
         return self._loop.run(self._async.wait(name, timeout=timeout))
 
@@ -340,7 +343,7 @@ class SyncExecutions:
         end_time: timestamp_pb2.Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
         page_size: int = 0,
-    ) -> Iterator[execution_pb2.Execution]:
+    ) -> Iterator[MessageView[execution_pb2.Execution]]:
         """See `Executions.list`."""
         return self._loop.iterate(
             self._async.list(
@@ -355,7 +358,7 @@ class SyncExecutions:
 
     def cancel(
         self, name: str, *, reason: str = "", request_id: str | None = None
-    ) -> execution_pb2.Execution:
+    ) -> MessageView[execution_pb2.Execution]:
         """See `Executions.cancel`."""
         return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
 
@@ -370,7 +373,7 @@ class SyncExecutions:
         after_sequence: int = 0,
         event_types: Sequence[event_pb2.EventType] = (),
         reconnect_for: float = 60.0,
-    ) -> Iterator[event_pb2.ExecutionEvent]:
+    ) -> Iterator[MessageView[event_pb2.ExecutionEvent]]:
         """See `Executions.stream`."""
         return self._loop.iterate(
             self._async.stream(
@@ -387,7 +390,7 @@ class SyncExecutions:
         *,
         event_types: Sequence[event_pb2.EventType] = (),
         page_size: int = 0,
-    ) -> Iterator[event_pb2.ExecutionEvent]:
+    ) -> Iterator[MessageView[event_pb2.ExecutionEvent]]:
         """See `Executions.events`."""
         return self._loop.iterate(
             self._async.events(name, event_types=event_types, page_size=page_size)

@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from baton._errors import BatonError, NotFoundError
 from baton._sync import SyncClient
+from baton._views import MessageView
 from baton.v1 import agent_pb2, event_pb2, execution_pb2, handoff_pb2, workflow_pb2
 
 KINDS = {
@@ -335,7 +336,7 @@ def _run(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
         priority=args.priority,
         timeout=args.execution_timeout,
         labels=labels,
-    )
+    ).proto
     if not args.watch:
         _print_execution(out, args.output, execution)
         return 0
@@ -352,7 +353,7 @@ def _get(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     service: Any = getattr(client, KINDS[args.kind])
     resource = service.get(args.name)
     if args.kind == "execution":
-        _print_execution(out, args.output, resource)
+        _print_execution(out, args.output, resource.proto)
     else:
         _get_like(resource, args.output, out)
     return 0
@@ -380,7 +381,8 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     for i, item in enumerate(items):
         if i >= args.limit:
             break
-        rows.append(json_format.MessageToDict(item, preserving_proto_field_name=True))
+        message = item.proto if isinstance(item, MessageView) else item
+        rows.append(json_format.MessageToDict(message, preserving_proto_field_name=True))
     _print(out, args.output, rows, columns)
     return 0
 
@@ -432,7 +434,7 @@ def _labels(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _cancel(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
-    execution = client.executions.cancel(args.execution, reason=args.reason)
+    execution = client.executions.cancel(args.execution, reason=args.reason).proto
     _print_execution(out, args.output, execution)
     return 0
 
@@ -440,7 +442,8 @@ def _cancel(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
 def _events(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     name = _name("executions", args.execution)
     events = client.executions.stream(name) if args.follow else client.executions.events(name)
-    for event in events:
+    for viewed in events:
+        event = viewed.proto
         if args.output == "json":
             print(_to_json(event, indent=None), file=out)
         else:
@@ -460,7 +463,8 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
     done: set[str] = {s.step_id for s in execution.steps if s.state in _DONE_STEP_STATES}
     began: dict[str, float] = {}  # step -> when its current attempt started
     runtimes: dict[str, str] = {}  # agent -> its runtime, looked up once
-    for event in client.executions.stream(name):
+    for viewed in client.executions.stream(name):
+        event = viewed.proto
         if output == "json":
             print(_to_json(event, indent=None), file=out)
             out.flush()
@@ -489,7 +493,7 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
         elif event.type in _END_EVENTS:
             print(f"execution {_END_EVENTS[event.type]}{_event_detail(event)}", file=out)
             out.flush()
-    final = client.executions.get(name)
+    final = client.executions.get(name).proto
     if output == "table":
         print(file=out)
         _print_execution(out, output, final)
