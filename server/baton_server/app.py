@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -296,11 +297,17 @@ async def create_server(
         baton.metrics_port = telemetry.serve(settings.metrics_listen)
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
+    purge = functools.partial(definitions.purge_request_ids, settings.idempotency_ttl)
     baton.tasks.append(
-        asyncio.create_task(_purge_request_ids(definitions, settings.idempotency_ttl))
+        asyncio.create_task(_periodically(PURGE_INTERVAL, purge, "purged old request ids"))
     )
     if settings.retention:
-        baton.tasks.append(asyncio.create_task(_retain(executions, settings.retention)))
+        # Every tenth of the retention, at most every minute.
+        interval = min(max(settings.retention / 10, 0.1), 60.0)
+        retain = functools.partial(_purge_ended, executions, settings.retention)
+        baton.tasks.append(
+            asyncio.create_task(_periodically(interval, retain, "deleted old executions"))
+        )
     return baton
 
 
@@ -375,32 +382,22 @@ async def _watch_health(servicer: health.aio.HealthServicer, probe: HealthProbe)
             log.exception("health probe failed")
 
 
-async def _purge_request_ids(definitions: Definitions, ttl: float) -> None:
-    """Forgets old request ids at start and then hourly."""
+async def _periodically(interval: float, job: Callable[[], Awaitable[int]], done: str) -> None:
+    """Runs `job` now and then every `interval` seconds, logging `done` with how many
+    things it handled; a failed round is logged and retried at the next."""
     while True:
         try:
-            purged = await definitions.purge_request_ids(ttl)
-            if purged:
-                log.info("purged old request ids", extra={"count": purged})
-        except Exception:  # retried at the next interval
-            log.exception("purging request ids failed")
-        await asyncio.sleep(PURGE_INTERVAL)
-
-
-async def _retain(executions: Executions, retention: float) -> None:
-    """Deletes executions that ended more than `retention` seconds ago, in small batches,
-    every tenth of the retention (at most every minute); the engine process does it."""
-    interval = min(max(retention / 10, 0.1), 60.0)
-    while True:
+            count = await job()
+            if count:
+                log.info(done, extra={"count": count})
+        except Exception:
+            log.exception(f"{done}: failed")
         await asyncio.sleep(interval)
-        if not executions.owner:
-            continue
-        try:
-            deleted = await executions.purge_ended(retention)
-            if deleted:
-                log.info("deleted old executions", extra={"count": deleted})
-        except Exception:  # retried at the next interval
-            log.exception("deleting old executions failed")
+
+
+async def _purge_ended(executions: Executions, retention: float) -> int:
+    """In the engine process: deletes executions that ended `retention` seconds ago."""
+    return await executions.purge_ended(retention) if executions.owner else 0
 
 
 async def serve(settings: Settings) -> None:
