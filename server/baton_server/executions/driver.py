@@ -61,10 +61,6 @@ MAX_LOADS = 64
 """Most directory loads one decision may need (more means the cache cannot keep up)."""
 
 
-class RunStoppedError(Exception):
-    """The run stopped (it ended, or the server is draining): write nothing more."""
-
-
 @dataclass
 class RunEnv:
     """What a run needs from the engine around it."""

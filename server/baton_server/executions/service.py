@@ -51,7 +51,6 @@ from baton_server.tracing import Tracing, traceparent
 
 log = logging.getLogger(__name__)
 
-AGENT_CACHE_SECONDS = 1.0
 RECENTLY_ENDED = 1000
 
 
