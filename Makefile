@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: install proto proto-check lint breaking format redis-server test run bench fuzz clean
+.PHONY: install proto proto-check lint breaking format redis-server test run bench fuzz chaos clean
 
 install: $(VENV)/.installed
 
@@ -76,6 +76,12 @@ clean:
 # Benchmarks: a real server process driven over gRPC; prints JSON figures.
 bench: install
 	$(BIN)/python bench/run.py
+
+# SIGKILLs a server at random moments under a mixed workload (fan-out, conditions, retries,
+# fallbacks), ROUNDS times, and checks nothing is lost, stuck or re-run after its success.
+ROUNDS ?= 20
+chaos: install
+	$(BIN)/python bench/chaos.py --rounds $(ROUNDS)
 
 # The request fuzzer for longer than CI runs it: FUZZ_EXAMPLES generated requests over every
 # RPC, with a fresh random seed each run (CI runs a fixed set of 600).
