@@ -273,6 +273,12 @@ SEEDS: dict[str, dict[str, Any]] = {
     "WaitExecution": {"name": "executions/known", "timeout": "0.5s"},
     "CancelExecution": {"name": "executions/known", "reason": "r"},
     "DeleteExecution": {"name": "executions/known", "requestId": "r1"},
+    "SignalExecution": {
+        "name": "executions/known",
+        "signal": "approved",
+        "payload": {"by": {"k": [1, "x"]}},
+        "requestId": "s1",
+    },
     "ListExecutionEvents": {"execution": "executions/known"},
 }
 

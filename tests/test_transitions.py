@@ -17,6 +17,7 @@ from baton_server.domain.definitions import (
     HandoffType,
     RetryPolicy,
     Step,
+    WaitFor,
     Workflow,
 )
 from baton_server.domain.events import payload_of
@@ -41,6 +42,7 @@ from baton_server.executions.decisions import (
     NotLoaded,
     RunAttempt,
     RunState,
+    SignalDelivered,
     SlotGranted,
     StopAttempt,
     Timer,
@@ -125,10 +127,17 @@ class Run:
     def step(self, step_id: str) -> StepRun:
         return self.execution.step(step_id)
 
-    def succeed(self, step_id: str, output: dict[str, Any] | None = None, **kw: Any) -> Decision:
+    def succeed(
+        self,
+        step_id: str,
+        output: dict[str, Any] | None = None,
+        at: float | None = None,
+        **kw: Any,
+    ) -> Decision:
         output = {"v": step_id} if output is None else output
         run = self.step(step_id)
-        return self.feed(AttemptSucceeded(step_id, run.attempt, output, len(str(output)), **kw))
+        event = AttemptSucceeded(step_id, run.attempt, output, len(str(output)), **kw)
+        return self.feed(event, at)
 
     def fail(
         self,
@@ -634,3 +643,63 @@ def test_an_output_mapping_error_fails_the_execution() -> None:
     run.succeed("s")
     assert run.state is ExecutionState.FAILED
     assert run.execution.error.type == failures.OUTPUT_MAPPING_ERROR  # type: ignore[union-attr]
+
+
+# Signals ---------------------------------------------------------------------------------
+
+
+def waiting(step_id: str = "approve", **wait: Any) -> Step:
+    return Step(id=step_id, wait_for=WaitFor(signal="approved", **wait), depends_on=["draft"])
+
+
+def test_a_waiting_step_takes_the_signal_it_waits_for() -> None:
+    run = Run([Step(id="draft", agent="a"), waiting()])
+    run.feed(Begin())
+    decision = run.succeed("draft")
+    assert run.step("approve").state is StepState.WAITING
+    assert started(decision) == []  # no agent runs
+    signalled = run.feed(SignalDelivered("approved", {"by": "ana"}, "r1"))
+    assert kinds(signalled)[:2] == ["SIGNAL_RECEIVED", "STEP_SUCCEEDED:approve"]
+    assert payload_of(signalled.events[0]).taken_by == "approve"  # type: ignore[attr-defined]
+    assert run.state is ExecutionState.SUCCEEDED
+    assert run.execution.output == {"approve": {"by": "ana"}}
+    assert run.feed(SignalDelivered("approved", {}, "r1")).empty  # the run is over
+
+
+def test_a_signal_that_comes_first_waits_for_its_step() -> None:
+    run = Run([Step(id="draft", agent="a"), waiting()])
+    run.feed(Begin())
+    early = run.feed(SignalDelivered("approved", {"early": True}))
+    assert payload_of(early.events[0]).taken_by == ""  # type: ignore[attr-defined]
+    assert run.execution.signals == [{"signal": "approved", "payload": {"early": True}}]
+    run.succeed("draft")
+    assert run.step("approve").output == {"early": True}
+    assert run.execution.signals == []
+    assert run.state is ExecutionState.SUCCEEDED
+
+
+def test_when_picks_the_signals_a_step_takes_and_repeats_deliver_nothing() -> None:
+    run = Run([Step(id="draft", agent="a"), waiting(when="signal.ok == true")])
+    run.feed(Begin())
+    run.succeed("draft")
+    run.feed(SignalDelivered("approved", {"ok": False}, "r1"))
+    run.feed(SignalDelivered("other", {"ok": True}, "r2"))
+    assert run.step("approve").state is StepState.WAITING  # neither matched
+    assert [s["signal"] for s in run.execution.signals] == ["approved", "other"]
+    assert run.feed(SignalDelivered("approved", {"ok": True}, "r1")).empty  # r1 again
+    run.feed(SignalDelivered("approved", {"ok": True}, "r3"))
+    assert run.step("approve").output == {"ok": True}
+    assert run.execution.signal_requests == ["r1", "r2", "r3"]
+
+
+def test_a_signal_that_does_not_come_in_time_fails_the_step() -> None:
+    run = Run([Step(id="draft", agent="a"), waiting(timeout=60.0)])
+    run.feed(Begin())
+    decision = run.succeed("draft", at=T0 + 5)
+    timer = Timer(TimerKind.SIGNAL_TIMEOUT, "approve")
+    assert timers(decision) == {timer: T0 + 65}
+    resumed = run.feed(Begin(), at=T0 + 30)  # a restart keeps the original deadline
+    assert timers(resumed)[timer] == T0 + 65
+    run.feed(TimerFired(timer), at=T0 + 65)
+    assert run.step("approve").error.type == failures.SIGNAL_TIMEOUT  # type: ignore[union-attr]
+    assert run.state is ExecutionState.FAILED

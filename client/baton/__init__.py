@@ -29,7 +29,7 @@ from baton.v1.common_pb2 import Failure, RetryPolicy
 from baton.v1.event_pb2 import EventType, ExecutionEvent
 from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
-from baton.v1.workflow_pb2 import Step, Workflow
+from baton.v1.workflow_pb2 import Step, WaitFor, Workflow
 
 __version__ = "0.4.0"
 
@@ -73,6 +73,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "WaitFor",
     "Worker",
     "WorkerRuntime",
     "Workflow",

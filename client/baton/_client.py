@@ -486,6 +486,24 @@ class Executions:
         )
         return MessageView(await self._client._call(self._stub.CancelExecution, request))
 
+    async def signal(
+        self,
+        name: str,
+        signal: str,
+        payload: dict[str, Any] | struct_pb2.Struct | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> MessageView[execution_pb2.Execution]:
+        """Delivers `signal` with `payload` to an execution that has not ended: a step
+        waiting for it takes it, else it waits for one. Safe to retry (request_id)."""
+        request = execution_pb2.SignalExecutionRequest(
+            name=_name("executions", name),
+            signal=signal,
+            payload=_struct(payload),
+            request_id=_request_id(request_id),
+        )
+        return MessageView(await self._client._call(self._stub.SignalExecution, request))
+
     async def delete(self, name: str, *, request_id: str | None = None) -> None:
         """Deletes an ended execution with its event log; FailedPreconditionError
         (EXECUTION_NOT_TERMINAL) while it runs."""

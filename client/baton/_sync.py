@@ -362,6 +362,17 @@ class SyncExecutions:
         """See `Executions.cancel`."""
         return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
 
+    def signal(
+        self,
+        name: str,
+        signal: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> MessageView[execution_pb2.Execution]:
+        """See `Executions.signal`."""
+        return self._loop.run(self._async.signal(name, signal, payload, request_id=request_id))
+
     def delete(self, name: str, *, request_id: str | None = None) -> None:
         """See `Executions.delete`."""
         self._loop.run(self._async.delete(name, request_id=request_id))

@@ -204,6 +204,12 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     delete.set_defaults(handler=_delete)
 
+    signal = commands.add_parser("signal", help="deliver a signal to an execution")
+    signal.add_argument("execution")
+    signal.add_argument("signal", help="its name, as the waiting step's wait_for names it")
+    signal.add_argument("--payload", default="{}", help="what it carries, as JSON")
+    signal.set_defaults(handler=_signal)
+
     cancel = commands.add_parser("cancel", help="cancel an execution")
     cancel.add_argument("execution")
     cancel.add_argument("--reason", default="cancelled from the command line")
@@ -415,6 +421,13 @@ def _get_like(message: Message, output: str, out: TextIO) -> int:
     return 0
 
 
+def _signal(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    payload = _json_arg(args.payload, "--payload")
+    execution = client.executions.signal(args.execution, args.signal, payload).proto
+    _print_execution(out, args.output, execution)
+    return 0
+
+
 def _delete(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     collection = KINDS[args.kind]
     getattr(client, collection).delete(_name(collection, args.name))
@@ -490,6 +503,9 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
                 file=out,
             )
             out.flush()
+        elif event.type == event_pb2.EVENT_TYPE_SIGNAL_RECEIVED:
+            print(f"signal{_event_detail(event)}", file=out)
+            out.flush()
         elif event.type in _END_EVENTS:
             print(f"execution {_END_EVENTS[event.type]}{_event_detail(event)}", file=out)
             out.flush()
@@ -551,6 +567,10 @@ def _event_detail(event: event_pb2.ExecutionEvent) -> str:
         return f": {event.fallback_activated.from_agent} -> {event.fallback_activated.to_agent}"
     if kind == "handoff":
         return f": {event.handoff.source_agent} -> {event.handoff.target_agent}"
+    if kind == "signal_received":
+        taken = event.signal_received.taken_by
+        where = f", taken by {taken}" if taken else ", kept for a step that waits for it"
+        return f": {event.signal_received.signal}{where}"
     if kind == "step_interrupted":
         return f" (attempt {event.attempt}, {event.step_interrupted.agent})"
     if kind == "execution_cancelled":

@@ -89,6 +89,7 @@ class StepRun(_message.Message):
         STATE_SKIPPED: _ClassVar[StepRun.State]
         STATE_CANCELLED: _ClassVar[StepRun.State]
         STATE_TIMED_OUT: _ClassVar[StepRun.State]
+        STATE_WAITING: _ClassVar[StepRun.State]
     STATE_UNSPECIFIED: StepRun.State
     STATE_PENDING: StepRun.State
     STATE_SCHEDULED: StepRun.State
@@ -99,6 +100,7 @@ class StepRun(_message.Message):
     STATE_SKIPPED: StepRun.State
     STATE_CANCELLED: StepRun.State
     STATE_TIMED_OUT: StepRun.State
+    STATE_WAITING: StepRun.State
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +242,18 @@ class CancelExecutionRequest(_message.Message):
     reason: str
     request_id: str
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SignalExecutionRequest(_message.Message):
+    __slots__ = ("name", "signal", "payload", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    signal: str
+    payload: _struct_pb2.Struct
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., signal: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteExecutionRequest(_message.Message):
     __slots__ = ("name", "request_id")

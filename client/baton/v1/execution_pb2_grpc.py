@@ -77,6 +77,11 @@ class ExecutionServiceStub:
                 request_serializer=baton_dot_v1_dot_execution__pb2.DeleteExecutionRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SignalExecution = channel.unary_unary(
+                '/baton.v1.ExecutionService/SignalExecution',
+                request_serializer=baton_dot_v1_dot_execution__pb2.SignalExecutionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -147,6 +152,16 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignalExecution(self, request, context):
+        """Delivers a named payload to an execution that has not ended. It is stored with a
+        SIGNAL_RECEIVED event before the call returns; a step waiting for it takes it, else it
+        waits for one (steps take signals in the order they came). A repeated `request_id`
+        delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +204,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.DeleteExecution,
                     request_deserializer=baton_dot_v1_dot_execution__pb2.DeleteExecutionRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SignalExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalExecution,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.SignalExecutionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -408,6 +428,33 @@ class ExecutionService:
             '/baton.v1.ExecutionService/DeleteExecution',
             baton_dot_v1_dot_execution__pb2.DeleteExecutionRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/SignalExecution',
+            baton_dot_v1_dot_execution__pb2.SignalExecutionRequest.SerializeToString,
+            baton_dot_v1_dot_execution__pb2.Execution.FromString,
             options,
             channel_credentials,
             insecure,

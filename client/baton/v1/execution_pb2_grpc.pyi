@@ -64,6 +64,12 @@ class ExecutionServiceStub:
     FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
     first.
     """
+    SignalExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.SignalExecutionRequest, _execution_pb2.Execution]
+    """Delivers a named payload to an execution that has not ended. It is stored with a
+    SIGNAL_RECEIVED event before the call returns; a step waiting for it takes it, else it
+    waits for one (steps take signals in the order they came). A repeated `request_id`
+    delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -98,6 +104,12 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """Deletes an execution that has ended, with its step runs and event log.
     FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
     first.
+    """
+    SignalExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.SignalExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    """Delivers a named payload to an execution that has not ended. It is stored with a
+    SIGNAL_RECEIVED event before the call returns; a step waiting for it takes it, else it
+    waits for one (steps take signals in the order they came). A repeated `request_id`
+    delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
     """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -178,6 +190,18 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes an execution that has ended, with its step runs and event log.
         FAILED_PRECONDITION (reason EXECUTION_NOT_TERMINAL) while it has not ended: cancel it
         first.
+        """
+
+    @_abc_1.abstractmethod
+    def SignalExecution(
+        self,
+        request: _execution_pb2.SignalExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]:
+        """Delivers a named payload to an execution that has not ended. It is stored with a
+        SIGNAL_RECEIVED event before the call returns; a step waiting for it takes it, else it
+        waits for one (steps take signals in the order they came). A repeated `request_id`
+        delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
         """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,6 +13,7 @@ from baton.v1 import common_pb2, event_pb2, execution_pb2, execution_pb2_grpc
 from baton_server.api.convert import (
     dict_to_struct,
     duration,
+    optional_struct,
     parse_name,
     seconds_of,
     struct_to_dict,
@@ -34,7 +35,7 @@ from baton_server.domain.executions import (
 )
 from baton_server.errors import invalid_field, raise_if_invalid
 from baton_server.executions.service import Executions, StartOptions
-from baton_server.language.validation import check_labels
+from baton_server.language.validation import SIGNAL_NAME, check_labels
 from baton_server.limits import MAX_LIST_ITEMS, MAX_REASON
 from baton_server.storage.executions import ExecutionFilter
 
@@ -212,6 +213,12 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
                     fields=dict_to_struct(p.fields),
                 )
             )
+        case ev.SignalReceived():
+            message.signal_received.CopyFrom(
+                event_pb2.SignalReceived(
+                    signal=p.signal, payload=dict_to_struct(p.payload), taken_by=p.taken_by
+                )
+            )
         case ev.StepInterrupted():
             message.step_interrupted.CopyFrom(
                 event_pb2.StepInterrupted(agent=p.agent, reason=p.reason)
@@ -331,6 +338,17 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if len(request.reason) > MAX_REASON:
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
         execution = await self._executions.cancel(execution_id, request.reason, info)
+        return execution_to_proto(execution)
+
+    async def SignalExecution(
+        self, request: execution_pb2.SignalExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("SignalExecution", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        if not SIGNAL_NAME.fullmatch(request.signal):
+            raise invalid_field("signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
+        payload = optional_struct(request, "payload", "payload") or {}
+        execution = await self._executions.signal(execution_id, request.signal, payload, info)
         return execution_to_proto(execution)
 
     async def DeleteExecution(

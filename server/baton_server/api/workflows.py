@@ -23,7 +23,7 @@ from baton_server.api.enums import enum_to_domain, enum_to_proto
 from baton_server.api.requests import PageTokens, filter_words, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.definitions.service import WORKFLOW_FIELDS, Definitions, etag_of
-from baton_server.domain.definitions import RetryPolicy, Step, Workflow, WorkflowState
+from baton_server.domain.definitions import RetryPolicy, Step, WaitFor, Workflow, WorkflowState
 from baton_server.domain.ids import new_id
 from baton_server.errors import invalid_field
 
@@ -64,9 +64,18 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
             jitter=p.jitter,
             non_retryable_error_types=list(p.non_retryable_error_types),
         )
+    wait_for = None
+    if message.HasField("wait_for"):
+        w = message.wait_for
+        wait_for = WaitFor(
+            signal=w.signal,
+            timeout=seconds_of(w, "timeout", f"{field}.wait_for.timeout"),
+            when=w.when,
+        )
     return Step(
         id=message.id,
         display_name=message.display_name,
+        wait_for=wait_for,
         agent=agent_ref(message.agent),
         capability=message.capability,
         input_mapping=optional_struct(message, "input_mapping", f"{field}.input_mapping"),
@@ -110,7 +119,15 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
         fallback_agents=[f"agents/{a}" for a in step.fallback_agents],
         timeout=duration(step.timeout),
     )
-    if step.capability:
+    if step.wait_for is not None:
+        message.wait_for.CopyFrom(
+            workflow_pb2.WaitFor(
+                signal=step.wait_for.signal,
+                timeout=duration(step.wait_for.timeout),
+                when=step.wait_for.when,
+            )
+        )
+    elif step.capability:
         message.capability = step.capability
     else:
         message.agent = f"agents/{step.agent}"

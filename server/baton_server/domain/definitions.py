@@ -125,8 +125,19 @@ class RetryPolicy:
 
 
 @dataclass
+class WaitFor:
+    """What a waiting step waits for: a signal by name, for at most `timeout` seconds,
+    taking only signals for which `when` (CEL over `signal`) holds."""
+
+    signal: str
+    timeout: float | None = None
+    when: str = ""
+
+
+@dataclass
 class Step:
-    """One node of a workflow DAG; exactly one of `agent` (an id) and `capability` is set."""
+    """One node of a workflow DAG; exactly one of `agent` (an id), `capability` and
+    `wait_for` is set."""
 
     id: str
     display_name: str = ""
@@ -139,12 +150,20 @@ class Step:
     timeout: float | None = None
     retry_policy: RetryPolicy | None = None
     fallback_agents: list[str] = field(default_factory=list)
+    wait_for: WaitFor | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Step:
         """Builds a step from its stored document."""
         policy = doc.get("retry_policy")
-        return cls(**{**doc, "retry_policy": RetryPolicy(**policy) if policy else None})
+        wait_for = doc.get("wait_for")
+        return cls(
+            **{
+                **doc,
+                "retry_policy": RetryPolicy(**policy) if policy else None,
+                "wait_for": WaitFor(**wait_for) if wait_for else None,
+            }
+        )
 
 
 @dataclass

@@ -183,6 +183,15 @@ class StepInterrupted(Payload):
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SignalReceived(Payload):
+    kind = EventType.SIGNAL_RECEIVED
+    signal: str = ""
+    payload: dict[str, Any] | None = None
+    taken_by: str = ""
+    """The waiting step that took it ('' while it waits for one)."""
+
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -204,6 +213,7 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         OutputDelta,
         Log,
         StepInterrupted,
+        SignalReceived,
     )
 }
 

@@ -38,6 +38,7 @@ class StepState(enum.StrEnum):
     SKIPPED = "SKIPPED"
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
+    WAITING = "WAITING"
 
     @property
     def terminal(self) -> bool:
@@ -77,6 +78,7 @@ class EventType(enum.StrEnum):
     STEP_OUTPUT_DELTA = "STEP_OUTPUT_DELTA"
     LOG = "LOG"
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
+    SIGNAL_RECEIVED = "SIGNAL_RECEIVED"
 
     @property
     def terminal(self) -> bool:
@@ -239,6 +241,12 @@ class Execution:
     trace: bool = False
     traceparent: str = ""
     """The W3C trace context it was started in ('' when not traced): its spans join it."""
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    """Signals delivered that no step has taken yet, in the order they came
+    ({"signal": name, "payload": {...}})."""
+    signal_requests: list[str] = field(default_factory=list)
+    """The request ids of the signals delivered (the latest MAX_SIGNAL_REQUESTS), so that a
+    repeated request delivers nothing more."""
     labels: dict[str, str] = field(default_factory=dict)
     steps: list[StepRun] = field(default_factory=list)
     create_time: float = 0.0
@@ -256,6 +264,8 @@ class Execution:
             "timeout": self.timeout,
             "trace": self.trace,
             "traceparent": self.traceparent,
+            "signals": self.signals,
+            "signal_requests": self.signal_requests,
             "labels": self.labels,
         }
 

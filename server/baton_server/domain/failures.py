@@ -11,6 +11,8 @@ from __future__ import annotations
 # Attempts
 STEP_TIMEOUT = "STEP_TIMEOUT"
 """The attempt ran past the step's timeout (retryable)."""
+SIGNAL_TIMEOUT = "SIGNAL_TIMEOUT"
+"""A waiting step's signal did not come within its wait_for timeout."""
 INTERRUPTED = "INTERRUPTED"
 """The server stopped during the attempt; it was delivered again with the same number."""
 CANCELLED = "CANCELLED"

@@ -51,12 +51,26 @@ class SlotGranted:
     step_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class SignalDelivered:
+    """SignalExecution delivered a signal (`request_id` '' when the caller gave none)."""
+
+    signal: str
+    payload: dict[str, Any]
+    request_id: str = ""
+
+
+MAX_SIGNAL_REQUESTS = 1000
+"""How many signal request ids an execution remembers (for repeated requests)."""
+
+
 class TimerKind(enum.StrEnum):
     """What a timer is for."""
 
     EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
     STEP_TIMEOUT = "STEP_TIMEOUT"
     RETRY = "RETRY"
+    SIGNAL_TIMEOUT = "SIGNAL_TIMEOUT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +108,7 @@ Input = (
     | AttemptSucceeded
     | AttemptFailed
     | SlotGranted
+    | SignalDelivered
     | TimerFired
     | CancelRequested
     | EngineFailed

@@ -24,7 +24,7 @@ from baton_server.domain import failures
 from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
 from baton_server.domain.definitions import Agent
 from baton_server.domain.events import Log, OutputDelta, Payload, new_event
-from baton_server.domain.executions import Event, EventType, Execution, Failure
+from baton_server.domain.executions import Event, EventType, Execution, Failure, StepState
 from baton_server.executions.decisions import (
     ArmTimer,
     AttemptFailed,
@@ -40,6 +40,7 @@ from baton_server.executions.decisions import (
     NotLoaded,
     RunAttempt,
     RunState,
+    SignalDelivered,
     SlotGranted,
     StopAttempt,
     Timer,
@@ -129,6 +130,11 @@ class RunDriver:
         await self._apply([CancelRequested(reason)])
         return self.execution.state.terminal
 
+    async def signal(self, signal: str, payload: dict[str, Any], request_id: str) -> bool:
+        """Delivers a signal (written before this returns); False when the execution had
+        already ended."""
+        return await self._apply([SignalDelivered(signal, payload, request_id)])
+
     async def drain(self, grace: float) -> None:
         """Server shutdown: starts nothing new, lets running attempts finish within `grace`
         (their results are written), then stops without ending the execution; it resumes
@@ -166,7 +172,13 @@ class RunDriver:
                     continue
                 if self._draining and not self._attempts:
                     return
-                if not (self._attempts or self._timers or self._slot_waits or self._draining):
+                if not (
+                    self._attempts
+                    or self._timers
+                    or self._slot_waits
+                    or self._draining
+                    or any(run.state is StepState.WAITING for run in self.execution.steps)
+                ):
                     raise RuntimeError("the execution waits for nothing")
                 self._wake.clear()
                 await self._wake.wait()
@@ -185,11 +197,12 @@ class RunDriver:
         self._inputs.append(event)
         self._wake.set()
 
-    async def _apply(self, inputs: list[Input]) -> None:
-        """Decides `inputs`, writes the decision, then carries it out."""
+    async def _apply(self, inputs: list[Input]) -> bool:
+        """Decides `inputs`, writes the decision, then carries it out; False when the
+        execution had already ended (nothing was decided)."""
         async with self._lock:
             if self.execution.state.terminal:
-                return
+                return False
             decision = await self._decide_all(inputs)
             try:
                 await self._write(decision.fields, list(decision.steps.values()), decision.events)
@@ -197,6 +210,7 @@ class RunDriver:
                 self.release()
                 raise
             self._carry_out(decision)
+            return True
 
     async def _decide_all(self, inputs: list[Input]) -> Decision:
         """Decides the inputs in turn, each on the state the ones before it left; a slot

@@ -74,6 +74,8 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
         timeout=doc.get("timeout"),
         trace=doc.get("trace", False),
         traceparent=doc.get("traceparent", ""),
+        signals=doc.get("signals", []),
+        signal_requests=doc.get("signal_requests", []),
         labels=doc.get("labels", {}),
         steps=[StepRun.from_doc(s.doc) for s in steps],
         create_time=row.create_time,

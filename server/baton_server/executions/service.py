@@ -20,7 +20,12 @@ from baton_server.cluster.lease import EngineLease
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
 from baton_server.domain.definitions import Workflow, WorkflowState
-from baton_server.domain.events import ExecutionCancelled, ExecutionQueued, new_event
+from baton_server.domain.events import (
+    ExecutionCancelled,
+    ExecutionQueued,
+    SignalReceived,
+    new_event,
+)
 from baton_server.domain.executions import (
     Event,
     EventType,
@@ -36,6 +41,7 @@ from baton_server.errors import BatonError, Code, invalid_field, not_found
 from baton_server.events.hub import EventHub
 from baton_server.events.streams import Streams
 from baton_server.executions.decisions import (
+    MAX_SIGNAL_REQUESTS,
     Limits,
 )
 from baton_server.executions.directory import AgentDirectory
@@ -52,6 +58,8 @@ from baton_server.tracing import Tracing, traceparent
 log = logging.getLogger(__name__)
 
 RECENTLY_ENDED = 1000
+MAX_BUFFERED_SIGNALS = 100
+"""Most signals an execution keeps that no step has taken yet."""
 
 
 @dataclass(frozen=True)
@@ -153,14 +161,7 @@ class Executions:
             raise BatonError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down")
         if options.timeout is not None and options.timeout <= 0:
             raise invalid_field("timeout", "must be positive")
-        size = len(orjson.dumps(value))
-        if size > self._env.limits.max_output_bytes:
-            raise invalid_field(
-                "input",
-                f"is {size} bytes as JSON; at most {self._env.limits.max_output_bytes} "
-                "(BATON_MAX_OUTPUT_BYTES)",
-                "PAYLOAD_TOO_LARGE",
-            )
+        self._check_size(value, "input")
         workflow = await self.definitions.get_workflow(workflow_id, revision)
         if workflow.state is not WorkflowState.ACTIVE:
             raise BatonError(
@@ -265,6 +266,66 @@ class Executions:
             self._notify(execution_id)
             return execution
         raise _already_terminal(await self.get(execution_id))
+
+    async def signal(
+        self, execution_id: str, signal: str, payload: dict[str, Any], request: RequestInfo
+    ) -> Execution:
+        """Delivers a signal to an execution that has not ended: stored before this
+        returns, taken by a step waiting for it or kept for one."""
+        if self.scheduler.stopping:
+            raise BatonError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down")
+        self._check_size(payload, "payload")
+        execution = await self.get(execution_id)
+        if execution.state.terminal:
+            raise _already_terminal(execution)
+        if len(execution.signals) >= MAX_BUFFERED_SIGNALS:
+            raise BatonError(
+                Code.FAILED_PRECONDITION,
+                "TOO_MANY_SIGNALS",
+                f"execution {execution_id!r} holds {len(execution.signals)} signals no step "
+                "has taken; it takes no more",
+                metadata={"name": f"executions/{execution_id}"},
+            )
+        run = self.scheduler.runs.get(execution_id)
+        if run is not None:
+            if not await run.signal(signal, payload, request.request_id):
+                raise _already_terminal(run.execution)
+            return run.execution
+        queued = self.scheduler.queued.get(execution_id)
+        if queued is None:
+            raise BatonError(
+                Code.UNAVAILABLE,
+                "ENGINE_ELSEWHERE",
+                "this server process does not run executions now; signal the one that does",
+                metadata={"name": f"executions/{execution_id}"},
+            )
+        if request.request_id and request.request_id in queued.signal_requests:
+            return queued
+        written = await self.journal.record(
+            queued,
+            fields={
+                "signals": [*queued.signals, {"signal": signal, "payload": payload}],
+                "signal_requests": [*queued.signal_requests, request.request_id][
+                    -MAX_SIGNAL_REQUESTS:
+                ]
+                if request.request_id
+                else queued.signal_requests,
+            },
+            events=[new_event(SignalReceived(signal, payload))],
+        )
+        self._publish(written)
+        return queued
+
+    def _check_size(self, value: dict[str, Any], field: str) -> None:
+        """A payload may be as large as a step output, as JSON."""
+        size = len(orjson.dumps(value))
+        limit = self._env.limits.max_output_bytes
+        if size > limit:
+            raise invalid_field(
+                field,
+                f"is {size} bytes as JSON; at most {limit} (BATON_MAX_OUTPUT_BYTES)",
+                "PAYLOAD_TOO_LARGE",
+            )
 
     async def delete(self, execution_id: str, request: RequestInfo) -> None:
         """Deletes an execution that has ended, with its steps and event log."""

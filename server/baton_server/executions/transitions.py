@@ -36,6 +36,7 @@ from baton_server.domain.events import (
     ExecutionTimedOut,
     FallbackActivated,
     Payload,
+    SignalReceived,
     StepFailed,
     StepInterrupted,
     StepRetrying,
@@ -55,6 +56,7 @@ from baton_server.domain.executions import (
 )
 from baton_server.executions import handoffs
 from baton_server.executions.decisions import (
+    MAX_SIGNAL_REQUESTS,
     ArmTimer,
     AttemptFailed,
     AttemptSucceeded,
@@ -69,6 +71,7 @@ from baton_server.executions.decisions import (
     RefusedError,
     RunAttempt,
     RunState,
+    SignalDelivered,
     SlotGranted,
     StopAttempt,
     Timer,
@@ -93,6 +96,8 @@ def decide(state: RunState, event: Input, now: float, directory: Directory) -> D
             decider.attempt_failed(event)
         case SlotGranted():
             decider.slot_granted(event.step_id)
+        case SignalDelivered():
+            decider.signal_delivered(event)
         case TimerFired():
             decider.timer_fired(event.timer)
         case CancelRequested():
@@ -171,6 +176,8 @@ class _Decider:
                 self.restart(step, self.redelivered(run))
             elif run.state is StepState.SCHEDULED:
                 self.restart(step, run)
+            elif run.state is StepState.WAITING:
+                self.keep_waiting(step, run)
 
     def redelivered(self, run: StepRun) -> StepRun:
         """A step that was running when the server stopped, ready to start again. An attempt
@@ -248,6 +255,24 @@ class _Decider:
             return  # the driver gives the slot back
         self.restart(self.plan.steps[step_id], run, slot_held=True)
 
+    def signal_delivered(self, event: SignalDelivered) -> None:
+        seen = self.state.field("signal_requests")
+        if event.request_id:
+            if event.request_id in seen:
+                return  # delivered before: nothing more
+            self.decision.fields["signal_requests"] = [*seen, event.request_id][
+                -MAX_SIGNAL_REQUESTS:
+            ]
+        signal = {"signal": event.signal, "payload": event.payload}
+        for step in self.plan.workflow.steps:
+            run = self.run(step.id)
+            if run.state is StepState.WAITING and self.matches(step, signal):
+                self.emit(SignalReceived(event.signal, event.payload, step.id))
+                self.take(step, run, signal)
+                return
+        self.emit(SignalReceived(event.signal, event.payload))
+        self.decision.fields["signals"] = [*self.buffered(), signal]
+
     def timer_fired(self, timer: Timer) -> None:
         if timer.kind is TimerKind.EXECUTION_TIMEOUT:
             timeout = self.execution.timeout
@@ -264,6 +289,18 @@ class _Decider:
         if run.attempt != timer.attempt:
             return  # a timer of an attempt that is over
         step = self.plan.steps[run.step_id]
+        if timer.kind is TimerKind.SIGNAL_TIMEOUT:
+            if run.state is StepState.WAITING and step.wait_for is not None:
+                waited = step.wait_for.timeout or 0
+                self.fail_step(
+                    run,
+                    Failure(
+                        failures.SIGNAL_TIMEOUT,
+                        f"no signal {step.wait_for.signal!r} came within {waited:g}s",
+                        non_retryable=True,
+                    ),
+                )
+            return
         if timer.kind is TimerKind.STEP_TIMEOUT and run.state is StepState.RUNNING:
             self.command(StopAttempt(step.id))
             failure = Failure(
@@ -326,7 +363,16 @@ class _Decider:
         self.emit(StepSkipped(reason), run.step_id)
 
     def schedule(self, step: Step, run: StepRun, agent_input: dict[str, Any]) -> None:
-        """A ready step is scheduled, and its first attempt starts when it can."""
+        """A ready step is scheduled, and its first attempt starts when it can (a waiting
+        step takes a signal that came already, or waits for one)."""
+        if step.wait_for is not None:
+            self.emit(StepScheduled(""), step.id)
+            waiting = run.evolve(
+                state=StepState.WAITING, schedule_time=self.now, start_time=self.now
+            )
+            self.put(waiting)
+            self.keep_waiting(step, waiting)
+            return
         agent = self.agent_at(step, 0, run)
         scheduled = run.evolve(
             state=StepState.SCHEDULED,
@@ -382,6 +428,52 @@ class _Decider:
                 self.decision.steps[run.position] = run.evolve(
                     state=StepState.CANCELLED, end_time=self.now
                 )
+
+    # Signals ----------------------------------------------------------------------------
+
+    def keep_waiting(self, step: Step, run: StepRun) -> None:
+        """A waiting step takes the first buffered signal it matches, else (re)arms its
+        timeout, counted from when it began to wait."""
+        assert step.wait_for is not None
+        buffered = self.buffered()
+        for i, signal in enumerate(buffered):
+            if self.matches(step, signal):
+                self.decision.fields["signals"] = buffered[:i] + buffered[i + 1 :]
+                self.take(step, run, signal)
+                return
+        if step.wait_for.timeout:
+            at = run.start_time + step.wait_for.timeout
+            self.command(ArmTimer(Timer(TimerKind.SIGNAL_TIMEOUT, step.id), at))
+
+    def take(self, step: Step, run: StepRun, signal: dict[str, Any]) -> None:
+        """The waiting step succeeds with the signal's payload (through its output_mapping)."""
+        payload = signal["payload"]
+        try:
+            output = self.step_output(step, payload, -1)
+        except RefusedError as error:
+            self.fail_step(run, error.failure)
+            return
+        self.put(self.ended(run, StepState.SUCCEEDED, output=output))
+        self.emit(StepSucceeded(output), run.step_id)
+
+    def matches(self, step: Step, signal: dict[str, Any]) -> bool:
+        """True when the waiting step takes this signal: its name, and its `when`."""
+        if step.wait_for is None or signal["signal"] != step.wait_for.signal:
+            return False
+        condition = self.plan.signal_conditions.get(step.id)
+        if condition is None:
+            return True
+        try:
+            return condition.execute({**self.scope(), "signal": signal["payload"]}) is True
+        except Exception:  # a condition that cannot be evaluated does not hold
+            return False
+
+    def buffered(self) -> list[dict[str, Any]]:
+        """The signals no step has taken yet, as decided so far."""
+        signals: list[dict[str, Any]] = self.decision.fields.get(
+            "signals", self.state.field("signals")
+        )
+        return signals
 
     # Attempts ---------------------------------------------------------------------------
 

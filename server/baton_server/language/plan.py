@@ -21,6 +21,8 @@ class Plan:
     workflow: Workflow
     steps: dict[str, Step]
     conditions: dict[str, cel.Program]
+    signal_conditions: dict[str, cel.Program]
+    """The `wait_for.when` conditions, by step."""
     backoffs: dict[str, Backoff]
     sinks: tuple[str, ...]
     dependents: dict[str, tuple[str, ...]]
@@ -45,6 +47,11 @@ def build_plan(workflow: Workflow) -> Plan:
         workflow=workflow,
         steps=steps,
         conditions={s.id: compile_condition(s.when) for s in workflow.steps if s.when},
+        signal_conditions={
+            s.id: compile_condition(s.wait_for.when)
+            for s in workflow.steps
+            if s.wait_for is not None and s.wait_for.when
+        },
         backoffs={s.id: Backoff.from_policy(s.retry_policy) for s in workflow.steps},
         sinks=tuple(s.id for s in workflow.steps if not dependents[s.id]),
         dependents={k: tuple(v) for k, v in dependents.items()},

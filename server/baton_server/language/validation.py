@@ -58,6 +58,8 @@ _BASE_URL = re.compile(r"https?://[^\s/]+(?:/\S*)?")
 MAX_BACKOFF_COEFFICIENT = 100.0
 
 STEP_CONDITION_VARIABLES = frozenset({"input", "steps", "execution"})
+SIGNAL_CONDITION_VARIABLES = STEP_CONDITION_VARIABLES | {"signal"}
+SIGNAL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 HANDOFF_CONDITION_VARIABLES = frozenset({"source_output", "input"})
 COMPLETION = "completion"
 
@@ -280,6 +282,14 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
             found += _check_condition(
                 f"{field}.when", step.when, STEP_CONDITION_VARIABLES, step, reads
             )
+        if step.wait_for is not None and step.wait_for.when:
+            found += _check_condition(
+                f"{field}.wait_for.when",
+                step.wait_for.when,
+                SIGNAL_CONDITION_VARIABLES,
+                step,
+                reads,
+            )
     found += _check_mapping(
         "workflow.output_mapping",
         workflow.output_mapping,
@@ -293,6 +303,8 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
 
 def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found = _check_text(f"{field}.display_name", step.display_name, MAX_DISPLAY_NAME)
+    if step.wait_for is not None:
+        return found + _check_waiting_step(field, step)
     if step.agent and step.capability:
         found.append(_v(f"{field}.capability", "set either agent or capability, not both"))
     elif step.capability:
@@ -306,6 +318,30 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found += _check_duration(f"{field}.timeout", step.timeout)
     if step.retry_policy is not None:
         found += _check_retry_policy(f"{field}.retry_policy", step.retry_policy)
+    return found
+
+
+def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
+    """A `wait_for` step: a signal name, a timeout in range, and none of what only steps
+    with an agent use."""
+    assert step.wait_for is not None
+    found: list[FieldViolation] = []
+    if not SIGNAL_NAME.fullmatch(step.wait_for.signal):
+        found.append(
+            _v(f"{field}.wait_for.signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
+        )
+    found += _check_duration(f"{field}.wait_for.timeout", step.wait_for.timeout)
+    found += _check_count(f"{field}.depends_on", step.depends_on, MAX_DEPENDENCIES)
+    for name, used in (
+        ("agent", step.agent),
+        ("capability", step.capability),
+        ("timeout", step.timeout is not None),
+        ("retry_policy", step.retry_policy is not None),
+        ("fallback_agents", step.fallback_agents),
+        ("input_mapping", step.input_mapping is not None),
+    ):
+        if used:
+            found.append(_v(f"{field}.{name}", "is not used by a wait_for step (it runs no agent)"))
     return found
 
 
