@@ -273,6 +273,8 @@ SEEDS: dict[str, dict[str, Any]] = {
     "WaitExecution": {"name": "executions/known", "timeout": "0.5s"},
     "CancelExecution": {"name": "executions/known", "reason": "r"},
     "DeleteExecution": {"name": "executions/known", "requestId": "r1"},
+    "PauseExecution": {"name": "executions/known", "reason": "r", "requestId": "p1"},
+    "ResumeExecution": {"name": "executions/known", "requestId": "p2"},
     "SignalExecution": {
         "name": "executions/known",
         "signal": "approved",

@@ -40,6 +40,8 @@ from baton_server.executions.decisions import (
     Input,
     Limits,
     NotLoaded,
+    PauseRequested,
+    ResumeRequested,
     RunAttempt,
     RunState,
     SignalDelivered,
@@ -703,3 +705,45 @@ def test_a_signal_that_does_not_come_in_time_fails_the_step() -> None:
     run.feed(TimerFired(timer), at=T0 + 65)
     assert run.step("approve").error.type == failures.SIGNAL_TIMEOUT  # type: ignore[union-attr]
     assert run.state is ExecutionState.FAILED
+
+
+# Pause and resume ------------------------------------------------------------------------
+
+
+def test_a_paused_execution_starts_nothing_until_resumed() -> None:
+    run = Run(
+        [
+            Step(id="s1", agent="a"),
+            Step(id="s2", agent="a", depends_on=["s1"]),
+            Step(id="r", agent="b", retry_policy=RetryPolicy(initial_interval=1.0)),
+        ]
+    )
+    run.feed(Begin())
+    paused = run.feed(PauseRequested("lunch"))
+    assert kinds(paused) == ["EXECUTION_PAUSED"]
+    assert run.state is ExecutionState.PAUSED
+    assert started(run.succeed("s1")) == []  # running attempts finish ...
+    assert run.step("s1").state is StepState.SUCCEEDED
+    assert run.step("s2").state is StepState.PENDING  # ... but nothing new starts
+    run.fail("r")
+    due = run.feed(TimerFired(Timer(TimerKind.RETRY, "r", 1)), at=T0 + 2)
+    assert started(due) == [] and run.step("r").state is StepState.SCHEDULED  # waits too
+    assert run.feed(PauseRequested("again")).empty
+    resumed = run.feed(ResumeRequested(), at=T0 + 5)
+    assert kinds(resumed)[0] == "EXECUTION_RESUMED"
+    assert sorted(started(resumed)) == [("r", 2, "b"), ("s2", 1, "a")]
+    assert run.state is ExecutionState.RUNNING
+
+
+def test_a_paused_execution_stays_paused_across_a_restart_and_can_be_cancelled() -> None:
+    run = Run([Step(id="s1", agent="a"), Step(id="s2", agent="a", depends_on=["s1"])])
+    run.feed(Begin())
+    run.feed(PauseRequested())
+    restarted = run.feed(Begin(), at=T0 + 10)  # s1's attempt was cut short by the restart
+    assert started(restarted) == []
+    assert run.step("s1").state is StepState.SCHEDULED
+    assert run.state is ExecutionState.PAUSED
+    assert started(run.feed(ResumeRequested())) == [("s1", 1, "a")]  # the same attempt number
+    run.feed(PauseRequested())
+    run.feed(CancelRequested("no longer needed"))
+    assert run.state is ExecutionState.CANCELLED

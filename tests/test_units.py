@@ -131,6 +131,8 @@ def test_every_event_payload_round_trips_through_its_document() -> None:
         events.Log("WARNING", "careful", {"k": "v"}),
         events.StepInterrupted("echo", "the server stopped"),
         events.SignalReceived("approved", {"by": "ana"}, "review"),
+        events.ExecutionPaused("lunch"),
+        events.ExecutionResumed(),
     ]
     assert {type(p).kind for p in samples} == set(EventType)  # one payload per kind
     for payload in samples:

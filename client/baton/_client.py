@@ -486,6 +486,26 @@ class Executions:
         )
         return MessageView(await self._client._call(self._stub.CancelExecution, request))
 
+    async def pause(
+        self, name: str, *, reason: str = "", request_id: str | None = None
+    ) -> MessageView[execution_pb2.Execution]:
+        """Pauses a RUNNING execution: no step starts until `resume` (running attempts
+        finish). FailedPreconditionError (EXECUTION_NOT_RUNNING) otherwise."""
+        request = execution_pb2.PauseExecutionRequest(
+            name=_name("executions", name), reason=reason, request_id=_request_id(request_id)
+        )
+        return MessageView(await self._client._call(self._stub.PauseExecution, request))
+
+    async def resume(
+        self, name: str, *, request_id: str | None = None
+    ) -> MessageView[execution_pb2.Execution]:
+        """Resumes a PAUSED execution. FailedPreconditionError (EXECUTION_NOT_PAUSED)
+        otherwise."""
+        request = execution_pb2.ResumeExecutionRequest(
+            name=_name("executions", name), request_id=_request_id(request_id)
+        )
+        return MessageView(await self._client._call(self._stub.ResumeExecution, request))
+
     async def signal(
         self,
         name: str,

@@ -362,6 +362,18 @@ class SyncExecutions:
         """See `Executions.cancel`."""
         return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
 
+    def pause(
+        self, name: str, *, reason: str = "", request_id: str | None = None
+    ) -> MessageView[execution_pb2.Execution]:
+        """See `Executions.pause`."""
+        return self._loop.run(self._async.pause(name, reason=reason, request_id=request_id))
+
+    def resume(
+        self, name: str, *, request_id: str | None = None
+    ) -> MessageView[execution_pb2.Execution]:
+        """See `Executions.resume`."""
+        return self._loop.run(self._async.resume(name, request_id=request_id))
+
     def signal(
         self,
         name: str,

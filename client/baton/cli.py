@@ -50,6 +50,10 @@ _END_EVENTS = {
     event_pb2.EVENT_TYPE_EXECUTION_CANCELLED: "cancelled",
     event_pb2.EVENT_TYPE_EXECUTION_TIMED_OUT: "timed out",
 }
+_PAUSE_EVENTS = {
+    event_pb2.EVENT_TYPE_EXECUTION_PAUSED: "paused",
+    event_pb2.EVENT_TYPE_EXECUTION_RESUMED: "resumed",
+}
 _DONE_STEP_STATES = {
     execution_pb2.StepRun.STATE_SUCCEEDED,
     execution_pb2.StepRun.STATE_FAILED,
@@ -209,6 +213,15 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("signal", help="its name, as the waiting step's wait_for names it")
     signal.add_argument("--payload", default="{}", help="what it carries, as JSON")
     signal.set_defaults(handler=_signal)
+
+    pause = commands.add_parser("pause", help="pause an execution (nothing new starts)")
+    pause.add_argument("execution")
+    pause.add_argument("--reason", default="paused from the command line")
+    pause.set_defaults(handler=_pause)
+
+    resume = commands.add_parser("resume", help="resume a paused execution")
+    resume.add_argument("execution")
+    resume.set_defaults(handler=_resume)
 
     cancel = commands.add_parser("cancel", help="cancel an execution")
     cancel.add_argument("execution")
@@ -421,6 +434,17 @@ def _get_like(message: Message, output: str, out: TextIO) -> int:
     return 0
 
 
+def _pause(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    execution = client.executions.pause(args.execution, reason=args.reason).proto
+    _print_execution(out, args.output, execution)
+    return 0
+
+
+def _resume(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    _print_execution(out, args.output, client.executions.resume(args.execution).proto)
+    return 0
+
+
 def _signal(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     payload = _json_arg(args.payload, "--payload")
     execution = client.executions.signal(args.execution, args.signal, payload).proto
@@ -506,8 +530,9 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
         elif event.type == event_pb2.EVENT_TYPE_SIGNAL_RECEIVED:
             print(f"signal{_event_detail(event)}", file=out)
             out.flush()
-        elif event.type in _END_EVENTS:
-            print(f"execution {_END_EVENTS[event.type]}{_event_detail(event)}", file=out)
+        elif event.type in _END_EVENTS or event.type in _PAUSE_EVENTS:
+            what = _END_EVENTS.get(event.type) or _PAUSE_EVENTS[event.type]
+            print(f"execution {what}{_event_detail(event)}", file=out)
             out.flush()
     final = client.executions.get(name).proto
     if output == "table":
@@ -573,6 +598,8 @@ def _event_detail(event: event_pb2.ExecutionEvent) -> str:
         return f": {event.signal_received.signal}{where}"
     if kind == "step_interrupted":
         return f" (attempt {event.attempt}, {event.step_interrupted.agent})"
+    if kind == "execution_paused":
+        return f": {event.execution_paused.reason}" if event.execution_paused.reason else ""
     if kind == "execution_cancelled":
         return f": {event.execution_cancelled.reason}" if event.execution_cancelled.reason else ""
     if kind == "execution_failed":

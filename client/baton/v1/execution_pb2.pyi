@@ -27,6 +27,7 @@ class Execution(_message.Message):
         STATE_FAILED: _ClassVar[Execution.State]
         STATE_CANCELLED: _ClassVar[Execution.State]
         STATE_TIMED_OUT: _ClassVar[Execution.State]
+        STATE_PAUSED: _ClassVar[Execution.State]
     STATE_UNSPECIFIED: Execution.State
     STATE_QUEUED: Execution.State
     STATE_RUNNING: Execution.State
@@ -34,6 +35,7 @@ class Execution(_message.Message):
     STATE_FAILED: Execution.State
     STATE_CANCELLED: Execution.State
     STATE_TIMED_OUT: Execution.State
+    STATE_PAUSED: Execution.State
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +244,24 @@ class CancelExecutionRequest(_message.Message):
     reason: str
     request_id: str
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class PauseExecutionRequest(_message.Message):
+    __slots__ = ("name", "reason", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ResumeExecutionRequest(_message.Message):
+    __slots__ = ("name", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SignalExecutionRequest(_message.Message):
     __slots__ = ("name", "signal", "payload", "request_id")

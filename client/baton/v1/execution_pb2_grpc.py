@@ -82,6 +82,16 @@ class ExecutionServiceStub:
                 request_serializer=baton_dot_v1_dot_execution__pb2.SignalExecutionRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
                 _registered_method=True)
+        self.PauseExecution = channel.unary_unary(
+                '/baton.v1.ExecutionService/PauseExecution',
+                request_serializer=baton_dot_v1_dot_execution__pb2.PauseExecutionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
+                _registered_method=True)
+        self.ResumeExecution = channel.unary_unary(
+                '/baton.v1.ExecutionService/ResumeExecution',
+                request_serializer=baton_dot_v1_dot_execution__pb2.ResumeExecutionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -162,6 +172,22 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseExecution(self, request, context):
+        """Pauses a RUNNING execution: no new step or attempt starts, running attempts finish, and
+        timers that come due wait for the resume. It stays PAUSED across restarts.
+        FAILED_PRECONDITION (EXECUTION_NOT_RUNNING) unless it is RUNNING.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeExecution(self, request, context):
+        """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +234,16 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
             'SignalExecution': grpc.unary_unary_rpc_method_handler(
                     servicer.SignalExecution,
                     request_deserializer=baton_dot_v1_dot_execution__pb2.SignalExecutionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
+            ),
+            'PauseExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseExecution,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.PauseExecutionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
+            ),
+            'ResumeExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeExecution,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.ResumeExecutionRequest.FromString,
                     response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
             ),
     }
@@ -454,6 +490,60 @@ class ExecutionService:
             target,
             '/baton.v1.ExecutionService/SignalExecution',
             baton_dot_v1_dot_execution__pb2.SignalExecutionRequest.SerializeToString,
+            baton_dot_v1_dot_execution__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/PauseExecution',
+            baton_dot_v1_dot_execution__pb2.PauseExecutionRequest.SerializeToString,
+            baton_dot_v1_dot_execution__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/ResumeExecution',
+            baton_dot_v1_dot_execution__pb2.ResumeExecutionRequest.SerializeToString,
             baton_dot_v1_dot_execution__pb2.Execution.FromString,
             options,
             channel_credentials,

@@ -70,6 +70,13 @@ class ExecutionServiceStub:
     waits for one (steps take signals in the order they came). A repeated `request_id`
     delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
     """
+    PauseExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.PauseExecutionRequest, _execution_pb2.Execution]
+    """Pauses a RUNNING execution: no new step or attempt starts, running attempts finish, and
+    timers that come due wait for the resume. It stays PAUSED across restarts.
+    FAILED_PRECONDITION (EXECUTION_NOT_RUNNING) unless it is RUNNING.
+    """
+    ResumeExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ResumeExecutionRequest, _execution_pb2.Execution]
+    """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise."""
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -111,6 +118,13 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     waits for one (steps take signals in the order they came). A repeated `request_id`
     delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
     """
+    PauseExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.PauseExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    """Pauses a RUNNING execution: no new step or attempt starts, running attempts finish, and
+    timers that come due wait for the resume. It stays PAUSED across restarts.
+    FAILED_PRECONDITION (EXECUTION_NOT_RUNNING) unless it is RUNNING.
+    """
+    ResumeExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.ResumeExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise."""
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecutionService starts, watches and cancels workflow executions."""
@@ -203,5 +217,24 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         waits for one (steps take signals in the order they came). A repeated `request_id`
         delivers nothing more. FAILED_PRECONDITION (EXECUTION_ALREADY_TERMINAL) once it ended.
         """
+
+    @_abc_1.abstractmethod
+    def PauseExecution(
+        self,
+        request: _execution_pb2.PauseExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]:
+        """Pauses a RUNNING execution: no new step or attempt starts, running attempts finish, and
+        timers that come due wait for the resume. It stays PAUSED across restarts.
+        FAILED_PRECONDITION (EXECUTION_NOT_RUNNING) unless it is RUNNING.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeExecution(
+        self,
+        request: _execution_pb2.ResumeExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]:
+        """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise."""
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -213,6 +213,10 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
                     fields=dict_to_struct(p.fields),
                 )
             )
+        case ev.ExecutionPaused():
+            message.execution_paused.reason = p.reason
+        case ev.ExecutionResumed():
+            message.execution_resumed.SetInParent()
         case ev.SignalReceived():
             message.signal_received.CopyFrom(
                 event_pb2.SignalReceived(
@@ -339,6 +343,22 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
         execution = await self._executions.cancel(execution_id, request.reason, info)
         return execution_to_proto(execution)
+
+    async def PauseExecution(
+        self, request: execution_pb2.PauseExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("PauseExecution", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        if len(request.reason) > MAX_REASON:
+            raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
+        return execution_to_proto(await self._executions.pause(execution_id, request.reason, info))
+
+    async def ResumeExecution(
+        self, request: execution_pb2.ResumeExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("ResumeExecution", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        return execution_to_proto(await self._executions.resume(execution_id, info))
 
     async def SignalExecution(
         self, request: execution_pb2.SignalExecutionRequest, context: Context

@@ -74,8 +74,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             failed_count=counts.get(ExecutionState.FAILED, 0),
             cancelled_count=counts.get(ExecutionState.CANCELLED, 0),
             timed_out_count=counts.get(ExecutionState.TIMED_OUT, 0),
-            active_count=counts.get(ExecutionState.QUEUED, 0)
-            + counts.get(ExecutionState.RUNNING, 0),
+            active_count=sum(n for state, n in counts.items() if not state.terminal),
             success_rate=found.success_rate,
             average_duration=duration(found.durations.average),
             p50_duration=duration(found.durations.p50),

@@ -192,6 +192,17 @@ class SignalReceived(Payload):
     """The waiting step that took it ('' while it waits for one)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionPaused(Payload):
+    kind = EventType.EXECUTION_PAUSED
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResumed(Payload):
+    kind = EventType.EXECUTION_RESUMED
+
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -214,6 +225,8 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         Log,
         StepInterrupted,
         SignalReceived,
+        ExecutionPaused,
+        ExecutionResumed,
     )
 }
 

@@ -19,11 +19,12 @@ class ExecutionState(enum.StrEnum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
+    PAUSED = "PAUSED"
 
     @property
     def terminal(self) -> bool:
         """True once the execution has ended."""
-        return self not in (ExecutionState.QUEUED, ExecutionState.RUNNING)
+        return self not in (ExecutionState.QUEUED, ExecutionState.RUNNING, ExecutionState.PAUSED)
 
 
 class StepState(enum.StrEnum):
@@ -79,6 +80,8 @@ class EventType(enum.StrEnum):
     LOG = "LOG"
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
     SIGNAL_RECEIVED = "SIGNAL_RECEIVED"
+    EXECUTION_PAUSED = "EXECUTION_PAUSED"
+    EXECUTION_RESUMED = "EXECUTION_RESUMED"
 
     @property
     def terminal(self) -> bool:

@@ -52,6 +52,18 @@ class SlotGranted:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseRequested:
+    """Someone paused the execution."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequested:
+    """Someone resumed the paused execution."""
+
+
+@dataclass(frozen=True, slots=True)
 class SignalDelivered:
     """SignalExecution delivered a signal (`request_id` '' when the caller gave none)."""
 
@@ -109,6 +121,8 @@ Input = (
     | AttemptFailed
     | SlotGranted
     | SignalDelivered
+    | PauseRequested
+    | ResumeRequested
     | TimerFired
     | CancelRequested
     | EngineFailed

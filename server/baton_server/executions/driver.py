@@ -24,7 +24,14 @@ from baton_server.domain import failures
 from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
 from baton_server.domain.definitions import Agent
 from baton_server.domain.events import Log, OutputDelta, Payload, new_event
-from baton_server.domain.executions import Event, EventType, Execution, Failure, StepState
+from baton_server.domain.executions import (
+    Event,
+    EventType,
+    Execution,
+    ExecutionState,
+    Failure,
+    StepState,
+)
 from baton_server.executions.decisions import (
     ArmTimer,
     AttemptFailed,
@@ -38,6 +45,8 @@ from baton_server.executions.decisions import (
     Input,
     Limits,
     NotLoaded,
+    PauseRequested,
+    ResumeRequested,
     RunAttempt,
     RunState,
     SignalDelivered,
@@ -135,6 +144,18 @@ class RunDriver:
         already ended."""
         return await self._apply([SignalDelivered(signal, payload, request_id)])
 
+    async def pause(self, reason: str) -> bool:
+        """Pauses a RUNNING execution; False when it was not running."""
+        await self._apply([PauseRequested(reason)])
+        return self.execution.state is ExecutionState.PAUSED
+
+    async def resume(self) -> bool:
+        """Resumes a PAUSED execution; False when it was not paused."""
+        if self.execution.state is not ExecutionState.PAUSED:
+            return False
+        await self._apply([ResumeRequested()])
+        return self.execution.state is not ExecutionState.PAUSED
+
     async def drain(self, grace: float) -> None:
         """Server shutdown: starts nothing new, lets running attempts finish within `grace`
         (their results are written), then stops without ending the execution; it resumes
@@ -177,6 +198,7 @@ class RunDriver:
                     or self._timers
                     or self._slot_waits
                     or self._draining
+                    or self.execution.state is ExecutionState.PAUSED
                     or any(run.state is StepState.WAITING for run in self.execution.steps)
                 ):
                     raise RuntimeError("the execution waits for nothing")

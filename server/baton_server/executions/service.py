@@ -267,6 +267,44 @@ class Executions:
             return execution
         raise _already_terminal(await self.get(execution_id))
 
+    async def pause(self, execution_id: str, reason: str, request: RequestInfo) -> Execution:
+        """Pauses a RUNNING execution: nothing new starts until it is resumed."""
+        return await self._pause_or_resume(execution_id, request, reason)
+
+    async def resume(self, execution_id: str, request: RequestInfo) -> Execution:
+        """Resumes a PAUSED execution."""
+        return await self._pause_or_resume(execution_id, request, None)
+
+    async def _pause_or_resume(
+        self, execution_id: str, request: RequestInfo, reason: str | None
+    ) -> Execution:
+        pausing = reason is not None
+        if request.request_id and await self.journal.answered(request):
+            return await self.get(execution_id)
+        execution = await self.get(execution_id)
+        expected = ExecutionState.RUNNING if pausing else ExecutionState.PAUSED
+        run = self.scheduler.runs.get(execution_id)
+        if execution.state is expected and run is None and not self.owner:
+            raise BatonError(
+                Code.UNAVAILABLE,
+                "ENGINE_ELSEWHERE",
+                "this server process does not run executions now; ask the one that does",
+                metadata={"name": f"executions/{execution_id}"},
+            )
+        done = False
+        if execution.state is expected and run is not None:
+            done = await (run.pause(reason or "") if pausing else run.resume())
+        if not done:
+            raise BatonError(
+                Code.FAILED_PRECONDITION,
+                "EXECUTION_NOT_RUNNING" if pausing else "EXECUTION_NOT_PAUSED",
+                f"execution {execution_id!r} is {execution.state.value}; only a "
+                f"{expected.value} execution can be {'paused' if pausing else 'resumed'}",
+                metadata={"name": f"executions/{execution_id}", "state": execution.state.value},
+            )
+        await self.journal.remember(request, {"id": execution_id})
+        return run.execution if run is not None else execution
+
     async def signal(
         self, execution_id: str, signal: str, payload: dict[str, Any], request: RequestInfo
     ) -> Execution:
@@ -464,7 +502,7 @@ class Executions:
                 execution.workflow_id, execution.workflow_revision
             )
             plan = self._plan(workflow)
-            if execution.state is ExecutionState.RUNNING:
+            if execution.state in (ExecutionState.RUNNING, ExecutionState.PAUSED):
                 self.scheduler.run(execution, plan)
             else:
                 self.scheduler.enqueue(execution, plan)

@@ -31,6 +31,8 @@ from baton_server.domain.definitions import Agent, AgentState, Handoff, Step
 from baton_server.domain.events import (
     ExecutionCancelled,
     ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
     ExecutionStarted,
     ExecutionSucceeded,
     ExecutionTimedOut,
@@ -68,7 +70,9 @@ from baton_server.executions.decisions import (
     Directory,
     EngineFailed,
     Input,
+    PauseRequested,
     RefusedError,
+    ResumeRequested,
     RunAttempt,
     RunState,
     SignalDelivered,
@@ -98,6 +102,10 @@ def decide(state: RunState, event: Input, now: float, directory: Directory) -> D
             decider.slot_granted(event.step_id)
         case SignalDelivered():
             decider.signal_delivered(event)
+        case PauseRequested():
+            decider.pause(event.reason)
+        case ResumeRequested():
+            decider.resume()
         case TimerFired():
             decider.timer_fired(event.timer)
         case CancelRequested():
@@ -251,9 +259,39 @@ class _Decider:
 
     def slot_granted(self, step_id: str) -> None:
         run = self.run(step_id)
-        if run.state is not StepState.SCHEDULED or self.state.draining:
+        if run.state is not StepState.SCHEDULED or self.holding():
             return  # the driver gives the slot back
         self.restart(self.plan.steps[step_id], run, slot_held=True)
+
+    def pause(self, reason: str) -> None:
+        if self.state.status is ExecutionState.RUNNING:
+            self.decision.fields["state"] = ExecutionState.PAUSED
+            self.emit(ExecutionPaused(reason))
+
+    def resume(self) -> None:
+        """The paused execution goes on: what waited for the resume starts now."""
+        if self.state.status is not ExecutionState.PAUSED:
+            return
+        self.decision.fields["state"] = ExecutionState.RUNNING
+        self.emit(ExecutionResumed())
+        for step in self.plan.workflow.steps:
+            run = self.run(step.id)
+            if run.state is StepState.PENDING:
+                heapq.heappush(self.ready, self.plan.positions[step.id])
+            elif run.state is StepState.SCHEDULED:
+                self.restart(step, run)
+            elif run.state is StepState.RETRYING:
+                if run.retry_at <= self.now:
+                    self.restart(step, run.evolve(retry_at=0.0))
+                else:
+                    retry = Timer(TimerKind.RETRY, step.id, run.attempt)
+                    self.command(ArmTimer(retry, run.retry_at))
+
+    def holding(self) -> bool:
+        """True while nothing may start: the server is draining, or the execution is
+        paused."""
+        status = self.decision.fields.get("state", self.state.status)
+        return self.state.draining or status is ExecutionState.PAUSED
 
     def signal_delivered(self, event: SignalDelivered) -> None:
         seen = self.state.field("signal_requests")
@@ -323,7 +361,7 @@ class _Decider:
         """Takes the steps that became ready, then ends the execution if it is done."""
         if self.decision.fields.get("state", self.state.status).terminal:
             return self.decision
-        if self.failed is None and not self.state.draining:
+        if self.failed is None and not self.holding():
             self.schedule_ready()
         if self.failed is not None:
             self.fail_execution(self.failed)
@@ -499,7 +537,7 @@ class _Decider:
     ) -> None:
         """Starts an attempt now, or waits for a slot of an agent with max_concurrency."""
         run = run.evolve(state=StepState.SCHEDULED, retry_at=0.0)
-        if self.state.draining:
+        if self.holding():
             self.put(run)
         elif agent.max_concurrency:
             self.put(run)

@@ -12,7 +12,7 @@ import aiosqlite
 from baton_server.storage.codec import Codec
 from baton_server.storage.database import SqlConnection
 
-ACTIVE_STATES = ("QUEUED", "RUNNING")
+ACTIVE_STATES = ("QUEUED", "RUNNING", "PAUSED")
 _ACTIVE = ", ".join("?" for _ in ACTIVE_STATES)
 
 
@@ -260,7 +260,7 @@ class ExecutionRepository:
         """Every execution that is QUEUED or RUNNING, oldest first."""
         return await self._with_steps(
             conn,
-            "SELECT * FROM executions WHERE state IN (?, ?)",
+            f"SELECT * FROM executions WHERE state IN ({_ACTIVE})",
             list(ACTIVE_STATES),
             order="",
         )
@@ -302,7 +302,7 @@ class ExecutionRepository:
     async def has_active(self, conn: SqlConnection, workflow_id: str) -> bool:
         """True while an execution of the workflow is QUEUED or RUNNING."""
         rows = await conn.execute_fetchall(
-            "SELECT 1 FROM executions WHERE workflow_id = ? AND state IN (?, ?) LIMIT 1",
+            f"SELECT 1 FROM executions WHERE workflow_id = ? AND state IN ({_ACTIVE}) LIMIT 1",
             (workflow_id, *ACTIVE_STATES),
         )
         return bool(list(rows))
