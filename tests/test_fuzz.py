@@ -275,6 +275,7 @@ SEEDS: dict[str, dict[str, Any]] = {
     "DeleteExecution": {"name": "executions/known", "requestId": "r1"},
     "PauseExecution": {"name": "executions/known", "reason": "r", "requestId": "p1"},
     "ResumeExecution": {"name": "executions/known", "requestId": "p2"},
+    "RetryExecution": {"name": "executions/known", "fromSteps": ["s"], "requestId": "t1"},
     "SignalExecution": {
         "name": "executions/known",
         "signal": "approved",

@@ -42,6 +42,7 @@ from baton_server.executions.decisions import (
     NotLoaded,
     PauseRequested,
     ResumeRequested,
+    RetryRequested,
     RunAttempt,
     RunState,
     SignalDelivered,
@@ -747,3 +748,49 @@ def test_a_paused_execution_stays_paused_across_a_restart_and_can_be_cancelled()
     run.feed(PauseRequested())
     run.feed(CancelRequested("no longer needed"))
     assert run.state is ExecutionState.CANCELLED
+
+
+# Retry from a step -----------------------------------------------------------------------
+
+
+def test_a_retry_runs_the_failed_step_and_downstream_again_and_keeps_upstream() -> None:
+    run = Run(
+        [
+            Step(id="a", agent="a"),
+            Step(id="b", agent="a", depends_on=["a"], retry_policy=no_retry()),
+            Step(id="side", agent="a", depends_on=["a"]),
+            Step(id="c", agent="a", depends_on=["b"]),
+        ]
+    )
+    run.feed(Begin())
+    run.succeed("a", {"kept": True})
+    run.fail("b")
+    assert run.state is ExecutionState.FAILED
+    assert run.step("side").state is StepState.CANCELLED  # cut short by the failure
+    retried = run.feed(RetryRequested(), at=T0 + 100)
+    assert kinds(retried)[0] == "EXECUTION_RETRIED"
+    assert payload_of(retried.events[0]).reset_steps == ["b", "side", "c"]  # type: ignore[attr-defined]
+    assert run.state is ExecutionState.RUNNING and run.execution.run == 1
+    assert run.step("a").output == {"kept": True}  # upstream kept, not run again
+    # Attempt numbers go on: the re-run has a new idempotency key.
+    assert sorted(started(retried)) == [("b", 2, "a"), ("side", 2, "a")]
+    run.succeed("b")
+    run.succeed("side")
+    run.succeed("c")
+    assert run.state is ExecutionState.SUCCEEDED
+    assert run.execution.error is None and run.execution.end_time == T0 + 100
+
+
+def test_a_retry_from_a_named_step_and_only_of_an_execution_that_ended_badly() -> None:
+    run = Run([Step(id="a", agent="a"), Step(id="b", agent="a", depends_on=["a"])])
+    run.feed(Begin())
+    assert run.feed(RetryRequested(("a",))).empty  # still running
+    run.succeed("a")
+    run.succeed("b")
+    assert run.feed(RetryRequested(("a",))).empty  # it succeeded
+    failed = Run([Step(id="a", agent="a"), Step(id="b", agent="a", depends_on=["a"])])
+    failed.feed(Begin())
+    failed.feed(CancelRequested())
+    retried = failed.feed(RetryRequested(("a",)))
+    assert payload_of(retried.events[0]).reset_steps == ["a", "b"]  # type: ignore[attr-defined]
+    assert started(retried) == [("a", 2, "a")]

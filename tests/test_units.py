@@ -133,6 +133,7 @@ def test_every_event_payload_round_trips_through_its_document() -> None:
         events.SignalReceived("approved", {"by": "ana"}, "review"),
         events.ExecutionPaused("lunch"),
         events.ExecutionResumed(),
+        events.ExecutionRetried(["b", "c"], 1),
     ]
     assert {type(p).kind for p in samples} == set(EventType)  # one payload per kind
     for payload in samples:

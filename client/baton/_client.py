@@ -486,6 +486,19 @@ class Executions:
         )
         return MessageView(await self._client._call(self._stub.CancelExecution, request))
 
+    async def retry(
+        self, name: str, from_steps: Sequence[str] = (), *, request_id: str | None = None
+    ) -> MessageView[execution_pb2.Execution]:
+        """Runs a FAILED, CANCELLED or TIMED_OUT execution again from `from_steps` (default:
+        the steps that did not finish) and everything downstream; upstream outputs are kept.
+        The same execution goes on, with `run` + 1."""
+        request = execution_pb2.RetryExecutionRequest(
+            name=_name("executions", name),
+            from_steps=list(from_steps),
+            request_id=_request_id(request_id),
+        )
+        return MessageView(await self._client._call(self._stub.RetryExecution, request))
+
     async def pause(
         self, name: str, *, reason: str = "", request_id: str | None = None
     ) -> MessageView[execution_pb2.Execution]:

@@ -362,6 +362,12 @@ class SyncExecutions:
         """See `Executions.cancel`."""
         return self._loop.run(self._async.cancel(name, reason=reason, request_id=request_id))
 
+    def retry(
+        self, name: str, from_steps: Sequence[str] = (), *, request_id: str | None = None
+    ) -> MessageView[execution_pb2.Execution]:
+        """See `Executions.retry`."""
+        return self._loop.run(self._async.retry(name, from_steps, request_id=request_id))
+
     def pause(
         self, name: str, *, reason: str = "", request_id: str | None = None
     ) -> MessageView[execution_pb2.Execution]:

@@ -214,6 +214,14 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--payload", default="{}", help="what it carries, as JSON")
     signal.set_defaults(handler=_signal)
 
+    retry = commands.add_parser("retry", help="run a failed execution again from some steps")
+    retry.add_argument("execution")
+    retry.add_argument(
+        "--from-step", action="append", default=[], help="a step to start over; may repeat"
+    )
+    retry.add_argument("--watch", action="store_true", help="follow it until it ends")
+    retry.set_defaults(handler=_retry)
+
     pause = commands.add_parser("pause", help="pause an execution (nothing new starts)")
     pause.add_argument("execution")
     pause.add_argument("--reason", default="paused from the command line")
@@ -432,6 +440,14 @@ def _get_like(message: Message, output: str, out: TextIO) -> int:
         shown = value if isinstance(value, str) else json.dumps(value)
         print(f"{key + ':':<20} {shown}", file=out)
     return 0
+
+
+def _retry(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    execution = client.executions.retry(args.execution, args.from_step).proto
+    if not args.watch:
+        _print_execution(out, args.output, execution)
+        return 0
+    return _follow(client, execution.name, args.output, out)
 
 
 def _pause(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:

@@ -17,7 +17,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Execution(_message.Message):
-    __slots__ = ("name", "workflow", "workflow_revision", "input", "output", "state", "error", "priority", "timeout", "trace", "labels", "steps", "create_time", "start_time", "end_time", "last_event_sequence")
+    __slots__ = ("name", "workflow", "workflow_revision", "input", "output", "state", "error", "priority", "timeout", "trace", "labels", "steps", "create_time", "start_time", "end_time", "last_event_sequence", "run")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Execution.State]
@@ -59,6 +59,7 @@ class Execution(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     name: str
     workflow: str
     workflow_revision: int
@@ -75,7 +76,8 @@ class Execution(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     last_event_sequence: int
-    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ...) -> None: ...
+    run: int
+    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., run: _Optional[int] = ...) -> None: ...
 
 class StepRun(_message.Message):
     __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs")
@@ -244,6 +246,16 @@ class CancelExecutionRequest(_message.Message):
     reason: str
     request_id: str
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RetryExecutionRequest(_message.Message):
+    __slots__ = ("name", "from_steps", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_STEPS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    from_steps: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., from_steps: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PauseExecutionRequest(_message.Message):
     __slots__ = ("name", "reason", "request_id")

@@ -92,6 +92,11 @@ class ExecutionServiceStub:
                 request_serializer=baton_dot_v1_dot_execution__pb2.ResumeExecutionRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
                 _registered_method=True)
+        self.RetryExecution = channel.unary_unary(
+                '/baton.v1.ExecutionService/RetryExecution',
+                request_serializer=baton_dot_v1_dot_execution__pb2.RetryExecutionRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -188,6 +193,17 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryExecution(self, request, context):
+        """Runs a FAILED, CANCELLED or TIMED_OUT execution again from `from_steps` (default: the
+        steps that did not finish): they and every step downstream start over, the steps
+        upstream keep their outputs. The same execution goes on with `run` + 1; its event log
+        keeps counting and attempt numbers (so idempotency keys) keep counting up.
+        FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -244,6 +260,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
             'ResumeExecution': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeExecution,
                     request_deserializer=baton_dot_v1_dot_execution__pb2.ResumeExecutionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
+            ),
+            'RetryExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryExecution,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.RetryExecutionRequest.FromString,
                     response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
             ),
     }
@@ -544,6 +565,33 @@ class ExecutionService:
             target,
             '/baton.v1.ExecutionService/ResumeExecution',
             baton_dot_v1_dot_execution__pb2.ResumeExecutionRequest.SerializeToString,
+            baton_dot_v1_dot_execution__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/RetryExecution',
+            baton_dot_v1_dot_execution__pb2.RetryExecutionRequest.SerializeToString,
             baton_dot_v1_dot_execution__pb2.Execution.FromString,
             options,
             channel_credentials,

@@ -77,6 +77,13 @@ class ExecutionServiceStub:
     """
     ResumeExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ResumeExecutionRequest, _execution_pb2.Execution]
     """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise."""
+    RetryExecution: _grpc.UnaryUnaryMultiCallable[_execution_pb2.RetryExecutionRequest, _execution_pb2.Execution]
+    """Runs a FAILED, CANCELLED or TIMED_OUT execution again from `from_steps` (default: the
+    steps that did not finish): they and every step downstream start over, the steps
+    upstream keep their outputs. The same execution goes on with `run` + 1; its event log
+    keeps counting and attempt numbers (so idempotency keys) keep counting up.
+    FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -125,6 +132,13 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     """
     ResumeExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.ResumeExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
     """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise."""
+    RetryExecution: _aio.UnaryUnaryMultiCallable[_execution_pb2.RetryExecutionRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    """Runs a FAILED, CANCELLED or TIMED_OUT execution again from `from_steps` (default: the
+    steps that did not finish): they and every step downstream start over, the steps
+    upstream keep their outputs. The same execution goes on with `run` + 1; its event log
+    keeps counting and attempt numbers (so idempotency keys) keep counting up.
+    FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
+    """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecutionService starts, watches and cancels workflow executions."""
@@ -236,5 +250,18 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]:
         """Resumes a PAUSED execution. FAILED_PRECONDITION (EXECUTION_NOT_PAUSED) otherwise."""
+
+    @_abc_1.abstractmethod
+    def RetryExecution(
+        self,
+        request: _execution_pb2.RetryExecutionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]:
+        """Runs a FAILED, CANCELLED or TIMED_OUT execution again from `from_steps` (default: the
+        steps that did not finish): they and every step downstream start over, the steps
+        upstream keep their outputs. The same execution goes on with `run` + 1; its event log
+        keeps counting and attempt numbers (so idempotency keys) keep counting up.
+        FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
+        """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

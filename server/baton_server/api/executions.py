@@ -121,6 +121,7 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
         start_time=timestamp(execution.start_time),
         end_time=timestamp(execution.end_time),
         last_event_sequence=execution.last_sequence,
+        run=execution.run,
     )
     if execution.output is not None:
         message.output.CopyFrom(dict_to_struct(execution.output))
@@ -215,6 +216,10 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
             )
         case ev.ExecutionPaused():
             message.execution_paused.reason = p.reason
+        case ev.ExecutionRetried():
+            message.execution_retried.CopyFrom(
+                event_pb2.ExecutionRetried(reset_steps=p.reset_steps or [], run=p.run)
+            )
         case ev.ExecutionResumed():
             message.execution_resumed.SetInParent()
         case ev.SignalReceived():
@@ -342,6 +347,16 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if len(request.reason) > MAX_REASON:
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
         execution = await self._executions.cancel(execution_id, request.reason, info)
+        return execution_to_proto(execution)
+
+    async def RetryExecution(
+        self, request: execution_pb2.RetryExecutionRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("RetryExecution", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        if len(request.from_steps) > MAX_LIST_ITEMS:
+            raise invalid_field("from_steps", f"name at most {MAX_LIST_ITEMS} steps", "TOO_MANY")
+        execution = await self._executions.retry(execution_id, list(request.from_steps), info)
         return execution_to_proto(execution)
 
     async def PauseExecution(

@@ -203,6 +203,13 @@ class ExecutionResumed(Payload):
     kind = EventType.EXECUTION_RESUMED
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionRetried(Payload):
+    kind = EventType.EXECUTION_RETRIED
+    reset_steps: list[str] | None = None
+    run: int = 0
+
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -227,6 +234,7 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         SignalReceived,
         ExecutionPaused,
         ExecutionResumed,
+        ExecutionRetried,
     )
 }
 

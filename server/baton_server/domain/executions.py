@@ -82,6 +82,7 @@ class EventType(enum.StrEnum):
     SIGNAL_RECEIVED = "SIGNAL_RECEIVED"
     EXECUTION_PAUSED = "EXECUTION_PAUSED"
     EXECUTION_RESUMED = "EXECUTION_RESUMED"
+    EXECUTION_RETRIED = "EXECUTION_RETRIED"
 
     @property
     def terminal(self) -> bool:
@@ -244,6 +245,8 @@ class Execution:
     trace: bool = False
     traceparent: str = ""
     """The W3C trace context it was started in ('' when not traced): its spans join it."""
+    run: int = 0
+    """How many times RetryExecution ran it again."""
     signals: list[dict[str, Any]] = field(default_factory=list)
     """Signals delivered that no step has taken yet, in the order they came
     ({"signal": name, "payload": {...}})."""
@@ -267,6 +270,7 @@ class Execution:
             "timeout": self.timeout,
             "trace": self.trace,
             "traceparent": self.traceparent,
+            "run": self.run,
             "signals": self.signals,
             "signal_requests": self.signal_requests,
             "labels": self.labels,

@@ -52,6 +52,14 @@ class SlotGranted:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryRequested:
+    """Someone asked to run the ended execution again from these steps (none: the ones
+    that did not finish)."""
+
+    from_steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PauseRequested:
     """Someone paused the execution."""
 
@@ -123,6 +131,7 @@ Input = (
     | SignalDelivered
     | PauseRequested
     | ResumeRequested
+    | RetryRequested
     | TimerFired
     | CancelRequested
     | EngineFailed

@@ -111,11 +111,11 @@ class RunDriver:
 
     # Lifecycle ------------------------------------------------------------------------
 
-    async def prepare(self) -> Decision:
-        """For a new execution that can run at once: its first decision (started, first
-        steps scheduled and started), which the caller writes with the execution itself and
-        passes to `start`; or to `release` if it is not written."""
-        return await self._decide_all([Begin()])
+    async def prepare(self, first: Input | None = None) -> Decision:
+        """The first decision of a run the caller writes itself (a new execution: started,
+        first steps scheduled and started, written with the execution; or a retry of an
+        ended one), then passes to `start`, or to `release` if it is not written."""
+        return await self._decide_all([first or Begin()])
 
     def start(self, first: Decision | None = None) -> None:
         """Starts driving the execution in a task; `first` is the written decision from

@@ -74,6 +74,7 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
         timeout=doc.get("timeout"),
         trace=doc.get("trace", False),
         traceparent=doc.get("traceparent", ""),
+        run=doc.get("run", 0),
         signals=doc.get("signals", []),
         signal_requests=doc.get("signal_requests", []),
         labels=doc.get("labels", {}),
@@ -293,6 +294,11 @@ class Journal:
             doc = {"row": dataclasses.asdict(row), "steps": [dataclasses.asdict(s) for s in steps]}
             await self.cache.put("execution", execution_id, execution.last_sequence, doc)
         return execution
+
+    async def forget_cached(self, execution: Execution) -> None:
+        """An ended execution runs again: drops it from the cache of ended ones."""
+        if self.cache is not None:
+            await self.cache.put("execution", execution.id, execution.last_sequence, None)
 
     async def delete(self, execution: Execution) -> bool:
         """Deletes an ended execution with its steps, events and labels; False when it was

@@ -43,13 +43,16 @@ from baton_server.events.streams import Streams
 from baton_server.executions.decisions import (
     MAX_SIGNAL_REQUESTS,
     Limits,
+    RetryRequested,
 )
 from baton_server.executions.directory import AgentDirectory
 from baton_server.executions.driver import RunDriver, RunEnv
 from baton_server.executions.journal import Journal
 from baton_server.executions.scheduler import Scheduler
+from baton_server.executions.transitions import RETRYABLE_STATES
 from baton_server.idempotency import RequestInfo
 from baton_server.language.plan import Plan, build_plan
+from baton_server.limits import shorten
 from baton_server.runtimes.registry import Runtimes
 from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.executions import ExecutionFilter
@@ -123,6 +126,7 @@ class Executions:
         self._creating: set[str] = set()
         self._discovered_up_to = 0
         self._background: asyncio.Task[None] | None = None
+        self._retrying = asyncio.Lock()
         self._env = RunEnv(
             journal=journal,
             runtimes=runtimes,
@@ -266,6 +270,59 @@ class Executions:
             self._notify(execution_id)
             return execution
         raise _already_terminal(await self.get(execution_id))
+
+    async def retry(
+        self, execution_id: str, from_steps: Sequence[str], request: RequestInfo
+    ) -> Execution:
+        """Runs a FAILED, CANCELLED or TIMED_OUT execution again from `from_steps` (default:
+        the steps that did not finish), keeping the outputs upstream of them."""
+        if request.request_id and await self.journal.answered(request):
+            return await self.get(execution_id)
+        if not self.owner or self.scheduler.stopping:
+            raise BatonError(
+                Code.UNAVAILABLE,
+                "ENGINE_ELSEWHERE",
+                "this server process does not run executions now; ask the one that does",
+                metadata={"name": f"executions/{execution_id}"},
+            )
+        async with self._retrying:
+            execution = await self.get(execution_id)
+            if execution.state not in RETRYABLE_STATES:
+                raise BatonError(
+                    Code.FAILED_PRECONDITION,
+                    "EXECUTION_NOT_ENDED_BADLY",
+                    f"execution {execution_id!r} is {execution.state.value}; only a failed, "
+                    "cancelled or timed-out execution can be retried",
+                    metadata={"name": f"executions/{execution_id}"},
+                )
+            workflow = await self.definitions.get_workflow(
+                execution.workflow_id, execution.workflow_revision
+            )
+            plan = self._plan(workflow)
+            for i, step_id in enumerate(from_steps):
+                if step_id not in plan.steps:
+                    raise invalid_field(
+                        f"from_steps[{i}]", f"{shorten(step_id)!r} is not a step of the workflow"
+                    )
+            run = self._new_run(execution, plan)
+            first = await run.prepare(RetryRequested(tuple(from_steps)))
+            try:
+                written = await self.journal.record(
+                    execution,
+                    fields=first.fields,
+                    steps=list(first.steps.values()),
+                    events=first.events,
+                )
+            except BaseException:
+                run.release()
+                raise
+            self._ended.pop(execution_id, None)
+            await self.journal.forget_cached(execution)
+            self._publish(written)
+            self.scheduler.start(run)
+            run.start(first)
+        await self.journal.remember(request, {"id": execution_id})
+        return execution
 
     async def pause(self, execution_id: str, reason: str, request: RequestInfo) -> Execution:
         """Pauses a RUNNING execution: nothing new starts until it is resumed."""

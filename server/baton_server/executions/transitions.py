@@ -33,6 +33,7 @@ from baton_server.domain.events import (
     ExecutionFailed,
     ExecutionPaused,
     ExecutionResumed,
+    ExecutionRetried,
     ExecutionStarted,
     ExecutionSucceeded,
     ExecutionTimedOut,
@@ -73,6 +74,7 @@ from baton_server.executions.decisions import (
     PauseRequested,
     RefusedError,
     ResumeRequested,
+    RetryRequested,
     RunAttempt,
     RunState,
     SignalDelivered,
@@ -85,9 +87,20 @@ from baton_server.executions.decisions import (
 )
 from baton_server.language.mapping import MappingError, render
 
+RETRYABLE_STATES = frozenset(
+    {ExecutionState.FAILED, ExecutionState.CANCELLED, ExecutionState.TIMED_OUT}
+)
+"""The ends RetryExecution can run an execution again from."""
+
 
 def decide(state: RunState, event: Input, now: float, directory: Directory) -> Decision:
     """What `event` changes in the execution `state` holds, at time `now`."""
+    if isinstance(event, RetryRequested):
+        if state.status not in RETRYABLE_STATES:
+            return Decision()
+        decider = _Decider(state, now, directory)
+        decider.retry(event.from_steps)
+        return decider.settle()
     if state.status.terminal:
         return Decision()
     decider = _Decider(state, now, directory)
@@ -262,6 +275,55 @@ class _Decider:
         if run.state is not StepState.SCHEDULED or self.holding():
             return  # the driver gives the slot back
         self.restart(self.plan.steps[step_id], run, slot_held=True)
+
+    def retry(self, from_steps: tuple[str, ...]) -> None:
+        """The ended execution runs again: the named steps (default: those that did not
+        finish), every step downstream of them, and the steps cancelled start over; the
+        others keep their outputs. Attempt numbers go on counting, so a re-run attempt has
+        a new idempotency key."""
+        unfinished = (StepState.FAILED, StepState.TIMED_OUT, StepState.CANCELLED)
+        starts = list(from_steps) or [
+            s.id for s in self.plan.workflow.steps if self.run(s.id).state in unfinished
+        ]
+        reset: set[str] = set()
+        stack = list(starts)
+        while stack:
+            step_id = stack.pop()
+            if step_id not in reset:
+                reset.add(step_id)
+                stack.extend(self.plan.dependents[step_id])
+        reset |= {s.id for s in self.plan.workflow.steps if self.run(s.id).state in unfinished}
+        ordered = [s.id for s in self.plan.workflow.steps if s.id in reset]
+        for step_id in ordered:
+            run = self.run(step_id)
+            self.decision.steps[run.position] = run.evolve(
+                state=StepState.PENDING,
+                agent="",
+                agent_index=0,
+                tries=0,
+                retry_at=0.0,
+                schedule_time=0.0,
+                start_time=0.0,
+                end_time=0.0,
+                output=None,
+                error=None,
+                handoffs=[],
+                handoff_input=None,
+            )
+            heapq.heappush(self.ready, self.plan.positions[step_id])
+        number = self.execution.run + 1
+        self.decision.fields.update(
+            state=ExecutionState.RUNNING,
+            error=None,
+            output=None,
+            start_time=self.now,
+            end_time=0.0,
+            run=number,
+        )
+        self.emit(ExecutionRetried(ordered, number))
+        timeout = self.execution.timeout
+        if timeout:
+            self.command(ArmTimer(Timer(TimerKind.EXECUTION_TIMEOUT), self.now + timeout))
 
     def pause(self, reason: str) -> None:
         if self.state.status is ExecutionState.RUNNING:
