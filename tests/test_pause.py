@@ -65,21 +65,28 @@ async def test_a_paused_execution_stays_paused_across_a_sigkill(tmp_path: Path) 
         processes.append(process)
         async with Client.connect(f"127.0.0.1:{port}", timeout=10) as client:
             await effect_agent(client, "effect", "effect", effect_log, 0.0)
+            await agent(client, "sleeper", "baton_server.agents.builtin:sleep")
             workflow = await client.workflows.create(
                 Workflow(
                     steps=[
                         Step(id="a", agent="effect"),
-                        Step(id="b", agent="effect", depends_on=["a"]),
+                        Step(
+                            id="gate",
+                            agent="sleeper",
+                            depends_on=["a"],
+                            input_mapping={"seconds": 0.5},
+                        ),
+                        Step(id="b", agent="effect", depends_on=["gate"]),
                     ]
                 )
             )
             started = await client.executions.start(workflow.name, {})
-            await client.executions.pause(started.name)
-            for _ in range(100):  # a's attempt finishes while paused
+            for _ in range(250):  # a is done, the gate's attempt runs
                 if effects(effect_log):
                     break
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(0.2)
+            await client.executions.pause(started.name)
+            await asyncio.sleep(0.8)  # the gate's attempt finishes while paused
         process.kill()
         await asyncio.to_thread(process.wait)
         process, port = await start_process(database)
@@ -88,7 +95,8 @@ async def test_a_paused_execution_stays_paused_across_a_sigkill(tmp_path: Path) 
             await asyncio.sleep(0.3)
             after = await client.executions.get(started.name)
             assert after.state == Execution.STATE_PAUSED
-            assert after.steps[1].state == StepRun.STATE_PENDING  # b did not start
+            assert after.steps[1].state == StepRun.STATE_SUCCEEDED
+            assert after.steps[2].state == StepRun.STATE_PENDING  # b did not start
             await client.executions.resume(started.name)
             done = await client.executions.wait(started.name, timeout=20)
         assert done.state == Execution.STATE_SUCCEEDED, done.error

@@ -750,6 +750,26 @@ def test_a_paused_execution_stays_paused_across_a_restart_and_can_be_cancelled()
     assert run.state is ExecutionState.CANCELLED
 
 
+def test_a_paused_execution_ends_only_after_its_resume() -> None:
+    run = Run([Step(id="s1", agent="a"), Step(id="f", agent="b", retry_policy=no_retry())])
+    run.feed(Begin())
+    run.feed(PauseRequested())
+    run.succeed("s1")
+    assert run.state is ExecutionState.PAUSED  # every step is done, but it was paused
+    run.fail("f", non_retryable=True)
+    assert run.step("f").state is StepState.FAILED and run.state is ExecutionState.PAUSED
+    resumed = run.feed(ResumeRequested())
+    assert kinds(resumed) == ["EXECUTION_RESUMED", "EXECUTION_FAILED"]
+    assert run.state is ExecutionState.FAILED
+
+    done = Run([Step(id="s1", agent="a")])
+    done.feed(Begin())
+    done.feed(PauseRequested())
+    done.succeed("s1")
+    assert done.state is ExecutionState.PAUSED
+    assert kinds(done.feed(ResumeRequested()))[-1] == "EXECUTION_SUCCEEDED"
+
+
 # Retry from a step -----------------------------------------------------------------------
 
 

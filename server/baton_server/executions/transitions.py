@@ -338,7 +338,9 @@ class _Decider:
         self.emit(ExecutionResumed())
         for step in self.plan.workflow.steps:
             run = self.run(step.id)
-            if run.state is StepState.PENDING:
+            if run.state in (StepState.FAILED, StepState.TIMED_OUT) and self.failed is None:
+                self.failed = run  # it failed while paused: the execution fails now
+            elif run.state is StepState.PENDING:
                 heapq.heappush(self.ready, self.plan.positions[step.id])
             elif run.state is StepState.SCHEDULED:
                 self.restart(step, run)
@@ -421,8 +423,9 @@ class _Decider:
 
     def settle(self) -> Decision:
         """Takes the steps that became ready, then ends the execution if it is done."""
-        if self.decision.fields.get("state", self.state.status).terminal:
-            return self.decision
+        status = self.decision.fields.get("state", self.state.status)
+        if status.terminal or status is ExecutionState.PAUSED:
+            return self.decision  # a paused execution ends only after its resume
         if self.failed is None and not self.holding():
             self.schedule_ready()
         if self.failed is not None:
