@@ -16,7 +16,13 @@ from google.rpc import error_details_pb2, status_pb2
 
 from baton_server.app import SERVICES
 
-TOKENS = {"reader": "r-tok", "operator": "o-tok", "worker": "w-tok", "admin": "a-tok"}
+TOKENS = {
+    "reader": "r-tok",
+    "operator": "o-tok",
+    "worker": "w-tok",
+    "admin": "a-tok",
+    "reviewer": "v-tok",  # a role Baton does not define: it reads, and decides approvals
+}
 CALLERS: dict[str, str | None] = {"anonymous": None, "stranger": "not-a-token", **TOKENS}
 _READS = ("Get", "List", "Wait", "Stream", "Validate")
 
@@ -25,8 +31,8 @@ def allowed_roles(service: str, method: str) -> set[str]:
     """Who may call what, as the README's security section states it."""
     if service == "baton.v1.WorkerService":
         return {"worker", "admin"}
-    if method.startswith(_READS):
-        return {"reader", "operator", "admin"}
+    if method.startswith(_READS) or method == "ApproveStep":  # the step then says who decides
+        return {"reader", "operator", "admin", "reviewer"}
     return {"operator", "admin"}
 
 

@@ -257,3 +257,35 @@ async def test_watch_shows_workers_awaited_durations_and_cancellation(
     code, out, err = await baton_cli(server, "list", "execution")
     assert code == 0, err
     assert "T" not in out.splitlines()[1].split()[-1]  # a time for people, not RFC 3339
+
+
+async def test_list_waiting_and_approve(server: Baton, client: Client, tmp_path: Path) -> None:
+    definitions = tmp_path / "review.yaml"
+    definitions.write_text(
+        "kind: Agent\nid: detail\npython: {entry_point: 'baton_server.agents.builtin:echo'}\n"
+        "---\nkind: Workflow\nid: reviewed\nsteps:\n"
+        "  - {id: draft, agent: detail}\n"
+        "  - {id: review, approval: {roles: [editor], prompt: 'Ship it?'}, depends_on: [draft]}\n"
+        "  - {id: ask, wait_for: {signal: go}}\n"
+    )
+    code, _, err = await baton_cli(server, "apply", "-f", str(definitions))
+    assert code == 0, err
+    execution = await client.executions.start("reviewed", {"x": 1})
+    for _ in range(100):
+        listed = [e.name async for e in client.executions.list(waiting=True)]
+        now = await client.executions.get(execution.name)
+        if execution.name in listed and all(s.state == s.STATE_WAITING for s in now.steps[1:]):
+            break
+        await asyncio.sleep(0.05)
+    code, out, err = await baton_cli(server, "list", "execution", "--waiting")
+    assert code == 0, err
+    assert "review: approval by operator, admin, editor" in out and "ask: signal go" in out
+    code, out, err = await baton_cli(
+        server, "approve", execution.name, "review", "--reason", "fine by me"
+    )
+    assert code == 0, err
+    code, out, err = await baton_cli(server, "events", execution.name)
+    assert code == 0, err
+    assert "APPROVAL_DECIDED review: approved by anonymous (admin): fine by me" in out
+    code, _, err = await baton_cli(server, "approve", execution.name, "review")
+    assert code == 2 and "STEP_NOT_WAITING" in err

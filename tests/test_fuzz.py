@@ -282,6 +282,13 @@ SEEDS: dict[str, dict[str, Any]] = {
         "payload": {"by": {"k": [1, "x"]}},
         "requestId": "s1",
     },
+    "ApproveStep": {
+        "name": "executions/known",
+        "step": "b",
+        "reject": True,
+        "reason": "r",
+        "requestId": "a1",
+    },
     "ListExecutionEvents": {"execution": "executions/known"},
 }
 

@@ -13,6 +13,7 @@ from baton_server.domain import failures
 from baton_server.domain.definitions import (
     Agent,
     AgentState,
+    Approval,
     Handoff,
     HandoffType,
     RetryPolicy,
@@ -47,6 +48,7 @@ from baton_server.executions.decisions import (
     RunState,
     SignalDelivered,
     SlotGranted,
+    StepDecided,
     StopAttempt,
     Timer,
     TimerFired,
@@ -699,12 +701,73 @@ def test_a_signal_that_does_not_come_in_time_fails_the_step() -> None:
     run = Run([Step(id="draft", agent="a"), waiting(timeout=60.0)])
     run.feed(Begin())
     decision = run.succeed("draft", at=T0 + 5)
-    timer = Timer(TimerKind.SIGNAL_TIMEOUT, "approve")
+    timer = Timer(TimerKind.WAIT_TIMEOUT, "approve")
     assert timers(decision) == {timer: T0 + 65}
     resumed = run.feed(Begin(), at=T0 + 30)  # a restart keeps the original deadline
     assert timers(resumed)[timer] == T0 + 65
     run.feed(TimerFired(timer), at=T0 + 65)
     assert run.step("approve").error.type == failures.SIGNAL_TIMEOUT  # type: ignore[union-attr]
+    assert run.state is ExecutionState.FAILED
+
+
+# Approvals -------------------------------------------------------------------------------
+
+
+def review(**approval: Any) -> list[Step]:
+    return [
+        Step(id="draft", agent="a"),
+        Step(id="review", approval=Approval(**approval), depends_on=["draft"]),
+        Step(id="publish", agent="a", depends_on=["review"], when="steps.review.output.approved"),
+    ]
+
+
+def test_an_approval_step_waits_and_an_approval_lets_it_succeed_with_the_decision() -> None:
+    run = Run(review())
+    run.feed(Begin())
+    assert run.feed(StepDecided("review", True, "vic", "reviewer")).empty  # not waiting yet
+    decision = run.succeed("draft")
+    assert run.step("review").state is StepState.WAITING and started(decision) == []
+    assert run.feed(SignalDelivered("review", {})).events[0].step_id == ""  # not a signal step
+    decided = run.feed(StepDecided("review", True, "vic", "reviewer", "fine"))
+    assert kinds(decided)[:2] == ["APPROVAL_DECIDED:review", "STEP_SUCCEEDED:review"]
+    assert run.step("review").output == {
+        "approved": True,
+        "decided_by": "vic",
+        "role": "reviewer",
+        "reason": "fine",
+    }
+    assert started(decided) == [("publish", 1, "a")]
+    assert run.feed(StepDecided("review", False, "ann", "admin")).empty  # decided already
+
+
+def test_a_rejection_fails_the_step_unless_it_continues_on_reject() -> None:
+    strict = Run(review())
+    strict.feed(Begin())
+    strict.succeed("draft")
+    strict.feed(StepDecided("review", False, "vic", "operator", "too long"))
+    error = strict.step("review").error
+    assert error is not None and error.type == failures.APPROVAL_REJECTED
+    assert error.message == "rejected by vic (operator): too long"
+    assert strict.state is ExecutionState.FAILED
+
+    lenient = Run(review(continue_on_reject=True))
+    lenient.feed(Begin())
+    lenient.succeed("draft")
+    lenient.feed(StepDecided("review", False, "vic", "operator"))
+    assert lenient.step("review").output["approved"] is False  # type: ignore[index]
+    assert lenient.step("publish").state is StepState.SKIPPED
+    assert lenient.state is ExecutionState.SUCCEEDED
+
+
+def test_an_approval_nobody_gives_times_out_at_its_first_deadline_across_a_restart() -> None:
+    run = Run(review(timeout=600.0))
+    run.feed(Begin())
+    decision = run.succeed("draft", at=T0 + 5)
+    timer = Timer(TimerKind.WAIT_TIMEOUT, "review")
+    assert timers(decision) == {timer: T0 + 605}
+    assert timers(run.feed(Begin(), at=T0 + 100))[timer] == T0 + 605
+    run.feed(TimerFired(timer), at=T0 + 605)
+    assert run.step("review").error.type == failures.APPROVAL_TIMEOUT  # type: ignore[union-attr]
     assert run.state is ExecutionState.FAILED
 
 

@@ -29,7 +29,7 @@ from baton.v1.common_pb2 import Failure, RetryPolicy
 from baton.v1.event_pb2 import EventType, ExecutionEvent
 from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
-from baton.v1.workflow_pb2 import Step, WaitFor, Workflow
+from baton.v1.workflow_pb2 import Approval, Step, WaitFor, Workflow
 
 __version__ = "0.4.0"
 
@@ -39,6 +39,7 @@ __all__ = [
     "AgentError",
     "Agents",
     "AlreadyExistsError",
+    "Approval",
     "BatonError",
     "Client",
     "DeadlineExceededError",

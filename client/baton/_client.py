@@ -462,16 +462,19 @@ class Executions:
         start_time: timestamp_pb2.Timestamp | None = None,
         end_time: timestamp_pb2.Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
+        waiting: bool = False,
         page_size: int = 0,
     ) -> AsyncIterator[MessageView[execution_pb2.Execution]]:
         """Iterates over executions, newest first, filtered by workflow, state, creation
-        time within [start_time, end_time), and `labels` (all must match)."""
+        time within [start_time, end_time), `labels` (all must match), and `waiting` (a
+        step waits for a signal or an approval now)."""
         request = execution_pb2.ListExecutionsRequest(
             workflow=_name("workflows", workflow) if workflow else "",
             state=state,
             start_time=start_time,
             end_time=end_time,
             labels=dict(labels or {}),
+            waiting=waiting,
             page_size=page_size,
         )
         return _views(self._client._pages(self._stub.ListExecutions, request, "executions"))
@@ -518,6 +521,28 @@ class Executions:
             name=_name("executions", name), request_id=_request_id(request_id)
         )
         return MessageView(await self._client._call(self._stub.ResumeExecution, request))
+
+    async def approve(
+        self,
+        name: str,
+        step: str,
+        *,
+        reject: bool = False,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> MessageView[execution_pb2.Execution]:
+        """Approves (or, with `reject`, rejects) the approval step `step`, which must wait
+        for a decision; the caller's identity and role are recorded. PermissionDeniedError
+        when the caller's role may not decide it; FailedPreconditionError (STEP_NOT_WAITING)
+        when it does not wait."""
+        request = execution_pb2.ApproveStepRequest(
+            name=_name("executions", name),
+            step=step,
+            reject=reject,
+            reason=reason,
+            request_id=_request_id(request_id),
+        )
+        return MessageView(await self._client._call(self._stub.ApproveStep, request))
 
     async def signal(
         self,

@@ -342,6 +342,7 @@ class SyncExecutions:
         start_time: timestamp_pb2.Timestamp | None = None,
         end_time: timestamp_pb2.Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
+        waiting: bool = False,
         page_size: int = 0,
     ) -> Iterator[MessageView[execution_pb2.Execution]]:
         """See `Executions.list`."""
@@ -352,6 +353,7 @@ class SyncExecutions:
                 start_time=start_time,
                 end_time=end_time,
                 labels=labels,
+                waiting=waiting,
                 page_size=page_size,
             )
         )
@@ -379,6 +381,20 @@ class SyncExecutions:
     ) -> MessageView[execution_pb2.Execution]:
         """See `Executions.resume`."""
         return self._loop.run(self._async.resume(name, request_id=request_id))
+
+    def approve(
+        self,
+        name: str,
+        step: str,
+        *,
+        reject: bool = False,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> MessageView[execution_pb2.Execution]:
+        """See `Executions.approve`."""
+        return self._loop.run(
+            self._async.approve(name, step, reject=reject, reason=reason, request_id=request_id)
+        )
 
     def signal(
         self,

@@ -200,6 +200,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--label", action="append", default=[], help="executions with key=value; may repeat"
     )
+    listing.add_argument(
+        "--waiting",
+        action="store_true",
+        help="executions with a step that waits for a signal or a person's approval",
+    )
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=_list)
 
@@ -213,6 +218,13 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("signal", help="its name, as the waiting step's wait_for names it")
     signal.add_argument("--payload", default="{}", help="what it carries, as JSON")
     signal.set_defaults(handler=_signal)
+
+    approve = commands.add_parser("approve", help="approve (or reject) a waiting approval step")
+    approve.add_argument("execution")
+    approve.add_argument("step", help="the approval step's id")
+    approve.add_argument("--reject", action="store_true", help="reject instead of approving")
+    approve.add_argument("--reason", default="", help="why; recorded with the decision")
+    approve.set_defaults(handler=_approve)
 
     retry = commands.add_parser("retry", help="run a failed execution again from some steps")
     retry.add_argument("execution")
@@ -393,8 +405,12 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
             workflow=args.workflow,
             state=_enum(execution_pb2.Execution.State, state),
             labels=_labels(args.label),
+            waiting=args.waiting,
         )
         columns = ["name", "workflow", "state", "create_time"]
+        if args.waiting:
+            items = _with_waits(client, items)
+            columns.append("waiting_for")
     elif args.kind == "workflow":
         items = client.workflows.list(state=_enum(workflow_pb2.Workflow.State, state))
         columns = ["name", "display_name", "revision", "state", "tags"]
@@ -408,10 +424,38 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     for i, item in enumerate(items):
         if i >= args.limit:
             break
+        if isinstance(item, dict):
+            rows.append(item)
+            continue
         message = item.proto if isinstance(item, MessageView) else item
         rows.append(json_format.MessageToDict(message, preserving_proto_field_name=True))
     _print(out, args.output, rows, columns)
     return 0
+
+
+def _with_waits(client: SyncClient, executions: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """Executions as rows with a `waiting_for` column: each waiting step and what it waits
+    for (an approval, with the roles that may give it, or a signal by name)."""
+    steps_of: dict[tuple[str, int], dict[str, workflow_pb2.Step]] = {}
+    for viewed in executions:
+        execution = viewed.proto
+        key = (execution.workflow, execution.workflow_revision)
+        if key not in steps_of:
+            workflow = client.workflows.get(execution.workflow, revision=key[1])
+            steps_of[key] = {s.id: s for s in workflow.steps}
+        waits = []
+        for run in execution.steps:
+            if run.state != execution_pb2.StepRun.STATE_WAITING:
+                continue
+            step = steps_of[key].get(run.step_id)
+            if step is not None and step.HasField("approval"):
+                roles = ", ".join(["operator", "admin", *step.approval.roles])
+                waits.append(f"{run.step_id}: approval by {roles}")
+            elif step is not None:
+                waits.append(f"{run.step_id}: signal {step.wait_for.signal}")
+        row = json_format.MessageToDict(execution, preserving_proto_field_name=True)
+        row["waiting_for"] = "; ".join(waits)
+        yield row
 
 
 def _metrics(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -458,6 +502,14 @@ def _pause(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
 
 def _resume(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     _print_execution(out, args.output, client.executions.resume(args.execution).proto)
+    return 0
+
+
+def _approve(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    execution = client.executions.approve(
+        args.execution, args.step, reject=args.reject, reason=args.reason
+    ).proto
+    _print_execution(out, args.output, execution)
     return 0
 
 
@@ -546,6 +598,9 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
         elif event.type == event_pb2.EVENT_TYPE_SIGNAL_RECEIVED:
             print(f"signal{_event_detail(event)}", file=out)
             out.flush()
+        elif event.type == event_pb2.EVENT_TYPE_APPROVAL_DECIDED:
+            print(f"{event.step_id}{_event_detail(event)}", file=out)
+            out.flush()
         elif event.type in _END_EVENTS or event.type in _PAUSE_EVENTS:
             what = _END_EVENTS.get(event.type) or _PAUSE_EVENTS[event.type]
             print(f"execution {what}{_event_detail(event)}", file=out)
@@ -612,6 +667,11 @@ def _event_detail(event: event_pb2.ExecutionEvent) -> str:
         taken = event.signal_received.taken_by
         where = f", taken by {taken}" if taken else ", kept for a step that waits for it"
         return f": {event.signal_received.signal}{where}"
+    if kind == "approval_decided":
+        decided = event.approval_decided
+        verdict = "approved" if decided.approved else "rejected"
+        because = f": {decided.reason}" if decided.reason else ""
+        return f": {verdict} by {decided.decided_by} ({decided.role}){because}"
     if kind == "step_interrupted":
         return f" (attempt {event.attempt}, {event.step_interrupted.agent})"
     if kind == "execution_paused":

@@ -36,7 +36,7 @@ from baton.v1 import (
     workflow_pb2_grpc,
 )
 from baton_server.api.agents import AgentServicer
-from baton_server.api.auth import BearerAuth, parse_tokens
+from baton_server.api.auth import BearerAuth, Callers, parse_tokens
 from baton_server.api.decoding import DecodingInterceptor
 from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
@@ -147,7 +147,8 @@ async def create_server(
     # Everything that can refuse the configuration does so before anything is opened.
     settings.check()
     _extend_import_path(settings.python_path)
-    auth = BearerAuth(parse_tokens(settings.auth_tokens)) if settings.auth_tokens else None
+    callers = Callers(parse_tokens(settings.auth_tokens) if settings.auth_tokens else {})
+    auth = BearerAuth(callers) if callers.enabled else None
     credentials = _tls_credentials(settings)
     policy = AgentPolicy.parse(
         settings.python_agent_modules, settings.agent_secret_env, settings.agent_urls
@@ -242,7 +243,7 @@ async def create_server(
         HandoffServicer(definitions, tokens), server
     )
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(executions, tokens), server
+        ExecutionServicer(executions, tokens, callers), server
     )
     workers = WorkerServicer(
         broker, definitions, executions, relay=not (settings.tls_cert or settings.tls_key)

@@ -205,7 +205,7 @@ class WaitExecutionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "workflow", "state", "start_time", "end_time", "labels")
+    __slots__ = ("page_size", "page_token", "workflow", "state", "start_time", "end_time", "labels", "waiting")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,7 @@ class ListExecutionsRequest(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     workflow: str
@@ -227,7 +228,8 @@ class ListExecutionsRequest(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workflow: _Optional[str] = ..., state: _Optional[_Union[Execution.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    waiting: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workflow: _Optional[str] = ..., state: _Optional[_Union[Execution.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., waiting: _Optional[bool] = ...) -> None: ...
 
 class ListExecutionsResponse(_message.Message):
     __slots__ = ("executions", "next_page_token")
@@ -256,6 +258,20 @@ class RetryExecutionRequest(_message.Message):
     from_steps: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
     def __init__(self, name: _Optional[str] = ..., from_steps: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ApproveStepRequest(_message.Message):
+    __slots__ = ("name", "step", "reject", "reason", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    REJECT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    step: str
+    reject: bool
+    reason: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., step: _Optional[str] = ..., reject: _Optional[bool] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PauseExecutionRequest(_message.Message):
     __slots__ = ("name", "reason", "request_id")

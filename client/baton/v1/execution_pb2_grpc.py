@@ -97,6 +97,11 @@ class ExecutionServiceStub:
                 request_serializer=baton_dot_v1_dot_execution__pb2.RetryExecutionRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
                 _registered_method=True)
+        self.ApproveStep = channel.unary_unary(
+                '/baton.v1.ExecutionService/ApproveStep',
+                request_serializer=baton_dot_v1_dot_execution__pb2.ApproveStepRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -204,6 +209,17 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveStep(self, request, context):
+        """Approves (or rejects) an approval step that waits for a decision. The decider is the
+        caller: its token's name (or its client certificate's subject) and role are recorded
+        with an APPROVAL_DECIDED event. Any role may call it, but only `operator`, `admin` or a
+        role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
+        (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +281,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
             'RetryExecution': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryExecution,
                     request_deserializer=baton_dot_v1_dot_execution__pb2.RetryExecutionRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
+            ),
+            'ApproveStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveStep,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.ApproveStepRequest.FromString,
                     response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
             ),
     }
@@ -592,6 +613,33 @@ class ExecutionService:
             target,
             '/baton.v1.ExecutionService/RetryExecution',
             baton_dot_v1_dot_execution__pb2.RetryExecutionRequest.SerializeToString,
+            baton_dot_v1_dot_execution__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/ApproveStep',
+            baton_dot_v1_dot_execution__pb2.ApproveStepRequest.SerializeToString,
             baton_dot_v1_dot_execution__pb2.Execution.FromString,
             options,
             channel_credentials,

@@ -84,6 +84,13 @@ class ExecutionServiceStub:
     keeps counting and attempt numbers (so idempotency keys) keep counting up.
     FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
     """
+    ApproveStep: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ApproveStepRequest, _execution_pb2.Execution]
+    """Approves (or rejects) an approval step that waits for a decision. The decider is the
+    caller: its token's name (or its client certificate's subject) and role are recorded
+    with an APPROVAL_DECIDED event. Any role may call it, but only `operator`, `admin` or a
+    role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
+    (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
+    """
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -138,6 +145,13 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     upstream keep their outputs. The same execution goes on with `run` + 1; its event log
     keeps counting and attempt numbers (so idempotency keys) keep counting up.
     FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
+    """
+    ApproveStep: _aio.UnaryUnaryMultiCallable[_execution_pb2.ApproveStepRequest, _execution_pb2.Execution]  # type: ignore[assignment]
+    """Approves (or rejects) an approval step that waits for a decision. The decider is the
+    caller: its token's name (or its client certificate's subject) and role are recorded
+    with an APPROVAL_DECIDED event. Any role may call it, but only `operator`, `admin` or a
+    role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
+    (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
     """
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -262,6 +276,19 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         upstream keep their outputs. The same execution goes on with `run` + 1; its event log
         keeps counting and attempt numbers (so idempotency keys) keep counting up.
         FAILED_PRECONDITION (EXECUTION_NOT_ENDED_BADLY) for a running or succeeded execution.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveStep(
+        self,
+        request: _execution_pb2.ApproveStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.Execution, _abc.Awaitable[_execution_pb2.Execution]]:
+        """Approves (or rejects) an approval step that waits for a decision. The decider is the
+        caller: its token's name (or its client certificate's subject) and role are recorded
+        with an APPROVAL_DECIDED event. Any role may call it, but only `operator`, `admin` or a
+        role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
+        (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
         """
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

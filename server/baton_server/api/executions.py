@@ -10,6 +10,7 @@ import grpc
 from google.protobuf import duration_pb2, empty_pb2
 
 from baton.v1 import common_pb2, event_pb2, execution_pb2, execution_pb2_grpc
+from baton_server.api.auth import Callers
 from baton_server.api.convert import (
     dict_to_struct,
     duration,
@@ -33,7 +34,9 @@ from baton_server.domain.executions import (
     Failure,
     StepRun,
 )
+from baton_server.domain.ids import STEP_ID
 from baton_server.errors import invalid_field, raise_if_invalid
+from baton_server.executions.decisions import StepDecided
 from baton_server.executions.service import Executions, StartOptions
 from baton_server.language.validation import SIGNAL_NAME, check_labels
 from baton_server.limits import MAX_LIST_ITEMS, MAX_REASON
@@ -220,6 +223,12 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
             message.execution_retried.CopyFrom(
                 event_pb2.ExecutionRetried(reset_steps=p.reset_steps or [], run=p.run)
             )
+        case ev.ApprovalDecided():
+            message.approval_decided.CopyFrom(
+                event_pb2.ApprovalDecided(
+                    approved=p.approved, decided_by=p.decided_by, role=p.role, reason=p.reason
+                )
+            )
         case ev.ExecutionResumed():
             message.execution_resumed.SetInParent()
         case ev.SignalReceived():
@@ -251,9 +260,10 @@ def _event_types(values: Any, field: str) -> list[EventType]:
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     """baton.v1.ExecutionService."""
 
-    def __init__(self, executions: Executions, tokens: PageTokens) -> None:
+    def __init__(self, executions: Executions, tokens: PageTokens, callers: Callers) -> None:
         self._executions = executions
         self._tokens = tokens
+        self._callers = callers
 
     async def StartExecution(
         self, request: execution_pb2.StartExecutionRequest, context: Context
@@ -320,6 +330,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             created_from=time_of(request, "start_time") or 0.0,
             created_to=time_of(request, "end_time") or 0.0,
             labels=tuple(sorted(labels.items())),
+            waiting=request.waiting,
         )
         filters = {
             "workflow": workflow_id,
@@ -327,6 +338,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             "from": where.created_from,
             "to": where.created_to,
             "labels": where.labels,
+            "waiting": where.waiting,
         }
         executions, token = await self._tokens.page(
             "ListExecutions",
@@ -374,6 +386,26 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         info = request_info("ResumeExecution", request)
         execution_id = parse_name(request.name, "executions", "name")
         return execution_to_proto(await self._executions.resume(execution_id, info))
+
+    async def ApproveStep(
+        self, request: execution_pb2.ApproveStepRequest, context: Context
+    ) -> execution_pb2.Execution:
+        info = request_info("ApproveStep", request)
+        execution_id = parse_name(request.name, "executions", "name")
+        if not STEP_ID.fullmatch(request.step):
+            raise invalid_field("step", "must be a step id: 1-63 of [A-Za-z0-9_-], from a letter")
+        if len(request.reason) > MAX_REASON:
+            raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
+        caller = self._callers.identify(context)
+        decided = StepDecided(
+            request.step,
+            approved=not request.reject,
+            decided_by=caller.name,
+            role=caller.role,
+            reason=request.reason,
+        )
+        execution = await self._executions.approve(execution_id, decided, info)
+        return execution_to_proto(execution)
 
     async def SignalExecution(
         self, request: execution_pb2.SignalExecutionRequest, context: Context

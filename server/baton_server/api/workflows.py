@@ -23,7 +23,14 @@ from baton_server.api.enums import enum_to_domain, enum_to_proto
 from baton_server.api.requests import PageTokens, filter_words, request_info, update_fields
 from baton_server.api.status import translate_errors
 from baton_server.definitions.service import WORKFLOW_FIELDS, Definitions, etag_of
-from baton_server.domain.definitions import RetryPolicy, Step, WaitFor, Workflow, WorkflowState
+from baton_server.domain.definitions import (
+    Approval,
+    RetryPolicy,
+    Step,
+    WaitFor,
+    Workflow,
+    WorkflowState,
+)
 from baton_server.domain.ids import new_id
 from baton_server.errors import invalid_field
 
@@ -72,10 +79,20 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
             timeout=seconds_of(w, "timeout", f"{field}.wait_for.timeout"),
             when=w.when,
         )
+    approval = None
+    if message.HasField("approval"):
+        a = message.approval
+        approval = Approval(
+            roles=list(a.roles),
+            timeout=seconds_of(a, "timeout", f"{field}.approval.timeout"),
+            prompt=a.prompt,
+            continue_on_reject=a.continue_on_reject,
+        )
     return Step(
         id=message.id,
         display_name=message.display_name,
         wait_for=wait_for,
+        approval=approval,
         agent=agent_ref(message.agent),
         capability=message.capability,
         input_mapping=optional_struct(message, "input_mapping", f"{field}.input_mapping"),
@@ -125,6 +142,15 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
                 signal=step.wait_for.signal,
                 timeout=duration(step.wait_for.timeout),
                 when=step.wait_for.when,
+            )
+        )
+    elif step.approval is not None:
+        message.approval.CopyFrom(
+            workflow_pb2.Approval(
+                roles=step.approval.roles,
+                timeout=duration(step.approval.timeout),
+                prompt=step.approval.prompt,
+                continue_on_reject=step.approval.continue_on_reject,
             )
         )
     elif step.capability:

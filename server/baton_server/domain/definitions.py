@@ -134,10 +134,29 @@ class WaitFor:
     when: str = ""
 
 
+APPROVING_ROLES = ("operator", "admin")
+"""The roles that may decide any approval step; a step can name more."""
+
+
+@dataclass
+class Approval:
+    """An approval step: a person with one of `roles` (or operator, admin) decides; no
+    decision within `timeout` seconds fails it."""
+
+    roles: list[str] = field(default_factory=list)
+    timeout: float | None = None
+    prompt: str = ""
+    continue_on_reject: bool = False
+
+    def allows(self, role: str) -> bool:
+        """True when a caller with `role` may decide."""
+        return role in APPROVING_ROLES or role in self.roles
+
+
 @dataclass
 class Step:
-    """One node of a workflow DAG; exactly one of `agent` (an id), `capability` and
-    `wait_for` is set."""
+    """One node of a workflow DAG; exactly one of `agent` (an id), `capability`,
+    `wait_for` and `approval` is set."""
 
     id: str
     display_name: str = ""
@@ -151,17 +170,25 @@ class Step:
     retry_policy: RetryPolicy | None = None
     fallback_agents: list[str] = field(default_factory=list)
     wait_for: WaitFor | None = None
+    approval: Approval | None = None
+
+    @property
+    def waits(self) -> bool:
+        """True for a step that runs no agent: it waits for a signal or a decision."""
+        return self.wait_for is not None or self.approval is not None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Step:
         """Builds a step from its stored document."""
         policy = doc.get("retry_policy")
         wait_for = doc.get("wait_for")
+        approval = doc.get("approval")
         return cls(
             **{
                 **doc,
                 "retry_policy": RetryPolicy(**policy) if policy else None,
                 "wait_for": WaitFor(**wait_for) if wait_for else None,
+                "approval": Approval(**approval) if approval else None,
             }
         )
 

@@ -210,6 +210,15 @@ class ExecutionRetried(Payload):
     run: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalDecided(Payload):
+    kind = EventType.APPROVAL_DECIDED
+    approved: bool = False
+    decided_by: str = ""
+    role: str = ""
+    reason: str = ""
+
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -235,6 +244,7 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         ExecutionPaused,
         ExecutionResumed,
         ExecutionRetried,
+        ApprovalDecided,
     )
 }
 

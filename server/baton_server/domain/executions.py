@@ -83,6 +83,7 @@ class EventType(enum.StrEnum):
     EXECUTION_PAUSED = "EXECUTION_PAUSED"
     EXECUTION_RESUMED = "EXECUTION_RESUMED"
     EXECUTION_RETRIED = "EXECUTION_RETRIED"
+    APPROVAL_DECIDED = "APPROVAL_DECIDED"
 
     @property
     def terminal(self) -> bool:

@@ -7,7 +7,9 @@ import uuid
 
 RESOURCE_ID = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
 STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
-"""Full-match these (`fullmatch`): `$` would accept a trailing newline."""
+ROLE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+"""A caller's role, as BATON_AUTH_TOKENS and approval steps name it."""
+# Full-match these (`fullmatch`): `$` would accept a trailing newline.
 
 
 def new_id(kind: str) -> str:

@@ -80,6 +80,17 @@ class SignalDelivered:
     request_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class StepDecided:
+    """A person approved (or rejected) an approval step: who, in which role, and why."""
+
+    step_id: str
+    approved: bool
+    decided_by: str
+    role: str
+    reason: str = ""
+
+
 MAX_SIGNAL_REQUESTS = 1000
 """How many signal request ids an execution remembers (for repeated requests)."""
 
@@ -90,7 +101,8 @@ class TimerKind(enum.StrEnum):
     EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
     STEP_TIMEOUT = "STEP_TIMEOUT"
     RETRY = "RETRY"
-    SIGNAL_TIMEOUT = "SIGNAL_TIMEOUT"
+    WAIT_TIMEOUT = "WAIT_TIMEOUT"
+    """A waiting step (a signal or an approval) waited too long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +141,7 @@ Input = (
     | AttemptFailed
     | SlotGranted
     | SignalDelivered
+    | StepDecided
     | PauseRequested
     | ResumeRequested
     | RetryRequested

@@ -51,6 +51,7 @@ from baton_server.executions.decisions import (
     RunState,
     SignalDelivered,
     SlotGranted,
+    StepDecided,
     StopAttempt,
     Timer,
     TimerFired,
@@ -142,7 +143,15 @@ class RunDriver:
     async def signal(self, signal: str, payload: dict[str, Any], request_id: str) -> bool:
         """Delivers a signal (written before this returns); False when the execution had
         already ended."""
-        return await self._apply([SignalDelivered(signal, payload, request_id)])
+        return await self._apply([SignalDelivered(signal, payload, request_id)]) is not None
+
+    async def decide_step(self, decided: StepDecided) -> bool:
+        """Records a person's decision on an approval step; False when the step does not
+        wait for one (it has not started waiting, or has ended)."""
+        decision = await self._apply([decided])
+        return decision is not None and any(
+            e.type is EventType.APPROVAL_DECIDED for e in decision.events
+        )
 
     async def pause(self, reason: str) -> bool:
         """Pauses a RUNNING execution; False when it was not running."""
@@ -219,12 +228,12 @@ class RunDriver:
         self._inputs.append(event)
         self._wake.set()
 
-    async def _apply(self, inputs: list[Input]) -> bool:
-        """Decides `inputs`, writes the decision, then carries it out; False when the
+    async def _apply(self, inputs: list[Input]) -> Decision | None:
+        """Decides `inputs`, writes the decision, then carries it out; None when the
         execution had already ended (nothing was decided)."""
         async with self._lock:
             if self.execution.state.terminal:
-                return False
+                return None
             decision = await self._decide_all(inputs)
             try:
                 await self._write(decision.fields, list(decision.steps.values()), decision.events)
@@ -232,7 +241,7 @@ class RunDriver:
                 self.release()
                 raise
             self._carry_out(decision)
-            return True
+            return decision
 
     async def _decide_all(self, inputs: list[Input]) -> Decision:
         """Decides the inputs in turn, each on the state the ones before it left; a slot

@@ -19,7 +19,7 @@ from baton_server.cluster.coordinator import Coordinator
 from baton_server.cluster.lease import EngineLease
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
-from baton_server.domain.definitions import Workflow, WorkflowState
+from baton_server.domain.definitions import APPROVING_ROLES, Workflow, WorkflowState
 from baton_server.domain.events import (
     ExecutionCancelled,
     ExecutionQueued,
@@ -44,6 +44,7 @@ from baton_server.executions.decisions import (
     MAX_SIGNAL_REQUESTS,
     Limits,
     RetryRequested,
+    StepDecided,
 )
 from baton_server.executions.directory import AgentDirectory
 from baton_server.executions.driver import RunDriver, RunEnv
@@ -361,6 +362,58 @@ class Executions:
             )
         await self.journal.remember(request, {"id": execution_id})
         return run.execution if run is not None else execution
+
+    async def approve(
+        self, execution_id: str, decided: StepDecided, request: RequestInfo
+    ) -> Execution:
+        """Records a person's decision on an approval step that waits for one, if the
+        caller's role may decide it."""
+        if request.request_id and await self.journal.answered(request):
+            return await self.get(execution_id)
+        execution = await self.get(execution_id)
+        workflow = await self.definitions.get_workflow(
+            execution.workflow_id, execution.workflow_revision
+        )
+        step = next((s for s in workflow.steps if s.id == decided.step_id), None)
+        name = f"executions/{execution_id}"
+        if step is None:
+            raise invalid_field("step", f"{decided.step_id!r} is not a step of the workflow")
+        if step.approval is None:
+            raise BatonError(
+                Code.FAILED_PRECONDITION,
+                "NOT_AN_APPROVAL_STEP",
+                f"step {step.id!r} is not an approval step",
+                metadata={"name": name, "step": step.id},
+            )
+        if not step.approval.allows(decided.role):
+            allowed = ", ".join([*APPROVING_ROLES, *step.approval.roles])
+            raise BatonError(
+                Code.PERMISSION_DENIED,
+                "ROLE_MAY_NOT_DECIDE",
+                f"role {decided.role!r} may not decide step {step.id!r}; {allowed} may",
+                metadata={"name": name, "step": step.id, "role": decided.role},
+            )
+        if execution.state.terminal:
+            raise _already_terminal(execution)
+        run = self.scheduler.runs.get(execution_id)
+        if run is None and not self.owner:
+            raise BatonError(
+                Code.UNAVAILABLE,
+                "ENGINE_ELSEWHERE",
+                "this server process does not run executions now; ask the one that does",
+                metadata={"name": name},
+            )
+        if run is None or not await run.decide_step(decided):
+            now = run.execution if run is not None else execution
+            state = now.step(step.id).state.value
+            raise BatonError(
+                Code.FAILED_PRECONDITION,
+                "STEP_NOT_WAITING",
+                f"step {step.id!r} is {state}; only a WAITING approval step can be decided",
+                metadata={"name": name, "step": step.id, "state": state},
+            )
+        await self.journal.remember(request, {"id": execution_id})
+        return run.execution
 
     async def signal(
         self, execution_id: str, signal: str, payload: dict[str, Any], request: RequestInfo

@@ -15,7 +15,9 @@ attempts with a step timeout; after a failure, retries (backoff, cap, jitter, no
 types, `retry_after`), then the fallback agents, then an ON_FAILURE handoff; after a success,
 a requested or SEQUENTIAL handoff (within the depth bound), else the output mapping and the
 output caps. One failed step fails the execution (the others are cancelled); when every step
-has ended, the workflow's output ends it.
+has ended, the workflow's output ends it. Steps without an agent wait (WAITING): a
+`wait_for` step for a matching signal, an approval step for a person's decision, each with
+its timeout. A paused execution starts nothing and ends only after its resume.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import orjson
 from baton_server.domain import failures
 from baton_server.domain.definitions import Agent, AgentState, Handoff, Step
 from baton_server.domain.events import (
+    ApprovalDecided,
     ExecutionCancelled,
     ExecutionFailed,
     ExecutionPaused,
@@ -79,6 +82,7 @@ from baton_server.executions.decisions import (
     RunState,
     SignalDelivered,
     SlotGranted,
+    StepDecided,
     StopAttempt,
     Timer,
     TimerFired,
@@ -115,6 +119,8 @@ def decide(state: RunState, event: Input, now: float, directory: Directory) -> D
             decider.slot_granted(event.step_id)
         case SignalDelivered():
             decider.signal_delivered(event)
+        case StepDecided():
+            decider.step_decided(event)
         case PauseRequested():
             decider.pause(event.reason)
         case ResumeRequested():
@@ -370,7 +376,7 @@ class _Decider:
             run = self.run(step.id)
             if run.state is StepState.WAITING and self.matches(step, signal):
                 self.emit(SignalReceived(event.signal, event.payload, step.id))
-                self.take(step, run, signal)
+                self.take(step, run, event.payload)
                 return
         self.emit(SignalReceived(event.signal, event.payload))
         self.decision.fields["signals"] = [*self.buffered(), signal]
@@ -391,7 +397,7 @@ class _Decider:
         if run.attempt != timer.attempt:
             return  # a timer of an attempt that is over
         step = self.plan.steps[run.step_id]
-        if timer.kind is TimerKind.SIGNAL_TIMEOUT:
+        if timer.kind is TimerKind.WAIT_TIMEOUT:
             if run.state is StepState.WAITING and step.wait_for is not None:
                 waited = step.wait_for.timeout or 0
                 self.fail_step(
@@ -399,6 +405,16 @@ class _Decider:
                     Failure(
                         failures.SIGNAL_TIMEOUT,
                         f"no signal {step.wait_for.signal!r} came within {waited:g}s",
+                        non_retryable=True,
+                    ),
+                )
+            elif run.state is StepState.WAITING and step.approval is not None:
+                waited = step.approval.timeout or 0
+                self.fail_step(
+                    run,
+                    Failure(
+                        failures.APPROVAL_TIMEOUT,
+                        f"nobody decided within {waited:g}s",
                         non_retryable=True,
                     ),
                 )
@@ -468,7 +484,7 @@ class _Decider:
     def schedule(self, step: Step, run: StepRun, agent_input: dict[str, Any]) -> None:
         """A ready step is scheduled, and its first attempt starts when it can (a waiting
         step takes a signal that came already, or waits for one)."""
-        if step.wait_for is not None:
+        if step.waits:
             self.emit(StepScheduled(""), step.id)
             waiting = run.evolve(
                 state=StepState.WAITING, schedule_time=self.now, start_time=self.now
@@ -536,21 +552,47 @@ class _Decider:
 
     def keep_waiting(self, step: Step, run: StepRun) -> None:
         """A waiting step takes the first buffered signal it matches, else (re)arms its
-        timeout, counted from when it began to wait."""
-        assert step.wait_for is not None
-        buffered = self.buffered()
+        timeout, counted from when it began to wait. An approval step waits for its
+        decision the same way."""
+        buffered = self.buffered() if step.wait_for is not None else []
         for i, signal in enumerate(buffered):
             if self.matches(step, signal):
                 self.decision.fields["signals"] = buffered[:i] + buffered[i + 1 :]
-                self.take(step, run, signal)
+                self.take(step, run, signal["payload"])
                 return
-        if step.wait_for.timeout:
-            at = run.start_time + step.wait_for.timeout
-            self.command(ArmTimer(Timer(TimerKind.SIGNAL_TIMEOUT, step.id), at))
+        wait = step.wait_for or step.approval
+        if wait is not None and wait.timeout:
+            at = run.start_time + wait.timeout
+            self.command(ArmTimer(Timer(TimerKind.WAIT_TIMEOUT, step.id), at))
 
-    def take(self, step: Step, run: StepRun, signal: dict[str, Any]) -> None:
-        """The waiting step succeeds with the signal's payload (through its output_mapping)."""
-        payload = signal["payload"]
+    def step_decided(self, event: StepDecided) -> None:
+        """A person decided an approval step that waits: approved, it succeeds with the
+        decision as its output; rejected, it fails (or, with `continue_on_reject`, succeeds
+        with `approved: false`)."""
+        step = self.plan.steps.get(event.step_id)
+        if step is None or step.approval is None:
+            return
+        run = self.run(step.id)
+        if run.state is not StepState.WAITING:
+            return
+        decided = ApprovalDecided(event.approved, event.decided_by, event.role, event.reason)
+        self.emit(decided, step.id)
+        if event.approved or step.approval.continue_on_reject:
+            self.take(step, run, decided.to_doc())
+            return
+        because = f": {event.reason}" if event.reason else ""
+        self.fail_step(
+            run,
+            Failure(
+                failures.APPROVAL_REJECTED,
+                f"rejected by {event.decided_by} ({event.role}){because}",
+                non_retryable=True,
+            ),
+        )
+
+    def take(self, step: Step, run: StepRun, payload: dict[str, Any]) -> None:
+        """The waiting step succeeds with a signal's payload or a decision (through its
+        output_mapping)."""
         try:
             output = self.step_output(step, payload, -1)
         except RefusedError as error:

@@ -26,7 +26,7 @@ from baton_server.domain.definitions import (
     WorkerRuntime,
     Workflow,
 )
-from baton_server.domain.ids import STEP_ID, is_resource_id
+from baton_server.domain.ids import ROLE_NAME, STEP_ID, is_resource_id
 from baton_server.errors import FieldViolation
 from baton_server.language import conditions, expressions
 from baton_server.language.input_schema import schema_violations
@@ -56,6 +56,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 _BASE_URL = re.compile(r"https?://[^\s/]+(?:/\S*)?")
 MAX_BACKOFF_COEFFICIENT = 100.0
+MAX_APPROVAL_ROLES = 16
+MAX_PROMPT = 1000
 
 STEP_CONDITION_VARIABLES = frozenset({"input", "steps", "execution"})
 SIGNAL_CONDITION_VARIABLES = STEP_CONDITION_VARIABLES | {"signal"}
@@ -303,7 +305,7 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
 
 def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found = _check_text(f"{field}.display_name", step.display_name, MAX_DISPLAY_NAME)
-    if step.wait_for is not None:
+    if step.waits:
         return found + _check_waiting_step(field, step)
     if step.agent and step.capability:
         found.append(_v(f"{field}.capability", "set either agent or capability, not both"))
@@ -322,15 +324,29 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
 
 
 def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
-    """A `wait_for` step: a signal name, a timeout in range, and none of what only steps
-    with an agent use."""
-    assert step.wait_for is not None
+    """A `wait_for` or `approval` step: a signal name or approving roles, a timeout in
+    range, and none of what only steps with an agent use."""
     found: list[FieldViolation] = []
-    if not SIGNAL_NAME.fullmatch(step.wait_for.signal):
-        found.append(
-            _v(f"{field}.wait_for.signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
-        )
-    found += _check_duration(f"{field}.wait_for.timeout", step.wait_for.timeout)
+    kind = "wait_for"
+    if step.wait_for is not None:
+        if step.approval is not None:
+            found.append(_v(f"{field}.approval", "set either wait_for or approval, not both"))
+        if not SIGNAL_NAME.fullmatch(step.wait_for.signal):
+            found.append(
+                _v(f"{field}.wait_for.signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
+            )
+        found += _check_duration(f"{field}.wait_for.timeout", step.wait_for.timeout)
+    elif step.approval is not None:
+        kind = "approval"
+        approval = step.approval
+        found += _check_count(f"{field}.approval.roles", approval.roles, MAX_APPROVAL_ROLES)
+        for k, role in enumerate(approval.roles[:MAX_APPROVAL_ROLES]):
+            if not ROLE_NAME.fullmatch(role):
+                found.append(
+                    _v(f"{field}.approval.roles[{k}]", "must be 1-32 of [a-z0-9_-], from a letter")
+                )
+        found += _check_duration(f"{field}.approval.timeout", approval.timeout)
+        found += _check_text(f"{field}.approval.prompt", approval.prompt, MAX_PROMPT)
     found += _check_count(f"{field}.depends_on", step.depends_on, MAX_DEPENDENCIES)
     for name, used in (
         ("agent", step.agent),
@@ -341,7 +357,7 @@ def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
         ("input_mapping", step.input_mapping is not None),
     ):
         if used:
-            found.append(_v(f"{field}.{name}", "is not used by a wait_for step (it runs no agent)"))
+            found.append(_v(f"{field}.{name}", f"is not used by a {kind} step (it runs no agent)"))
     return found
 
 

@@ -83,6 +83,8 @@ class ExecutionFilter:
     created_to: float = 0.0
     labels: tuple[tuple[str, str], ...] = ()
     """(key, value) pairs that must all be among the execution's labels."""
+    waiting: bool = False
+    """Only executions with a step WAITING (for a signal or an approval)."""
 
 
 class ExecutionRepository:
@@ -226,6 +228,8 @@ class ExecutionRepository:
                 "seq IN (SELECT execution_seq FROM execution_labels WHERE key = ? AND value = ?)"
             )
             params += [key, value]
+        if where.waiting:
+            clauses.append("seq IN (SELECT execution_seq FROM step_runs WHERE state = 'WAITING')")
         where_sql = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return await self._with_steps(
             conn,

@@ -110,6 +110,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX execution_labels_owner ON execution_labels (execution_seq)",
         "CREATE INDEX executions_end_time ON executions (end_time) WHERE end_time IS NOT NULL",
     ],
+    # 7: finding the executions that wait for a signal or a person.
+    [
+        "CREATE INDEX step_runs_waiting ON step_runs (execution_seq) WHERE state = 'WAITING'",
+    ],
 ]
 
 
