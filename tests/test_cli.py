@@ -289,3 +289,30 @@ async def test_list_waiting_and_approve(server: Baton, client: Client, tmp_path:
     assert "APPROVAL_DECIDED review: approved by anonymous (admin): fine by me" in out
     code, _, err = await baton_cli(server, "approve", execution.name, "review")
     assert code == 2 and "STEP_NOT_WAITING" in err
+
+
+async def test_schedules_from_the_command_line(server: Baton, tmp_path: Path) -> None:
+    definitions = tmp_path / "nightly.yaml"
+    definitions.write_text(
+        "kind: Agent\nid: detail\npython: {entry_point: 'baton_server.agents.builtin:echo'}\n"
+        "---\nkind: Workflow\nid: report\nsteps: [{id: a, agent: detail}]\n"
+        "---\nkind: Schedule\nid: nightly\nworkflow: report\ncron: '0 3 * * *'\n"
+        "time_zone: Europe/Paris\ninput: {day: yesterday}\n"
+    )
+    code, out, err = await baton_cli(server, "apply", "-f", str(definitions))
+    assert code == 0, err
+    assert "schedules/nightly" in out and "created" in out
+    code, out, err = await baton_cli(server, "apply", "-f", str(definitions))
+    assert code == 0, err
+    assert out.count("unchanged") == 3, out
+    code, out, err = await baton_cli(server, "list", "schedule")
+    assert code == 0 and "schedules/nightly" in out and "0 3 * * *" in out, err
+    code, out, err = await baton_cli(server, "pause", "schedules/nightly", "--reason", "audit")
+    assert code == 0 and "STATE_PAUSED" in out and "audit" in out, err
+    code, out, err = await baton_cli(server, "resume", "schedules/nightly")
+    assert code == 0 and "STATE_ACTIVE" in out, err
+    code, out, err = await baton_cli(server, "get", "schedule", "nightly", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["input"] == {"day": "yesterday"}
+    code, out, err = await baton_cli(server, "delete", "schedule", "nightly")
+    assert code == 0 and "deleted schedules/nightly" in out, err

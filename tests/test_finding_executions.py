@@ -128,7 +128,9 @@ async def test_the_label_migration_labels_executions_stored_before_it(
         for statement in (
             "DROP TABLE execution_labels",
             "DROP INDEX executions_end_time",
-            "DROP INDEX step_runs_waiting",
+            "DROP INDEX step_runs_waiting",  # and what later migrations made
+            "DROP TABLE schedule_firings",
+            "DROP TABLE schedules",
         ):
             await conn.execute(statement)  # type: ignore[attr-defined]
 

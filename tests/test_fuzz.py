@@ -27,7 +27,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire import field_bytes, nested_struct_bytes
 
-from baton import Agent, Handoff, PythonRuntime, Step, SyncClient, WorkerRuntime, Workflow
+from baton import (
+    Agent,
+    Handoff,
+    PythonRuntime,
+    Schedule,
+    Step,
+    SyncClient,
+    WorkerRuntime,
+    Workflow,
+)
 from baton_server.app import SERVICES
 
 EXAMPLES = int(os.environ.get("BATON_FUZZ_EXAMPLES", "600"))
@@ -48,6 +57,7 @@ NAMES = [
     "workflows/flow",
     "executions/known",
     "handoffs/known",
+    "schedules/known",
     "echo",
     "agents/",
     "agents/UPPER",
@@ -249,6 +259,16 @@ _HANDOFF = {
     "triggerConditions": ["completion", "source_output.done == true"],
     "dataMapping": {"plan": "plan"},
 }
+_SCHEDULE = {
+    "workflow": "workflows/flow",
+    "input": {"x": 1},
+    "cron": "*/5 9-17 * * MON-FRI",
+    "timeZone": "Europe/Paris",
+    "overlapPolicy": "OVERLAP_POLICY_BUFFER_ONE",
+    "catchUpPolicy": "CATCH_UP_POLICY_ALL",
+    "catchUpLimit": 5,
+    "labels": {"team": "a"},
+}
 # Valid requests, of which the fuzzer changes one field: deep values reach deep code.
 SEEDS: dict[str, dict[str, Any]] = {
     "CreateAgent": {"agent": _AGENT},
@@ -290,6 +310,12 @@ SEEDS: dict[str, dict[str, Any]] = {
         "requestId": "a1",
     },
     "ListExecutionEvents": {"execution": "executions/known"},
+    "CreateSchedule": {"schedule": _SCHEDULE, "scheduleId": "nightly"},
+    "UpdateSchedule": {"schedule": {**_SCHEDULE, "name": "schedules/known"}},
+    "ListSchedules": {"workflow": "workflows/flow", "state": "STATE_ACTIVE"},
+    "PauseSchedule": {"name": "schedules/known", "reason": "r", "requestId": "q1"},
+    "UnpauseSchedule": {"name": "schedules/known", "requestId": "q2"},
+    "DeleteSchedule": {"name": "schedules/known", "requestId": "q3"},
 }
 
 
@@ -402,6 +428,9 @@ class FuzzTarget:
                 handoff_id="known",
             )
             client.executions.start("workflows/flow", {"x": 1}, execution_id="known")
+            client.schedules.create(
+                Schedule(workflow="flow", cron="0 3 * * *", input={"x": 1}), schedule_id="known"
+            )
 
     def call(self, path: str, method: Any, payload: bytes) -> grpc.StatusCode:
         self.calls += 1

@@ -5,7 +5,7 @@ here for convenience.
 """
 
 from baton._agent import AgentError, HandoffRequest, StepContext, StepInfo, StepLogger
-from baton._client import Agents, Client, Executions, Handoffs, Workflows
+from baton._client import Agents, Client, Executions, Handoffs, Schedules, Workflows
 from baton._errors import (
     AbortedError,
     AlreadyExistsError,
@@ -22,13 +22,21 @@ from baton._errors import (
     UnavailableError,
     UnimplementedError,
 )
-from baton._sync import SyncAgents, SyncClient, SyncExecutions, SyncHandoffs, SyncWorkflows
+from baton._sync import (
+    SyncAgents,
+    SyncClient,
+    SyncExecutions,
+    SyncHandoffs,
+    SyncSchedules,
+    SyncWorkflows,
+)
 from baton._worker import Worker
 from baton.v1.agent_pb2 import Agent, OpenAIRuntime, PythonRuntime, WorkerRuntime
 from baton.v1.common_pb2 import Failure, RetryPolicy
 from baton.v1.event_pb2 import EventType, ExecutionEvent
 from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
+from baton.v1.schedule_pb2 import Schedule
 from baton.v1.workflow_pb2 import Approval, Step, WaitFor, Workflow
 
 __version__ = "0.4.0"
@@ -61,6 +69,8 @@ __all__ = [
     "PythonRuntime",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Schedule",
+    "Schedules",
     "Step",
     "StepContext",
     "StepInfo",
@@ -70,6 +80,7 @@ __all__ = [
     "SyncClient",
     "SyncExecutions",
     "SyncHandoffs",
+    "SyncSchedules",
     "SyncWorkflows",
     "UnauthenticatedError",
     "UnavailableError",

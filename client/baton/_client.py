@@ -24,6 +24,8 @@ from baton.v1 import (
     handoff_pb2_grpc,
     monitoring_pb2,
     monitoring_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     workflow_pb2,
     workflow_pb2_grpc,
 )
@@ -73,6 +75,7 @@ class Client:
         self.workflows = Workflows(self, workflow_pb2_grpc.WorkflowServiceStub(channel))
         self.handoffs = Handoffs(self, handoff_pb2_grpc.HandoffServiceStub(channel))
         self.executions = Executions(self, execution_pb2_grpc.ExecutionServiceStub(channel))
+        self.schedules = Schedules(self, schedule_pb2_grpc.ScheduleServiceStub(channel))
         self._monitoring: monitoring_pb2_grpc.MonitoringServiceAsyncStub = (
             monitoring_pb2_grpc.MonitoringServiceStub(channel)
         )
@@ -371,6 +374,87 @@ class Handoffs:
             name=_name("handoffs", name), etag=etag, request_id=_request_id(request_id)
         )
         await self._client._call(self._stub.DeleteHandoff, request)
+
+
+class Schedules:
+    """ScheduleService: start a workflow on a cron calendar or at an interval."""
+
+    def __init__(self, client: Client, stub: schedule_pb2_grpc.ScheduleServiceAsyncStub) -> None:
+        self._client = client
+        self._stub = stub
+
+    async def create(
+        self,
+        schedule: schedule_pb2.Schedule,
+        *,
+        schedule_id: str = "",
+        request_id: str | None = None,
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """Creates a schedule of an existing workflow; it fires from its next slot on."""
+        request = schedule_pb2.CreateScheduleRequest(
+            schedule=schedule, schedule_id=schedule_id, request_id=_request_id(request_id)
+        )
+        return MessageView(await self._client._call(self._stub.CreateSchedule, request))
+
+    async def get(self, name: str) -> MessageView[schedule_pb2.Schedule]:
+        """Returns the schedule `schedules/{id}` (or a bare id) with its next run times."""
+        request = schedule_pb2.GetScheduleRequest(name=_name("schedules", name))
+        return MessageView(await self._client._call(self._stub.GetSchedule, request))
+
+    def list(
+        self,
+        *,
+        workflow: str = "",
+        state: schedule_pb2.Schedule.State = schedule_pb2.Schedule.STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> AsyncIterator[MessageView[schedule_pb2.Schedule]]:
+        """Iterates over schedules in creation order, of `workflow` and in `state`."""
+        request = schedule_pb2.ListSchedulesRequest(
+            workflow=_name("workflows", workflow) if workflow else "",
+            state=state,
+            page_size=page_size,
+        )
+        return _views(self._client._pages(self._stub.ListSchedules, request, "schedules"))
+
+    async def update(
+        self,
+        schedule: schedule_pb2.Schedule,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """Replaces the fields in `update_mask` (all writable ones when empty)."""
+        request = schedule_pb2.UpdateScheduleRequest(
+            schedule=schedule,
+            update_mask=field_mask_pb2.FieldMask(paths=update_mask),
+            request_id=_request_id(request_id),
+        )
+        return MessageView(await self._client._call(self._stub.UpdateSchedule, request))
+
+    async def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """Deletes a schedule; the executions it started stay."""
+        request = schedule_pb2.DeleteScheduleRequest(
+            name=_name("schedules", name), etag=etag, request_id=_request_id(request_id)
+        )
+        await self._client._call(self._stub.DeleteSchedule, request)
+
+    async def pause(
+        self, name: str, *, reason: str = "", request_id: str | None = None
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """Stops the schedule firing until `unpause`; missed slots are not caught up."""
+        request = schedule_pb2.PauseScheduleRequest(
+            name=_name("schedules", name), reason=reason, request_id=_request_id(request_id)
+        )
+        return MessageView(await self._client._call(self._stub.PauseSchedule, request))
+
+    async def unpause(
+        self, name: str, *, request_id: str | None = None
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """Lets a paused schedule fire again from its next slot."""
+        request = schedule_pb2.UnpauseScheduleRequest(
+            name=_name("schedules", name), request_id=_request_id(request_id)
+        )
+        return MessageView(await self._client._call(self._stub.UnpauseSchedule, request))
 
 
 def _struct(value: dict[str, Any] | struct_pb2.Struct | None) -> struct_pb2.Struct:

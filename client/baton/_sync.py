@@ -12,7 +12,15 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from baton._client import DEFAULT_TIMEOUT, Agents, Client, Executions, Handoffs, Workflows
+from baton._client import (
+    DEFAULT_TIMEOUT,
+    Agents,
+    Client,
+    Executions,
+    Handoffs,
+    Schedules,
+    Workflows,
+)
 from baton._views import MessageView
 from baton.v1 import (
     agent_pb2,
@@ -20,6 +28,7 @@ from baton.v1 import (
     execution_pb2,
     handoff_pb2,
     monitoring_pb2,
+    schedule_pb2,
     workflow_pb2,
 )
 
@@ -66,6 +75,7 @@ class SyncClient:
         self.agents = SyncAgents(loop, client.agents)
         self.workflows = SyncWorkflows(loop, client.workflows)
         self.handoffs = SyncHandoffs(loop, client.handoffs)
+        self.schedules = SyncSchedules(loop, client.schedules)
         self.executions = SyncExecutions(loop, client.executions)
 
     @classmethod
@@ -233,6 +243,70 @@ class SyncWorkflows:
     def validate(self, workflow: workflow_pb2.Workflow) -> workflow_pb2.ValidateWorkflowResponse:
         """See `Workflows.validate`."""
         return self._loop.run(self._async.validate(workflow))
+
+
+class SyncSchedules:
+    """Blocking ScheduleService; see `baton.Schedules`."""
+
+    def __init__(self, loop: _Loop, schedules: Schedules) -> None:
+        self._loop = loop
+        self._async = schedules
+
+    def create(
+        self,
+        schedule: schedule_pb2.Schedule,
+        *,
+        schedule_id: str = "",
+        request_id: str | None = None,
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """See `Schedules.create`."""
+        return self._loop.run(
+            self._async.create(schedule, schedule_id=schedule_id, request_id=request_id)
+        )
+
+    def get(self, name: str) -> MessageView[schedule_pb2.Schedule]:
+        """See `Schedules.get`."""
+        return self._loop.run(self._async.get(name))
+
+    def list(
+        self,
+        *,
+        workflow: str = "",
+        state: schedule_pb2.Schedule.State = schedule_pb2.Schedule.STATE_UNSPECIFIED,
+        page_size: int = 0,
+    ) -> Iterator[MessageView[schedule_pb2.Schedule]]:
+        """See `Schedules.list`."""
+        return self._loop.iterate(
+            self._async.list(workflow=workflow, state=state, page_size=page_size)
+        )
+
+    def update(
+        self,
+        schedule: schedule_pb2.Schedule,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """See `Schedules.update`."""
+        return self._loop.run(
+            self._async.update(schedule, update_mask=update_mask, request_id=request_id)
+        )
+
+    def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """See `Schedules.delete`."""
+        self._loop.run(self._async.delete(name, etag=etag, request_id=request_id))
+
+    def pause(
+        self, name: str, *, reason: str = "", request_id: str | None = None
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """See `Schedules.pause`."""
+        return self._loop.run(self._async.pause(name, reason=reason, request_id=request_id))
+
+    def unpause(
+        self, name: str, *, request_id: str | None = None
+    ) -> MessageView[schedule_pb2.Schedule]:
+        """See `Schedules.unpause`."""
+        return self._loop.run(self._async.unpause(name, request_id=request_id))
 
 
 class SyncHandoffs:

@@ -20,19 +20,44 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from baton._errors import BatonError, NotFoundError
 from baton._sync import SyncClient
 from baton._views import MessageView
-from baton.v1 import agent_pb2, event_pb2, execution_pb2, handoff_pb2, workflow_pb2
+from baton.v1 import (
+    agent_pb2,
+    event_pb2,
+    execution_pb2,
+    handoff_pb2,
+    schedule_pb2,
+    workflow_pb2,
+)
 
 KINDS = {
     "agent": "agents",
     "workflow": "workflows",
     "handoff": "handoffs",
     "execution": "executions",
+    "schedule": "schedules",
 }
 _MESSAGES: dict[str, type[Message]] = {
     "agent": agent_pb2.Agent,
     "workflow": workflow_pb2.Workflow,
     "handoff": handoff_pb2.Handoff,
+    "schedule": schedule_pb2.Schedule,
 }
+# What a server fills in: a file and a stored resource are compared without these.
+_OUTPUT_ONLY = (
+    "name",
+    "create_time",
+    "update_time",
+    "etag",
+    "revision",
+    "state",
+    "pause_reason",
+    "next_run_times",
+    "last_run_time",
+    "last_execution",
+    "fired_count",
+    "skipped_count",
+    "last_error",
+)
 _STEP_EVENTS = {
     event_pb2.EVENT_TYPE_STEP_STARTED: "started",
     event_pb2.EVENT_TYPE_STEP_SUCCEEDED: "succeeded",
@@ -234,13 +259,15 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--watch", action="store_true", help="follow it until it ends")
     retry.set_defaults(handler=_retry)
 
-    pause = commands.add_parser("pause", help="pause an execution (nothing new starts)")
-    pause.add_argument("execution")
+    pause = commands.add_parser(
+        "pause", help="pause an execution (nothing new starts), or schedules/<id>"
+    )
+    pause.add_argument("execution", help="an execution, or schedules/<id> to pause a schedule")
     pause.add_argument("--reason", default="paused from the command line")
     pause.set_defaults(handler=_pause)
 
-    resume = commands.add_parser("resume", help="resume a paused execution")
-    resume.add_argument("execution")
+    resume = commands.add_parser("resume", help="resume a paused execution, or schedules/<id>")
+    resume.add_argument("execution", help="an execution, or schedules/<id> to unpause it")
     resume.set_defaults(handler=_resume)
 
     cancel = commands.add_parser("cancel", help="cancel an execution")
@@ -321,15 +348,18 @@ def _apply_one(client: SyncClient, kind: str, resource_id: str, message: Any) ->
     service: Any = getattr(client, KINDS[kind])
     try:
         current = service.get(resource_id)
+        current = current.proto if isinstance(current, MessageView) else current
     except NotFoundError:
         service.create(message, **{f"{kind}_id": resource_id})
         return "created"
     message.name = current.name
     comparable = type(current)()
     comparable.CopyFrom(current)
-    for field in ("name", "create_time", "update_time", "etag", "revision"):
+    for field in _OUTPUT_ONLY:
         if comparable.DESCRIPTOR.fields_by_name.get(field):
             comparable.ClearField(field)
+    if kind == "schedule":
+        message.state = schedule_pb2.Schedule.STATE_UNSPECIFIED  # pause and unpause set it
     proposed = type(message)()
     proposed.CopyFrom(message)
     proposed.ClearField("name")
@@ -356,6 +386,16 @@ def _normalised(kind: str, message: Any) -> dict[str, Any]:
                 a if a.startswith("agents/") else f"agents/{a}"
                 for a in step.get("fallback_agents", [])
             ]
+    if kind == "schedule":
+        if "workflow" in data and not data["workflow"].startswith("workflows/"):
+            data["workflow"] = f"workflows/{data['workflow']}"
+        for key, default in (
+            ("overlap_policy", "OVERLAP_POLICY_SKIP"),
+            ("catch_up_policy", "CATCH_UP_POLICY_LAST"),
+        ):
+            if data.get(key) in (None, key.upper() + "_UNSPECIFIED"):
+                data[key] = default
+        data["catch_up_limit"] = data.get("catch_up_limit") or 10
     if kind == "handoff":
         for key in ("source_agent", "target_agent"):
             if key in data and not data[key].startswith("agents/"):
@@ -394,7 +434,9 @@ def _get(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     if args.kind == "execution":
         _print_execution(out, args.output, resource.proto)
     else:
-        _get_like(resource, args.output, out)
+        _get_like(
+            resource.proto if isinstance(resource, MessageView) else resource, args.output, out
+        )
     return 0
 
 
@@ -414,6 +456,11 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
     elif args.kind == "workflow":
         items = client.workflows.list(state=_enum(workflow_pb2.Workflow.State, state))
         columns = ["name", "display_name", "revision", "state", "tags"]
+    elif args.kind == "schedule":
+        items = client.schedules.list(
+            workflow=args.workflow, state=_enum(schedule_pb2.Schedule.State, state)
+        )
+        columns = ["name", "workflow", "state", "cron", "interval", "next_run_times"]
     elif args.kind == "agent":
         items = client.agents.list(state=_enum(agent_pb2.Agent.State, state))
         columns = ["name", "display_name", "state", "capabilities"]
@@ -495,12 +542,17 @@ def _retry(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pause(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.execution.startswith("schedules/"):
+        schedule = client.schedules.pause(args.execution, reason=args.reason).proto
+        return _get_like(schedule, args.output, out)
     execution = client.executions.pause(args.execution, reason=args.reason).proto
     _print_execution(out, args.output, execution)
     return 0
 
 
 def _resume(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
+    if args.execution.startswith("schedules/"):
+        return _get_like(client.schedules.unpause(args.execution).proto, args.output, out)
     _print_execution(out, args.output, client.executions.resume(args.execution).proto)
     return 0
 
@@ -829,7 +881,7 @@ def _definition(document: dict[str, Any], path: str) -> tuple[str, str, Any]:
     fields = dict(document)
     kind = str(fields.pop("kind", "")).lower()
     if kind not in _MESSAGES:
-        raise CliError(f"{path}: 'kind' must be Agent, Workflow or Handoff, not {kind!r}")
+        raise CliError(f"{path}: 'kind' must be Agent, Workflow, Handoff or Schedule, not {kind!r}")
     resource_id = str(fields.pop("id", "") or fields.pop("name", "")).split("/")[-1]
     if not resource_id:
         raise CliError(f"{path}: a {kind} needs an 'id'")

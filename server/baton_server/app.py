@@ -30,6 +30,8 @@ from baton.v1 import (
     handoff_pb2_grpc,
     monitoring_pb2,
     monitoring_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     worker_pb2,
     worker_pb2_grpc,
     workflow_pb2,
@@ -42,6 +44,7 @@ from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
+from baton_server.api.schedules import ScheduleServicer
 from baton_server.api.sizes import definition_size
 from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
 from baton_server.api.workers import WorkerServicer
@@ -57,6 +60,7 @@ from baton_server.executions.service import Executions
 from baton_server.runtimes.openai import OpenAIClient
 from baton_server.runtimes.registry import Runtimes
 from baton_server.runtimes.worker_broker import TaskBroker
+from baton_server.schedules.service import Schedules
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.codec import Codec
 from baton_server.storage.coordination import CoordinationRepository
@@ -66,6 +70,7 @@ from baton_server.storage.event_bus import RedisEventBus
 from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.health import HealthProbe, Status
 from baton_server.storage.idempotency import IdempotencyRepository
+from baton_server.storage.schedules import FiringRepository
 from baton_server.tracing import Tracing, provider_from_environment
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ SERVICES = [
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"],
     handoff_pb2.DESCRIPTOR.services_by_name["HandoffService"],
+    schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
     monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"],
 ]
@@ -245,6 +251,10 @@ async def create_server(
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionServicer(executions, tokens, callers), server
     )
+    schedules = Schedules(db, definitions, FiringRepository(codec), executions)
+    schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
+        ScheduleServicer(schedules, tokens), server
+    )
     workers = WorkerServicer(
         broker, definitions, executions, relay=not (settings.tls_cert or settings.tls_key)
     )
@@ -296,6 +306,7 @@ async def create_server(
         baton.tracer_provider = tracing.provider
     if settings.metrics_listen:
         baton.metrics_port = telemetry.serve(settings.metrics_listen)
+    baton.tasks.append(asyncio.create_task(schedules.run(), name="schedules"))
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
     purge = functools.partial(definitions.purge_request_ids, settings.idempotency_ttl)

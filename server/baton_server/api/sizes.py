@@ -7,8 +7,11 @@ from typing import Any
 
 from baton_server.api.agents import agent_to_proto
 from baton_server.api.handoffs import handoff_to_proto
+from baton_server.api.schedules import schedule_to_proto
 from baton_server.api.workflows import workflow_to_proto
 from baton_server.domain.definitions import Agent, Handoff, Workflow
+from baton_server.domain.schedules import Firing, Schedule
+from baton_server.schedules.service import NEXT_RUN_TIMES, ScheduleView
 
 
 def definition_size(resource: Any) -> int:
@@ -19,4 +22,8 @@ def definition_size(resource: Any) -> int:
         return int(workflow_to_proto(resource).ByteSize())
     if isinstance(resource, Handoff):
         return int(handoff_to_proto(resource).ByteSize())
+    if isinstance(resource, Schedule):
+        # With room for what firing adds: times, counts, an execution name and an error.
+        view = ScheduleView(resource, Firing(cursor=0.0), [0.0] * NEXT_RUN_TIMES)
+        return int(schedule_to_proto(view).ByteSize()) + 1200
     raise TypeError(f"not a definition: {type(resource).__name__}")

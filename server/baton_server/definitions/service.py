@@ -1,5 +1,6 @@
-"""Creating, reading, listing, updating and deleting definitions (agents, workflows, handoffs):
-validation, referential checks, revisions, idempotent requests and the read-through cache."""
+"""Creating, reading, listing, updating and deleting definitions (agents, workflows,
+handoffs, schedules): validation, referential checks, revisions, idempotent requests and the
+read-through cache."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from baton_server.domain.definitions import (
     WorkflowState,
 )
 from baton_server.domain.paging import Page
+from baton_server.domain.schedules import Schedule, ScheduleState
 from baton_server.errors import (
     BatonError,
     Code,
@@ -30,12 +32,18 @@ from baton_server.errors import (
     raise_if_invalid,
 )
 from baton_server.idempotency import RequestInfo, once
-from baton_server.language.validation import validate_agent, validate_handoff, validate_workflow
+from baton_server.language.validation import (
+    validate_agent,
+    validate_handoff,
+    validate_schedule,
+    validate_workflow,
+)
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.database import Database, SqlConnection
 from baton_server.storage.definitions import (
     AGENTS,
     HANDOFFS,
+    SCHEDULES,
     WORKFLOWS,
     DefinitionRepository,
     Filter,
@@ -57,7 +65,7 @@ class Resource(Protocol):
     def to_doc(self) -> dict[str, Any]: ...
 
 
-R = TypeVar("R", Agent, Workflow, Handoff)
+R = TypeVar("R", Agent, Workflow, Handoff, Schedule)
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,15 @@ HANDOFF = Kind[Handoff](
         "type": h.type.value if h.type else "",
     },
     lambda h: {},
+)
+
+
+SCHEDULE = Kind[Schedule](
+    "schedule",
+    SCHEDULES,
+    Schedule.from_doc,
+    lambda s: {"state": s.state.value, "workflow": s.workflow_id},
+    lambda s: {},
 )
 
 
@@ -141,7 +158,25 @@ HANDOFF_FIELDS = frozenset(
     }
 )
 
+SCHEDULE_FIELDS = frozenset(
+    {
+        "display_name",
+        "description",
+        "workflow_id",
+        "workflow_revision",
+        "input",
+        "labels",
+        "cron",
+        "interval",
+        "time_zone",
+        "overlap_policy",
+        "catch_up_policy",
+        "catch_up_limit",
+    }
+)
+
 Check = Callable[[SqlConnection, R], Awaitable[None]]
+AfterWrite = Callable[[SqlConnection, int, R], Awaitable[None]]
 Measure = Callable[[Any], int]
 """The size of a definition as the API sends it back, in bytes."""
 
@@ -322,6 +357,17 @@ class Definitions:
         """Deletes a workflow with all its revisions; refused while executions of it run."""
 
         async def before(conn: SqlConnection) -> list[tuple[Kind[Any], str]]:
+            schedules = await self.repo.list_page(
+                conn, SCHEDULES, after_seq=0, limit=5, where=Filter({"workflow": workflow_id}, {})
+            )
+            if schedules:
+                names = ", ".join(f"schedules/{s.id}" for s in schedules)
+                raise BatonError(
+                    Code.FAILED_PRECONDITION,
+                    "WORKFLOW_IN_USE",
+                    f"workflow {workflow_id!r} is started by {names}; delete those first",
+                    metadata={"name": f"workflows/{workflow_id}", "usedBy": names},
+                )
             if self.workflow_in_use is not None and await self.workflow_in_use(conn, workflow_id):
                 raise BatonError(
                     Code.FAILED_PRECONDITION,
@@ -419,6 +465,74 @@ class Definitions:
                 if agent not in found
             ]
         )
+
+    # Schedules ------------------------------------------------------------------------
+
+    async def create_schedule(
+        self, schedule: Schedule, request: RequestInfo, after_write: AfterWrite[Schedule]
+    ) -> Schedule:
+        """Stores a new schedule of an existing workflow; `after_write` runs in the same
+        transaction (it stores the schedule's first firing)."""
+        await self._checked(SCHEDULE, schedule, lambda: validate_schedule(schedule))
+        return await self._create(
+            SCHEDULE, schedule, request, self._check_schedule_workflow, after_write
+        )
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        """Returns a schedule or raises SCHEDULE_NOT_FOUND."""
+        return await self._get(SCHEDULE, schedule_id)
+
+    async def list_schedules(
+        self, *, after: int, limit: int, workflow_id: str, state: ScheduleState | None
+    ) -> Page[Schedule]:
+        """Lists schedules, of one workflow and in one state when given."""
+        equals = {"workflow": workflow_id} if workflow_id else {}
+        if state is not None:
+            equals["state"] = state.value
+        return await self._list(SCHEDULE, after, limit, Filter(equals, {}))
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        mutate: Callable[[Schedule], Schedule],
+        etag: str,
+        request: RequestInfo,
+        after_write: AfterWrite[Schedule],
+    ) -> Schedule:
+        """Replaces schedule `schedule_id` with `mutate(current)`, checked; `after_write`
+        runs in the same transaction."""
+
+        def checked(current: Schedule) -> Schedule:
+            updated = mutate(current)
+            raise_if_invalid(validate_schedule(updated))
+            self._check_size(SCHEDULE, updated)
+            return updated
+
+        return await self._update(
+            SCHEDULE,
+            schedule_id,
+            checked,
+            etag,
+            request,
+            self._check_schedule_workflow,
+            after_write,
+        )
+
+    async def delete_schedule(self, schedule_id: str, etag: str, request: RequestInfo) -> None:
+        """Deletes a schedule (its firing goes with it); its executions stay."""
+        await self._delete(SCHEDULE, schedule_id, etag, request)
+
+    async def _check_schedule_workflow(self, conn: SqlConnection, schedule: Schedule) -> None:
+        if await self.repo.get(conn, WORKFLOWS, schedule.workflow_id) is None:
+            raise_if_invalid(
+                [
+                    FieldViolation(
+                        "schedule.workflow",
+                        f"workflow 'workflows/{schedule.workflow_id}' does not exist",
+                        "UNKNOWN_WORKFLOW",
+                    )
+                ]
+            )
 
     # The shared mechanics -------------------------------------------------------------
 

@@ -27,8 +27,9 @@ from baton_server.domain.definitions import (
     Workflow,
 )
 from baton_server.domain.ids import ROLE_NAME, STEP_ID, is_resource_id
+from baton_server.domain.schedules import SCHEDULE_LABEL, Schedule
 from baton_server.errors import FieldViolation
-from baton_server.language import conditions, expressions
+from baton_server.language import calendars, conditions, expressions
 from baton_server.language.input_schema import schema_violations
 from baton_server.limits import (
     MAX_DEPENDENCIES,
@@ -41,6 +42,7 @@ from baton_server.limits import (
     MAX_INSTRUCTIONS,
     MAX_LIST_ITEMS,
     MAX_MODEL,
+    MAX_REASON,
     MAX_STEP_DURATION_SECONDS,
     MAX_STEPS,
     MAX_URL,
@@ -546,4 +548,52 @@ def validate_handoff(handoff: Handoff) -> list[FieldViolation]:
             )
         if not _FIELD_NAME.fullmatch(target_field):
             found.append(_v(field, "values are target input field names"))
+    return found
+
+
+MAX_CATCH_UP_LIMIT = 1000
+
+
+def validate_schedule(schedule: Schedule) -> list[FieldViolation]:
+    """Checks a schedule's workflow reference, calendar (cron and time zone, or interval),
+    catch-up limit, texts and labels."""
+    found = _check_text("schedule.display_name", schedule.display_name, MAX_DISPLAY_NAME)
+    found += _check_text("schedule.description", schedule.description, MAX_DESCRIPTION)
+    found += _check_text("schedule.pause_reason", schedule.pause_reason, MAX_REASON)
+    if not schedule.workflow_id:
+        found.append(_v("schedule.workflow", "is required", "FIELD_REQUIRED"))
+    elif not is_resource_id(schedule.workflow_id):
+        found.append(
+            _v("schedule.workflow", f"{shorten(schedule.workflow_id)!r} is not workflows/<id>")
+        )
+    if schedule.workflow_revision < 0:
+        found.append(_v("schedule.workflow_revision", "must be 0 (latest) or a revision"))
+    found += check_labels("schedule.labels", schedule.labels)
+    if SCHEDULE_LABEL in schedule.labels:
+        found.append(_v(f"schedule.labels.{SCHEDULE_LABEL}", "is set by Baton"))
+    if not 0 <= schedule.catch_up_limit <= MAX_CATCH_UP_LIMIT:
+        found.append(
+            _v("schedule.catch_up_limit", f"must be between 0 (default) and {MAX_CATCH_UP_LIMIT}")
+        )
+    if schedule.cron and schedule.interval is not None:
+        found.append(_v("schedule.interval", "set either cron or interval, not both"))
+    elif schedule.cron:
+        for field, check in (
+            ("schedule.cron", lambda: calendars.check_cron(schedule.cron)),
+            ("schedule.time_zone", lambda: calendars.time_zone(schedule.time_zone)),
+        ):
+            try:
+                check()
+            except calendars.CalendarError as exc:
+                found.append(_v(field, str(exc)))
+    elif schedule.interval is not None:
+        seconds = schedule.interval
+        if not calendars.MIN_INTERVAL <= seconds <= calendars.MAX_INTERVAL:
+            found.append(_v("schedule.interval", "must be between 1 second and 366 days"))
+        elif seconds != int(seconds):
+            found.append(_v("schedule.interval", "must be a whole number of seconds"))
+        if schedule.time_zone:
+            found.append(_v("schedule.time_zone", "is read with cron only"))
+    else:
+        found.append(_v("schedule.cron", "set cron or interval", "FIELD_REQUIRED"))
     return found

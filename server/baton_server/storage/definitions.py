@@ -27,6 +27,7 @@ class Table:
 AGENTS = Table("agents", ("state",), {"capabilities": "agent_capabilities"})
 WORKFLOWS = Table("workflows", ("state",), {"tags": "workflow_tags", "agents": "workflow_agents"})
 HANDOFFS = Table("handoffs", ("source", "target", "type"), {})
+SCHEDULES = Table("schedules", ("state", "workflow"), {})
 
 
 @dataclass(frozen=True)

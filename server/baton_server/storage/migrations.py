@@ -114,6 +114,20 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE INDEX step_runs_waiting ON step_runs (execution_seq) WHERE state = 'WAITING'",
     ],
+    # 8: schedules, and what firing each has done (kept apart, so that firing a slot never
+    # changes the definition's etag).
+    [
+        """CREATE TABLE schedules (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL,
+            workflow TEXT NOT NULL, version INTEGER NOT NULL, doc BLOB NOT NULL) STRICT""",
+        "CREATE INDEX schedules_state ON schedules (state, seq)",
+        "CREATE INDEX schedules_workflow ON schedules (workflow, seq)",
+        """CREATE TABLE schedule_firings (
+            schedule_seq INTEGER PRIMARY KEY REFERENCES schedules (seq) ON DELETE CASCADE,
+            next_fire REAL, doc BLOB NOT NULL) STRICT""",
+        "CREATE INDEX schedule_firings_due ON schedule_firings (next_fire) "
+        "WHERE next_fire IS NOT NULL",
+    ],
 ]
 
 

@@ -1,0 +1,1 @@
+"""Schedules: deciding which slots fire (planning) and firing them (firing)."""
