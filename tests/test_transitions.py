@@ -771,6 +771,52 @@ def test_an_approval_nobody_gives_times_out_at_its_first_deadline_across_a_resta
     assert run.state is ExecutionState.FAILED
 
 
+# Durable timers --------------------------------------------------------------------------
+
+
+def test_a_sleep_step_wakes_at_its_time_and_a_restart_keeps_that_time() -> None:
+    run = Run([Step(id="nap", sleep=30.0), Step(id="after", agent="a", depends_on=["nap"])])
+    decision = run.feed(Begin())
+    wake = Timer(TimerKind.WAKE, "nap")
+    assert timers(decision) == {wake: T0 + 30} and started(decision) == []
+    assert run.step("nap").state is StepState.SLEEPING and run.step("nap").wake_time == T0 + 30
+    assert timers(run.feed(Begin(), at=T0 + 10)) == {wake: T0 + 30}  # not restarted
+    woke = run.feed(TimerFired(wake), at=T0 + 30)
+    assert run.step("nap").output == {"woke_at": "1970-01-01T00:17:10Z"}
+    assert started(woke) == [("after", 1, "a")]
+
+
+def test_sleep_until_reads_a_time_and_a_past_or_bad_one_is_handled() -> None:
+    until = Step(id="nap", sleep_until="${input.deadline}")
+    later = Run([until], input={"deadline": "1970-01-01T00:20:00Z"})
+    assert timers(later.feed(Begin())) == {Timer(TimerKind.WAKE, "nap"): 1200.0}
+    past = Run([until], input={"deadline": T0 - 5})
+    past.feed(Begin())
+    assert past.state is ExecutionState.SUCCEEDED  # a time already past wakes it at once
+    bad = Run([until], input={"deadline": "next tuesday"})
+    bad.feed(Begin())
+    assert bad.step("nap").error.type == failures.SLEEP_UNTIL_ERROR  # type: ignore[union-attr]
+
+
+def test_a_paused_execution_wakes_its_sleeper_at_the_resume() -> None:
+    run = Run([Step(id="nap", sleep=5.0)])
+    run.feed(Begin())
+    run.feed(PauseRequested())
+    assert run.feed(TimerFired(Timer(TimerKind.WAKE, "nap")), at=T0 + 5).empty
+    assert run.step("nap").state is StepState.SLEEPING
+    run.feed(ResumeRequested(), at=T0 + 9)
+    assert run.state is ExecutionState.SUCCEEDED
+
+
+def test_a_retry_wait_is_kept_across_a_restart() -> None:
+    run = Run([Step(id="s", agent="a", retry_policy=RetryPolicy(initial_interval=60.0))])
+    run.feed(Begin())
+    run.fail("s")
+    retry = Timer(TimerKind.RETRY, "s", 1)
+    assert timers(run.last)[retry] == T0 + 60
+    assert timers(run.feed(Begin(), at=T0 + 20))[retry] == T0 + 60  # neither lost nor restarted
+
+
 # Pause and resume ------------------------------------------------------------------------
 
 

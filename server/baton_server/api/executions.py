@@ -77,6 +77,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         start_time=timestamp(run.start_time),
         end_time=timestamp(run.end_time),
         error=failure_to_proto(run.error),
+        wake_time=timestamp(run.wake_time),
     )
     if run.output is not None:
         message.output.CopyFrom(dict_to_struct(run.output))

@@ -93,6 +93,8 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
         display_name=message.display_name,
         wait_for=wait_for,
         approval=approval,
+        sleep=seconds_of(message, "sleep", f"{field}.sleep"),
+        sleep_until=message.sleep_until,
         agent=agent_ref(message.agent),
         capability=message.capability,
         input_mapping=optional_struct(message, "input_mapping", f"{field}.input_mapping"),
@@ -153,6 +155,10 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
                 continue_on_reject=step.approval.continue_on_reject,
             )
         )
+    elif step.sleep is not None:
+        message.sleep.FromNanoseconds(round(step.sleep * 1e9))
+    elif step.sleep_until:
+        message.sleep_until = step.sleep_until
     elif step.capability:
         message.capability = step.capability
     else:

@@ -156,7 +156,7 @@ class Approval:
 @dataclass
 class Step:
     """One node of a workflow DAG; exactly one of `agent` (an id), `capability`,
-    `wait_for` and `approval` is set."""
+    `wait_for`, `approval`, `sleep` (seconds) and `sleep_until` (an expression) is set."""
 
     id: str
     display_name: str = ""
@@ -171,11 +171,23 @@ class Step:
     fallback_agents: list[str] = field(default_factory=list)
     wait_for: WaitFor | None = None
     approval: Approval | None = None
+    sleep: float | None = None
+    sleep_until: str = ""
 
     @property
     def waits(self) -> bool:
-        """True for a step that runs no agent: it waits for a signal or a decision."""
+        """True for a step that waits for a signal or a decision (it runs no agent)."""
         return self.wait_for is not None or self.approval is not None
+
+    @property
+    def sleeps(self) -> bool:
+        """True for a step that sleeps on a durable timer (it runs no agent)."""
+        return self.sleep is not None or bool(self.sleep_until)
+
+    @property
+    def runs_agent(self) -> bool:
+        """True for a step an agent runs."""
+        return not (self.waits or self.sleeps)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Step:

@@ -40,6 +40,7 @@ class StepState(enum.StrEnum):
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
     WAITING = "WAITING"
+    SLEEPING = "SLEEPING"
 
     @property
     def terminal(self) -> bool:
@@ -177,6 +178,8 @@ class StepRun:
     attempts: list[StepAttempt] = field(default_factory=list)
     handoffs: list[dict[str, Any]] = field(default_factory=list)
     handoff_input: dict[str, Any] | None = None
+    wake_time: float = 0.0
+    """When a SLEEPING step wakes."""
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
@@ -208,6 +211,7 @@ class StepRun:
             ],
             "handoffs": self.handoffs,
             "handoff_input": self.handoff_input,
+            "wake_time": self.wake_time,
         }
 
     @classmethod

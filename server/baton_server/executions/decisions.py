@@ -101,6 +101,8 @@ class TimerKind(enum.StrEnum):
     EXECUTION_TIMEOUT = "EXECUTION_TIMEOUT"
     STEP_TIMEOUT = "STEP_TIMEOUT"
     RETRY = "RETRY"
+    WAKE = "WAKE"
+    """A sleeping step's wake time came."""
     WAIT_TIMEOUT = "WAIT_TIMEOUT"
     """A waiting step (a signal or an approval) waited too long."""
 

@@ -23,7 +23,9 @@ its timeout. A paused execution starts nothing and ends only after its resume.
 from __future__ import annotations
 
 import heapq
+import math
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -205,6 +207,8 @@ class _Decider:
                 self.restart(step, run)
             elif run.state is StepState.WAITING:
                 self.keep_waiting(step, run)
+            elif run.state is StepState.SLEEPING:
+                self.command(ArmTimer(Timer(TimerKind.WAKE, step.id), run.wake_time))
 
     def redelivered(self, run: StepRun) -> StepRun:
         """A step that was running when the server stopped, ready to start again. An attempt
@@ -315,6 +319,7 @@ class _Decider:
                 error=None,
                 handoffs=[],
                 handoff_input=None,
+                wake_time=0.0,
             )
             heapq.heappush(self.ready, self.plan.positions[step_id])
         number = self.execution.run + 1
@@ -350,6 +355,11 @@ class _Decider:
                 heapq.heappush(self.ready, self.plan.positions[step.id])
             elif run.state is StepState.SCHEDULED:
                 self.restart(step, run)
+            elif run.state is StepState.SLEEPING:
+                if run.wake_time <= self.now:
+                    self.wake(run)
+                else:
+                    self.command(ArmTimer(Timer(TimerKind.WAKE, step.id), run.wake_time))
             elif run.state is StepState.RETRYING:
                 if run.retry_at <= self.now:
                     self.restart(step, run.evolve(retry_at=0.0))
@@ -397,6 +407,10 @@ class _Decider:
         if run.attempt != timer.attempt:
             return  # a timer of an attempt that is over
         step = self.plan.steps[run.step_id]
+        if timer.kind is TimerKind.WAKE:
+            if run.state is StepState.SLEEPING and not self.holding():
+                self.wake(run)  # (a paused execution wakes it at the resume)
+            return
         if timer.kind is TimerKind.WAIT_TIMEOUT:
             if run.state is StepState.WAITING and step.wait_for is not None:
                 waited = step.wait_for.timeout or 0
@@ -484,6 +498,9 @@ class _Decider:
     def schedule(self, step: Step, run: StepRun, agent_input: dict[str, Any]) -> None:
         """A ready step is scheduled, and its first attempt starts when it can (a waiting
         step takes a signal that came already, or waits for one)."""
+        if step.sleeps:
+            self.fall_asleep(step, run)
+            return
         if step.waits:
             self.emit(StepScheduled(""), step.id)
             waiting = run.evolve(
@@ -547,6 +564,45 @@ class _Decider:
                 self.decision.steps[run.position] = run.evolve(
                     state=StepState.CANCELLED, end_time=self.now
                 )
+
+    # Durable timers ---------------------------------------------------------------------
+
+    def fall_asleep(self, step: Step, run: StepRun) -> None:
+        """A sleep step sleeps until its wake time, on a timer that a restart re-arms at
+        the same time (it fires at once if that time passed meanwhile)."""
+        if step.sleep is not None:
+            wake = self.now + step.sleep
+        else:
+            try:
+                wake = _moment(render(step.sleep_until, self.scope()))
+            except (MappingError, ValueError) as exc:
+                self.fail_step(
+                    run,
+                    Failure(
+                        failures.SLEEP_UNTIL_ERROR,
+                        f"sleep_until gave no time: {exc}",
+                        non_retryable=True,
+                    ),
+                )
+                return
+        self.emit(StepScheduled(""), step.id)
+        sleeping = run.evolve(
+            state=StepState.SLEEPING,
+            schedule_time=self.now,
+            start_time=self.now,
+            wake_time=wake,
+        )
+        self.put(sleeping)
+        if wake <= self.now and not self.holding():
+            self.wake(sleeping)
+        else:
+            self.command(ArmTimer(Timer(TimerKind.WAKE, step.id), wake))
+
+    def wake(self, run: StepRun) -> None:
+        """The sleeping step succeeds; its output says when it woke."""
+        output = {"woke_at": _rfc3339(self.now)}
+        self.put(self.ended(run, StepState.SUCCEEDED, output=output))
+        self.emit(StepSucceeded(output), run.step_id)
 
     # Signals ----------------------------------------------------------------------------
 
@@ -935,3 +991,24 @@ class _Decider:
 def _jitter_source(execution_id: str, step_id: str, attempt: int) -> random.Random:
     """The same jitter for the same retry, whenever and wherever it is decided."""
     return random.Random(f"{execution_id}/{step_id}/{attempt}")
+
+
+def _moment(value: Any) -> float:
+    """Epoch seconds from what a `sleep_until` expression gave: a number of epoch seconds,
+    or an RFC 3339 timestamp (a time without a zone is UTC)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a time")
+        return float(value)
+    if isinstance(value, str) and len(value) <= 64:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise ValueError(f"{str(value)[:64]!r} is not an RFC 3339 timestamp or epoch seconds")
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

@@ -286,6 +286,14 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
             found += _check_condition(
                 f"{field}.when", step.when, STEP_CONDITION_VARIABLES, step, reads
             )
+        if step.sleep_until:
+            found += _check_mapping(
+                f"{field}.sleep_until",
+                step.sleep_until,  # type: ignore[arg-type]
+                {"input", "steps", "execution"},
+                step,
+                reads,
+            )
         if step.wait_for is not None and step.wait_for.when:
             found += _check_condition(
                 f"{field}.wait_for.when",
@@ -307,7 +315,7 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
 
 def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found = _check_text(f"{field}.display_name", step.display_name, MAX_DISPLAY_NAME)
-    if step.waits:
+    if not step.runs_agent:
         return found + _check_waiting_step(field, step)
     if step.agent and step.capability:
         found.append(_v(f"{field}.capability", "set either agent or capability, not both"))
@@ -326,20 +334,32 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
 
 
 def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
-    """A `wait_for` or `approval` step: a signal name or approving roles, a timeout in
-    range, and none of what only steps with an agent use."""
+    """A step without an agent (`wait_for`, `approval`, `sleep`, `sleep_until`): exactly one
+    of those, a signal name or approving roles, durations in range, and none of what only
+    steps with an agent use."""
     found: list[FieldViolation] = []
-    kind = "wait_for"
+    targets = [
+        name
+        for name, used in (
+            ("wait_for", step.wait_for is not None),
+            ("approval", step.approval is not None),
+            ("sleep", step.sleep is not None),
+            ("sleep_until", bool(step.sleep_until)),
+        )
+        if used
+    ]
+    kind = targets[0]
+    if len(targets) > 1:
+        found.append(_v(f"{field}.{targets[1]}", f"set one of {', '.join(targets)}, not both"))
+    if step.sleep is not None:
+        found += _check_duration(f"{field}.sleep", step.sleep)
     if step.wait_for is not None:
-        if step.approval is not None:
-            found.append(_v(f"{field}.approval", "set either wait_for or approval, not both"))
         if not SIGNAL_NAME.fullmatch(step.wait_for.signal):
             found.append(
                 _v(f"{field}.wait_for.signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
             )
         found += _check_duration(f"{field}.wait_for.timeout", step.wait_for.timeout)
     elif step.approval is not None:
-        kind = "approval"
         approval = step.approval
         found += _check_count(f"{field}.approval.roles", approval.roles, MAX_APPROVAL_ROLES)
         for k, role in enumerate(approval.roles[:MAX_APPROVAL_ROLES]):
@@ -357,6 +377,7 @@ def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
         ("retry_policy", step.retry_policy is not None),
         ("fallback_agents", step.fallback_agents),
         ("input_mapping", step.input_mapping is not None),
+        ("output_mapping", step.sleeps and step.output_mapping is not None),
     ):
         if used:
             found.append(_v(f"{field}.{name}", f"is not used by a {kind} step (it runs no agent)"))
