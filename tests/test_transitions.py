@@ -16,6 +16,7 @@ from baton_server.domain.definitions import (
     Approval,
     Handoff,
     HandoffType,
+    Loop,
     RetryPolicy,
     Step,
     WaitFor,
@@ -159,6 +160,11 @@ class Run:
     @property
     def state(self) -> ExecutionState:
         return self.execution.state
+
+    def last_input(self, step_id: str) -> dict[str, Any]:
+        """The input of the last attempt the last decision started for `step_id`."""
+        runs = [c for c in self.last.commands if isinstance(c, RunAttempt)]
+        return next(c.input for c in reversed(runs) if c.step_id == step_id)
 
 
 def started(decision: Decision) -> list[tuple[str, int, str]]:
@@ -815,6 +821,69 @@ def test_a_retry_wait_is_kept_across_a_restart() -> None:
     retry = Timer(TimerKind.RETRY, "s", 1)
     assert timers(run.last)[retry] == T0 + 60
     assert timers(run.feed(Begin(), at=T0 + 20))[retry] == T0 + 60  # neither lost nor restarted
+
+
+# Loops -----------------------------------------------------------------------------------
+
+
+def test_a_step_loops_until_its_condition_holds_keeping_each_iteration() -> None:
+    loop = Loop(until="output.n >= 3", max_iterations=5)
+    run = Run(
+        [
+            Step(id="count", agent="a", loop=loop, input_mapping={"last": "${loop.last}"}),
+            Step(id="after", agent="b", depends_on=["count"]),
+        ]
+    )
+    first = run.feed(Begin())
+    assert started(first) == [("count", 1, "a")]
+    assert run.last_input("count") == {"last": None}
+    again = run.succeed("count", {"n": 1})
+    assert kinds(again) == [
+        "STEP_SUCCEEDED:count",
+        "LOOP_ITERATION_STARTED:count",
+        "STEP_SCHEDULED:count",
+        "STEP_STARTED:count",
+    ]
+    assert [e.iteration for e in again.events] == [0, 1, 1, 1]
+    assert started(again) == [("count", 2, "a")]  # a new attempt number: a new key
+    assert run.last_input("count") == {"last": {"n": 1}}
+    run.succeed("count", {"n": 2})
+    done = run.succeed("count", {"n": 3})
+    assert started(done) == [("after", 1, "b")]
+    count = run.step("count")
+    assert count.iteration == 2 and count.output == {"n": 3}
+    assert count.past_outputs == [{"n": 1}, {"n": 2}]
+    restarted = run.feed(Begin(), at=T0 + 1)  # a restart resumes in the iteration it was in
+    assert started(restarted) == [("after", 1, "b")]
+
+
+def test_a_body_of_steps_repeats_and_the_bound_fails_it() -> None:
+    loop = Loop(until="output.approved", max_iterations=2, start="write")
+    run = Run(
+        [
+            Step(id="write", agent="a"),
+            Step(id="review", agent="b", depends_on=["write"], loop=loop),
+            Step(id="publish", agent="a", depends_on=["review"]),
+        ]
+    )
+    run.feed(Begin())
+    run.succeed("write", {"draft": 1})
+    again = run.succeed("review", {"approved": False})
+    assert started(again) == [("write", 2, "a")]
+    assert run.step("review").state is StepState.PENDING
+    assert run.step("write").past_outputs == [{"draft": 1}]
+    run.succeed("write", {"draft": 2})
+    run.succeed("review", {"approved": False})
+    error = run.step("review").error
+    assert error is not None and error.type == failures.MAX_ITERATIONS_EXCEEDED
+    assert run.state is ExecutionState.FAILED
+
+
+def test_a_loop_condition_that_cannot_be_evaluated_fails_the_step() -> None:
+    run = Run([Step(id="s", agent="a", loop=Loop(until="output.missing > 1", max_iterations=3))])
+    run.feed(Begin())
+    run.succeed("s", {"n": 1})
+    assert run.step("s").error.type == failures.CONDITION_ERROR  # type: ignore[union-attr]
 
 
 # Pause and resume ------------------------------------------------------------------------

@@ -135,6 +135,7 @@ def test_every_event_payload_round_trips_through_its_document() -> None:
         events.ExecutionResumed(),
         events.ExecutionRetried(["b", "c"], 1),
         events.ApprovalDecided(True, "vic", "reviewer", "looks right"),
+        events.LoopIterationStarted(2, ["write", "review"]),
     ]
     assert {type(p).kind for p in samples} == set(EventType)  # one payload per kind
     for payload in samples:

@@ -28,59 +28,61 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62\x61ton/v1/event.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\n\n\x0e\x45xecutionEvent\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04type\x18\x04 \x01(\x0e\x32\x13.baton.v1.EventType\x12\x0f\n\x07step_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x35\n\x10\x65xecution_queued\x18\n \x01(\x0b\x32\x19.baton.v1.ExecutionQueuedH\x00\x12\x37\n\x11\x65xecution_started\x18\x0b \x01(\x0b\x32\x1a.baton.v1.ExecutionStartedH\x00\x12;\n\x13\x65xecution_succeeded\x18\x0c \x01(\x0b\x32\x1c.baton.v1.ExecutionSucceededH\x00\x12\x35\n\x10\x65xecution_failed\x18\r \x01(\x0b\x32\x19.baton.v1.ExecutionFailedH\x00\x12;\n\x13\x65xecution_cancelled\x18\x0e \x01(\x0b\x32\x1c.baton.v1.ExecutionCancelledH\x00\x12:\n\x13\x65xecution_timed_out\x18\x0f \x01(\x0b\x32\x1b.baton.v1.ExecutionTimedOutH\x00\x12\x31\n\x0estep_scheduled\x18\x10 \x01(\x0b\x32\x17.baton.v1.StepScheduledH\x00\x12-\n\x0cstep_started\x18\x11 \x01(\x0b\x32\x15.baton.v1.StepStartedH\x00\x12\x31\n\x0estep_succeeded\x18\x12 \x01(\x0b\x32\x17.baton.v1.StepSucceededH\x00\x12+\n\x0bstep_failed\x18\x13 \x01(\x0b\x32\x14.baton.v1.StepFailedH\x00\x12/\n\rstep_retrying\x18\x14 \x01(\x0b\x32\x16.baton.v1.StepRetryingH\x00\x12-\n\x0cstep_skipped\x18\x15 \x01(\x0b\x32\x15.baton.v1.StepSkippedH\x00\x12\x30\n\x0estep_timed_out\x18\x16 \x01(\x0b\x32\x16.baton.v1.StepTimedOutH\x00\x12\x39\n\x12\x66\x61llback_activated\x18\x17 \x01(\x0b\x32\x1b.baton.v1.FallbackActivatedH\x00\x12,\n\x07handoff\x18\x18 \x01(\x0b\x32\x19.baton.v1.HandoffOccurredH\x00\x12\x36\n\x11step_output_delta\x18\x19 \x01(\x0b\x32\x19.baton.v1.StepOutputDeltaH\x00\x12!\n\x03log\x18\x1a \x01(\x0b\x32\x12.baton.v1.LogEntryH\x00\x12\x35\n\x10step_interrupted\x18\x1b \x01(\x0b\x32\x19.baton.v1.StepInterruptedH\x00\x12\x33\n\x0fsignal_received\x18\x1c \x01(\x0b\x32\x18.baton.v1.SignalReceivedH\x00\x12\x35\n\x10\x65xecution_paused\x18\x1d \x01(\x0b\x32\x19.baton.v1.ExecutionPausedH\x00\x12\x37\n\x11\x65xecution_resumed\x18\x1e \x01(\x0b\x32\x1a.baton.v1.ExecutionResumedH\x00\x12\x37\n\x11\x65xecution_retried\x18\x1f \x01(\x0b\x32\x1a.baton.v1.ExecutionRetriedH\x00\x12\x35\n\x10\x61pproval_decided\x18  \x01(\x0b\x32\x19.baton.v1.ApprovalDecidedH\x00\x42\t\n\x07payload\"U\n\x0f\x41pprovalDecided\x12\x10\n\x08\x61pproved\x18\x01 \x01(\x08\x12\x12\n\ndecided_by\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"4\n\x10\x45xecutionRetried\x12\x13\n\x0breset_steps\x18\x01 \x03(\t\x12\x0b\n\x03run\x18\x02 \x01(\x05\"!\n\x0f\x45xecutionPaused\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x12\n\x10\x45xecutionResumed\"\\\n\x0eSignalReceived\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08taken_by\x18\x03 \x01(\t\"0\n\x0fStepInterrupted\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x0f\x45xecutionQueued\x12\x19\n\x11workflow_revision\x18\x01 \x01(\x03\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\x12\n\x10\x45xecutionStarted\"=\n\x12\x45xecutionSucceeded\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"3\n\x0f\x45xecutionFailed\x12 \n\x05\x65rror\x18\x01 \x01(\x0b\x32\x11.baton.v1.Failure\"$\n\x12\x45xecutionCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\"?\n\x11\x45xecutionTimedOut\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\rStepScheduled\x12\r\n\x05\x61gent\x18\x01 \x01(\t\"]\n\x0bStepStarted\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\rStepSucceeded\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\".\n\nStepFailed\x12 \n\x05\x65rror\x18\x01 \x01(\x0b\x32\x11.baton.v1.Failure\"p\n\x0cStepRetrying\x12 \n\x05\x65rror\x18\x01 \x01(\x0b\x32\x11.baton.v1.Failure\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cnext_attempt\x18\x03 \x01(\x05\"\x1d\n\x0bStepSkipped\x12\x0e\n\x06reason\x18\x01 \x01(\t\":\n\x0cStepTimedOut\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x11\x46\x61llbackActivated\x12\x12\n\nfrom_agent\x18\x01 \x01(\t\x12\x10\n\x08to_agent\x18\x02 \x01(\t\x12 \n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.baton.v1.Failure\"j\n\x0fHandoffOccurred\x12\x0f\n\x07handoff\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12\x1a\n\x12requested_by_agent\x18\x04 \x01(\x08\"F\n\x0fStepOutputDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct*\x80\x06\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45VENT_TYPE_EXECUTION_QUEUED\x10\x01\x12 \n\x1c\x45VENT_TYPE_EXECUTION_STARTED\x10\x02\x12\"\n\x1e\x45VENT_TYPE_EXECUTION_SUCCEEDED\x10\x03\x12\x1f\n\x1b\x45VENT_TYPE_EXECUTION_FAILED\x10\x04\x12\"\n\x1e\x45VENT_TYPE_EXECUTION_CANCELLED\x10\x05\x12\"\n\x1e\x45VENT_TYPE_EXECUTION_TIMED_OUT\x10\x06\x12\x1d\n\x19\x45VENT_TYPE_STEP_SCHEDULED\x10\x07\x12\x1b\n\x17\x45VENT_TYPE_STEP_STARTED\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_STEP_SUCCEEDED\x10\t\x12\x1a\n\x16\x45VENT_TYPE_STEP_FAILED\x10\n\x12\x1c\n\x18\x45VENT_TYPE_STEP_RETRYING\x10\x0b\x12\x1b\n\x17\x45VENT_TYPE_STEP_SKIPPED\x10\x0c\x12\x1d\n\x19\x45VENT_TYPE_STEP_TIMED_OUT\x10\r\x12!\n\x1d\x45VENT_TYPE_FALLBACK_ACTIVATED\x10\x0e\x12\x16\n\x12\x45VENT_TYPE_HANDOFF\x10\x0f\x12 \n\x1c\x45VENT_TYPE_STEP_OUTPUT_DELTA\x10\x10\x12\x12\n\x0e\x45VENT_TYPE_LOG\x10\x11\x12\x1f\n\x1b\x45VENT_TYPE_STEP_INTERRUPTED\x10\x12\x12\x1e\n\x1a\x45VENT_TYPE_SIGNAL_RECEIVED\x10\x13\x12\x1f\n\x1b\x45VENT_TYPE_EXECUTION_PAUSED\x10\x14\x12 \n\x1c\x45VENT_TYPE_EXECUTION_RESUMED\x10\x15\x12 \n\x1c\x45VENT_TYPE_EXECUTION_RETRIED\x10\x16\x12\x1f\n\x1b\x45VENT_TYPE_APPROVAL_DECIDED\x10\x17\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62\x61ton/v1/event.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x0b\n\x0e\x45xecutionEvent\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04type\x18\x04 \x01(\x0e\x32\x13.baton.v1.EventType\x12\x0f\n\x07step_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x11\n\titeration\x18\x07 \x01(\x05\x12\x35\n\x10\x65xecution_queued\x18\n \x01(\x0b\x32\x19.baton.v1.ExecutionQueuedH\x00\x12\x37\n\x11\x65xecution_started\x18\x0b \x01(\x0b\x32\x1a.baton.v1.ExecutionStartedH\x00\x12;\n\x13\x65xecution_succeeded\x18\x0c \x01(\x0b\x32\x1c.baton.v1.ExecutionSucceededH\x00\x12\x35\n\x10\x65xecution_failed\x18\r \x01(\x0b\x32\x19.baton.v1.ExecutionFailedH\x00\x12;\n\x13\x65xecution_cancelled\x18\x0e \x01(\x0b\x32\x1c.baton.v1.ExecutionCancelledH\x00\x12:\n\x13\x65xecution_timed_out\x18\x0f \x01(\x0b\x32\x1b.baton.v1.ExecutionTimedOutH\x00\x12\x31\n\x0estep_scheduled\x18\x10 \x01(\x0b\x32\x17.baton.v1.StepScheduledH\x00\x12-\n\x0cstep_started\x18\x11 \x01(\x0b\x32\x15.baton.v1.StepStartedH\x00\x12\x31\n\x0estep_succeeded\x18\x12 \x01(\x0b\x32\x17.baton.v1.StepSucceededH\x00\x12+\n\x0bstep_failed\x18\x13 \x01(\x0b\x32\x14.baton.v1.StepFailedH\x00\x12/\n\rstep_retrying\x18\x14 \x01(\x0b\x32\x16.baton.v1.StepRetryingH\x00\x12-\n\x0cstep_skipped\x18\x15 \x01(\x0b\x32\x15.baton.v1.StepSkippedH\x00\x12\x30\n\x0estep_timed_out\x18\x16 \x01(\x0b\x32\x16.baton.v1.StepTimedOutH\x00\x12\x39\n\x12\x66\x61llback_activated\x18\x17 \x01(\x0b\x32\x1b.baton.v1.FallbackActivatedH\x00\x12,\n\x07handoff\x18\x18 \x01(\x0b\x32\x19.baton.v1.HandoffOccurredH\x00\x12\x36\n\x11step_output_delta\x18\x19 \x01(\x0b\x32\x19.baton.v1.StepOutputDeltaH\x00\x12!\n\x03log\x18\x1a \x01(\x0b\x32\x12.baton.v1.LogEntryH\x00\x12\x35\n\x10step_interrupted\x18\x1b \x01(\x0b\x32\x19.baton.v1.StepInterruptedH\x00\x12\x33\n\x0fsignal_received\x18\x1c \x01(\x0b\x32\x18.baton.v1.SignalReceivedH\x00\x12\x35\n\x10\x65xecution_paused\x18\x1d \x01(\x0b\x32\x19.baton.v1.ExecutionPausedH\x00\x12\x37\n\x11\x65xecution_resumed\x18\x1e \x01(\x0b\x32\x1a.baton.v1.ExecutionResumedH\x00\x12\x37\n\x11\x65xecution_retried\x18\x1f \x01(\x0b\x32\x1a.baton.v1.ExecutionRetriedH\x00\x12\x35\n\x10\x61pproval_decided\x18  \x01(\x0b\x32\x19.baton.v1.ApprovalDecidedH\x00\x12@\n\x16loop_iteration_started\x18! \x01(\x0b\x32\x1e.baton.v1.LoopIterationStartedH\x00\x42\t\n\x07payload\">\n\x14LoopIterationStarted\x12\x11\n\titeration\x18\x01 \x01(\x05\x12\x13\n\x0breset_steps\x18\x02 \x03(\t\"U\n\x0f\x41pprovalDecided\x12\x10\n\x08\x61pproved\x18\x01 \x01(\x08\x12\x12\n\ndecided_by\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"4\n\x10\x45xecutionRetried\x12\x13\n\x0breset_steps\x18\x01 \x03(\t\x12\x0b\n\x03run\x18\x02 \x01(\x05\"!\n\x0f\x45xecutionPaused\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x12\n\x10\x45xecutionResumed\"\\\n\x0eSignalReceived\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08taken_by\x18\x03 \x01(\t\"0\n\x0fStepInterrupted\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x0f\x45xecutionQueued\x12\x19\n\x11workflow_revision\x18\x01 \x01(\x03\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\x12\n\x10\x45xecutionStarted\"=\n\x12\x45xecutionSucceeded\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"3\n\x0f\x45xecutionFailed\x12 \n\x05\x65rror\x18\x01 \x01(\x0b\x32\x11.baton.v1.Failure\"$\n\x12\x45xecutionCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\"?\n\x11\x45xecutionTimedOut\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\rStepScheduled\x12\r\n\x05\x61gent\x18\x01 \x01(\t\"]\n\x0bStepStarted\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\rStepSucceeded\x12\'\n\x06output\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\".\n\nStepFailed\x12 \n\x05\x65rror\x18\x01 \x01(\x0b\x32\x11.baton.v1.Failure\"p\n\x0cStepRetrying\x12 \n\x05\x65rror\x18\x01 \x01(\x0b\x32\x11.baton.v1.Failure\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cnext_attempt\x18\x03 \x01(\x05\"\x1d\n\x0bStepSkipped\x12\x0e\n\x06reason\x18\x01 \x01(\t\":\n\x0cStepTimedOut\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x11\x46\x61llbackActivated\x12\x12\n\nfrom_agent\x18\x01 \x01(\t\x12\x10\n\x08to_agent\x18\x02 \x01(\t\x12 \n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.baton.v1.Failure\"j\n\x0fHandoffOccurred\x12\x0f\n\x07handoff\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12\x1a\n\x12requested_by_agent\x18\x04 \x01(\x08\"F\n\x0fStepOutputDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct*\xa7\x06\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45VENT_TYPE_EXECUTION_QUEUED\x10\x01\x12 \n\x1c\x45VENT_TYPE_EXECUTION_STARTED\x10\x02\x12\"\n\x1e\x45VENT_TYPE_EXECUTION_SUCCEEDED\x10\x03\x12\x1f\n\x1b\x45VENT_TYPE_EXECUTION_FAILED\x10\x04\x12\"\n\x1e\x45VENT_TYPE_EXECUTION_CANCELLED\x10\x05\x12\"\n\x1e\x45VENT_TYPE_EXECUTION_TIMED_OUT\x10\x06\x12\x1d\n\x19\x45VENT_TYPE_STEP_SCHEDULED\x10\x07\x12\x1b\n\x17\x45VENT_TYPE_STEP_STARTED\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_STEP_SUCCEEDED\x10\t\x12\x1a\n\x16\x45VENT_TYPE_STEP_FAILED\x10\n\x12\x1c\n\x18\x45VENT_TYPE_STEP_RETRYING\x10\x0b\x12\x1b\n\x17\x45VENT_TYPE_STEP_SKIPPED\x10\x0c\x12\x1d\n\x19\x45VENT_TYPE_STEP_TIMED_OUT\x10\r\x12!\n\x1d\x45VENT_TYPE_FALLBACK_ACTIVATED\x10\x0e\x12\x16\n\x12\x45VENT_TYPE_HANDOFF\x10\x0f\x12 \n\x1c\x45VENT_TYPE_STEP_OUTPUT_DELTA\x10\x10\x12\x12\n\x0e\x45VENT_TYPE_LOG\x10\x11\x12\x1f\n\x1b\x45VENT_TYPE_STEP_INTERRUPTED\x10\x12\x12\x1e\n\x1a\x45VENT_TYPE_SIGNAL_RECEIVED\x10\x13\x12\x1f\n\x1b\x45VENT_TYPE_EXECUTION_PAUSED\x10\x14\x12 \n\x1c\x45VENT_TYPE_EXECUTION_RESUMED\x10\x15\x12 \n\x1c\x45VENT_TYPE_EXECUTION_RETRIED\x10\x16\x12\x1f\n\x1b\x45VENT_TYPE_APPROVAL_DECIDED\x10\x17\x12%\n!EVENT_TYPE_LOOP_ITERATION_STARTED\x10\x18\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baton.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=2902
-  _globals['_EVENTTYPE']._serialized_end=3670
+  _globals['_EVENTTYPE']._serialized_start=3051
+  _globals['_EVENTTYPE']._serialized_end=3858
   _globals['_EXECUTIONEVENT']._serialized_start=153
-  _globals['_EXECUTIONEVENT']._serialized_end=1545
-  _globals['_APPROVALDECIDED']._serialized_start=1547
-  _globals['_APPROVALDECIDED']._serialized_end=1632
-  _globals['_EXECUTIONRETRIED']._serialized_start=1634
-  _globals['_EXECUTIONRETRIED']._serialized_end=1686
-  _globals['_EXECUTIONPAUSED']._serialized_start=1688
-  _globals['_EXECUTIONPAUSED']._serialized_end=1721
-  _globals['_EXECUTIONRESUMED']._serialized_start=1723
-  _globals['_EXECUTIONRESUMED']._serialized_end=1741
-  _globals['_SIGNALRECEIVED']._serialized_start=1743
-  _globals['_SIGNALRECEIVED']._serialized_end=1835
-  _globals['_STEPINTERRUPTED']._serialized_start=1837
-  _globals['_STEPINTERRUPTED']._serialized_end=1885
-  _globals['_EXECUTIONQUEUED']._serialized_start=1887
-  _globals['_EXECUTIONQUEUED']._serialized_end=1949
-  _globals['_EXECUTIONSTARTED']._serialized_start=1951
-  _globals['_EXECUTIONSTARTED']._serialized_end=1969
-  _globals['_EXECUTIONSUCCEEDED']._serialized_start=1971
-  _globals['_EXECUTIONSUCCEEDED']._serialized_end=2032
-  _globals['_EXECUTIONFAILED']._serialized_start=2034
-  _globals['_EXECUTIONFAILED']._serialized_end=2085
-  _globals['_EXECUTIONCANCELLED']._serialized_start=2087
-  _globals['_EXECUTIONCANCELLED']._serialized_end=2123
-  _globals['_EXECUTIONTIMEDOUT']._serialized_start=2125
-  _globals['_EXECUTIONTIMEDOUT']._serialized_end=2188
-  _globals['_STEPSCHEDULED']._serialized_start=2190
-  _globals['_STEPSCHEDULED']._serialized_end=2220
-  _globals['_STEPSTARTED']._serialized_start=2222
-  _globals['_STEPSTARTED']._serialized_end=2315
-  _globals['_STEPSUCCEEDED']._serialized_start=2317
-  _globals['_STEPSUCCEEDED']._serialized_end=2373
-  _globals['_STEPFAILED']._serialized_start=2375
-  _globals['_STEPFAILED']._serialized_end=2421
-  _globals['_STEPRETRYING']._serialized_start=2423
-  _globals['_STEPRETRYING']._serialized_end=2535
-  _globals['_STEPSKIPPED']._serialized_start=2537
-  _globals['_STEPSKIPPED']._serialized_end=2566
-  _globals['_STEPTIMEDOUT']._serialized_start=2568
-  _globals['_STEPTIMEDOUT']._serialized_end=2626
-  _globals['_FALLBACKACTIVATED']._serialized_start=2628
-  _globals['_FALLBACKACTIVATED']._serialized_end=2719
-  _globals['_HANDOFFOCCURRED']._serialized_start=2721
-  _globals['_HANDOFFOCCURRED']._serialized_end=2827
-  _globals['_STEPOUTPUTDELTA']._serialized_start=2829
-  _globals['_STEPOUTPUTDELTA']._serialized_end=2899
+  _globals['_EXECUTIONEVENT']._serialized_end=1630
+  _globals['_LOOPITERATIONSTARTED']._serialized_start=1632
+  _globals['_LOOPITERATIONSTARTED']._serialized_end=1694
+  _globals['_APPROVALDECIDED']._serialized_start=1696
+  _globals['_APPROVALDECIDED']._serialized_end=1781
+  _globals['_EXECUTIONRETRIED']._serialized_start=1783
+  _globals['_EXECUTIONRETRIED']._serialized_end=1835
+  _globals['_EXECUTIONPAUSED']._serialized_start=1837
+  _globals['_EXECUTIONPAUSED']._serialized_end=1870
+  _globals['_EXECUTIONRESUMED']._serialized_start=1872
+  _globals['_EXECUTIONRESUMED']._serialized_end=1890
+  _globals['_SIGNALRECEIVED']._serialized_start=1892
+  _globals['_SIGNALRECEIVED']._serialized_end=1984
+  _globals['_STEPINTERRUPTED']._serialized_start=1986
+  _globals['_STEPINTERRUPTED']._serialized_end=2034
+  _globals['_EXECUTIONQUEUED']._serialized_start=2036
+  _globals['_EXECUTIONQUEUED']._serialized_end=2098
+  _globals['_EXECUTIONSTARTED']._serialized_start=2100
+  _globals['_EXECUTIONSTARTED']._serialized_end=2118
+  _globals['_EXECUTIONSUCCEEDED']._serialized_start=2120
+  _globals['_EXECUTIONSUCCEEDED']._serialized_end=2181
+  _globals['_EXECUTIONFAILED']._serialized_start=2183
+  _globals['_EXECUTIONFAILED']._serialized_end=2234
+  _globals['_EXECUTIONCANCELLED']._serialized_start=2236
+  _globals['_EXECUTIONCANCELLED']._serialized_end=2272
+  _globals['_EXECUTIONTIMEDOUT']._serialized_start=2274
+  _globals['_EXECUTIONTIMEDOUT']._serialized_end=2337
+  _globals['_STEPSCHEDULED']._serialized_start=2339
+  _globals['_STEPSCHEDULED']._serialized_end=2369
+  _globals['_STEPSTARTED']._serialized_start=2371
+  _globals['_STEPSTARTED']._serialized_end=2464
+  _globals['_STEPSUCCEEDED']._serialized_start=2466
+  _globals['_STEPSUCCEEDED']._serialized_end=2522
+  _globals['_STEPFAILED']._serialized_start=2524
+  _globals['_STEPFAILED']._serialized_end=2570
+  _globals['_STEPRETRYING']._serialized_start=2572
+  _globals['_STEPRETRYING']._serialized_end=2684
+  _globals['_STEPSKIPPED']._serialized_start=2686
+  _globals['_STEPSKIPPED']._serialized_end=2715
+  _globals['_STEPTIMEDOUT']._serialized_start=2717
+  _globals['_STEPTIMEDOUT']._serialized_end=2775
+  _globals['_FALLBACKACTIVATED']._serialized_start=2777
+  _globals['_FALLBACKACTIVATED']._serialized_end=2868
+  _globals['_HANDOFFOCCURRED']._serialized_start=2870
+  _globals['_HANDOFFOCCURRED']._serialized_end=2976
+  _globals['_STEPOUTPUTDELTA']._serialized_start=2978
+  _globals['_STEPOUTPUTDELTA']._serialized_end=3048
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_EXECUTION_RESUMED: _ClassVar[EventType]
     EVENT_TYPE_EXECUTION_RETRIED: _ClassVar[EventType]
     EVENT_TYPE_APPROVAL_DECIDED: _ClassVar[EventType]
+    EVENT_TYPE_LOOP_ITERATION_STARTED: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_EXECUTION_QUEUED: EventType
 EVENT_TYPE_EXECUTION_STARTED: EventType
@@ -63,15 +64,17 @@ EVENT_TYPE_EXECUTION_PAUSED: EventType
 EVENT_TYPE_EXECUTION_RESUMED: EventType
 EVENT_TYPE_EXECUTION_RETRIED: EventType
 EVENT_TYPE_APPROVAL_DECIDED: EventType
+EVENT_TYPE_LOOP_ITERATION_STARTED: EventType
 
 class ExecutionEvent(_message.Message):
-    __slots__ = ("execution", "sequence", "time", "type", "step_id", "attempt", "execution_queued", "execution_started", "execution_succeeded", "execution_failed", "execution_cancelled", "execution_timed_out", "step_scheduled", "step_started", "step_succeeded", "step_failed", "step_retrying", "step_skipped", "step_timed_out", "fallback_activated", "handoff", "step_output_delta", "log", "step_interrupted", "signal_received", "execution_paused", "execution_resumed", "execution_retried", "approval_decided")
+    __slots__ = ("execution", "sequence", "time", "type", "step_id", "attempt", "iteration", "execution_queued", "execution_started", "execution_succeeded", "execution_failed", "execution_cancelled", "execution_timed_out", "step_scheduled", "step_started", "step_succeeded", "step_failed", "step_retrying", "step_skipped", "step_timed_out", "fallback_activated", "handoff", "step_output_delta", "log", "step_interrupted", "signal_received", "execution_paused", "execution_resumed", "execution_retried", "approval_decided", "loop_iteration_started")
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_QUEUED_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_STARTED_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
@@ -95,12 +98,14 @@ class ExecutionEvent(_message.Message):
     EXECUTION_RESUMED_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_RETRIED_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DECIDED_FIELD_NUMBER: _ClassVar[int]
+    LOOP_ITERATION_STARTED_FIELD_NUMBER: _ClassVar[int]
     execution: str
     sequence: int
     time: _timestamp_pb2.Timestamp
     type: EventType
     step_id: str
     attempt: int
+    iteration: int
     execution_queued: ExecutionQueued
     execution_started: ExecutionStarted
     execution_succeeded: ExecutionSucceeded
@@ -124,7 +129,16 @@ class ExecutionEvent(_message.Message):
     execution_resumed: ExecutionResumed
     execution_retried: ExecutionRetried
     approval_decided: ApprovalDecided
-    def __init__(self, execution: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., execution_queued: _Optional[_Union[ExecutionQueued, _Mapping]] = ..., execution_started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., execution_succeeded: _Optional[_Union[ExecutionSucceeded, _Mapping]] = ..., execution_failed: _Optional[_Union[ExecutionFailed, _Mapping]] = ..., execution_cancelled: _Optional[_Union[ExecutionCancelled, _Mapping]] = ..., execution_timed_out: _Optional[_Union[ExecutionTimedOut, _Mapping]] = ..., step_scheduled: _Optional[_Union[StepScheduled, _Mapping]] = ..., step_started: _Optional[_Union[StepStarted, _Mapping]] = ..., step_succeeded: _Optional[_Union[StepSucceeded, _Mapping]] = ..., step_failed: _Optional[_Union[StepFailed, _Mapping]] = ..., step_retrying: _Optional[_Union[StepRetrying, _Mapping]] = ..., step_skipped: _Optional[_Union[StepSkipped, _Mapping]] = ..., step_timed_out: _Optional[_Union[StepTimedOut, _Mapping]] = ..., fallback_activated: _Optional[_Union[FallbackActivated, _Mapping]] = ..., handoff: _Optional[_Union[HandoffOccurred, _Mapping]] = ..., step_output_delta: _Optional[_Union[StepOutputDelta, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ..., step_interrupted: _Optional[_Union[StepInterrupted, _Mapping]] = ..., signal_received: _Optional[_Union[SignalReceived, _Mapping]] = ..., execution_paused: _Optional[_Union[ExecutionPaused, _Mapping]] = ..., execution_resumed: _Optional[_Union[ExecutionResumed, _Mapping]] = ..., execution_retried: _Optional[_Union[ExecutionRetried, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ...) -> None: ...
+    loop_iteration_started: LoopIterationStarted
+    def __init__(self, execution: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., iteration: _Optional[int] = ..., execution_queued: _Optional[_Union[ExecutionQueued, _Mapping]] = ..., execution_started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., execution_succeeded: _Optional[_Union[ExecutionSucceeded, _Mapping]] = ..., execution_failed: _Optional[_Union[ExecutionFailed, _Mapping]] = ..., execution_cancelled: _Optional[_Union[ExecutionCancelled, _Mapping]] = ..., execution_timed_out: _Optional[_Union[ExecutionTimedOut, _Mapping]] = ..., step_scheduled: _Optional[_Union[StepScheduled, _Mapping]] = ..., step_started: _Optional[_Union[StepStarted, _Mapping]] = ..., step_succeeded: _Optional[_Union[StepSucceeded, _Mapping]] = ..., step_failed: _Optional[_Union[StepFailed, _Mapping]] = ..., step_retrying: _Optional[_Union[StepRetrying, _Mapping]] = ..., step_skipped: _Optional[_Union[StepSkipped, _Mapping]] = ..., step_timed_out: _Optional[_Union[StepTimedOut, _Mapping]] = ..., fallback_activated: _Optional[_Union[FallbackActivated, _Mapping]] = ..., handoff: _Optional[_Union[HandoffOccurred, _Mapping]] = ..., step_output_delta: _Optional[_Union[StepOutputDelta, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ..., step_interrupted: _Optional[_Union[StepInterrupted, _Mapping]] = ..., signal_received: _Optional[_Union[SignalReceived, _Mapping]] = ..., execution_paused: _Optional[_Union[ExecutionPaused, _Mapping]] = ..., execution_resumed: _Optional[_Union[ExecutionResumed, _Mapping]] = ..., execution_retried: _Optional[_Union[ExecutionRetried, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., loop_iteration_started: _Optional[_Union[LoopIterationStarted, _Mapping]] = ...) -> None: ...
+
+class LoopIterationStarted(_message.Message):
+    __slots__ = ("iteration", "reset_steps")
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
+    RESET_STEPS_FIELD_NUMBER: _ClassVar[int]
+    iteration: int
+    reset_steps: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, iteration: _Optional[int] = ..., reset_steps: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApprovalDecided(_message.Message):
     __slots__ = ("approved", "decided_by", "role", "reason")

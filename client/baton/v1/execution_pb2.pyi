@@ -80,7 +80,7 @@ class Execution(_message.Message):
     def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., run: _Optional[int] = ...) -> None: ...
 
 class StepRun(_message.Message):
-    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time")
+    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[StepRun.State]
@@ -119,6 +119,8 @@ class StepRun(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     HANDOFFS_FIELD_NUMBER: _ClassVar[int]
     WAKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     state: StepRun.State
     attempt: int
@@ -131,7 +133,9 @@ class StepRun(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[StepAttempt]
     handoffs: _containers.RepeatedCompositeFieldContainer[HandoffRecord]
     wake_time: _timestamp_pb2.Timestamp
-    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    iteration: int
+    iteration_outputs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
 
 class StepAttempt(_message.Message):
     __slots__ = ("attempt", "agent", "fallback", "start_time", "end_time", "error")

@@ -78,10 +78,12 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         end_time=timestamp(run.end_time),
         error=failure_to_proto(run.error),
         wake_time=timestamp(run.wake_time),
+        iteration=run.iteration,
     )
     if run.output is not None:
         message.output.CopyFrom(dict_to_struct(run.output))
     if detailed:
+        message.iteration_outputs.extend(dict_to_struct(o) for o in run.past_outputs)
         message.attempts.extend(
             execution_pb2.StepAttempt(
                 attempt=a.attempt,
@@ -149,6 +151,7 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
         type=f"EVENT_TYPE_{event.type.value}",
         step_id=event.step_id,
         attempt=event.attempt,
+        iteration=event.iteration,
     )
     p = payload_of(event)
     match p:
@@ -228,6 +231,12 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
             message.approval_decided.CopyFrom(
                 event_pb2.ApprovalDecided(
                     approved=p.approved, decided_by=p.decided_by, role=p.role, reason=p.reason
+                )
+            )
+        case ev.LoopIterationStarted():
+            message.loop_iteration_started.CopyFrom(
+                event_pb2.LoopIterationStarted(
+                    iteration=p.iteration, reset_steps=p.reset_steps or []
                 )
             )
         case ev.ExecutionResumed():

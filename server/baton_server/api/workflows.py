@@ -25,6 +25,7 @@ from baton_server.api.status import translate_errors
 from baton_server.definitions.service import WORKFLOW_FIELDS, Definitions, etag_of
 from baton_server.domain.definitions import (
     Approval,
+    Loop,
     RetryPolicy,
     Step,
     WaitFor,
@@ -95,6 +96,13 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
         approval=approval,
         sleep=seconds_of(message, "sleep", f"{field}.sleep"),
         sleep_until=message.sleep_until,
+        loop=Loop(
+            until=message.loop.until,
+            max_iterations=message.loop.max_iterations,
+            start=message.loop.start,
+        )
+        if message.HasField("loop")
+        else None,
         agent=agent_ref(message.agent),
         capability=message.capability,
         input_mapping=optional_struct(message, "input_mapping", f"{field}.input_mapping"),
@@ -163,6 +171,14 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
         message.capability = step.capability
     else:
         message.agent = f"agents/{step.agent}"
+    if step.loop is not None:
+        message.loop.CopyFrom(
+            workflow_pb2.Loop(
+                until=step.loop.until,
+                max_iterations=step.loop.max_iterations,
+                start=step.loop.start,
+            )
+        )
     if step.input_mapping is not None:
         message.input_mapping.CopyFrom(dict_to_struct(step.input_mapping))
     if step.output_mapping is not None:

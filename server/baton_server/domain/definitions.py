@@ -134,6 +134,16 @@ class WaitFor:
     when: str = ""
 
 
+@dataclass
+class Loop:
+    """A loop ending at its step: the body (from `start`, or the step alone) runs again
+    until `until` holds, at most `max_iterations` times."""
+
+    until: str
+    max_iterations: int = 0
+    start: str = ""
+
+
 APPROVING_ROLES = ("operator", "admin")
 """The roles that may decide any approval step; a step can name more."""
 
@@ -173,6 +183,7 @@ class Step:
     approval: Approval | None = None
     sleep: float | None = None
     sleep_until: str = ""
+    loop: Loop | None = None
 
     @property
     def waits(self) -> bool:
@@ -201,6 +212,7 @@ class Step:
                 "retry_policy": RetryPolicy(**policy) if policy else None,
                 "wait_for": WaitFor(**wait_for) if wait_for else None,
                 "approval": Approval(**approval) if approval else None,
+                "loop": Loop(**doc["loop"]) if doc.get("loop") else None,
             }
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
-from baton_server.domain.executions import Event, EventType, Failure
+from baton_server.domain.executions import ITERATION_KEY, Event, EventType, Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +219,13 @@ class ApprovalDecided(Payload):
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class LoopIterationStarted(Payload):
+    kind = EventType.LOOP_ITERATION_STARTED
+    iteration: int = 0
+    reset_steps: list[str] | None = None
+
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -245,13 +252,20 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         ExecutionResumed,
         ExecutionRetried,
         ApprovalDecided,
+        LoopIterationStarted,
     )
 }
 
 
-def new_event(payload: Payload, step_id: str = "", attempt: int = 0, time: float = 0.0) -> Event:
-    """An event of `payload`'s kind (its sequence is set when it is written)."""
-    return Event(payload.kind, step_id, attempt, payload=payload.to_doc(), time=time)
+def new_event(
+    payload: Payload, step_id: str = "", attempt: int = 0, time: float = 0.0, iteration: int = 0
+) -> Event:
+    """An event of `payload`'s kind (its sequence is set when it is written), of loop
+    `iteration` when its step is in one."""
+    doc = payload.to_doc()
+    if iteration:
+        doc[ITERATION_KEY] = iteration
+    return Event(payload.kind, step_id, attempt, payload=doc, time=time)
 
 
 def payload_of(event: Event) -> Payload:

@@ -79,6 +79,7 @@ class EventType(enum.StrEnum):
     HANDOFF = "HANDOFF"
     STEP_OUTPUT_DELTA = "STEP_OUTPUT_DELTA"
     LOG = "LOG"
+    LOOP_ITERATION_STARTED = "LOOP_ITERATION_STARTED"
     STEP_INTERRUPTED = "STEP_INTERRUPTED"
     SIGNAL_RECEIVED = "SIGNAL_RECEIVED"
     EXECUTION_PAUSED = "EXECUTION_PAUSED"
@@ -180,6 +181,10 @@ class StepRun:
     handoff_input: dict[str, Any] | None = None
     wake_time: float = 0.0
     """When a SLEEPING step wakes."""
+    iteration: int = 0
+    """The loop iteration the step is in (0 outside loops)."""
+    past_outputs: list[Any] = field(default_factory=list)
+    """Its outputs in the loop's earlier iterations (None where it was skipped)."""
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
@@ -212,6 +217,8 @@ class StepRun:
             "handoffs": self.handoffs,
             "handoff_input": self.handoff_input,
             "wake_time": self.wake_time,
+            "iteration": self.iteration,
+            "past_outputs": self.past_outputs,
         }
 
     @classmethod
@@ -299,6 +306,16 @@ class Event:
     sequence: int = 0
     time: float = 0.0
     execution_id: str = ""
+
+    @property
+    def iteration(self) -> int:
+        """The loop iteration of the step the event belongs to (0 outside loops)."""
+        return int(self.payload.get(ITERATION_KEY, 0))
+
+
+ITERATION_KEY = "iteration_"
+"""Where a step event's loop iteration is kept in its stored document (beside the payload's
+own fields; payloads ignore keys they do not know)."""
 
 
 def _evolved(value: _T, changes: dict[str, Any]) -> _T:

@@ -43,6 +43,7 @@ from baton_server.domain.events import (
     ExecutionSucceeded,
     ExecutionTimedOut,
     FallbackActivated,
+    LoopIterationStarted,
     Payload,
     SignalReceived,
     StepFailed,
@@ -179,7 +180,8 @@ class _Decider:
                 heapq.heappush(self.ready, self.plan.positions[dependent])
 
     def emit(self, payload: Payload, step_id: str = "", attempt: int = 0) -> None:
-        self.decision.events.append(new_event(payload, step_id, attempt))
+        iteration = self.run(step_id).iteration if step_id in self.plan.loop_of else 0
+        self.decision.events.append(new_event(payload, step_id, attempt, iteration=iteration))
 
     def command(self, command: Command) -> None:
         self.decision.commands.append(command)
@@ -270,8 +272,7 @@ class _Decider:
         except RefusedError as error:
             self.after_attempt_failure(step, run, error.failure, None)
             return
-        self.put(self.ended(run, StepState.SUCCEEDED, output=output))
-        self.emit(StepSucceeded(output), run.step_id, run.attempt)
+        self.succeed(step, run, output)
 
     def attempt_failed(self, event: AttemptFailed) -> None:
         run = self.run(event.step_id)
@@ -305,23 +306,7 @@ class _Decider:
         reset |= {s.id for s in self.plan.workflow.steps if self.run(s.id).state in unfinished}
         ordered = [s.id for s in self.plan.workflow.steps if s.id in reset]
         for step_id in ordered:
-            run = self.run(step_id)
-            self.decision.steps[run.position] = run.evolve(
-                state=StepState.PENDING,
-                agent="",
-                agent_index=0,
-                tries=0,
-                retry_at=0.0,
-                schedule_time=0.0,
-                start_time=0.0,
-                end_time=0.0,
-                output=None,
-                error=None,
-                handoffs=[],
-                handoff_input=None,
-                wake_time=0.0,
-            )
-            heapq.heappush(self.ready, self.plan.positions[step_id])
+            self.reset(self.run(step_id))
         number = self.execution.run + 1
         self.decision.fields.update(
             state=ExecutionState.RUNNING,
@@ -335,6 +320,26 @@ class _Decider:
         timeout = self.execution.timeout
         if timeout:
             self.command(ArmTimer(Timer(TimerKind.EXECUTION_TIMEOUT), self.now + timeout))
+
+    def reset(self, run: StepRun, **changes: Any) -> None:
+        """The step goes back to PENDING to run again (its attempt numbers keep counting)."""
+        self.decision.steps[run.position] = run.evolve(
+            state=StepState.PENDING,
+            agent="",
+            agent_index=0,
+            tries=0,
+            retry_at=0.0,
+            schedule_time=0.0,
+            start_time=0.0,
+            end_time=0.0,
+            output=None,
+            error=None,
+            handoffs=[],
+            handoff_input=None,
+            wake_time=0.0,
+            **changes,
+        )
+        heapq.heappush(self.ready, run.position)
 
     def pause(self, reason: str) -> None:
         if self.state.status is ExecutionState.RUNNING:
@@ -565,6 +570,70 @@ class _Decider:
                     state=StepState.CANCELLED, end_time=self.now
                 )
 
+    # Success and loops ------------------------------------------------------------------
+
+    def succeed(self, step: Step, run: StepRun, output: dict[str, Any]) -> None:
+        """The step's attempt (or wait, or sleep) ended well: it succeeds, unless it ends a
+        loop whose condition does not hold yet, when the loop's body runs again."""
+        if step.loop is not None and self.next_iteration(step, run, output):
+            return
+        self.put(self.ended(run, StepState.SUCCEEDED, output=output))
+        self.emit(StepSucceeded(output), run.step_id, run.attempt)
+
+    def next_iteration(self, step: Step, run: StepRun, output: dict[str, Any]) -> bool:
+        """After an iteration of the loop ending at `step`: True when the body starts its
+        next iteration, or the step failed (its condition could not be evaluated, or the
+        iterations ran out); False when the loop is done."""
+        assert step.loop is not None
+        scope = {**self.scope(), "output": output, "iteration": run.iteration}
+        try:
+            done = self.plan.loop_conditions[step.id].execute(scope)
+        except Exception as exc:  # CEL reports missing keys and type errors by raising
+            done = exc
+        if not isinstance(done, bool):
+            because = f"gave {done!r}" if not isinstance(done, Exception) else f"failed: {done}"
+            failure = Failure(
+                failures.CONDITION_ERROR,
+                f"loop condition {step.loop.until!r} {because}",
+                non_retryable=True,
+            )
+            self.fail_step(run, failure)
+            return True
+        if done:
+            return False
+        if run.iteration + 1 >= step.loop.max_iterations:
+            failure = Failure(
+                failures.MAX_ITERATIONS_EXCEEDED,
+                f"the loop's condition {step.loop.until!r} still did not hold after "
+                f"{step.loop.max_iterations} iterations",
+                non_retryable=True,
+            )
+            self.fail_step(run, failure)
+            return True
+        self.emit(StepSucceeded(output), run.step_id, run.attempt)
+        body = self.plan.loop_bodies[step.id]
+        for member in body:
+            current = self.close_attempt(run, None) if member == step.id else self.run(member)
+            kept = output if member == step.id else current.output
+            done_well = member == step.id or current.state is StepState.SUCCEEDED
+            self.reset(
+                current,
+                iteration=run.iteration + 1,
+                past_outputs=[*current.past_outputs, kept if done_well else None],
+            )
+        self.emit(LoopIterationStarted(run.iteration + 1, list(body)), step.id)
+        return True
+
+    def loop_scope(self, step: Step) -> dict[str, Any]:
+        """What a loop body's step also reads: `loop.iteration`, and `loop.last`, the
+        loop's last step's output in the iteration before (None in the first)."""
+        end = self.plan.loop_of.get(step.id)
+        if end is None:
+            return {}
+        last = self.run(end)
+        before = last.past_outputs[-1] if last.past_outputs else None
+        return {"loop": {"iteration": self.run(step.id).iteration, "last": before}}
+
     # Durable timers ---------------------------------------------------------------------
 
     def fall_asleep(self, step: Step, run: StepRun) -> None:
@@ -600,9 +669,7 @@ class _Decider:
 
     def wake(self, run: StepRun) -> None:
         """The sleeping step succeeds; its output says when it woke."""
-        output = {"woke_at": _rfc3339(self.now)}
-        self.put(self.ended(run, StepState.SUCCEEDED, output=output))
-        self.emit(StepSucceeded(output), run.step_id)
+        self.succeed(self.plan.steps[run.step_id], run, {"woke_at": _rfc3339(self.now)})
 
     # Signals ----------------------------------------------------------------------------
 
@@ -654,8 +721,7 @@ class _Decider:
         except RefusedError as error:
             self.fail_step(run, error.failure)
             return
-        self.put(self.ended(run, StepState.SUCCEEDED, output=output))
-        self.emit(StepSucceeded(output), run.step_id)
+        self.succeed(step, run, output)
 
     def matches(self, step: Step, signal: dict[str, Any]) -> bool:
         """True when the waiting step takes this signal: its name, and its `when`."""
@@ -880,11 +946,13 @@ class _Decider:
     def scope(self) -> dict[str, Any]:
         """What expressions see: the input, the outputs of the steps that succeeded, and
         facts of the execution."""
-        steps = {}
+        steps: dict[str, dict[str, Any]] = {}
         for step in self.plan.workflow.steps:
             run = self.run(step.id)
             if run.state is StepState.SUCCEEDED:
                 steps[step.id] = {"output": run.output or {}}
+                if step.id in self.plan.loop_of:
+                    steps[step.id]["iterations"] = [*run.past_outputs, run.output]
         execution = self.execution
         return {
             "input": execution.input,
@@ -900,7 +968,9 @@ class _Decider:
 
     def condition(self, step: Step) -> bool:
         try:
-            result = self.plan.conditions[step.id].execute(self.scope())
+            result = self.plan.conditions[step.id].execute(
+                {**self.scope(), **self.loop_scope(step)}
+            )
         except Exception as exc:  # CEL reports missing keys and type errors by raising
             raise _PrepareError(
                 failures.CONDITION_ERROR, f"condition {step.when!r} could not be evaluated: {exc}"
@@ -916,7 +986,8 @@ class _Decider:
         if step.input_mapping is None:
             return dict(self.execution.input)
         try:
-            rendered: dict[str, Any] = render(step.input_mapping, self.scope())
+            scope = {**self.scope(), **self.loop_scope(step)}
+            rendered: dict[str, Any] = render(step.input_mapping, scope)
         except MappingError as exc:
             raise _PrepareError(failures.MAPPING_ERROR, str(exc)) from None
         size = len(orjson.dumps(rendered))
@@ -978,6 +1049,12 @@ class _Decider:
             total = sizes[("", 0)] = len(orjson.dumps(self.execution.input))
         for step in self.plan.workflow.steps:
             run = self.run(step.id)
+            if run.past_outputs:  # a loop's earlier iterations are kept too
+                key = (step.id, -len(run.past_outputs))
+                past = sizes.get(key)
+                if past is None:
+                    past = sizes[key] = len(orjson.dumps(run.past_outputs))
+                total += past
             if step.id == except_step or run.state is not StepState.SUCCEEDED:
                 continue
             key = (step.id, run.attempt)

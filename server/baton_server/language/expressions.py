@@ -1,4 +1,5 @@
-"""Mapping expressions: `${input.a.b}`, `${steps.<id>.output.x}`, `${execution.id}`, `${output.x}`.
+"""Mapping expressions: `${input.a.b}`, `${steps.<id>.output.x}`, `${execution.id}`, `${output.x}`,
+and in loops `${steps.<id>.iterations[0]}`, `${loop.iteration}` and `${loop.last}`.
 
 A string that is exactly one expression stands for the value itself (keeping its JSON type);
 any other string has its expressions interpolated. `$${` writes a literal `${`.
@@ -125,12 +126,17 @@ def parse_path(source: str) -> Path:
 def _check_shape(source: str, path: Path) -> None:
     root = path[0]
     if root == "steps":
-        if len(path) < 3 or path[2] != "output":
-            raise ExpressionError(f"{source!r}: write steps.<step id>.output[...]")
+        if len(path) < 3 or path[2] not in ("output", "iterations"):
+            raise ExpressionError(
+                f"{source!r}: write steps.<step id>.output[...] (or .iterations[i] in a loop)"
+            )
     elif root == "execution":
         if len(path) < 2 or path[1] not in EXECUTION_FIELDS:
             fields = ", ".join(sorted(EXECUTION_FIELDS))
             raise ExpressionError(f"{source!r}: execution has only {fields}")
+    elif root == "loop":
+        if len(path) < 2 or path[1] not in ("iteration", "last"):
+            raise ExpressionError(f"{source!r}: loop has only iteration and last")
     elif root not in ("input", "output"):
         raise ExpressionError(
             f"{source!r}: an expression starts with input, steps, execution or output"

@@ -31,6 +31,7 @@ from baton_server.domain.schedules import SCHEDULE_LABEL, Schedule
 from baton_server.errors import FieldViolation
 from baton_server.language import calendars, conditions, expressions
 from baton_server.language.input_schema import schema_violations
+from baton_server.language.plan import loop_body
 from baton_server.limits import (
     MAX_DEPENDENCIES,
     MAX_DESCRIPTION,
@@ -63,6 +64,8 @@ MAX_PROMPT = 1000
 
 STEP_CONDITION_VARIABLES = frozenset({"input", "steps", "execution"})
 SIGNAL_CONDITION_VARIABLES = STEP_CONDITION_VARIABLES | {"signal"}
+LOOP_CONDITION_VARIABLES = STEP_CONDITION_VARIABLES | {"output", "iteration"}
+MAX_ITERATIONS = 10_000
 SIGNAL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 HANDOFF_CONDITION_VARIABLES = frozenset({"source_output", "input"})
 COMPLETION = "completion"
@@ -274,17 +277,24 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
         )
         return found, []
 
+    loop_violations, in_loops = _check_loops(workflow.steps, index)
+    found += loop_violations
     reads: list[_Read] = []
     for i, step in enumerate(workflow.steps):
         field = f"workflow.steps[{i}]"
-        roots = {"input", "steps", "execution"}
+        looped = {"loop"} if step.id in in_loops else set()
+        roots = {"input", "steps", "execution"} | looped
         found += _check_mapping(f"{field}.input_mapping", step.input_mapping, roots, step, reads)
         found += _check_mapping(
             f"{field}.output_mapping", step.output_mapping, roots | {"output"}, step, reads
         )
         if step.when:
             found += _check_condition(
-                f"{field}.when", step.when, STEP_CONDITION_VARIABLES, step, reads
+                f"{field}.when", step.when, STEP_CONDITION_VARIABLES | looped, step, reads
+            )
+        if step.loop is not None and step.loop.until:
+            found += _check_condition(
+                f"{field}.loop.until", step.loop.until, LOOP_CONDITION_VARIABLES, step, reads
             )
         if step.sleep_until:
             found += _check_mapping(
@@ -382,6 +392,48 @@ def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
         if used:
             found.append(_v(f"{field}.{name}", f"is not used by a {kind} step (it runs no agent)"))
     return found
+
+
+def _check_loops(steps: list[Step], index: dict[str, int]) -> tuple[list[FieldViolation], set[str]]:
+    """Each loop: its condition and bound, a body from `start` to its step, bodies that
+    neither nest nor overlap, and nothing outside a body depending on its inner steps.
+    Returns the violations and the steps inside loop bodies."""
+    found: list[FieldViolation] = []
+    owner: dict[str, str] = {}
+    for i, step in enumerate(steps):
+        if step.loop is None:
+            continue
+        field = f"workflow.steps[{i}].loop"
+        if not step.loop.until:
+            found.append(_v(f"{field}.until", "is required", "FIELD_REQUIRED"))
+        if not 1 <= step.loop.max_iterations <= MAX_ITERATIONS:
+            found.append(_v(f"{field}.max_iterations", f"must be 1 to {MAX_ITERATIONS}"))
+        body = loop_body(steps, step.id, step.loop.start or step.id)
+        if not body:
+            found.append(
+                _v(
+                    f"{field}.start",
+                    f"{shorten(step.loop.start)!r} is not a step that {step.id!r} depends on",
+                )
+            )
+            continue
+        for member in body:
+            if member in owner:
+                found.append(
+                    _v(field, f"step {member!r} is in two loops; loops cannot nest or overlap")
+                )
+            owner[member] = step.id
+    for i, step in enumerate(steps):
+        for j, dep in enumerate(step.depends_on):
+            end = owner.get(dep)
+            if end is not None and dep != end and owner.get(step.id) != end:
+                found.append(
+                    _v(
+                        f"workflow.steps[{i}].depends_on[{j}]",
+                        f"{dep!r} is inside the loop ending at {end!r}: depend on {end!r}",
+                    )
+                )
+    return found, set(owner)
 
 
 def _topological_order(steps: list[Step], index: dict[str, int]) -> tuple[list[str], list[str]]:
