@@ -46,6 +46,7 @@ from baton_server.executions.decisions import (
     ResumeRequested,
     RetryRequested,
     RunAttempt,
+    RunChild,
     RunState,
     SignalDelivered,
     SlotGranted,
@@ -884,6 +885,34 @@ def test_a_loop_condition_that_cannot_be_evaluated_fails_the_step() -> None:
     run.feed(Begin())
     run.succeed("s", {"n": 1})
     assert run.step("s").error.type == failures.CONDITION_ERROR  # type: ignore[union-attr]
+
+
+# Child workflows -------------------------------------------------------------------------
+
+
+def test_a_workflow_step_runs_a_child_and_a_retry_starts_a_new_one() -> None:
+    retries = RetryPolicy(max_attempts=2, initial_interval=1.0)
+    run = Run([Step(id="sub", workflow="inner", input_mapping={"x": 1}, retry_policy=retries)])
+    first = run.feed(Begin())
+    (child,) = [c for c in first.commands if isinstance(c, RunChild)]
+    assert (child.workflow_id, child.input, child.attempt) == ("inner", {"x": 1}, 1)
+    assert run.step("sub").child == child.child_id
+    restarted = run.feed(Begin(), at=T0 + 1)  # the same attempt: the same child, found again
+    (again,) = [c for c in restarted.commands if isinstance(c, RunChild)]
+    assert again.child_id == child.child_id
+    run.fail("sub", "EXECUTION_TIMED_OUT")
+    retried = run.feed(TimerFired(Timer(TimerKind.RETRY, "sub", 1)), at=T0 + 5)
+    (second,) = [c for c in retried.commands if isinstance(c, RunChild)]
+    assert second.attempt == 2 and second.child_id != child.child_id
+    run.succeed("sub", {"y": 2})
+    assert run.execution.output == {"sub": {"y": 2}}
+
+
+def test_children_nest_only_so_deep() -> None:
+    run = Run([Step(id="sub", workflow="inner")])
+    run.execution.depth = 8
+    run.feed(Begin())
+    assert run.step("sub").error.type == failures.CHILD_DEPTH_EXCEEDED  # type: ignore[union-attr]
 
 
 # Pause and resume ------------------------------------------------------------------------

@@ -547,11 +547,12 @@ class Executions:
         end_time: timestamp_pb2.Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
         waiting: bool = False,
+        parent: str = "",
         page_size: int = 0,
     ) -> AsyncIterator[MessageView[execution_pb2.Execution]]:
         """Iterates over executions, newest first, filtered by workflow, state, creation
-        time within [start_time, end_time), `labels` (all must match), and `waiting` (a
-        step waits for a signal or an approval now)."""
+        time within [start_time, end_time), `labels` (all must match), `waiting` (a step
+        waits for a signal or an approval now), and `parent` (the children of one)."""
         request = execution_pb2.ListExecutionsRequest(
             workflow=_name("workflows", workflow) if workflow else "",
             state=state,
@@ -559,6 +560,7 @@ class Executions:
             end_time=end_time,
             labels=dict(labels or {}),
             waiting=waiting,
+            parent=_name("executions", parent) if parent else "",
             page_size=page_size,
         )
         return _views(self._client._pages(self._stub.ListExecutions, request, "executions"))

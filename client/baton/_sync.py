@@ -417,6 +417,7 @@ class SyncExecutions:
         end_time: timestamp_pb2.Timestamp | None = None,
         labels: Mapping[str, str] | None = None,
         waiting: bool = False,
+        parent: str = "",
         page_size: int = 0,
     ) -> Iterator[MessageView[execution_pb2.Execution]]:
         """See `Executions.list`."""
@@ -428,6 +429,7 @@ class SyncExecutions:
                 end_time=end_time,
                 labels=labels,
                 waiting=waiting,
+                parent=parent,
                 page_size=page_size,
             )
         )

@@ -230,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="executions with a step that waits for a signal or a person's approval",
     )
+    listing.add_argument("--parent", default="", help="the child executions of this one")
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=_list)
 
@@ -448,6 +449,7 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
             state=_enum(execution_pb2.Execution.State, state),
             labels=_labels(args.label),
             waiting=args.waiting,
+            parent=args.parent,
         )
         columns = ["name", "workflow", "state", "create_time"]
         if args.waiting:

@@ -17,7 +17,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Execution(_message.Message):
-    __slots__ = ("name", "workflow", "workflow_revision", "input", "output", "state", "error", "priority", "timeout", "trace", "labels", "steps", "create_time", "start_time", "end_time", "last_event_sequence", "run")
+    __slots__ = ("name", "workflow", "workflow_revision", "input", "output", "state", "error", "priority", "timeout", "trace", "labels", "steps", "create_time", "start_time", "end_time", "last_event_sequence", "run", "parent")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Execution.State]
@@ -60,6 +60,7 @@ class Execution(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_EVENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     workflow: str
     workflow_revision: int
@@ -77,10 +78,11 @@ class Execution(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     last_event_sequence: int
     run: int
-    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., run: _Optional[int] = ...) -> None: ...
+    parent: str
+    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., run: _Optional[int] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class StepRun(_message.Message):
-    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs")
+    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs", "child_execution")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[StepRun.State]
@@ -121,6 +123,7 @@ class StepRun(_message.Message):
     WAKE_TIME_FIELD_NUMBER: _ClassVar[int]
     ITERATION_FIELD_NUMBER: _ClassVar[int]
     ITERATION_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    CHILD_EXECUTION_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     state: StepRun.State
     attempt: int
@@ -135,7 +138,8 @@ class StepRun(_message.Message):
     wake_time: _timestamp_pb2.Timestamp
     iteration: int
     iteration_outputs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    child_execution: str
+    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., child_execution: _Optional[str] = ...) -> None: ...
 
 class StepAttempt(_message.Message):
     __slots__ = ("attempt", "agent", "fallback", "start_time", "end_time", "error")
@@ -213,7 +217,7 @@ class WaitExecutionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ListExecutionsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "workflow", "state", "start_time", "end_time", "labels", "waiting")
+    __slots__ = ("page_size", "page_token", "workflow", "state", "start_time", "end_time", "labels", "waiting", "parent")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +233,7 @@ class ListExecutionsRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     workflow: str
@@ -237,7 +242,8 @@ class ListExecutionsRequest(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     labels: _containers.ScalarMap[str, str]
     waiting: bool
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workflow: _Optional[str] = ..., state: _Optional[_Union[Execution.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., waiting: _Optional[bool] = ...) -> None: ...
+    parent: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., workflow: _Optional[str] = ..., state: _Optional[_Union[Execution.State, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., waiting: _Optional[bool] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class ListExecutionsResponse(_message.Message):
     __slots__ = ("executions", "next_page_token")

@@ -27,6 +27,7 @@ from baton_server.api.status import translate_errors
 from baton_server.domain import events as ev
 from baton_server.domain.events import payload_of
 from baton_server.domain.executions import (
+    PARENT_LABEL,
     Event,
     EventType,
     Execution,
@@ -79,6 +80,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         error=failure_to_proto(run.error),
         wake_time=timestamp(run.wake_time),
         iteration=run.iteration,
+        child_execution=f"executions/{run.child}" if run.child else "",
     )
     if run.output is not None:
         message.output.CopyFrom(dict_to_struct(run.output))
@@ -87,7 +89,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         message.attempts.extend(
             execution_pb2.StepAttempt(
                 attempt=a.attempt,
-                agent=f"agents/{a.agent}",
+                agent=f"agents/{a.agent}" if a.agent else "",
                 fallback=a.fallback,
                 start_time=timestamp(a.start_time),
                 end_time=timestamp(a.end_time),
@@ -128,6 +130,7 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
         end_time=timestamp(execution.end_time),
         last_event_sequence=execution.last_sequence,
         run=execution.run,
+        parent=f"executions/{execution.parent}" if execution.parent else "",
     )
     if execution.output is not None:
         message.output.CopyFrom(dict_to_struct(execution.output))
@@ -334,6 +337,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             ).value
         labels = dict(request.labels)
         raise_if_invalid(check_labels("labels", labels))
+        if request.parent:
+            labels[PARENT_LABEL] = parse_name(request.parent, "executions", "parent")
         where = ExecutionFilter(
             workflow_id=workflow_id,
             state=state,

@@ -96,6 +96,7 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
         approval=approval,
         sleep=seconds_of(message, "sleep", f"{field}.sleep"),
         sleep_until=message.sleep_until,
+        workflow=message.workflow.removeprefix("workflows/"),
         loop=Loop(
             until=message.loop.until,
             max_iterations=message.loop.max_iterations,
@@ -167,6 +168,8 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
         message.sleep.FromNanoseconds(round(step.sleep * 1e9))
     elif step.sleep_until:
         message.sleep_until = step.sleep_until
+    elif step.workflow:
+        message.workflow = f"workflows/{step.workflow}"
     elif step.capability:
         message.capability = step.capability
     else:

@@ -394,6 +394,17 @@ class Definitions:
                 for field, agent in refs
                 if agent not in found
             ]
+        children = {s.workflow for s in workflow.steps if s.workflow and s.workflow != workflow.id}
+        known = await self.repo.get_many(conn, WORKFLOWS, sorted(children))
+        violations += [
+            FieldViolation(
+                f"workflow.steps[{i}].workflow",
+                f"workflow 'workflows/{step.workflow}' does not exist",
+                "UNKNOWN_WORKFLOW",
+            )
+            for i, step in enumerate(workflow.steps)
+            if step.workflow in children and step.workflow not in known
+        ]
         raise_if_invalid(violations)
 
     async def _store_revision(self, conn: SqlConnection, seq: int, workflow: Workflow) -> None:

@@ -166,7 +166,8 @@ class Approval:
 @dataclass
 class Step:
     """One node of a workflow DAG; exactly one of `agent` (an id), `capability`,
-    `wait_for`, `approval`, `sleep` (seconds) and `sleep_until` (an expression) is set."""
+    `wait_for`, `approval`, `sleep` (seconds), `sleep_until` (an expression) and
+    `workflow` (a child workflow's id) is set."""
 
     id: str
     display_name: str = ""
@@ -184,6 +185,8 @@ class Step:
     sleep: float | None = None
     sleep_until: str = ""
     loop: Loop | None = None
+    workflow: str = ""
+    """A workflow id: the step runs it as a child execution."""
 
     @property
     def waits(self) -> bool:
@@ -198,7 +201,7 @@ class Step:
     @property
     def runs_agent(self) -> bool:
         """True for a step an agent runs."""
-        return not (self.waits or self.sleeps)
+        return not (self.waits or self.sleeps or self.workflow)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Step:

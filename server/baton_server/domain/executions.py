@@ -185,6 +185,8 @@ class StepRun:
     """The loop iteration the step is in (0 outside loops)."""
     past_outputs: list[Any] = field(default_factory=list)
     """Its outputs in the loop's earlier iterations (None where it was skipped)."""
+    child: str = ""
+    """The child execution a `workflow` step's current (or last) attempt started."""
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
@@ -219,6 +221,7 @@ class StepRun:
             "wake_time": self.wake_time,
             "iteration": self.iteration,
             "past_outputs": self.past_outputs,
+            "child": self.child,
         }
 
     @classmethod
@@ -266,6 +269,10 @@ class Execution:
     """The request ids of the signals delivered (the latest MAX_SIGNAL_REQUESTS), so that a
     repeated request delivers nothing more."""
     labels: dict[str, str] = field(default_factory=dict)
+    parent: str = ""
+    """The execution whose step started this one ('' for none)."""
+    depth: int = 0
+    """How deep among children it is: 0 for an execution with no parent."""
     steps: list[StepRun] = field(default_factory=list)
     create_time: float = 0.0
     start_time: float = 0.0
@@ -286,6 +293,8 @@ class Execution:
             "signals": self.signals,
             "signal_requests": self.signal_requests,
             "labels": self.labels,
+            "parent": self.parent,
+            "depth": self.depth,
         }
 
     def step(self, step_id: str) -> StepRun:
@@ -312,6 +321,9 @@ class Event:
         """The loop iteration of the step the event belongs to (0 outside loops)."""
         return int(self.payload.get(ITERATION_KEY, 0))
 
+
+PARENT_LABEL = "baton.parent"
+"""The label a child execution carries: its parent's id (ListExecutions filters by it)."""
 
 ITERATION_KEY = "iteration_"
 """Where a step event's loop iteration is kept in its stored document (beside the payload's

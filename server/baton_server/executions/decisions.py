@@ -6,6 +6,7 @@ directory of agents and handoffs). Plain data: no I/O, no asyncio."""
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -190,7 +191,20 @@ class StopAttempt:
     step_id: str
 
 
-Command = RunAttempt | AwaitSlot | ArmTimer | StopAttempt
+@dataclass(frozen=True, slots=True)
+class RunChild:
+    """Run attempt `attempt` of a `workflow` step: start the child execution `child_id`
+    (once: a repeat finds it) of `workflow_id` on `input`, and report how it ended."""
+
+    step_id: str
+    attempt: int
+    workflow_id: str
+    input: dict[str, Any]
+    child_id: str
+    deadline: float | None
+
+
+Command = RunAttempt | RunChild | AwaitSlot | ArmTimer | StopAttempt
 
 # State -----------------------------------------------------------------------------------
 
@@ -305,6 +319,14 @@ class RunState:
         """The state once `decision` is taken too."""
         pending = decision if self.pending is None else self.pending.then(decision)
         return RunState(self.execution, self.plan, self.limits, self.draining, pending, self.sizes)
+
+
+def child_id(execution_id: str, step_id: str, attempt: int) -> str:
+    """The id of the child execution an attempt of a `workflow` step starts: the same when a
+    restart delivers the attempt again, so that it finds its child instead of starting
+    another."""
+    digest = hashlib.sha256(idempotency_key(execution_id, step_id, attempt).encode()).hexdigest()
+    return f"child-{digest[:24]}"
 
 
 def idempotency_key(execution_id: str, step_id: str, attempt: int) -> str:

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -48,6 +48,7 @@ from baton_server.executions.decisions import (
     PauseRequested,
     ResumeRequested,
     RunAttempt,
+    RunChild,
     RunState,
     SignalDelivered,
     SlotGranted,
@@ -72,6 +73,19 @@ MAX_LOADS = 64
 """Most directory loads one decision may need (more means the cache cannot keep up)."""
 
 
+class Children(Protocol):
+    """How a run starts, waits for and cancels child executions (the execution service)."""
+
+    async def run_child(self, parent: Execution, command: RunChild) -> AgentResult:
+        """Starts the child (or finds it, started before) and waits for its end: its output,
+        or AttemptFailedError with its error."""
+        ...
+
+    def cancel_child(self, child_id: str, reason: str) -> None:
+        """Cancels a child execution, in the background."""
+        ...
+
+
 @dataclass
 class RunEnv:
     """What a run needs from the engine around it."""
@@ -85,6 +99,7 @@ class RunEnv:
     clock: Callable[[], float]
     limits: Limits
     http: Any = None
+    children: Children | None = None
     max_deltas: int = 1000
     tracing: Tracing = field(default_factory=lambda: Tracing(None))
 
@@ -200,8 +215,8 @@ class RunDriver:
                     inputs, self._inputs = self._inputs, []
                     await self._apply(inputs)
                     continue
-                if self._draining and not self._attempts:
-                    return
+                if self._draining and all(a.child for a in self._attempts.values()):
+                    return  # (children are drained on their own; they resume too)
                 if not (
                     self._attempts
                     or self._timers
@@ -298,6 +313,8 @@ class RunDriver:
             if isinstance(command, RunAttempt):
                 started.add(command.step_id)
                 self._run_attempt(command)
+            elif isinstance(command, RunChild):
+                self._run_child(command)
             elif isinstance(command, AwaitSlot):
                 self._await_slot(command)
             elif isinstance(command, ArmTimer):
@@ -378,6 +395,28 @@ class RunDriver:
                 current.release()
             self._wake.set()
 
+    def _run_child(self, command: RunChild) -> None:
+        task = asyncio.ensure_future(self._child(command))
+        self._attempts[command.step_id] = _Running(
+            command.attempt, task, threading.Event(), None, command.child_id
+        )
+
+    async def _child(self, command: RunChild) -> None:
+        """Runs a `workflow` step's attempt: its child execution, to its end."""
+        step_id, number = command.step_id, command.attempt
+        assert self.env.children is not None, "the execution service runs children"
+        try:
+            result = await self.env.children.run_child(self.execution, command)
+            size = len(orjson.dumps(result.output))
+            self._push(AttemptSucceeded(step_id, number, result.output, size))
+        except AttemptFailedError as failed:
+            self._push(AttemptFailed(step_id, number, failed.failure, failed.retry_after))
+        finally:
+            current = self._attempts.get(step_id)
+            if current is not None and current.attempt == number:
+                del self._attempts[step_id]
+            self._wake.set()
+
     def _await_slot(self, command: AwaitSlot) -> None:
         if command.step_id in self._slot_waits or command.step_id in self._held:
             return
@@ -416,6 +455,9 @@ class RunDriver:
         current.cancelled.set()
         current.task.cancel()
         current.release()
+        if current.child and self.env.children is not None:
+            reason = f"its parent {self.execution.id!r} stopped step {step_id!r}"
+            self.env.children.cancel_child(current.child, reason)
         self._spans.attempt_stopped(step_id)
 
     def _stop_all(self) -> None:
@@ -460,6 +502,8 @@ class _Running:
     task: asyncio.Task[None]
     cancelled: threading.Event
     slot: asyncio.Semaphore | None
+    child: str = ""
+    """The child execution the attempt waits for (a `workflow` step)."""
 
     def release(self) -> None:
         if self.slot is not None:

@@ -78,6 +78,8 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
         signals=doc.get("signals", []),
         signal_requests=doc.get("signal_requests", []),
         labels=doc.get("labels", {}),
+        parent=doc.get("parent", ""),
+        depth=doc.get("depth", 0),
         steps=[StepRun.from_doc(s.doc) for s in steps],
         create_time=row.create_time,
         start_time=row.start_time,

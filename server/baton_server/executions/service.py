@@ -19,6 +19,7 @@ from baton_server.cluster.coordinator import Coordinator
 from baton_server.cluster.lease import EngineLease
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
+from baton_server.domain.attempts import AgentResult, AttemptFailedError
 from baton_server.domain.definitions import APPROVING_ROLES, Workflow, WorkflowState
 from baton_server.domain.events import (
     ExecutionCancelled,
@@ -27,6 +28,7 @@ from baton_server.domain.events import (
     new_event,
 )
 from baton_server.domain.executions import (
+    PARENT_LABEL,
     Event,
     EventType,
     Execution,
@@ -44,6 +46,7 @@ from baton_server.executions.decisions import (
     MAX_SIGNAL_REQUESTS,
     Limits,
     RetryRequested,
+    RunChild,
     StepDecided,
 )
 from baton_server.executions.directory import AgentDirectory
@@ -75,6 +78,8 @@ class StartOptions:
     trace: bool = False
     labels: dict[str, str] | None = None
     execution_id: str = ""
+    parent: Execution | None = None
+    """The execution whose `workflow` step starts this one as its child."""
 
 
 class Executions:
@@ -128,6 +133,7 @@ class Executions:
         self._discovered_up_to = 0
         self._background: asyncio.Task[None] | None = None
         self._retrying = asyncio.Lock()
+        self._child_cancels: set[asyncio.Task[None]] = set()
         self._env = RunEnv(
             journal=journal,
             runtimes=runtimes,
@@ -142,6 +148,7 @@ class Executions:
                 max_handoff_depth=max_handoff_depth,
             ),
             http=http,
+            children=self,
             max_deltas=max_deltas,
             tracing=tracing or Tracing(None),
         )
@@ -197,11 +204,16 @@ class Executions:
             steps=[StepRun(s.id, i) for i, s in enumerate(workflow.steps)],
             create_time=now,
         )
+        if options.parent is not None:
+            execution.parent = options.parent.id
+            execution.depth = options.parent.depth + 1
+            execution.labels[PARENT_LABEL] = options.parent.id
         event = new_event(ExecutionQueued(workflow.revision, options.priority), time=now)
 
         self._creating.add(execution.id)  # not "discovered" as another process's work
         try:
-            if self.owner and self.scheduler.has_capacity():
+            # A child runs at once: its parent holds a place and waits for it.
+            if self.owner and (self.scheduler.has_capacity() or options.parent is not None):
                 with self.scheduler.reserved():
                     return await self._create_running(execution, event, plan, request)
             stored, written, created = await self.journal.create(execution, [event], request)
@@ -237,6 +249,58 @@ class Executions:
             self.scheduler.start(run)
             run.start(first)  # (a run that ended at once just finishes)
         return stored
+
+    # Children ---------------------------------------------------------------------------
+
+    async def run_child(self, parent: Execution, command: RunChild) -> AgentResult:
+        """Starts a `workflow` step's child execution (or finds it, started before a
+        restart) and waits for its end."""
+        try:
+            await self.start(
+                command.workflow_id,
+                0,
+                command.input,
+                StartOptions(
+                    execution_id=command.child_id,
+                    parent=parent,
+                    priority=parent.priority,
+                    trace=parent.trace,
+                ),
+                RequestInfo("StartExecution"),
+            )
+        except BatonError as exc:
+            if exc.reason != "EXECUTION_ALREADY_EXISTS":
+                failure = Failure(
+                    failures.CHILD_NOT_STARTED,
+                    f"child execution of workflow {command.workflow_id!r} could not start: "
+                    f"{exc.message}",
+                    non_retryable=exc.code is not Code.UNAVAILABLE,
+                )
+                raise AttemptFailedError(failure) from None
+        child = await self.wait(command.child_id, None)
+        if child.state is ExecutionState.SUCCEEDED:
+            return AgentResult(child.output or {})
+        cause = child.error or Failure(failures.CANCELLED, "the child did not succeed")
+        root = cause.cause or cause  # the child's failed step: was it worth retrying?
+        raise AttemptFailedError(
+            Failure(
+                cause.type,
+                f"child execution {child.id!r} ended {child.state.value}: {cause.message}",
+                cause=cause,
+                non_retryable=root.non_retryable,
+            )
+        )
+
+    def cancel_child(self, child_id: str, reason: str) -> None:
+        """Cancels a child execution whose parent's step stopped (in the background)."""
+
+        async def cancel() -> None:
+            with contextlib.suppress(BatonError):
+                await self.cancel(child_id, reason, RequestInfo("CancelExecution"))
+
+        task = asyncio.ensure_future(cancel())
+        self._child_cancels.add(task)
+        task.add_done_callback(self._child_cancels.discard)
 
     async def cancel(self, execution_id: str, reason: str, request: RequestInfo) -> Execution:
         """Cancels an execution that has not ended."""

@@ -82,6 +82,7 @@ from baton_server.executions.decisions import (
     ResumeRequested,
     RetryRequested,
     RunAttempt,
+    RunChild,
     RunState,
     SignalDelivered,
     SlotGranted,
@@ -90,9 +91,13 @@ from baton_server.executions.decisions import (
     Timer,
     TimerFired,
     TimerKind,
+    child_id,
     idempotency_key,
 )
 from baton_server.language.mapping import MappingError, render
+
+MAX_CHILD_DEPTH = 8
+"""How deep child executions may nest (a workflow may start itself as a child)."""
 
 RETRYABLE_STATES = frozenset(
     {ExecutionState.FAILED, ExecutionState.CANCELLED, ExecutionState.TIMED_OUT}
@@ -256,7 +261,7 @@ class _Decider:
                     )
                 )
             handoff = handoffs.after_success(
-                self.directory.handoffs_from(run.agent),
+                self.directory.handoffs_from(run.agent) if run.agent else (),
                 run,
                 event.output,
                 event.handoff_to,
@@ -506,6 +511,10 @@ class _Decider:
         if step.sleeps:
             self.fall_asleep(step, run)
             return
+        if step.workflow:
+            self.emit(StepScheduled(""), step.id)
+            self.start_child(step, run.evolve(schedule_time=self.now), agent_input)
+            return
         if step.waits:
             self.emit(StepScheduled(""), step.id)
             waiting = run.evolve(
@@ -747,6 +756,12 @@ class _Decider:
     def restart(self, step: Step, run: StepRun, *, slot_held: bool = False) -> None:
         """A SCHEDULED (or retrying) step starts its next attempt with the agent it is at
         (at once when the driver holds a slot of that agent for it)."""
+        if step.workflow:
+            try:
+                self.start_child(step, run, self.attempt_input(step, run))
+            except _PrepareError as error:
+                self.fail_step(run, error.failure)
+            return
         agent = self.agent_at(step, run.agent_index, run)
         if isinstance(agent, Failure):
             self.after_failure(step, run, agent, None)
@@ -796,6 +811,40 @@ class _Decider:
         self.emit(StepStarted(agent.id, key, traced), step.id, number)
         deadline = self.now + step.timeout if step.timeout else None
         self.command(RunAttempt(step.id, number, agent, agent_input, key, deadline))
+        if deadline is not None:
+            self.command(ArmTimer(Timer(TimerKind.STEP_TIMEOUT, step.id, number), deadline))
+
+    def start_child(self, step: Step, run: StepRun, child_input: dict[str, Any]) -> None:
+        """A `workflow` step's next attempt: a new child execution (the same one when a
+        restart delivers the attempt again), unless the execution is held."""
+        if self.holding():
+            self.put(run.evolve(state=StepState.SCHEDULED, retry_at=0.0))
+            return
+        if self.execution.depth + 1 > MAX_CHILD_DEPTH:
+            failure = Failure(
+                failures.CHILD_DEPTH_EXCEEDED,
+                f"children nest at most {MAX_CHILD_DEPTH} deep",
+                non_retryable=True,
+            )
+            self.fail_step(run, failure)
+            return
+        number = run.attempt + 1
+        child = child_id(self.execution.id, step.id, number)
+        started = run.evolve(
+            state=StepState.RUNNING,
+            attempt=number,
+            tries=run.tries + 1,
+            retry_at=0.0,
+            child=child,
+            start_time=run.start_time or self.now,
+            attempts=[*run.attempts, StepAttempt(number, "", start_time=self.now)],
+        )
+        self.put(started)
+        key = idempotency_key(self.execution.id, step.id, number)
+        traced = child_input if self.execution.trace else None
+        self.emit(StepStarted(f"workflows/{step.workflow}", key, traced), step.id, number)
+        deadline = self.now + step.timeout if step.timeout else None
+        self.command(RunChild(step.id, number, step.workflow, child_input, child, deadline))
         if deadline is not None:
             self.command(ArmTimer(Timer(TimerKind.STEP_TIMEOUT, step.id, number), deadline))
 

@@ -325,6 +325,8 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
 
 def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found = _check_text(f"{field}.display_name", step.display_name, MAX_DISPLAY_NAME)
+    if step.workflow:
+        return found + _check_child_step(field, step)
     if not step.runs_agent:
         return found + _check_waiting_step(field, step)
     if step.agent and step.capability:
@@ -337,6 +339,29 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found += _check_count(f"{field}.fallback_agents", step.fallback_agents, MAX_FALLBACK_AGENTS)
     for k, agent in enumerate(step.fallback_agents[:MAX_FALLBACK_AGENTS]):
         found += _check_agent_ref(f"{field}.fallback_agents[{k}]", agent)
+    found += _check_duration(f"{field}.timeout", step.timeout)
+    if step.retry_policy is not None:
+        found += _check_retry_policy(f"{field}.retry_policy", step.retry_policy)
+    return found
+
+
+def _check_child_step(field: str, step: Step) -> list[FieldViolation]:
+    """A `workflow` step: a workflow id, and what a step with an agent has but fallbacks."""
+    found: list[FieldViolation] = []
+    if not is_resource_id(step.workflow):
+        found.append(_v(f"{field}.workflow", f"{shorten(step.workflow)!r} is not workflows/<id>"))
+    for name, used in (
+        ("agent", step.agent),
+        ("capability", step.capability),
+        ("fallback_agents", step.fallback_agents),
+        ("wait_for", step.wait_for is not None),
+        ("approval", step.approval is not None),
+        ("sleep", step.sleep is not None),
+        ("sleep_until", step.sleep_until),
+    ):
+        if used:
+            found.append(_v(f"{field}.{name}", "is not used by a workflow step"))
+    found += _check_count(f"{field}.depends_on", step.depends_on, MAX_DEPENDENCIES)
     found += _check_duration(f"{field}.timeout", step.timeout)
     if step.retry_policy is not None:
         found += _check_retry_policy(f"{field}.retry_policy", step.retry_policy)
