@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
+from baton import Agent, Client, Execution, Loop, PythonRuntime, Step, Workflow
 
 # Engine speed, as ratios to the empty-RPC ceiling of the same run (so that they hold on
 # any machine): (figure, ceiling figure, how they compare, target ratio).
@@ -304,6 +304,23 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
                 rate10 = await timed("concurrent 10", lambda: concurrent(client, ten, 500))
                 figures["concurrent_10_step_executions_per_s"] = round(rate10)
                 figures["concurrent_10_step_steps_per_s"] = round(rate10 * 10)
+                # A loop of 100 iterations of one step, beside the 10-step chain's steps/s.
+                looped = await client.workflows.create(
+                    Workflow(
+                        steps=[
+                            Step(
+                                id="again",
+                                agent="noop",
+                                loop=Loop(until="iteration >= 99", max_iterations=100),
+                            )
+                        ]
+                    ),
+                    workflow_id="loop100",
+                )
+                rate_loop = await timed(
+                    "concurrent loops", lambda: concurrent(client, looped.name, 50)
+                )
+                figures["concurrent_100_iteration_loop_steps_per_s"] = round(rate_loop * 100)
 
                 # Live streams: latency with 1,000 open, and what they cost the engine.
                 # Each execution changes state every 1.5-2.5 s (its own pace): with 1,000 of

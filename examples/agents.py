@@ -77,6 +77,36 @@ def square(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     return {"result": float(value["value"]) ** 2, "operation": "squared"}
 
 
+def newton_step(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """One step of Newton's method towards the square root of `number`, from the `previous`
+    iteration's guess (half the number in the first)."""
+    number = float(value["number"])
+    if number <= 0:
+        raise AgentError("the number must be positive", type="BadRequest", non_retryable=True)
+    previous = value.get("previous") or {}
+    guess = float(previous.get("guess", number / 2))
+    better = (guess + number / guess) / 2
+    return {"guess": better, "change": abs(better - guess)}
+
+
+# Writing with a reviewer: write -> review -> revise until approved -----------------------
+
+
+def write_draft(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Writes a draft about `topic`, covering each point the reviewer's `feedback` missed."""
+    feedback = value.get("feedback") or {}
+    covered = [*(feedback.get("covered") or []), *(feedback.get("missing") or [])[:1]]
+    text = f"{value['topic']}: " + "; ".join(covered or ["an overview"])
+    return {"text": text, "covered": covered}
+
+
+def review_draft(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Approves a draft once it covers every point in `required`; else says what is missing."""
+    covered = list(value.get("covered") or [])
+    missing = [point for point in value.get("required", []) if point not in covered]
+    return {"approved": not missing, "covered": covered, "missing": missing}
+
+
 # Code review (the seed's agent-workflow-engine-readme.md) --------------------------------
 
 

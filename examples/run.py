@@ -1,6 +1,7 @@
 """Runs one of the examples against a Baton server (start one with `make run`):
 
-    python examples/run.py feature | math | code-review [--server HOST:PORT]
+    python examples/run.py feature | math | converge | review-loop | code-review
+        [--server HOST:PORT]
 
 It applies the example's definitions (examples/*.yaml), starts an execution with a sample
 input, and watches it to the end with the `baton` command line."""
@@ -39,6 +40,12 @@ EXAMPLES = {
         {"feature_request": "Implement user authentication with OAuth support"},
     ),
     "math": ("math.yaml", "math-processing", {"numbers": [12, 30, 45.5, 20]}),
+    "converge": ("math.yaml", "math-convergence", {"number": 2}),
+    "review-loop": (
+        "review_loop.yaml",
+        "review-until-approved",
+        {"topic": "Durable agents", "required": ["retries", "signals", "loops"]},
+    ),
     "code-review": ("code_review.yaml", "code-review", {"code": SAMPLE_CODE}),
 }
 

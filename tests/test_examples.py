@@ -65,6 +65,23 @@ async def test_math_example_branches(server: Baton, client: Client) -> None:
 
 
 @pytest.mark.timeout(90)
+async def test_loop_examples_converge_and_revise_until_approved(
+    server: Baton, client: Client
+) -> None:
+    code, out = await run_example(server, "converge")
+    assert code == 0, out
+    done = await latest(client, "math-convergence")
+    assert abs(done.output["root"] - 2**0.5) < 1e-9
+    assert 3 <= len(done.output["iterations"]) < 10
+    code, out = await run_example(server, "review-loop")
+    assert code == 0, out
+    done = await latest(client, "review-until-approved")
+    rounds = list(done.output["rounds"])
+    assert [r["approved"] for r in rounds] == [False, False, False, True]
+    assert done.output["text"] == "Durable agents: retries; signals; loops"
+
+
+@pytest.mark.timeout(90)
 async def test_code_review_example(server: Baton, client: Client) -> None:
     code, out = await run_example(server, "code-review")
     assert code == 0, out

@@ -14,8 +14,7 @@ from test_executions import agent
 from test_recovery import effect_agent, kill_after_effects
 
 import baton
-from baton import Client, EventType, Execution, Step, Workflow
-from baton.v1.workflow_pb2 import Loop
+from baton import Client, EventType, Execution, Loop, Step, Workflow
 
 
 def step(execution: Any, step_id: str) -> Any:

@@ -37,7 +37,7 @@ from baton.v1.event_pb2 import EventType, ExecutionEvent
 from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
 from baton.v1.schedule_pb2 import Schedule
-from baton.v1.workflow_pb2 import Approval, Step, WaitFor, Workflow
+from baton.v1.workflow_pb2 import Approval, Loop, Step, WaitFor, Workflow
 
 __version__ = "0.4.0"
 
@@ -63,6 +63,7 @@ __all__ = [
     "Handoffs",
     "InternalError",
     "InvalidArgumentError",
+    "Loop",
     "NotFoundError",
     "OpenAIRuntime",
     "PermissionDeniedError",
