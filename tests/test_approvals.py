@@ -8,11 +8,10 @@ import asyncio
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import StartServer, start_process, stop_processes
-from test_executions import agent
+from test_executions import agent, step
 
 import baton
 from baton import Approval, Client, EventType, Execution, Step, StepRun, Workflow
@@ -46,11 +45,6 @@ def reviewed(*, roles: tuple[str, ...] = (), timeout: int = 0, continues: bool =
 async def agents(client: Client) -> None:
     await agent(client, "echo", "baton_server.agents.builtin:echo")
     await agent(client, "sleeper", "baton_server.agents.builtin:sleep")
-
-
-def step(execution: Any, step_id: str) -> Any:
-    """The run of `step_id` in an execution."""
-    return next(s for s in execution.steps if s.step_id == step_id)
 
 
 async def until_waiting(client: Client, name: str, step_id: str = "review") -> None:

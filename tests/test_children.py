@@ -13,15 +13,11 @@ from typing import Any
 import pytest
 from conftest import start_process, stop_processes
 from google.protobuf import duration_pb2
-from test_executions import agent
+from test_executions import agent, step
 from test_recovery import effect_agent, kill_after_effects
 
 import baton
 from baton import Client, Execution, RetryPolicy, Step, StepRun, Workflow
-
-
-def step(execution: Any, step_id: str) -> Any:
-    return next(s for s in execution.steps if s.step_id == step_id)
 
 
 async def children(client: Client, parent: str) -> list[Any]:

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import start_process, stop_processes
-from test_executions import agent
+from test_executions import agent, step
 from test_recovery import effect_agent, kill_after_effects
 
 import baton
 from baton import Client, EventType, Execution, Loop, Step, Workflow
-
-
-def step(execution: Any, step_id: str) -> Any:
-    return next(s for s in execution.steps if s.step_id == step_id)
 
 
 async def test_write_and_review_until_approved(client: Client) -> None:

@@ -171,3 +171,43 @@ async def test_a_schedule_fires_once_per_slot_across_a_sigkill(tmp_path: Path) -
         assert stored == len(slots)
     finally:
         stop_processes(processes)
+
+
+@pytest.mark.timeout(120)
+async def test_two_processes_fire_each_slot_once_across_an_engine_handover(
+    tmp_path: Path,
+) -> None:
+    env = {"BATON_ENGINE_LEASE": "1.5", "BATON_STREAM_POLL": "0.2"}
+    database = tmp_path / "baton.db"
+    owner, _ = await start_process(database, extra_env=env)
+    standby, standby_port = await start_process(database, extra_env=env)
+    processes = [owner, standby]
+    try:
+        async with Client.connect(f"127.0.0.1:{standby_port}", timeout=10) as client:
+            await agent(client, "echo", "baton_server.agents.builtin:echo")
+            await client.workflows.create(
+                Workflow(steps=[Step(id="a", agent="echo")]), workflow_id="job"
+            )
+            # Created through the standby; fired by whichever process runs executions.
+            schedule = await client.schedules.create(
+                every(
+                    1,
+                    catch_up_policy=Schedule.CATCH_UP_POLICY_ALL,
+                    overlap_policy=Schedule.OVERLAP_POLICY_ALLOW_ALL,
+                ),
+                schedule_id="handover",
+            )
+            await asyncio.sleep(3.2)
+            owner.send_signal(signal.SIGKILL)  # the lease holder dies; the standby takes over
+            await asyncio.to_thread(owner.wait)
+            await asyncio.sleep(5.0)
+            await client.schedules.pause(schedule.name)
+            await asyncio.sleep(0.5)
+            names = await scheduled(client, "handover")
+        created = int(schedule.create_time.ToSeconds())
+        slots = sorted(int(name.rsplit("-", 1)[1]) for name in names)
+        # The slots that passed while no process held the lease were caught up; none twice.
+        assert slots == list(range(created + 1, created + 1 + len(slots)))
+        assert len(slots) >= 7
+    finally:
+        stop_processes(processes)

@@ -14,14 +14,11 @@ from typing import Any
 import pytest
 from conftest import start_process, stop_processes
 from google.protobuf import duration_pb2
+from test_executions import step
 from test_recovery import effect_agent, effects
 
 import baton
 from baton import Client, Execution, RetryPolicy, Step, StepRun, Workflow
-
-
-def step(execution: Any, step_id: str) -> Any:
-    return next(s for s in execution.steps if s.step_id == step_id)
 
 
 def seconds(timestamp: Any) -> float:
