@@ -316,3 +316,21 @@ async def test_schedules_from_the_command_line(server: Baton, tmp_path: Path) ->
     assert json.loads(out)["input"] == {"day": "yesterday"}
     code, out, err = await baton_cli(server, "delete", "schedule", "nightly")
     assert code == 0 and "deleted schedules/nightly" in out, err
+
+
+async def test_watch_shows_sleeps_and_loop_iterations(server: Baton, tmp_path: Path) -> None:
+    definitions = tmp_path / "paced.yaml"
+    definitions.write_text(
+        "kind: Agent\nid: detail\npython: {entry_point: 'baton_server.agents.builtin:echo'}\n"
+        "---\nkind: Workflow\nid: paced\nsteps:\n"
+        "  - {id: nap, sleep: 0.5s}\n"
+        "  - id: again\n    agent: detail\n    depends_on: [nap]\n"
+        "    loop: {until: 'iteration >= 1', max_iterations: 3}\n"
+    )
+    code, _, err = await baton_cli(server, "apply", "-f", str(definitions))
+    assert code == 0, err
+    code, out, err = await baton_cli(server, "run", "paced", "--watch")
+    assert code == 0, err + out
+    assert "nap: sleeping until" in out
+    assert "again: loop iteration 1 (again again)" in out
+    assert "(iteration 1)" in out

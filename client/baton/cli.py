@@ -637,15 +637,32 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
             ):
                 done.add(event.step_id)
             detail = _event_detail(event)
+            if event.iteration:
+                detail += f" (iteration {event.iteration})"
             if event.type == event_pb2.EVENT_TYPE_STEP_STARTED:
                 began[event.step_id] = at
                 agent = event.step_started.agent
-                if _runtime_of(client, agent, runtimes) == "worker":
+                if agent.startswith("workflows/"):
+                    detail += f": child workflow {agent}"
+                elif _runtime_of(client, agent, runtimes) == "worker":
                     detail += ": waiting for a worker to take it"
             elif event.step_id in began:
                 detail += f" after {_duration(at - began[event.step_id])}"
             print(
                 f"{_bar(len(done), total)} {event.step_id}: {_STEP_EVENTS[event.type]}{detail}",
+                file=out,
+            )
+            out.flush()
+        elif event.type == event_pb2.EVENT_TYPE_STEP_SCHEDULED and not event.step_scheduled.agent:
+            waiting = _waiting_for(client.executions.get(name).proto, event.step_id)
+            if waiting:
+                print(f"{_bar(len(done), total)} {event.step_id}: {waiting}", file=out)
+                out.flush()
+        elif event.type == event_pb2.EVENT_TYPE_LOOP_ITERATION_STARTED:
+            again = event.loop_iteration_started
+            print(
+                f"{event.step_id}: loop iteration {again.iteration} "
+                f"({', '.join(again.reset_steps)} again)",
                 file=out,
             )
             out.flush()
@@ -664,6 +681,19 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
         print(file=out)
         _print_execution(out, output, final)
     return 0 if final.state == execution_pb2.Execution.STATE_SUCCEEDED else 1
+
+
+def _waiting_for(execution: execution_pb2.Execution, step_id: str) -> str:
+    """What a step without an agent waits for, for people ('' once it no longer waits)."""
+    run = next((s for s in execution.steps if s.step_id == step_id), None)
+    if run is None:
+        return ""
+    if run.state == execution_pb2.StepRun.STATE_SLEEPING:
+        wake = run.wake_time.ToDatetime(datetime.UTC).astimezone()
+        return f"sleeping until {wake.strftime('%Y-%m-%d %H:%M:%S')}"
+    if run.state == execution_pb2.StepRun.STATE_WAITING:
+        return "waiting for a signal or an approval (baton signal, baton approve)"
+    return ""
 
 
 def _runtime_of(client: SyncClient, agent: str, known: dict[str, str]) -> str:
