@@ -103,6 +103,18 @@ async def test_loops_are_validated(client: Client) -> None:
             "depends_on",
         ),
         ([Step(id="a", agent="echo", input_mapping={"x": "${loop.iteration}"})], "input_mapping"),
+        (
+            [
+                a,
+                Step(
+                    id="b",
+                    agent="echo",
+                    depends_on=["a"],
+                    input_mapping={"x": "${steps.a.iterations}"},
+                ),
+            ],
+            "in no loop",
+        ),
     ]
     for steps, field in bad:
         with pytest.raises(baton.InvalidArgumentError) as refused:

@@ -320,6 +320,7 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
         reads,
     )
     found += _check_reads(workflow.steps, order, index, reads)
+    found += _check_iteration_reads(workflow, in_loops)
     return found, order
 
 
@@ -542,6 +543,28 @@ def _check_reads(
                     "STEP_NOT_ANCESTOR",
                 )
             )
+    return found
+
+
+def _check_iteration_reads(workflow: Workflow, in_loops: set[str]) -> list[FieldViolation]:
+    """`steps.<id>.iterations` exists only for the steps of a loop's body."""
+    mappings: list[tuple[str, Any]] = [("workflow.output_mapping", workflow.output_mapping)]
+    for i, step in enumerate(workflow.steps):
+        mappings.append((f"workflow.steps[{i}].input_mapping", step.input_mapping))
+        mappings.append((f"workflow.steps[{i}].output_mapping", step.output_mapping))
+    found: list[FieldViolation] = []
+    for field, mapping in mappings:
+        for path, text in expressions.walk_strings(mapping or {}, field):
+            try:
+                template = expressions.parse_template(text)
+            except expressions.ExpressionError:
+                continue  # reported already
+            for expr in template.expressions:
+                target = expr.step_id
+                if target and expr.path[2] == "iterations" and target not in in_loops:
+                    found.append(
+                        _v(path, f"step {target!r} is in no loop: it has no iterations")
+                    )
     return found
 
 
