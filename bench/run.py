@@ -161,6 +161,25 @@ async def sequential(client: Client, workflow: str, runs: int) -> dict[str, floa
     }
 
 
+async def map_items_per_s(client: Client, workflow: str, items: int, executions: int) -> float:
+    """Map items per second, with `executions` maps of `items` at once (median of ROUNDS)."""
+    rates = []
+    for _ in range(ROUNDS):
+        begun = time.perf_counter()
+        started = await asyncio.gather(
+            *(
+                client.executions.start(workflow, {"xs": list(range(items))})
+                for _ in range(executions)
+            )
+        )
+        for execution in started:
+            done = await client.executions.wait(execution.name, timeout=300)
+            if done.state != Execution.STATE_SUCCEEDED:
+                raise RuntimeError(f"{done.name} ended {done.state}: {done.error.message}")
+        rates.append(items * executions / (time.perf_counter() - begun))
+    return statistics.median(rates)
+
+
 ROUNDS = 3
 """Throughput phases run this many times; the median is reported (one round is noisy)."""
 
@@ -321,6 +340,18 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
                     "concurrent loops", lambda: concurrent(client, looped.name, 50)
                 )
                 figures["concurrent_100_iteration_loop_steps_per_s"] = round(rate_loop * 100)
+                # Maps of 1,000 items (100 at once), in item steps/s beside the chain's.
+                mapped = await client.workflows.create(
+                    Workflow(
+                        steps=[
+                            Step(id="each", agent="noop", for_each="${input.xs}", max_parallel=100)
+                        ]
+                    ),
+                    workflow_id="map1000",
+                )
+                figures["concurrent_1000_item_map_steps_per_s"] = round(
+                    await timed("maps", lambda: map_items_per_s(client, mapped.name, 1000, 5))
+                )
 
                 # Live streams: latency with 1,000 open, and what they cost the engine.
                 # Each execution changes state every 1.5-2.5 s (its own pace): with 1,000 of
@@ -381,6 +412,35 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
                 figures["rss_waiting_executions"] = waiting
                 figures["rss_10000_waiting_mb"] = round(rss_mb(process.pid), 1)
                 figures["rss_waiting_running_now"] = health_now.running_executions
+                await asyncio.gather(*(client.executions.cancel(e.name) for e in started))
+                # Memory with 10,000 map items in flight: 10 maps of 1,000 sleeping items.
+                napping = await client.workflows.create(
+                    Workflow(
+                        steps=[
+                            Step(
+                                id="each",
+                                agent="sleeper",
+                                for_each="${input.xs}",
+                                max_parallel=1000,
+                                input_mapping={"seconds": 600},
+                            )
+                        ]
+                    ),
+                    workflow_id="napping-map",
+                )
+                maps = await asyncio.gather(
+                    *(
+                        client.executions.start(napping.name, {"xs": list(range(1000))})
+                        for _ in range(max(1, int(10 * scale)))
+                    )
+                )
+                await asyncio.sleep(3)
+                in_flight = 0
+                for execution in maps:
+                    now = await client.executions.get(execution.name)
+                    in_flight += now.steps[0].items_running
+                figures["map_items_in_flight"] = in_flight
+                figures["rss_10000_map_items_in_flight_mb"] = round(rss_mb(process.pid), 1)
         finally:
             process.kill()
             process.wait()

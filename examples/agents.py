@@ -141,6 +141,17 @@ def code_issues(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     return {"issues": issues, "issue_count": len(issues)}
 
 
+def review_summary(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Joins the per-file reviews of a map: the files with issues, worst first."""
+    counted = [
+        {"path": file["path"], "issues": review["issue_count"]}
+        for file, review in zip(value["files"], value["reviews"], strict=True)
+        if review and review["issue_count"]
+    ]
+    counted.sort(key=lambda entry: -entry["issues"])
+    return {"files_with_issues": counted, "total_issues": sum(e["issues"] for e in counted)}
+
+
 def code_complexity(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """A cyclomatic complexity estimate per function (1 + its branches)."""
     tree = _parse(value)

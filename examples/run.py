@@ -1,7 +1,7 @@
 """Runs one of the examples against a Baton server (start one with `make run`):
 
     python examples/run.py feature | math | converge | review-loop | code-review
-        [--server HOST:PORT]
+        | code-review-files [--server HOST:PORT]
 
 It applies the example's definitions (examples/*.yaml), starts an execution with a sample
 input, and watches it to the end with the `baton` command line."""
@@ -47,6 +47,17 @@ EXAMPLES = {
         {"topic": "Durable agents", "required": ["retries", "signals", "loops"]},
     ),
     "code-review": ("code_review.yaml", "code-review", {"code": SAMPLE_CODE}),
+    "code-review-files": (
+        "code_review.yaml",
+        "code-review-files",
+        {
+            "files": [
+                {"path": "cart.py", "code": SAMPLE_CODE},
+                {"path": "ok.py", "code": '"""Fine."""\n'},
+                {"path": "todo.py", "code": "x = 1  # TODO: name it\n"},
+            ]
+        },
+    ),
 }
 
 

@@ -145,3 +145,10 @@ def noisy(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     for i in range(int(value.get("lines", 10))):
         ctx.log.info("line", n=i)
     return {}
+
+
+def picky(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Refuses items that are multiples of 3 (for good); echoes the others."""
+    if int(value["item"]) % 3 == 0:
+        raise AgentError(f"{value['item']} is a multiple of 3", type="Picky", non_retryable=True)
+    return {"v": value["item"]}

@@ -94,6 +94,16 @@ async def test_code_review_example(server: Baton, client: Client) -> None:
 
 
 @pytest.mark.timeout(90)
+async def test_code_review_over_many_files_maps_them(server: Baton, client: Client) -> None:
+    code, out = await run_example(server, "code-review-files")
+    assert code == 0, out
+    done = await latest(client, "code-review-files")
+    summary = done.output["summary"]
+    assert [f["path"] for f in summary["files_with_issues"]] == ["cart.py", "todo.py"]
+    assert summary["total_issues"] >= 5
+
+
+@pytest.mark.timeout(90)
 async def test_examples_run_from_any_working_directory(tmp_path: Path) -> None:
     # The server and the example script both start outside the repository.
     elsewhere = tmp_path / "elsewhere"

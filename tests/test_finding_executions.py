@@ -131,6 +131,7 @@ async def test_the_label_migration_labels_executions_stored_before_it(
             "DROP INDEX step_runs_waiting",  # and what later migrations made
             "DROP TABLE schedule_firings",
             "DROP TABLE schedules",
+            "DROP TABLE map_items",
         ):
             await conn.execute(statement)  # type: ignore[attr-defined]
 

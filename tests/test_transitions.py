@@ -28,6 +28,7 @@ from baton_server.domain.executions import (
     Execution,
     ExecutionState,
     Failure,
+    ItemResult,
     StepRun,
     StepState,
 )
@@ -118,12 +119,21 @@ class Run:
         self.draining = False
         self.now = T0
         self.last = Decision()
+        self.values: dict[tuple[str, int, int], list[Any]] = {}
+        self.items: dict[str, dict[int, Any]] = {}
 
     def feed(self, event: Input, at: float | None = None) -> Decision:
         if at is not None:
             self.now = at
         state = RunState(self.execution, self.plan, self.limits, self.draining)
+        state.values = self.values
+        state.items = self.items
         decision = decide(state, event, self.now, self.directory)
+        for position in decision.cleared:
+            self.items[self.plan.workflow.steps[position].id] = {}
+        for item in decision.items:  # as the driver does: only what it holds already
+            if item.step_id in self.items:
+                self.items[item.step_id][item.index] = item
         for name, value in decision.fields.items():
             setattr(self.execution, name, value)
         for position, run in decision.steps.items():
@@ -913,6 +923,106 @@ def test_children_nest_only_so_deep() -> None:
     run.execution.depth = 8
     run.feed(Begin())
     assert run.step("sub").error.type == failures.CHILD_DEPTH_EXCEEDED  # type: ignore[union-attr]
+
+
+# Map over data ---------------------------------------------------------------------------
+
+
+def items_started(decision: Decision) -> list[tuple[int, int]]:
+    """(item, attempt) of the item attempts a decision starts."""
+    return [(c.item, c.attempt) for c in decision.commands if isinstance(c, RunAttempt)]
+
+
+def item_done(run: Run, index: int, output: dict[str, Any], attempt: int = 1) -> Decision:
+    return run.feed(AttemptSucceeded("m", attempt, output, 10, item=index))
+
+
+def test_a_map_runs_items_at_most_max_parallel_at_once_and_keeps_their_order() -> None:
+    step = Step(
+        id="m",
+        agent="a",
+        for_each="${input.xs}",
+        max_parallel=2,
+        input_mapping={"x": "${item}", "i": "${index}"},
+    )
+    run = Run([step, Step(id="after", agent="b", depends_on=["m"])], input={"xs": [10, 20, 30]})
+    first = run.feed(Begin())
+    assert items_started(first) == [(0, 1), (1, 1)]
+    assert [c.input for c in first.commands if isinstance(c, RunAttempt)] == [
+        {"x": 10, "i": 0},
+        {"x": 20, "i": 1},
+    ]
+    assert items_started(item_done(run, 1, {"y": 2})) == [(2, 1)]
+    item_done(run, 2, {"y": 3})
+    assert run.step("m").state is StepState.RUNNING and run.step("m").items_succeeded == 2
+    last = item_done(run, 0, {"y": 1})
+    assert run.step("m").output == {"items": [{"y": 1}, {"y": 2}, {"y": 3}]}
+    assert started(last) == [("after", 1, "b")]
+
+
+def test_an_item_retries_then_fails_the_map_unless_it_continues_on_error() -> None:
+    policy = RetryPolicy(max_attempts=2, initial_interval=1.0)
+    strict = Run(
+        [Step(id="m", agent="a", for_each="${input.xs}", retry_policy=policy)], input={"xs": [1, 2]}
+    )
+    strict.feed(Begin())
+    failure = Failure("Boom", "no")
+    strict.feed(AttemptFailed("m", 1, failure, item=0))
+    retry = Timer(TimerKind.RETRY, "m", 1, 0)
+    assert items_started(strict.feed(TimerFired(retry), at=T0 + 1)) == [(0, 2)]
+    ended = strict.feed(AttemptFailed("m", 2, failure, item=0))
+    assert any(isinstance(c, StopAttempt) and c.item == -1 for c in ended.commands)
+    assert strict.state is ExecutionState.FAILED
+    assert "item 0" in strict.step("m").error.message  # type: ignore[union-attr]
+
+    lenient = Run(
+        [
+            Step(
+                id="m",
+                agent="a",
+                for_each="${input.xs}",
+                retry_policy=no_retry(),
+                continue_on_error=True,
+            )
+        ],
+        input={"xs": [1, 2]},
+    )
+    lenient.feed(Begin())
+    lenient.feed(AttemptFailed("m", 1, failure, item=0))
+    item_done(lenient, 1, {"ok": True})
+    output = lenient.step("m").output
+    assert output is not None and output["items"] == [None, {"ok": True}]
+    assert output["errors"][0]["index"] == 0 and lenient.state is ExecutionState.SUCCEEDED
+
+
+def test_a_restart_mid_map_delivers_running_items_again_and_reads_ended_ones() -> None:
+    run = Run(
+        [Step(id="m", agent="a", for_each="${input.xs}", max_parallel=2)], input={"xs": [1, 2, 3]}
+    )
+    run.feed(Begin())
+    item_done(run, 0, {"y": 0})
+    run.items.clear()  # a new process: nothing in memory
+    run.values.clear()
+    again = run.feed(Begin(), at=T0 + 5)
+    assert sorted(items_started(again)) == [(1, 1), (2, 1)]  # item 1 again, with its number
+    item_done(run, 1, {"y": 1})
+    with pytest.raises(NotLoaded):  # its ended items are read from storage when needed
+        item_done(run, 2, {"y": 2})
+    run.items["m"] = {
+        0: ItemResult("m", 0, 0, StepState.SUCCEEDED, 1, {"y": 0}),
+        1: ItemResult("m", 0, 1, StepState.SUCCEEDED, 1, {"y": 1}),
+    }
+    item_done(run, 2, {"y": 2})
+    assert run.step("m").output == {"items": [{"y": 0}, {"y": 1}, {"y": 2}]}
+
+
+def test_for_each_must_give_a_list() -> None:
+    run = Run([Step(id="m", agent="a", for_each="${input.x}")], input={"x": 3})
+    run.feed(Begin())
+    assert run.step("m").error.type == failures.FOR_EACH_ERROR  # type: ignore[union-attr]
+    empty = Run([Step(id="m", agent="a", for_each="${input.xs}")], input={"xs": []})
+    empty.feed(Begin())
+    assert empty.step("m").output == {"items": []}
 
 
 # Pause and resume ------------------------------------------------------------------------

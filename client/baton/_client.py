@@ -710,6 +710,15 @@ class Executions:
         )
         return _views(self._client._pages(self._stub.ListExecutionEvents, request, "events"))
 
+    def items(
+        self, name: str, step: str, *, page_size: int = 0
+    ) -> AsyncIterator[MessageView[execution_pb2.StepItem]]:
+        """Iterates over the ended items of a `for_each` step, by index."""
+        request = execution_pb2.ListStepItemsRequest(
+            execution=_name("executions", name), step=step, page_size=page_size
+        )
+        return _views(self._client._pages(self._stub.ListStepItems, request, "items"))
+
 
 async def _views(messages: AsyncIterator[M]) -> AsyncIterator[MessageView[M]]:
     async for message in messages:

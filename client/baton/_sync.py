@@ -516,3 +516,9 @@ class SyncExecutions:
         return self._loop.iterate(
             self._async.events(name, event_types=event_types, page_size=page_size)
         )
+
+    def items(
+        self, name: str, step: str, *, page_size: int = 0
+    ) -> Iterator[MessageView[execution_pb2.StepItem]]:
+        """See `Executions.items`."""
+        return self._loop.iterate(self._async.items(name, step, page_size=page_size))

@@ -82,7 +82,7 @@ class Execution(_message.Message):
     def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., run: _Optional[int] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class StepRun(_message.Message):
-    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs", "child_execution")
+    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs", "child_execution", "items_total", "items_succeeded", "items_failed", "items_running")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[StepRun.State]
@@ -124,6 +124,10 @@ class StepRun(_message.Message):
     ITERATION_FIELD_NUMBER: _ClassVar[int]
     ITERATION_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     CHILD_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_RUNNING_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     state: StepRun.State
     attempt: int
@@ -139,7 +143,45 @@ class StepRun(_message.Message):
     iteration: int
     iteration_outputs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     child_execution: str
-    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., child_execution: _Optional[str] = ...) -> None: ...
+    items_total: int
+    items_succeeded: int
+    items_failed: int
+    items_running: int
+    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., child_execution: _Optional[str] = ..., items_total: _Optional[int] = ..., items_succeeded: _Optional[int] = ..., items_failed: _Optional[int] = ..., items_running: _Optional[int] = ...) -> None: ...
+
+class StepItem(_message.Message):
+    __slots__ = ("index", "state", "attempt", "output", "error")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    state: StepRun.State
+    attempt: int
+    output: _struct_pb2.Struct
+    error: _common_pb2.Failure
+    def __init__(self, index: _Optional[int] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ...) -> None: ...
+
+class ListStepItemsRequest(_message.Message):
+    __slots__ = ("execution", "step", "page_size", "page_token")
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    execution: str
+    step: str
+    page_size: int
+    page_token: str
+    def __init__(self, execution: _Optional[str] = ..., step: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListStepItemsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StepItem]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[StepItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StepAttempt(_message.Message):
     __slots__ = ("attempt", "agent", "fallback", "start_time", "end_time", "error")

@@ -102,6 +102,11 @@ class ExecutionServiceStub:
                 request_serializer=baton_dot_v1_dot_execution__pb2.ApproveStepRequest.SerializeToString,
                 response_deserializer=baton_dot_v1_dot_execution__pb2.Execution.FromString,
                 _registered_method=True)
+        self.ListStepItems = channel.unary_unary(
+                '/baton.v1.ExecutionService/ListStepItems',
+                request_serializer=baton_dot_v1_dot_execution__pb2.ListStepItemsRequest.SerializeToString,
+                response_deserializer=baton_dot_v1_dot_execution__pb2.ListStepItemsResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -220,6 +225,13 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStepItems(self, request, context):
+        """Pages through the items of a `for_each` step that have ended, by index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -287,6 +299,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ApproveStep,
                     request_deserializer=baton_dot_v1_dot_execution__pb2.ApproveStepRequest.FromString,
                     response_serializer=baton_dot_v1_dot_execution__pb2.Execution.SerializeToString,
+            ),
+            'ListStepItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStepItems,
+                    request_deserializer=baton_dot_v1_dot_execution__pb2.ListStepItemsRequest.FromString,
+                    response_serializer=baton_dot_v1_dot_execution__pb2.ListStepItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -641,6 +658,33 @@ class ExecutionService:
             '/baton.v1.ExecutionService/ApproveStep',
             baton_dot_v1_dot_execution__pb2.ApproveStepRequest.SerializeToString,
             baton_dot_v1_dot_execution__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStepItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/baton.v1.ExecutionService/ListStepItems',
+            baton_dot_v1_dot_execution__pb2.ListStepItemsRequest.SerializeToString,
+            baton_dot_v1_dot_execution__pb2.ListStepItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

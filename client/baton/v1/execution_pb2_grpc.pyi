@@ -91,6 +91,8 @@ class ExecutionServiceStub:
     role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
     (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
     """
+    ListStepItems: _grpc.UnaryUnaryMultiCallable[_execution_pb2.ListStepItemsRequest, _execution_pb2.ListStepItemsResponse]
+    """Pages through the items of a `for_each` step that have ended, by index."""
 
 @_typing.type_check_only
 class ExecutionServiceAsyncStub(ExecutionServiceStub):
@@ -153,6 +155,8 @@ class ExecutionServiceAsyncStub(ExecutionServiceStub):
     role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
     (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
     """
+    ListStepItems: _aio.UnaryUnaryMultiCallable[_execution_pb2.ListStepItemsRequest, _execution_pb2.ListStepItemsResponse]  # type: ignore[assignment]
+    """Pages through the items of a `for_each` step that have ended, by index."""
 
 class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecutionService starts, watches and cancels workflow executions."""
@@ -290,5 +294,13 @@ class ExecutionServiceServicer(metaclass=_abc_1.ABCMeta):
         role the step names may decide (PERMISSION_DENIED otherwise). FAILED_PRECONDITION
         (STEP_NOT_WAITING) unless the step waits now; (NOT_AN_APPROVAL_STEP) for other steps.
         """
+
+    @_abc_1.abstractmethod
+    def ListStepItems(
+        self,
+        request: _execution_pb2.ListStepItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_execution_pb2.ListStepItemsResponse, _abc.Awaitable[_execution_pb2.ListStepItemsResponse]]:
+        """Pages through the items of a `for_each` step that have ended, by index."""
 
 def add_ExecutionServiceServicer_to_server(servicer: ExecutionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -33,6 +33,7 @@ from baton_server.domain.executions import (
     Execution,
     ExecutionState,
     Failure,
+    ItemResult,
     StepRun,
 )
 from baton_server.domain.ids import STEP_ID
@@ -81,6 +82,10 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         wake_time=timestamp(run.wake_time),
         iteration=run.iteration,
         child_execution=f"executions/{run.child}" if run.child else "",
+        items_total=run.items_total,
+        items_succeeded=run.items_succeeded,
+        items_failed=run.items_failed,
+        items_running=len(run.items_running),
     )
     if run.output is not None:
         message.output.CopyFrom(dict_to_struct(run.output))
@@ -134,6 +139,18 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
     )
     if execution.output is not None:
         message.output.CopyFrom(dict_to_struct(execution.output))
+    return message
+
+
+def _item_to_proto(item: ItemResult) -> execution_pb2.StepItem:
+    message = execution_pb2.StepItem(
+        index=item.index,
+        state=f"STATE_{item.state.value}",
+        attempt=item.attempt,
+        error=failure_to_proto(item.error),
+    )
+    if item.output is not None:
+        message.output.CopyFrom(dict_to_struct(item.output))
     return message
 
 
@@ -421,6 +438,24 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         )
         execution = await self._executions.approve(execution_id, decided, info)
         return execution_to_proto(execution)
+
+    async def ListStepItems(
+        self, request: execution_pb2.ListStepItemsRequest, context: Context
+    ) -> execution_pb2.ListStepItemsResponse:
+        execution_id = parse_name(request.execution, "executions", "execution")
+        if not STEP_ID.fullmatch(request.step):
+            raise invalid_field("step", "must be a step id: 1-63 of [A-Za-z0-9_-], from a letter")
+        filters = {"execution": execution_id, "step": request.step}
+        items, token = await self._tokens.page(
+            "ListStepItems",
+            request,
+            filters,
+            lambda after, limit: self._executions.step_items(
+                execution_id, request.step, after=after, limit=limit
+            ),
+            _item_to_proto,
+        )
+        return execution_pb2.ListStepItemsResponse(items=items, next_page_token=token)
 
     async def SignalExecution(
         self, request: execution_pb2.SignalExecutionRequest, context: Context

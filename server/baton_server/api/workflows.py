@@ -97,6 +97,9 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
         sleep=seconds_of(message, "sleep", f"{field}.sleep"),
         sleep_until=message.sleep_until,
         workflow=message.workflow.removeprefix("workflows/"),
+        for_each=message.for_each,
+        max_parallel=message.max_parallel,
+        continue_on_error=message.continue_on_error,
         loop=Loop(
             until=message.loop.until,
             max_iterations=message.loop.max_iterations,
@@ -174,6 +177,10 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
         message.capability = step.capability
     else:
         message.agent = f"agents/{step.agent}"
+    if step.for_each:
+        message.for_each = step.for_each
+        message.max_parallel = step.max_parallel
+        message.continue_on_error = step.continue_on_error
     if step.loop is not None:
         message.loop.CopyFrom(
             workflow_pb2.Loop(

@@ -187,6 +187,15 @@ class Step:
     loop: Loop | None = None
     workflow: str = ""
     """A workflow id: the step runs it as a child execution."""
+    for_each: str = ""
+    """An expression giving a list: the step's agent runs once per element."""
+    max_parallel: int = 0
+    continue_on_error: bool = False
+
+    @property
+    def maps(self) -> bool:
+        """True for a step that runs its agent once per element of a list."""
+        return bool(self.for_each)
 
     @property
     def waits(self) -> bool:

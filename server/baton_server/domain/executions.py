@@ -187,6 +187,15 @@ class StepRun:
     """Its outputs in the loop's earlier iterations (None where it was skipped)."""
     child: str = ""
     """The child execution a `workflow` step's current (or last) attempt started."""
+    items_total: int = 0
+    """With `for_each`: the number of items."""
+    next_item: int = 0
+    """With `for_each`: the first item not started yet (those before it ran or run)."""
+    items_running: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """With `for_each`: the items running or waiting to retry, by index (as a string):
+    {"attempt": n, "tries": n, "retry_at": t} (retry_at 0 while running)."""
+    items_succeeded: int = 0
+    items_failed: int = 0
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
@@ -222,6 +231,11 @@ class StepRun:
             "iteration": self.iteration,
             "past_outputs": self.past_outputs,
             "child": self.child,
+            "items_total": self.items_total,
+            "next_item": self.next_item,
+            "items_running": self.items_running,
+            "items_succeeded": self.items_succeeded,
+            "items_failed": self.items_failed,
         }
 
     @classmethod
@@ -302,6 +316,19 @@ class Execution:
         if len(self._positions) != len(self.steps):
             self._positions = {run.step_id: i for i, run in enumerate(self.steps)}
         return self.steps[self._positions[step_id]]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """How one item of a `for_each` step ended (kept apart from the step run)."""
+
+    step_id: str
+    position: int
+    index: int
+    state: StepState
+    attempt: int
+    output: Any = None
+    error: Failure | None = None
 
 
 @dataclass

@@ -26,6 +26,8 @@ CHILD_DEPTH_EXCEEDED = "CHILD_DEPTH_EXCEEDED"
 CHILD_NOT_STARTED = "CHILD_NOT_STARTED"
 """A child execution could not start (its workflow is missing or archived, or its input
 does not fit the workflow's input schema)."""
+FOR_EACH_ERROR = "FOR_EACH_ERROR"
+"""A step's `for_each` did not give a list (or gave too many elements)."""
 INTERRUPTED = "INTERRUPTED"
 """The server stopped during the attempt; it was delivered again with the same number."""
 CANCELLED = "CANCELLED"

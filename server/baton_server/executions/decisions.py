@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from baton_server.domain.definitions import Agent, Handoff
-from baton_server.domain.executions import Event, Execution, ExecutionState, Failure, StepRun
+from baton_server.domain.executions import (
+    Event,
+    Execution,
+    ExecutionState,
+    Failure,
+    ItemResult,
+    StepRun,
+)
 from baton_server.language.plan import Plan
 
 # Inputs ----------------------------------------------------------------------------------
@@ -33,6 +40,8 @@ class AttemptSucceeded:
     output: dict[str, Any]
     size: int
     handoff_to: str = ""
+    item: int = -1
+    """With `for_each`: the item's index."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,8 @@ class AttemptFailed:
     attempt: int
     failure: Failure
     retry_after: float | None = None
+    item: int = -1
+    """With `for_each`: the item's index."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +126,7 @@ class Timer:
     kind: TimerKind
     step_id: str = ""
     attempt: int = 0
+    item: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +178,8 @@ class RunAttempt:
     input: dict[str, Any]
     idempotency_key: str
     deadline: float | None
+    item: int = -1
+    """With `for_each`: the item's index."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +200,11 @@ class ArmTimer:
 
 @dataclass(frozen=True, slots=True)
 class StopAttempt:
-    """The step's running attempt no longer counts (it timed out): tell the agent to stop."""
+    """The step's running attempt (or, with `item`, that item's; -1: all of the step's)
+    no longer counts: tell the agent to stop."""
 
     step_id: str
+    item: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +245,10 @@ class Decision:
     steps: dict[int, StepRun] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
+    items: list[ItemResult] = field(default_factory=list)
+    """Items of `for_each` steps that ended (stored apart from the step runs)."""
+    cleared: list[int] = field(default_factory=list)
+    """Positions of `for_each` steps whose stored items are dropped (they run again)."""
 
     def then(self, later: Decision) -> Decision:
         """This decision followed by `later` (decided on the state this one left)."""
@@ -237,12 +257,16 @@ class Decision:
             {**self.steps, **later.steps},
             self.events + later.events,
             self.commands + later.commands,
+            self.items + later.items,
+            self.cleared + later.cleared,
         )
 
     @property
     def empty(self) -> bool:
         """True when nothing changes and nothing is to be done."""
-        return not (self.fields or self.steps or self.events or self.commands)
+        return not (
+            self.fields or self.steps or self.events or self.commands or self.items or self.cleared
+        )
 
 
 class RefusedError(Exception):
@@ -288,6 +312,24 @@ class RunState:
     pending: Decision | None = None
     sizes: dict[tuple[str, int], int] = field(default_factory=dict)
     """A memo of step outputs' sizes as JSON, by (step, attempt)."""
+    values: dict[tuple[str, int, int], list[Any]] = field(default_factory=dict)
+    """A memo of the lists `for_each` steps run over, by (step, iteration, run)."""
+    items: dict[str, dict[int, ItemResult]] = field(default_factory=dict)
+    """The ended items of `for_each` steps as written, by step and index: the driver loads
+    a step's when a decision asks for them (NotLoaded "items")."""
+
+    def ended_items(self, step_id: str) -> dict[int, ItemResult]:
+        """The ended items of a `for_each` step, as decided so far."""
+        stored = self.items.get(step_id)
+        if stored is None:
+            raise NotLoaded("items", step_id)
+        pending = self.pending
+        if pending is None or not (pending.items or pending.cleared):
+            return stored
+        position = self.plan.positions[step_id]
+        merged = {} if position in pending.cleared else dict(stored)
+        merged.update({r.index: r for r in pending.items if r.step_id == step_id})
+        return merged
 
     def step(self, step_id: str) -> StepRun:
         """The step's run as decided so far."""
@@ -318,7 +360,16 @@ class RunState:
     def after(self, decision: Decision) -> RunState:
         """The state once `decision` is taken too."""
         pending = decision if self.pending is None else self.pending.then(decision)
-        return RunState(self.execution, self.plan, self.limits, self.draining, pending, self.sizes)
+        return RunState(
+            self.execution,
+            self.plan,
+            self.limits,
+            self.draining,
+            pending,
+            self.sizes,
+            self.values,
+            self.items,
+        )
 
 
 def child_id(execution_id: str, step_id: str, attempt: int) -> str:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from baton_server.domain.executions import (
     Execution,
     ExecutionState,
     Failure,
+    ItemResult,
     StepState,
 )
 from baton_server.executions.decisions import (
@@ -120,6 +121,8 @@ class RunDriver:
         self._slot_waits: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._sizes: dict[tuple[str, int], int] = {}
+        self._values: dict[tuple[str, int, int], list[Any]] = {}  # `for_each` lists
+        self._items: dict[str, dict[int, ItemResult]] = {}  # ended items, once loaded
         self._draining = False
         self._task: asyncio.Task[None] | None = None
         self._first: Decision | None = None
@@ -251,7 +254,13 @@ class RunDriver:
                 return None
             decision = await self._decide_all(inputs)
             try:
-                await self._write(decision.fields, list(decision.steps.values()), decision.events)
+                await self._write(
+                    decision.fields,
+                    list(decision.steps.values()),
+                    decision.events,
+                    decision.items,
+                    decision.cleared,
+                )
             except BaseException:
                 self.release()
                 raise
@@ -263,6 +272,8 @@ class RunDriver:
         that is free at once is taken and its grant decided in the same batch."""
         state = RunState(self.execution, self.plan, self.env.limits, self._draining)
         state.sizes = self._sizes
+        state.values = self._values
+        state.items = self._items
         total = Decision()
         queue = list(inputs)
         while queue:
@@ -287,8 +298,20 @@ class RunDriver:
             try:
                 return decide(state, event, now, self.env.directory)
             except NotLoaded as missing:
-                await self.env.directory.load(missing)
+                if missing.kind == "items":
+                    await self._load_items(missing.key)
+                else:
+                    await self.env.directory.load(missing)
         raise RuntimeError("agent lookups keep expiring before they can be used")
+
+    async def _load_items(self, step_id: str) -> None:
+        """Reads the ended items of a `for_each` step (after a restart)."""
+        position = self.plan.positions[step_id]
+        total = self.execution.steps[position].items_total
+        found = await self.env.journal.items(
+            self.execution.id, step_id, position, limit=max(total, 1)
+        )
+        self._items[step_id] = {r.index: r for r in found}
 
     async def _take_free_slot(self, command: AwaitSlot) -> bool:
         """Takes a slot for the step if one is free now (acquiring it does not wait)."""
@@ -320,7 +343,13 @@ class RunDriver:
             elif isinstance(command, ArmTimer):
                 self._arm(command)
             elif isinstance(command, StopAttempt):
-                self._stop_attempt(command.step_id)
+                if command.item >= 0:
+                    self._stop_attempt(_attempt_key(command.step_id, command.item))
+                else:  # the step's attempt, or all of its items'
+                    prefix = _attempt_key(command.step_id, 0).removesuffix("0")
+                    for key in [k for k in self._attempts if k.startswith(prefix)]:
+                        self._stop_attempt(key)
+                    self._stop_attempt(command.step_id)
         for run in decision.steps.values():
             if run.state.terminal:
                 self._spans.step_ended(run.step_id, run.state.value)
@@ -344,12 +373,14 @@ class RunDriver:
     def _run_attempt(self, command: RunAttempt) -> None:
         cancelled = threading.Event()
         task = asyncio.ensure_future(self._attempt(command, cancelled))
-        slot = self._held.pop(command.step_id, None)
-        self._attempts[command.step_id] = _Running(command.attempt, task, cancelled, slot)
+        key = _attempt_key(command.step_id, command.item)
+        slot = self._held.pop(command.step_id, None) if command.item < 0 else None
+        self._attempts[key] = _Running(command.attempt, task, cancelled, slot)
 
     async def _attempt(self, command: RunAttempt, cancelled: threading.Event) -> None:
         """Runs one attempt and reports how it ended."""
-        step_id, number = command.step_id, command.attempt
+        step_id, number, item = command.step_id, command.attempt, command.item
+        key = _attempt_key(step_id, item)
         sink = _AttemptEvents(self, step_id, number)
         info = AttemptInfo(
             execution=f"executions/{self.execution.id}",
@@ -363,18 +394,18 @@ class RunDriver:
             log=sink.log,
             deltas=sink.delta,
             http=self.env.http,
-            traceparent=self._spans.attempt_started(
-                step_id, number, command.agent.id, command.input
-            ),
+            traceparent=self._spans.attempt_started(key, number, command.agent.id, command.input),
         )
         try:
             result: AgentResult = await self.env.runtimes.invoke(command.agent, command.input, info)
             size = len(orjson.dumps(result.output))
-            self._spans.attempt_ended(step_id, output=result.output)
-            self._push(AttemptSucceeded(step_id, number, result.output, size, result.handoff_to))
+            self._spans.attempt_ended(key, output=result.output)
+            self._push(
+                AttemptSucceeded(step_id, number, result.output, size, result.handoff_to, item)
+            )
         except AttemptFailedError as failed:
-            self._spans.attempt_ended(step_id, failure=failed.failure)
-            self._push(AttemptFailed(step_id, number, failed.failure, failed.retry_after))
+            self._spans.attempt_ended(key, failure=failed.failure)
+            self._push(AttemptFailed(step_id, number, failed.failure, failed.retry_after, item))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an engine bug: the attempt fails for good
@@ -386,12 +417,12 @@ class RunDriver:
             failure = Failure(
                 failures.INTERNAL_ERROR, f"the engine failed: {exc}", non_retryable=True
             )
-            self._spans.attempt_ended(step_id, failure=failure)
-            self._push(AttemptFailed(step_id, number, failure))
+            self._spans.attempt_ended(key, failure=failure)
+            self._push(AttemptFailed(step_id, number, failure, item=item))
         finally:
-            current = self._attempts.get(step_id)
+            current = self._attempts.get(key)
             if current is not None and current.attempt == number:  # (else it was stopped)
-                del self._attempts[step_id]
+                del self._attempts[key]
                 current.release()
             self._wake.set()
 
@@ -473,12 +504,25 @@ class RunDriver:
 
     # Writing --------------------------------------------------------------------------
 
-    async def _write(self, fields: dict[str, Any], steps: list[Any], events: list[Event]) -> None:
-        if not fields and not steps and not events:
+    async def _write(
+        self,
+        fields: dict[str, Any],
+        steps: list[Any],
+        events: list[Event],
+        items: Sequence[ItemResult] = (),
+        cleared: Sequence[int] = (),
+    ) -> None:
+        if not fields and not steps and not events and not items and not cleared:
             return
         written = await self.env.journal.record(
-            self.execution, fields=fields, steps=steps, events=events
+            self.execution, fields=fields, steps=steps, events=events, items=items, cleared=cleared
         )
+        for position in cleared:  # they run again: nothing of theirs has ended
+            self._items[self.plan.workflow.steps[position].id] = {}
+        for item in items:
+            known = self._items.get(item.step_id)
+            if known is not None:  # (else they are read when needed)
+                known[item.index] = item
         if written:
             self.env.published(written)
 
@@ -492,6 +536,11 @@ class RunDriver:
 
         task = asyncio.ensure_future(write())
         task.add_done_callback(_log_task_errors)
+
+
+def _attempt_key(step_id: str, item: int) -> str:
+    """How the driver knows a running attempt: by step, and by item for `for_each` steps."""
+    return step_id if item < 0 else f"{step_id}#{item}"
 
 
 @dataclass(slots=True)

@@ -15,7 +15,9 @@ from baton_server.domain.executions import (
     Execution,
     ExecutionState,
     Failure,
+    ItemResult,
     StepRun,
+    StepState,
 )
 from baton_server.errors import BatonError, Code, invalid_field
 from baton_server.idempotency import RequestInfo
@@ -27,6 +29,7 @@ from baton_server.storage.executions import (
     ExecutionFilter,
     ExecutionRepository,
     ExecutionRow,
+    ItemRow,
     StepRow,
 )
 from baton_server.storage.idempotency import IdempotencyRepository
@@ -182,6 +185,8 @@ class Journal:
         fields: dict[str, Any] | None = None,
         steps: Sequence[StepRun] = (),
         events: Sequence[Event] = (),
+        items: Sequence[ItemResult] = (),
+        cleared: Sequence[int] = (),
     ) -> list[Event]:
         """Writes a state change of `execution` and its events in one transaction, then
         applies it to the in-memory object: `fields` (state, times, output, error) and the
@@ -213,6 +218,17 @@ class Journal:
             last_sequence=execution.last_sequence + len(events),
             steps=[step_row(s) for s in steps],
             events=[event_row(e) for e in events],
+            items=[
+                ItemRow(
+                    i.position,
+                    i.index,
+                    i.state.value,
+                    i.attempt,
+                    {"output": i.output, "error": i.error.to_doc() if i.error else None},
+                )
+                for i in items
+            ],
+            cleared=cleared,
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((change, done))
@@ -226,6 +242,26 @@ class Journal:
             execution.steps[run.position] = run
         execution.last_sequence = change.last_sequence
         return list(events)
+
+    async def items(
+        self, execution_id: str, step_id: str, position: int, *, after: int = -1, limit: int
+    ) -> list[ItemResult]:
+        """Ended items of the `for_each` step at `position`, by index, after `after`."""
+        rows = await self.db.read(
+            lambda conn: self.repo.items(conn, execution_id, position, after, limit)
+        )
+        return [
+            ItemResult(
+                step_id,
+                r.position,
+                r.index,
+                StepState(r.state),
+                r.attempt,
+                r.doc.get("output"),
+                Failure.from_doc(r.doc.get("error")),
+            )
+            for r in rows
+        ]
 
     def _flush(self) -> None:
         """Writes every change pending when the writer gets to it, in one job."""

@@ -34,6 +34,7 @@ from baton_server.domain.executions import (
     Execution,
     ExecutionState,
     Failure,
+    ItemResult,
     StepRun,
     StepState,
 )
@@ -245,6 +246,8 @@ class Executions:
             if not created:
                 run.release()  # failed, or a repeated request: nothing starts
         if created:
+            if first.items:  # items that could not even start (their input mapping)
+                await self.journal.record(stored, items=first.items)
             self._publish(written)
             self.scheduler.start(run)
             run.start(first)  # (a run that ended at once just finishes)
@@ -377,6 +380,8 @@ class Executions:
                     fields=first.fields,
                     steps=list(first.steps.values()),
                     events=first.events,
+                    items=first.items,
+                    cleared=first.cleared,
                 )
             except BaseException:
                 run.release()
@@ -618,6 +623,20 @@ class Executions:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter.wait(), within)
         return await self.get(execution_id)
+
+    async def step_items(
+        self, execution_id: str, step_id: str, *, after: int, limit: int
+    ) -> Page[ItemResult]:
+        """A page of the ended items of a `for_each` step, by index (`after`: a cursor,
+        0 for the start)."""
+        execution = await self.get(execution_id)
+        position = next((s.position for s in execution.steps if s.step_id == step_id), None)
+        if position is None:
+            raise invalid_field("step", f"{step_id!r} is not a step of the execution")
+        found = await self.journal.items(
+            execution_id, step_id, position, after=after - 1, limit=limit + 1
+        )
+        return Page.of(found, limit, lambda item: item.index + 1)
 
     async def list_executions(
         self, *, before: int, limit: int, where: ExecutionFilter

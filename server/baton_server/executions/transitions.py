@@ -17,7 +17,11 @@ a requested or SEQUENTIAL handoff (within the depth bound), else the output mapp
 output caps. One failed step fails the execution (the others are cancelled); when every step
 has ended, the workflow's output ends it. Steps without an agent wait (WAITING): a
 `wait_for` step for a matching signal, an approval step for a person's decision, each with
-its timeout. A paused execution starts nothing and ends only after its resume.
+its timeout; a `sleep` step sleeps (SLEEPING) on a timer kept across restarts. A `workflow`
+step runs a child execution per attempt. A `for_each` step runs its agent per item, at
+most max_parallel at once, each item with its own attempts and retries. A loop runs its
+body again until its condition holds. A paused execution starts nothing and ends only
+after its resume.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from baton_server.domain.events import (
 from baton_server.domain.executions import (
     ExecutionState,
     Failure,
+    ItemResult,
     StepAttempt,
     StepRun,
     StepState,
@@ -96,6 +101,8 @@ from baton_server.executions.decisions import (
 )
 from baton_server.language.mapping import MappingError, render
 
+DEFAULT_MAX_PARALLEL = 10
+MAX_MAP_ITEMS = 100_000
 MAX_CHILD_DEPTH = 8
 """How deep child executions may nest (a workflow may start itself as a child)."""
 
@@ -208,6 +215,8 @@ class _Decider:
                 heapq.heappush(self.ready, self.plan.positions[step.id])
             elif run.state is StepState.RETRYING:
                 self.command(ArmTimer(Timer(TimerKind.RETRY, step.id, run.attempt), run.retry_at))
+            elif run.state is StepState.RUNNING and step.maps:
+                self.resume_map(step, run, restarted=True)
             elif run.state is StepState.RUNNING:
                 self.restart(step, self.redelivered(run))
             elif run.state is StepState.SCHEDULED:
@@ -245,6 +254,9 @@ class _Decider:
         )
 
     def attempt_succeeded(self, event: AttemptSucceeded) -> None:
+        if event.item >= 0:
+            self.item_succeeded(event)
+            return
         run = self.run(event.step_id)
         if run.state is not StepState.RUNNING or run.attempt != event.attempt:
             return  # an attempt that no longer counts (it timed out, or the step ended)
@@ -280,6 +292,15 @@ class _Decider:
         self.succeed(step, run, output)
 
     def attempt_failed(self, event: AttemptFailed) -> None:
+        if event.item >= 0:
+            self.item_failed(
+                self.plan.steps[event.step_id],
+                event.item,
+                event.attempt,
+                event.failure,
+                event.retry_after,
+            )
+            return
         run = self.run(event.step_id)
         if run.state is not StepState.RUNNING or run.attempt != event.attempt:
             return
@@ -342,8 +363,15 @@ class _Decider:
             handoffs=[],
             handoff_input=None,
             wake_time=0.0,
+            items_total=0,
+            next_item=0,
+            items_running={},
+            items_succeeded=0,
+            items_failed=0,
             **changes,
         )
+        if self.plan.steps[run.step_id].maps:
+            self.decision.cleared.append(run.position)
         heapq.heappush(self.ready, run.position)
 
     def pause(self, reason: str) -> None:
@@ -365,6 +393,8 @@ class _Decider:
                 heapq.heappush(self.ready, self.plan.positions[step.id])
             elif run.state is StepState.SCHEDULED:
                 self.restart(step, run)
+            elif run.state is StepState.RUNNING and step.maps:
+                self.resume_map(step, run, restarted=False)
             elif run.state is StepState.SLEEPING:
                 if run.wake_time <= self.now:
                     self.wake(run)
@@ -412,6 +442,9 @@ class _Decider:
                 ),
                 ExecutionTimedOut(timeout),
             )
+            return
+        if timer.item >= 0:
+            self.item_timer(timer)
             return
         run = self.run(timer.step_id)
         if run.attempt != timer.attempt:
@@ -495,7 +528,7 @@ class _Decider:
                 if step.when and not self.condition(step):
                     self.skip(run, "condition is false")
                     continue
-                agent_input = self.mapped_input(step)
+                agent_input = {} if step.maps else self.mapped_input(step)
             except _PrepareError as error:
                 self.fail_step(run, error.failure)
                 return
@@ -514,6 +547,9 @@ class _Decider:
         if step.workflow:
             self.emit(StepScheduled(""), step.id)
             self.start_child(step, run.evolve(schedule_time=self.now), agent_input)
+            return
+        if step.maps:
+            self.start_map(step, run)
             return
         if step.waits:
             self.emit(StepScheduled(""), step.id)
@@ -642,6 +678,278 @@ class _Decider:
         last = self.run(end)
         before = last.past_outputs[-1] if last.past_outputs else None
         return {"loop": {"iteration": self.run(step.id).iteration, "last": before}}
+
+    # Map over data -----------------------------------------------------------------------
+
+    def start_map(self, step: Step, run: StepRun) -> None:
+        """A `for_each` step begins: its list is read, then items start, up to
+        max_parallel at once."""
+        try:
+            values = self.map_values(step, run)
+        except _PrepareError as error:
+            self.fail_step(run, error.failure)
+            return
+        agent = self.agent_at(step, 0, run)
+        if isinstance(agent, Failure):
+            self.fail_step(run, agent)
+            return
+        self.emit(StepScheduled(agent.id), step.id)
+        started = run.evolve(
+            state=StepState.RUNNING,
+            schedule_time=self.now,
+            start_time=self.now,
+            agent=agent.id,
+            items_total=len(values),
+            next_item=0,
+            items_running={},
+            items_succeeded=0,
+            items_failed=0,
+        )
+        self.decision.cleared.append(run.position)
+        self.emit(StepStarted(agent.id, "", None), step.id)
+        self.fill_map(step, started)
+
+    def map_values(self, step: Step, run: StepRun) -> list[Any]:
+        """The list a `for_each` step runs over (rendered once per run of the step)."""
+        key = (step.id, run.iteration, self.execution.run)
+        values = self.state.values.get(key)
+        if values is None:
+            try:
+                rendered = render(step.for_each, self.scope())
+            except MappingError as exc:
+                raise _PrepareError(failures.FOR_EACH_ERROR, str(exc)) from None
+            if not isinstance(rendered, list):
+                raise _PrepareError(
+                    failures.FOR_EACH_ERROR,
+                    f"for_each gave {type(rendered).__name__}, not a list",
+                )
+            if len(rendered) > MAX_MAP_ITEMS:
+                raise _PrepareError(
+                    failures.FOR_EACH_ERROR,
+                    f"for_each gave {len(rendered)} items; at most {MAX_MAP_ITEMS}",
+                )
+            values = self.state.values[key] = rendered
+        return values
+
+    def fill_map(self, step: Step, run: StepRun) -> None:
+        """Starts items while fewer than max_parallel run; ends the step once every item
+        has ended."""
+        running = dict(run.items_running)
+        following = run.next_item
+        if not self.holding():
+            limit = step.max_parallel or DEFAULT_MAX_PARALLEL
+            values = self.map_values(step, run) if following < run.items_total else []
+            agent = self.agent_at(step, 0, run) if following < run.items_total else None
+            if isinstance(agent, Failure):
+                self.fail_step(run, agent)
+                return
+            while len(running) < limit and following < run.items_total:
+                assert agent is not None
+                entry = self.start_item(step, agent, following, values[following], 1, 0)
+                following += 1
+                if isinstance(entry, Failure):  # it could not even start
+                    run = run.evolve(items_running=running, next_item=following)
+                    if not self.item_ended_badly(step, run, following - 1, 1, entry):
+                        return
+                    run = self.run(step.id)
+                    running = dict(run.items_running)
+                    continue
+                running[str(following - 1)] = entry
+        run = run.evolve(items_running=running, next_item=following)
+        if following >= run.items_total and not running:
+            self.finish_map(step, run)
+        else:
+            self.put(run)
+
+    def start_item(
+        self, step: Step, agent: Agent, index: int, value: Any, attempt: int, tries: int
+    ) -> dict[str, Any] | Failure:
+        """Starts attempt `attempt` of item `index`; returns its entry among the running,
+        or the failure that keeps it from starting (its input mapping)."""
+        try:
+            if step.input_mapping is None:
+                item_input: dict[str, Any] = {"item": value, "index": index}
+            else:
+                item_input = render(
+                    step.input_mapping, {**self.scope(), "item": value, "index": index}
+                )
+        except MappingError as exc:
+            message = f"item {index}: {exc}"
+            return Failure(failures.MAPPING_ERROR, message, step.id, non_retryable=True)
+        key = idempotency_key(self.execution.id, f"{step.id}[{index}]", attempt)
+        deadline = self.now + step.timeout if step.timeout else None
+        self.command(RunAttempt(step.id, attempt, agent, item_input, key, deadline, index))
+        if deadline is not None:
+            timer = Timer(TimerKind.STEP_TIMEOUT, step.id, attempt, index)
+            self.command(ArmTimer(timer, deadline))
+        return {"attempt": attempt, "tries": tries + 1, "retry_at": 0.0}
+
+    def item_ended_badly(
+        self, step: Step, run: StepRun, index: int, attempt: int, failure: Failure
+    ) -> bool:
+        """Item `index` failed for good (it is no longer among the running in `run`): its
+        result is kept; the step goes on if it continues on errors (True), else it fails
+        and its other items stop (False)."""
+        self.decision.items.append(
+            ItemResult(step.id, run.position, index, StepState.FAILED, attempt, error=failure)
+        )
+        failed = run.evolve(items_failed=run.items_failed + 1)
+        if step.continue_on_error:
+            self.put(failed)
+            return True
+        self.command(StopAttempt(step.id))  # the other items no longer count
+        self.put(self.ended(failed.evolve(items_running={}), StepState.FAILED, failure))
+        self.emit(StepFailed(failure), step.id, attempt)
+        return False
+
+    def item_succeeded(self, event: AttemptSucceeded) -> None:
+        step = self.plan.steps[event.step_id]
+        run = self.run(step.id)
+        entry = run.items_running.get(str(event.item))
+        if run.state is not StepState.RUNNING or entry is None:
+            return
+        if entry["attempt"] != event.attempt or entry["retry_at"]:
+            return
+        running = {k: v for k, v in run.items_running.items() if k != str(event.item)}
+        self.decision.items.append(
+            ItemResult(
+                step.id,
+                run.position,
+                event.item,
+                StepState.SUCCEEDED,
+                event.attempt,
+                event.output,
+            )
+        )
+        self.fill_map(
+            step,
+            run.evolve(items_running=running, items_succeeded=run.items_succeeded + 1),
+        )
+
+    def item_failed(
+        self,
+        step: Step,
+        index: int,
+        attempt: int,
+        failure: Failure,
+        retry_after: float | None,
+    ) -> None:
+        """An item's attempt failed: it retries by the step's policy, else it fails for
+        good, which fails the step unless it continues on errors."""
+        run = self.run(step.id)
+        entry = run.items_running.get(str(index))
+        if run.state is not StepState.RUNNING or entry is None or entry["attempt"] != attempt:
+            return
+        failure = failure.evolve(step_id=step.id, message=f"item {index}: {failure.message}")
+        backoff = self.plan.backoffs[step.id]
+        running = dict(run.items_running)
+        if backoff.should_retry(failure, entry["tries"]):
+            rng = _jitter_source(self.execution.id, f"{step.id}[{index}]", attempt)
+            delay = backoff.delay(entry["tries"], retry_after, rng if backoff.jitter else None)
+            running[str(index)] = {**entry, "retry_at": self.now + delay}
+            self.put(run.evolve(items_running=running))
+            self.emit(StepRetrying(failure, delay, attempt + 1), step.id, attempt)
+            timer = Timer(TimerKind.RETRY, step.id, attempt, index)
+            self.command(ArmTimer(timer, self.now + delay))
+            return
+        del running[str(index)]
+        if self.item_ended_badly(step, run.evolve(items_running=running), index, attempt, failure):
+            self.fill_map(step, self.run(step.id))
+
+    def item_timer(self, timer: Timer) -> None:
+        """An item's retry is due, or its attempt ran past the step timeout."""
+        step = self.plan.steps[timer.step_id]
+        run = self.run(step.id)
+        entry = run.items_running.get(str(timer.item))
+        if run.state is not StepState.RUNNING or entry is None:
+            return
+        if entry["attempt"] != timer.attempt:
+            return
+        if timer.kind is TimerKind.STEP_TIMEOUT and not entry["retry_at"]:
+            self.command(StopAttempt(step.id, timer.item))
+            failure = Failure(
+                failures.STEP_TIMEOUT,
+                f"attempt {timer.attempt} exceeded the step timeout of {step.timeout or 0:g}s",
+            )
+            self.item_failed(step, timer.item, timer.attempt, failure, None)
+        elif timer.kind is TimerKind.RETRY and entry["retry_at"] and not self.holding():
+            self.retry_item(step, run, timer.item, entry)
+
+    def retry_item(self, step: Step, run: StepRun, index: int, entry: dict[str, Any]) -> None:
+        agent = self.agent_at(step, 0, run)
+        if isinstance(agent, Failure):
+            self.fail_step(run, agent)
+            return
+        value = self.map_values(step, run)[index]
+        running = dict(run.items_running)
+        started = self.start_item(step, agent, index, value, entry["attempt"] + 1, entry["tries"])
+        if isinstance(started, Failure):
+            del running[str(index)]
+            if self.item_ended_badly(
+                step, run.evolve(items_running=running), index, entry["attempt"] + 1, started
+            ):
+                self.fill_map(step, self.run(step.id))
+            return
+        running[str(index)] = started
+        self.put(run.evolve(items_running=running))
+
+    def resume_map(self, step: Step, run: StepRun, *, restarted: bool) -> None:
+        """A `for_each` step after a restart (its running items are delivered again with
+        the same attempt numbers) or a resume (due retries start); then more items start."""
+        agent = self.agent_at(step, 0, run)
+        if isinstance(agent, Failure):
+            self.fail_step(run, agent)
+            return
+        values = self.map_values(step, run)
+        running = dict(run.items_running)
+        for key, entry in run.items_running.items():
+            index = int(key)
+            if entry["retry_at"] and (entry["retry_at"] > self.now or self.holding()):
+                timer = Timer(TimerKind.RETRY, step.id, entry["attempt"], index)
+                self.command(ArmTimer(timer, entry["retry_at"]))
+                continue
+            if entry["retry_at"]:
+                attempt, tries = entry["attempt"] + 1, entry["tries"]
+            elif restarted:  # cut short by the restart: the same attempt again
+                attempt, tries = entry["attempt"], entry["tries"] - 1
+            else:
+                continue  # it runs
+            started = self.start_item(step, agent, index, values[index], attempt, tries)
+            if isinstance(started, Failure):
+                del running[key]
+                if not self.item_ended_badly(
+                    step, run.evolve(items_running=running), index, attempt, started
+                ):
+                    return
+                run = self.run(step.id)
+                continue
+            running[key] = started
+        self.fill_map(step, self.run(step.id).evolve(items_running=running))
+
+    def finish_map(self, step: Step, run: StepRun) -> None:
+        """Every item has ended: the step's output is the results in order."""
+        started_now = run.position in self.decision.cleared  # nothing of it is stored
+        ended = {} if started_now else self.state.ended_items(step.id)
+        mine = {r.index: r for r in self.decision.items if r.step_id == step.id}
+        results: list[Any] = []
+        errors: list[dict[str, Any]] = []
+        for index in range(run.items_total):
+            result = mine.get(index) or ended.get(index)
+            if result is not None and result.state is StepState.SUCCEEDED:
+                results.append(result.output)
+            else:
+                results.append(None)
+                error = result.error if result is not None else None
+                errors.append({"index": index, "error": error.to_doc() if error else None})
+        output: dict[str, Any] = {"items": results}
+        if errors:
+            output["errors"] = errors
+        try:
+            output = self.step_output(step, output, -1)
+        except RefusedError as error:
+            self.fail_step(run, error.failure)
+            return
+        self.succeed(step, run, output)
 
     # Durable timers ---------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ def _check_shape(source: str, path: Path) -> None:
     elif root == "loop":
         if len(path) < 2 or path[1] not in ("iteration", "last"):
             raise ExpressionError(f"{source!r}: loop has only iteration and last")
-    elif root not in ("input", "output"):
+    elif root not in ("input", "output", "item", "index"):
         raise ExpressionError(
             f"{source!r}: an expression starts with input, steps, execution or output"
         )

@@ -66,6 +66,7 @@ STEP_CONDITION_VARIABLES = frozenset({"input", "steps", "execution"})
 SIGNAL_CONDITION_VARIABLES = STEP_CONDITION_VARIABLES | {"signal"}
 LOOP_CONDITION_VARIABLES = STEP_CONDITION_VARIABLES | {"output", "iteration"}
 MAX_ITERATIONS = 10_000
+MAX_PARALLEL = 1000
 SIGNAL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 HANDOFF_CONDITION_VARIABLES = frozenset({"source_output", "input"})
 COMPLETION = "completion"
@@ -283,7 +284,8 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
     for i, step in enumerate(workflow.steps):
         field = f"workflow.steps[{i}]"
         looped = {"loop"} if step.id in in_loops else set()
-        roots = {"input", "steps", "execution"} | looped
+        mapped = {"item", "index"} if step.maps else set()
+        roots = {"input", "steps", "execution"} | looped | mapped
         found += _check_mapping(f"{field}.input_mapping", step.input_mapping, roots, step, reads)
         found += _check_mapping(
             f"{field}.output_mapping", step.output_mapping, roots | {"output"}, step, reads
@@ -295,6 +297,14 @@ def validate_workflow(workflow: Workflow) -> tuple[list[FieldViolation], list[st
         if step.loop is not None and step.loop.until:
             found += _check_condition(
                 f"{field}.loop.until", step.loop.until, LOOP_CONDITION_VARIABLES, step, reads
+            )
+        if step.for_each:
+            found += _check_mapping(
+                f"{field}.for_each",
+                step.for_each,  # type: ignore[arg-type]
+                {"input", "steps", "execution"},
+                step,
+                reads,
             )
         if step.sleep_until:
             found += _check_mapping(
@@ -343,6 +353,18 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found += _check_duration(f"{field}.timeout", step.timeout)
     if step.retry_policy is not None:
         found += _check_retry_policy(f"{field}.retry_policy", step.retry_policy)
+    if step.maps:
+        if not 0 <= step.max_parallel <= MAX_PARALLEL:
+            found.append(_v(f"{field}.max_parallel", f"must be 0 (10) to {MAX_PARALLEL}"))
+        for name, used in (
+            ("fallback_agents", step.fallback_agents),
+            ("loop", step.loop is not None),
+        ):
+            if used:
+                found.append(_v(f"{field}.{name}", "is not used with for_each (yet)"))
+    elif step.max_parallel or step.continue_on_error:
+        name = "max_parallel" if step.max_parallel else "continue_on_error"
+        found.append(_v(f"{field}.{name}", "is used with for_each only"))
     return found
 
 
@@ -359,6 +381,7 @@ def _check_child_step(field: str, step: Step) -> list[FieldViolation]:
         ("approval", step.approval is not None),
         ("sleep", step.sleep is not None),
         ("sleep_until", step.sleep_until),
+        ("for_each", step.for_each),
     ):
         if used:
             found.append(_v(f"{field}.{name}", "is not used by a workflow step"))
@@ -414,6 +437,7 @@ def _check_waiting_step(field: str, step: Step) -> list[FieldViolation]:
         ("fallback_agents", step.fallback_agents),
         ("input_mapping", step.input_mapping is not None),
         ("output_mapping", step.sleeps and step.output_mapping is not None),
+        ("for_each", step.for_each),
     ):
         if used:
             found.append(_v(f"{field}.{name}", f"is not used by a {kind} step (it runs no agent)"))
@@ -562,9 +586,7 @@ def _check_iteration_reads(workflow: Workflow, in_loops: set[str]) -> list[Field
             for expr in template.expressions:
                 target = expr.step_id
                 if target and expr.path[2] == "iterations" and target not in in_loops:
-                    found.append(
-                        _v(path, f"step {target!r} is in no loop: it has no iterations")
-                    )
+                    found.append(_v(path, f"step {target!r} is in no loop: it has no iterations"))
     return found
 
 

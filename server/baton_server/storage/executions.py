@@ -71,6 +71,21 @@ class Change:
     last_sequence: int
     steps: Sequence[StepRow]
     events: Sequence[EventRow]
+    items: Sequence[ItemRow] = ()
+    """Ended items of `for_each` steps to store."""
+    cleared: Sequence[int] = ()
+    """Positions of `for_each` steps whose stored items are dropped first."""
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """An ended item of a `for_each` step."""
+
+    position: int
+    index: int
+    state: str
+    attempt: int
+    doc: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -152,7 +167,24 @@ class ExecutionRepository:
         return seq, numbered
 
     async def apply(self, conn: SqlConnection, changes: Sequence[Change]) -> None:
-        """Writes many executions' changes with three statements, whatever their number."""
+        """Writes many executions' changes with three statements, whatever their number
+        (and two more when `for_each` items ended)."""
+        cleared = [(c.seq, position) for c in changes for position in c.cleared]
+        if cleared:
+            await conn.executemany(
+                "DELETE FROM map_items WHERE execution_seq = ? AND position = ?", cleared
+            )
+        items = [
+            (c.seq, i.position, i.index, i.state, i.attempt, self.codec.encode(i.doc))
+            for c in changes
+            for i in c.items
+        ]
+        if items:
+            await conn.executemany(
+                "INSERT OR REPLACE INTO map_items "
+                "(execution_seq, position, item, state, attempt, doc) VALUES (?, ?, ?, ?, ?, ?)",
+                items,
+            )
         await conn.executemany(
             "UPDATE executions SET state = ?, start_time = ?, end_time = ?, "
             "doc = COALESCE(?, doc), last_sequence = ? WHERE seq = ?",
@@ -190,6 +222,19 @@ class ExecutionRepository:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 events,
             )
+
+    async def items(
+        self, conn: SqlConnection, execution_id: str, position: int, after: int, limit: int
+    ) -> list[ItemRow]:
+        """Up to `limit` ended items of the `for_each` step at `position`, with index >
+        `after`, by index."""
+        rows = await conn.execute_fetchall(
+            "SELECT i.position, i.item, i.state, i.attempt, i.doc FROM map_items i "
+            "JOIN executions e ON e.seq = i.execution_seq "
+            "WHERE e.id = ? AND i.position = ? AND i.item > ? ORDER BY i.item LIMIT ?",
+            (execution_id, position, after, limit),
+        )
+        return [ItemRow(r[0], r[1], r[2], r[3], self.codec.decode(r[4])) for r in rows]
 
     async def get(
         self, conn: SqlConnection, execution_id: str

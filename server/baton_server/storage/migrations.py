@@ -128,6 +128,14 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX schedule_firings_due ON schedule_firings (next_fire) "
         "WHERE next_fire IS NOT NULL",
     ],
+    # 9: the ended items of `for_each` steps, apart from their step runs.
+    [
+        """CREATE TABLE map_items (
+            execution_seq INTEGER NOT NULL REFERENCES executions (seq) ON DELETE CASCADE,
+            position INTEGER NOT NULL, item INTEGER NOT NULL, state TEXT NOT NULL,
+            attempt INTEGER NOT NULL, doc BLOB NOT NULL,
+            PRIMARY KEY (execution_seq, position, item)) STRICT, WITHOUT ROWID""",
+    ],
 ]
 
 
