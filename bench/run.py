@@ -397,22 +397,6 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
                 figures["get_execution_under_load_p99_ms"] = round(percentile(latencies, 99), 3)
                 await asyncio.gather(*(client.executions.cancel(e.name) for e in loaded))
 
-                # Memory with 10,000 executions waiting on sleeping agents.
-                waiting = int(10000 * scale)
-                started: list[Execution] = []
-                for offset in range(0, waiting, 500):
-                    started += await asyncio.gather(
-                        *(
-                            client.executions.start(sleepy.name, {"seconds": 600})
-                            for _ in range(min(500, waiting - offset))
-                        )
-                    )
-                await asyncio.sleep(2)
-                health_now = await client.system_health()
-                figures["rss_waiting_executions"] = waiting
-                figures["rss_10000_waiting_mb"] = round(rss_mb(process.pid), 1)
-                figures["rss_waiting_running_now"] = health_now.running_executions
-                await asyncio.gather(*(client.executions.cancel(e.name) for e in started))
                 # Memory with 10,000 map items in flight: 10 maps of 1,000 sleeping items.
                 napping = await client.workflows.create(
                     Workflow(
@@ -441,6 +425,23 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
                     in_flight += now.steps[0].items_running
                 figures["map_items_in_flight"] = in_flight
                 figures["rss_10000_map_items_in_flight_mb"] = round(rss_mb(process.pid), 1)
+                await asyncio.gather(*(client.executions.cancel(e.name) for e in maps))
+
+                # Memory with 10,000 executions waiting on sleeping agents.
+                waiting = int(10000 * scale)
+                started: list[Execution] = []
+                for offset in range(0, waiting, 500):
+                    started += await asyncio.gather(
+                        *(
+                            client.executions.start(sleepy.name, {"seconds": 600})
+                            for _ in range(min(500, waiting - offset))
+                        )
+                    )
+                await asyncio.sleep(2)
+                health_now = await client.system_health()
+                figures["rss_waiting_executions"] = waiting
+                figures["rss_10000_waiting_mb"] = round(rss_mb(process.pid), 1)
+                figures["rss_waiting_running_now"] = health_now.running_executions
         finally:
             process.kill()
             process.wait()

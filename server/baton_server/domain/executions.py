@@ -200,7 +200,7 @@ class StepRun:
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
         Written out by hand: this runs on every step transition, and asdict is slow."""
-        return {
+        doc: dict[str, Any] = {
             "step_id": self.step_id,
             "position": self.position,
             "state": self.state.value,
@@ -227,16 +227,25 @@ class StepRun:
             ],
             "handoffs": self.handoffs,
             "handoff_input": self.handoff_input,
-            "wake_time": self.wake_time,
-            "iteration": self.iteration,
-            "past_outputs": self.past_outputs,
-            "child": self.child,
-            "items_total": self.items_total,
-            "next_item": self.next_item,
-            "items_running": self.items_running,
-            "items_succeeded": self.items_succeeded,
-            "items_failed": self.items_failed,
         }
+        # What only some kinds of step have is written only when set (most steps have
+        # none of it, and this document is written on every transition).
+        if self.wake_time:
+            doc["wake_time"] = self.wake_time
+        if self.iteration or self.past_outputs:
+            doc["iteration"] = self.iteration
+            doc["past_outputs"] = self.past_outputs
+        if self.child:
+            doc["child"] = self.child
+        if self.items_total:
+            doc.update(
+                items_total=self.items_total,
+                next_item=self.next_item,
+                items_running=self.items_running,
+                items_succeeded=self.items_succeeded,
+                items_failed=self.items_failed,
+            )
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> StepRun:
