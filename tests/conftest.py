@@ -4,10 +4,12 @@ free ports, and the real client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -184,6 +186,46 @@ async def start_process(
             # Keep draining its log so the pipe never fills.
             asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
             return process, int(entry["port"])
+
+
+class Restartable:
+    """Server processes on one database file, one at a time, that a test SIGKILLs and
+    starts again; `port` is the running one's."""
+
+    def __init__(self, database: Path, env: dict[str, str] | None = None) -> None:
+        self.database = database
+        self.env = env
+        self.processes: list[subprocess.Popen[str]] = []
+        self.port = 0
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        """The process started last."""
+        return self.processes[-1]
+
+    async def start(self) -> int:
+        """Starts a server on the database; returns its port."""
+        process, self.port = await start_process(self.database, extra_env=self.env)
+        self.processes.append(process)
+        return self.port
+
+    async def kill(self) -> None:
+        """SIGKILLs the running server and waits for it to be gone."""
+        self.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(self.process.wait)
+
+
+@contextlib.asynccontextmanager
+async def restartable(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Restartable]:
+    """A started Restartable on `tmp_path/baton.db`; every process is stopped at the end."""
+    servers = Restartable(tmp_path / "baton.db", env)
+    try:
+        await servers.start()
+        yield servers
+    finally:
+        stop_processes(servers.processes)
 
 
 def stop_processes(processes: list[subprocess.Popen[str]]) -> None:

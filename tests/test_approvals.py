@@ -5,12 +5,10 @@ the step names), what is recorded (the token's name and role), rejection, timeou
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import StartServer, start_process, stop_processes
+from conftest import StartServer, restartable
 from test_executions import agent, step
 
 import baton
@@ -176,24 +174,18 @@ async def test_an_approval_nobody_gives_times_out(start_server: StartServer) -> 
 
 @pytest.mark.timeout(90)
 async def test_a_step_waiting_for_a_person_survives_a_sigkill(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
-    processes: list[subprocess.Popen[str]] = []
-    env = {"BATON_AUTH_TOKENS": TOKENS}
-    try:
-        process, port = await start_process(database, extra_env=env)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5, token="o-token") as client:
+    async with restartable(tmp_path, {"BATON_AUTH_TOKENS": TOKENS}) as servers:
+        target = f"127.0.0.1:{servers.port}"
+        async with Client.connect(target, timeout=5, token="o-token") as client:
             await agents(client)
             workflow = await client.workflows.create(reviewed(timeout=3600))
             started = await client.executions.start(workflow.name, {})
             await until_waiting(client, started.name)
-            process.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(process.wait)
+            await servers.kill()
             with pytest.raises(baton.UnavailableError):  # refused, not lost
                 await client.executions.approve(started.name, "review", request_id="once")
-        process, port = await start_process(database, extra_env=env)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5, token="o-token") as client:
+        target = f"127.0.0.1:{await servers.start()}"
+        async with Client.connect(target, timeout=5, token="o-token") as client:
             execution = await client.executions.get(started.name)
             assert step(execution, "review").state == StepRun.STATE_WAITING
             assert step(execution, "draft").attempt == 1  # not run again
@@ -201,7 +193,5 @@ async def test_a_step_waiting_for_a_person_survives_a_sigkill(tmp_path: Path) ->
             assert waiting == [started.name]
             await client.executions.approve(started.name, "review", request_id="once")
             done = await client.executions.wait(started.name, timeout=20)
-        assert done.state == Execution.STATE_SUCCEEDED, done.error
-        assert done.output == {"publish": {"by": "olga"}}
-    finally:
-        stop_processes(processes)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert done.output == {"publish": {"by": "olga"}}

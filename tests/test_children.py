@@ -6,12 +6,11 @@ runs (the parent finds the same child again, which finishes once)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_process, stop_processes
+from conftest import restartable
 from google.protobuf import duration_pb2
 from test_executions import agent, step
 from test_recovery import effect_agent, kill_after_effects
@@ -104,13 +103,9 @@ async def test_cancel_failure_retry_and_depth(client: Client) -> None:
 
 @pytest.mark.timeout(90)
 async def test_a_child_survives_a_sigkill_and_is_found_again(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
     effect_log = tmp_path / "effects.log"
-    processes: list[subprocess.Popen[str]] = []
-    try:
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+    async with restartable(tmp_path) as servers:
+        async with Client.connect(f"127.0.0.1:{servers.port}", timeout=5) as client:
             await effect_agent(client, "effect", "effect", effect_log, 0.3)
             await client.workflows.create(
                 Workflow(
@@ -126,17 +121,13 @@ async def test_a_child_survives_a_sigkill_and_is_found_again(tmp_path: Path) -> 
                 Workflow(steps=[Step(id="sub", workflow="inner")])
             )
             started = await client.executions.start(outer.name, {})
-            await kill_after_effects(process, effect_log, 1)
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+            await kill_after_effects(servers.process, effect_log, 1)
+        async with Client.connect(f"127.0.0.1:{await servers.start()}", timeout=5) as client:
             done = await client.executions.wait(started.name, timeout=30)
             assert done.state == Execution.STATE_SUCCEEDED, done.error
             (child,) = await children(client, started.name)  # the same child, found again
             assert child.state == Execution.STATE_SUCCEEDED
             assert step(done, "sub").state == StepRun.STATE_SUCCEEDED
-        keys = effect_log.read_text().split()
-        # Each of the child's steps once; only an attempt the kill cut short may repeat.
-        assert len(set(keys)) == 3 and len(keys) - len(set(keys)) <= 1
-    finally:
-        stop_processes(processes)
+    keys = effect_log.read_text().split()
+    # Each of the child's steps once; only an attempt the kill cut short may repeat.
+    assert len(set(keys)) == 3 and len(keys) - len(set(keys)) <= 1

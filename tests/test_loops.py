@@ -4,11 +4,10 @@ iteration it was in, and finished iterations do not run again)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import start_process, stop_processes
+from conftest import restartable
 from test_executions import agent, step
 from test_recovery import effect_agent, kill_after_effects
 
@@ -124,13 +123,9 @@ async def test_loops_are_validated(client: Client) -> None:
 
 @pytest.mark.timeout(90)
 async def test_a_loop_resumes_in_its_iteration_after_a_sigkill(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
     effect_log = tmp_path / "effects.log"
-    processes: list[subprocess.Popen[str]] = []
-    try:
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+    async with restartable(tmp_path) as servers:
+        async with Client.connect(f"127.0.0.1:{servers.port}", timeout=5) as client:
             await effect_agent(client, "effect", "effect", effect_log, 0.3)
             workflow = await client.workflows.create(
                 Workflow(
@@ -145,17 +140,13 @@ async def test_a_loop_resumes_in_its_iteration_after_a_sigkill(tmp_path: Path) -
                 )
             )
             started = await client.executions.start(workflow.name, {})
-            await kill_after_effects(process, effect_log, 3)
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+            await kill_after_effects(servers.process, effect_log, 3)
+        async with Client.connect(f"127.0.0.1:{await servers.start()}", timeout=5) as client:
             done = await client.executions.wait(started.name, timeout=30)
-        assert done.state == Execution.STATE_SUCCEEDED, done.error
-        count = step(done, "count")
-        assert count.iteration == 5 and count.output["n"] == 5
-        assert [o["n"] for o in count.iteration_outputs] == [0, 1, 2, 3, 4]
-        keys = effect_log.read_text().split()
-        # One key per iteration; only an attempt the kill cut short may have run twice.
-        assert len(set(keys)) == 6 and len(keys) - len(set(keys)) <= 1
-    finally:
-        stop_processes(processes)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    count = step(done, "count")
+    assert count.iteration == 5 and count.output["n"] == 5
+    assert [o["n"] for o in count.iteration_outputs] == [0, 1, 2, 3, 4]
+    keys = effect_log.read_text().split()
+    # One key per iteration; only an attempt the kill cut short may have run twice.
+    assert len(set(keys)) == 6 and len(keys) - len(set(keys)) <= 1

@@ -5,11 +5,10 @@ items (items that ended do not run again)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import start_process, stop_processes
+from conftest import restartable
 from test_executions import agent, step
 from test_recovery import effect_agent, kill_after_effects
 
@@ -103,13 +102,9 @@ async def test_failed_items_fail_the_step_or_are_collected(client: Client) -> No
 
 @pytest.mark.timeout(120)
 async def test_a_map_of_1000_items_survives_a_sigkill(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
     effect_log = tmp_path / "effects.log"
-    processes: list[subprocess.Popen[str]] = []
-    try:
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=10) as client:
+    async with restartable(tmp_path) as servers:
+        async with Client.connect(f"127.0.0.1:{servers.port}", timeout=10) as client:
             await effect_agent(client, "effect", "effect", effect_log, 0.02)
             workflow = await client.workflows.create(
                 Workflow(
@@ -125,18 +120,14 @@ async def test_a_map_of_1000_items_survives_a_sigkill(tmp_path: Path) -> None:
                 )
             )
             started = await client.executions.start(workflow.name, {"items": list(range(1000))})
-            await kill_after_effects(process, effect_log, 300)
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=10) as client:
+            await kill_after_effects(servers.process, effect_log, 300)
+        async with Client.connect(f"127.0.0.1:{await servers.start()}", timeout=10) as client:
             done = await client.executions.wait(started.name, timeout=60)
             assert done.state == Execution.STATE_SUCCEEDED, done.error
             each = step(done, "each")
             assert [o["n"] for o in each.output["items"]] == list(range(1000))
             assert each.items_succeeded == 1000
             assert len([i async for i in client.executions.items(done.name, "each")]) == 1000
-        keys = effect_log.read_text().split()
-        # One key per item; only the items the kill cut short (at most 50) ran again.
-        assert len(set(keys)) == 1000 and len(keys) - len(set(keys)) <= 50
-    finally:
-        stop_processes(processes)
+    keys = effect_log.read_text().split()
+    # One key per item; only the items the kill cut short (at most 50) ran again.
+    assert len(set(keys)) == 1000 and len(keys) - len(set(keys)) <= 50

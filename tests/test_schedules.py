@@ -7,13 +7,12 @@ import asyncio
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_process, stop_processes
+from conftest import restartable, start_process, stop_processes
 from google.protobuf import duration_pb2
 from test_executions import agent
 from test_recovery import effect_agent, effects
@@ -124,13 +123,9 @@ async def test_slots_fire_once_each_and_overlap_skips(client: Client) -> None:
 
 @pytest.mark.timeout(120 + 2 * FIRING_SECONDS)
 async def test_a_schedule_fires_once_per_slot_across_a_sigkill(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
     effect_log = tmp_path / "effects.log"
-    processes: list[subprocess.Popen[str]] = []
-    try:
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+    async with restartable(tmp_path) as servers:
+        async with Client.connect(f"127.0.0.1:{servers.port}", timeout=5) as client:
             await effect_agent(client, "effect", "effect", effect_log, 0.0)
             await client.workflows.create(
                 Workflow(steps=[Step(id="a", agent="effect")]), workflow_id="job"
@@ -144,33 +139,28 @@ async def test_a_schedule_fires_once_per_slot_across_a_sigkill(tmp_path: Path) -
                 schedule_id="each-second",
             )
             await asyncio.sleep(FIRING_SECONDS / 2)
-        process.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(process.wait)
+        await servers.kill()
         await asyncio.sleep(2.5)  # slots pass while no server runs
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+        async with Client.connect(f"127.0.0.1:{await servers.start()}", timeout=5) as client:
             await asyncio.sleep(FIRING_SECONDS / 2)
             paused = await client.schedules.pause(schedule.name)
             await asyncio.sleep(0.5)
             names = await scheduled(client, "each-second")
             for name in names:
                 await client.executions.wait(name, timeout=30)
-        created = int(schedule.create_time.ToSeconds())
-        slots = sorted(int(name.rsplit("-", 1)[1]) for name in names)
-        # Every slot from the first to the last, the missed ones caught up, none twice.
-        assert slots == list(range(created + 1, created + 1 + len(slots)))
-        assert len(slots) >= FIRING_SECONDS + 1
-        assert paused.fired_count + 1 >= len(slots)  # (a slot may fire as it pauses)
-        ran = effects(effect_log)
-        assert len(ran) == len(slots) and all(count == 1 for count in ran.values())
-        with sqlite3.connect(database) as conn:
-            stored = conn.execute(
-                "SELECT COUNT(*) FROM executions WHERE id LIKE 'each-second-%'"
-            ).fetchone()[0]
-        assert stored == len(slots)
-    finally:
-        stop_processes(processes)
+    created = int(schedule.create_time.ToSeconds())
+    slots = sorted(int(name.rsplit("-", 1)[1]) for name in names)
+    # Every slot from the first to the last, the missed ones caught up, none twice.
+    assert slots == list(range(created + 1, created + 1 + len(slots)))
+    assert len(slots) >= FIRING_SECONDS + 1
+    assert paused.fired_count + 1 >= len(slots)  # (a slot may fire as it pauses)
+    ran = effects(effect_log)
+    assert len(ran) == len(slots) and all(count == 1 for count in ran.values())
+    with sqlite3.connect(servers.database) as conn:
+        stored = conn.execute(
+            "SELECT COUNT(*) FROM executions WHERE id LIKE 'each-second-%'"
+        ).fetchone()[0]
+    assert stored == len(slots)
 
 
 @pytest.mark.timeout(120)

@@ -5,14 +5,12 @@ retry's backoff is neither lost nor restarted."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_process, stop_processes
+from conftest import restartable
 from google.protobuf import duration_pb2
 from test_executions import step
 from test_recovery import effect_agent, effects
@@ -25,26 +23,11 @@ def seconds(timestamp: Any) -> float:
     return float(timestamp.ToNanoseconds()) / 1e9
 
 
-async def kill_and_restart(
-    processes: list[subprocess.Popen[str]], database: Path, down: float
-) -> int:
-    processes[-1].send_signal(signal.SIGKILL)
-    await asyncio.to_thread(processes[-1].wait)
-    await asyncio.sleep(down)
-    process, port = await start_process(database)
-    processes.append(process)
-    return port
-
-
 @pytest.mark.timeout(90)
 async def test_sleep_steps_and_backoffs_keep_their_times_across_a_sigkill(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
     effect_log = tmp_path / "effects.log"
-    processes: list[subprocess.Popen[str]] = []
-    try:
-        process, port = await start_process(database)
-        processes.append(process)
-        async with Client.connect(f"127.0.0.1:{port}", timeout=5) as client:
+    async with restartable(tmp_path) as servers:
+        async with Client.connect(f"127.0.0.1:{servers.port}", timeout=5) as client:
             await effect_agent(client, "effect", "effect_flaky", effect_log, 0.0)
             retries = RetryPolicy(max_attempts=2, initial_interval=duration_pb2.Duration(seconds=4))
             workflow = await client.workflows.create(
@@ -65,9 +48,10 @@ async def test_sleep_steps_and_backoffs_keep_their_times_across_a_sigkill(tmp_pa
             assert step(now, "nap").state == StepRun.STATE_SLEEPING
             assert abs(seconds(step(now, "nap").wake_time) - (began + 4)) < 0.5
             assert step(now, "backoff").state == StepRun.STATE_RETRYING
-        port = await kill_and_restart(processes, database, down=2.0)
+        await servers.kill()
+        await asyncio.sleep(2.0)
         restarted = time.time()
-        async with Client.connect(f"127.0.0.1:{port}", timeout=10) as client:
+        async with Client.connect(f"127.0.0.1:{await servers.start()}", timeout=10) as client:
             done = await client.executions.wait(started.name, timeout=30)
         assert done.state == Execution.STATE_SUCCEEDED, done.error
         nap, deadline, backoff = (step(done, s) for s in ("nap", "deadline", "backoff"))
@@ -83,8 +67,6 @@ async def test_sleep_steps_and_backoffs_keep_their_times_across_a_sigkill(tmp_pa
         keys = effect_log.read_text().split()
         assert len(keys) == len(set(keys)) == 4
         assert set(effects(effect_log).values()) == {2}
-    finally:
-        stop_processes(processes)
 
 
 async def test_sleep_fields_are_validated(client: Client) -> None:
