@@ -182,6 +182,30 @@ async def test_tls_and_mutual_tls(start_server: StartServer, certificates: Path)
         with pytest.raises(baton.UnavailableError):
             await anonymous.agents.get("secure")
 
+    # Under mutual TLS, whoever approves a step is named by its certificate's subject.
+    async with Client.connect(target, credentials=tls(certificates, client=True)) as client:
+        await client.agents.create(
+            Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:echo")),
+            agent_id="echo",
+        )
+        workflow = await client.workflows.create(
+            Workflow(steps=[Step(id="ok", approval=baton.Approval())])
+        )
+        started = await client.executions.start(workflow.name, {})
+        for _ in range(100):
+            waiting = await client.executions.get(started.name)
+            if waiting.steps[0].state == baton.StepRun.STATE_WAITING:
+                break
+            await asyncio.sleep(0.02)
+        await client.executions.approve(started.name, "ok", reason="signed")
+        done = await client.executions.wait(started.name, timeout=10)
+        assert done.steps[0].output == {
+            "approved": True,
+            "decided_by": "client",  # the CN of the client certificate
+            "role": "admin",  # auth is off: every caller is an admin
+            "reason": "signed",
+        }
+
 
 # What an agent definition may reach: secrets and modules an administrator allowed -------
 
