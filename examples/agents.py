@@ -55,6 +55,20 @@ def relationship(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     return {"relationships": pairs}
 
 
+# Tools the architect names (tools are registered; agents do not call them yet) -----------
+
+
+def generate_structure(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A directory per component."""
+    return {"directories": [f"src/{c}/" for c in value.get("components", [])]}
+
+
+def analyze_dependencies(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Each component depends on the one before it."""
+    components = list(value.get("components", []))
+    return {"edges": [[a, b] for a, b in zip(components[1:], components, strict=False)]}
+
+
 # Mathematical processing (the seed's agent-workflow-engine-readme.md) --------------------
 
 

@@ -8,10 +8,14 @@ from conftest import python_agent
 from google.protobuf import duration_pb2, struct_pb2
 
 import baton
-from baton import Agent, Client, OpenAIRuntime, Step, WorkerRuntime, Workflow
+from baton import Agent, Client, OpenAIRuntime, PythonRuntime, Step, WorkerRuntime, Workflow
 
 
 async def test_create_get_list_update_delete(client: Client) -> None:
+    await client.tools.create(
+        baton.Tool(python=PythonRuntime(entry_point="baton_server.agents.builtin:echo")),
+        tool_id="tool-structure-generator",
+    )
     config = struct_pb2.Struct()
     config.update({"model": "gpt-4o", "instructions": "Design the project", "depth": 3})
     created = await client.agents.create(

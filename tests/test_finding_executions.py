@@ -132,6 +132,8 @@ async def test_the_label_migration_labels_executions_stored_before_it(
             "DROP TABLE schedule_firings",
             "DROP TABLE schedules",
             "DROP TABLE map_items",
+            "DROP TABLE agent_tools",
+            "DROP TABLE tools",
         ):
             await conn.execute(statement)  # type: ignore[attr-defined]
 

@@ -34,6 +34,7 @@ from baton import (
     Schedule,
     Step,
     SyncClient,
+    Tool,
     WorkerRuntime,
     Workflow,
 )
@@ -58,6 +59,7 @@ NAMES = [
     "executions/known",
     "handoffs/known",
     "schedules/known",
+    "tools/known",
     "echo",
     "agents/",
     "agents/UPPER",
@@ -261,6 +263,12 @@ _HANDOFF = {
     "triggerConditions": ["completion", "source_output.done == true"],
     "dataMapping": {"plan": "plan"},
 }
+_TOOL = {
+    "description": "Searches",
+    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    "http": {"method": "POST", "url": "https://example.com/s", "headers": {"a": "b"}},
+    "timeout": "5s",
+}
 _SCHEDULE = {
     "workflow": "workflows/flow",
     "input": {"x": 1},
@@ -313,6 +321,9 @@ SEEDS: dict[str, dict[str, Any]] = {
     },
     "ListExecutionEvents": {"execution": "executions/known"},
     "ListStepItems": {"execution": "executions/known", "step": "a", "pageSize": 3},
+    "CreateTool": {"tool": _TOOL, "toolId": "search"},
+    "UpdateTool": {"tool": {**_TOOL, "name": "tools/known"}, "updateMask": "description"},
+    "DeleteTool": {"name": "tools/known", "requestId": "u1"},
     "CreateSchedule": {"schedule": _SCHEDULE, "scheduleId": "nightly"},
     "UpdateSchedule": {"schedule": {**_SCHEDULE, "name": "schedules/known"}},
     "ListSchedules": {"workflow": "workflows/flow", "state": "STATE_ACTIVE"},
@@ -434,6 +445,7 @@ class FuzzTarget:
             client.schedules.create(
                 Schedule(workflow="flow", cron="0 3 * * *", input={"x": 1}), schedule_id="known"
             )
+            client.tools.create(Tool(python=echo), tool_id="known")
 
     def call(self, path: str, method: Any, payload: bytes) -> grpc.StatusCode:
         self.calls += 1

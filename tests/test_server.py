@@ -30,6 +30,7 @@ BATON_SERVICES = {
     "baton.v1.ExecutionService",
     "baton.v1.HandoffService",
     "baton.v1.ScheduleService",
+    "baton.v1.ToolService",
     "baton.v1.WorkerService",
     "baton.v1.MonitoringService",
 }
@@ -46,7 +47,7 @@ async def test_health_reports_serving_overall_and_per_service(server: Baton) -> 
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-async def test_reflection_lists_the_seven_services(server: Baton) -> None:
+async def test_reflection_lists_the_eight_services(server: Baton) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
 

@@ -5,7 +5,7 @@ here for convenience.
 """
 
 from baton._agent import AgentError, HandoffRequest, StepContext, StepInfo, StepLogger
-from baton._client import Agents, Client, Executions, Handoffs, Schedules, Workflows
+from baton._client import Agents, Client, Executions, Handoffs, Schedules, Tools, Workflows
 from baton._errors import (
     AbortedError,
     AlreadyExistsError,
@@ -28,6 +28,7 @@ from baton._sync import (
     SyncExecutions,
     SyncHandoffs,
     SyncSchedules,
+    SyncTools,
     SyncWorkflows,
 )
 from baton._worker import Worker
@@ -37,6 +38,7 @@ from baton.v1.event_pb2 import EventType, ExecutionEvent
 from baton.v1.execution_pb2 import Execution, StepRun
 from baton.v1.handoff_pb2 import Handoff
 from baton.v1.schedule_pb2 import Schedule
+from baton.v1.tool_pb2 import HttpTool, Tool
 from baton.v1.workflow_pb2 import Approval, Loop, Step, WaitFor, Workflow
 
 __version__ = "0.4.0"
@@ -61,6 +63,7 @@ __all__ = [
     "Handoff",
     "HandoffRequest",
     "Handoffs",
+    "HttpTool",
     "InternalError",
     "InvalidArgumentError",
     "Loop",
@@ -82,7 +85,10 @@ __all__ = [
     "SyncExecutions",
     "SyncHandoffs",
     "SyncSchedules",
+    "SyncTools",
     "SyncWorkflows",
+    "Tool",
+    "Tools",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",

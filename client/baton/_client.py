@@ -26,6 +26,8 @@ from baton.v1 import (
     monitoring_pb2_grpc,
     schedule_pb2,
     schedule_pb2_grpc,
+    tool_pb2,
+    tool_pb2_grpc,
     workflow_pb2,
     workflow_pb2_grpc,
 )
@@ -76,6 +78,7 @@ class Client:
         self.handoffs = Handoffs(self, handoff_pb2_grpc.HandoffServiceStub(channel))
         self.executions = Executions(self, execution_pb2_grpc.ExecutionServiceStub(channel))
         self.schedules = Schedules(self, schedule_pb2_grpc.ScheduleServiceStub(channel))
+        self.tools = Tools(self, tool_pb2_grpc.ToolServiceStub(channel))
         self._monitoring: monitoring_pb2_grpc.MonitoringServiceAsyncStub = (
             monitoring_pb2_grpc.MonitoringServiceStub(channel)
         )
@@ -374,6 +377,55 @@ class Handoffs:
             name=_name("handoffs", name), etag=etag, request_id=_request_id(request_id)
         )
         await self._client._call(self._stub.DeleteHandoff, request)
+
+
+class Tools:
+    """ToolService: functions agents may call."""
+
+    def __init__(self, client: Client, stub: tool_pb2_grpc.ToolServiceAsyncStub) -> None:
+        self._client = client
+        self._stub = stub
+
+    async def create(
+        self, tool: tool_pb2.Tool, *, tool_id: str = "", request_id: str | None = None
+    ) -> tool_pb2.Tool:
+        """Creates a tool; its id is the name models call it by."""
+        request = tool_pb2.CreateToolRequest(
+            tool=tool, tool_id=tool_id, request_id=_request_id(request_id)
+        )
+        return await self._client._call(self._stub.CreateTool, request)
+
+    async def get(self, name: str) -> tool_pb2.Tool:
+        """Returns the tool `tools/{id}` (or a bare id)."""
+        request = tool_pb2.GetToolRequest(name=_name("tools", name))
+        return await self._client._call(self._stub.GetTool, request)
+
+    def list(self, *, page_size: int = 0) -> AsyncIterator[tool_pb2.Tool]:
+        """Iterates over all tools in creation order."""
+        request = tool_pb2.ListToolsRequest(page_size=page_size)
+        return self._client._pages(self._stub.ListTools, request, "tools")
+
+    async def update(
+        self,
+        tool: tool_pb2.Tool,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> tool_pb2.Tool:
+        """Replaces the fields in `update_mask` (all writable ones when empty)."""
+        request = tool_pb2.UpdateToolRequest(
+            tool=tool,
+            update_mask=field_mask_pb2.FieldMask(paths=update_mask),
+            request_id=_request_id(request_id),
+        )
+        return await self._client._call(self._stub.UpdateTool, request)
+
+    async def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """Deletes a tool; FailedPreconditionError (TOOL_IN_USE) while an agent names it."""
+        request = tool_pb2.DeleteToolRequest(
+            name=_name("tools", name), etag=etag, request_id=_request_id(request_id)
+        )
+        await self._client._call(self._stub.DeleteTool, request)
 
 
 class Schedules:

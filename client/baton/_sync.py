@@ -19,6 +19,7 @@ from baton._client import (
     Executions,
     Handoffs,
     Schedules,
+    Tools,
     Workflows,
 )
 from baton._views import MessageView
@@ -29,6 +30,7 @@ from baton.v1 import (
     handoff_pb2,
     monitoring_pb2,
     schedule_pb2,
+    tool_pb2,
     workflow_pb2,
 )
 
@@ -76,6 +78,7 @@ class SyncClient:
         self.workflows = SyncWorkflows(loop, client.workflows)
         self.handoffs = SyncHandoffs(loop, client.handoffs)
         self.schedules = SyncSchedules(loop, client.schedules)
+        self.tools = SyncTools(loop, client.tools)
         self.executions = SyncExecutions(loop, client.executions)
 
     @classmethod
@@ -243,6 +246,44 @@ class SyncWorkflows:
     def validate(self, workflow: workflow_pb2.Workflow) -> workflow_pb2.ValidateWorkflowResponse:
         """See `Workflows.validate`."""
         return self._loop.run(self._async.validate(workflow))
+
+
+class SyncTools:
+    """Blocking ToolService; see `baton.Tools`."""
+
+    def __init__(self, loop: _Loop, tools: Tools) -> None:
+        self._loop = loop
+        self._async = tools
+
+    def create(
+        self, tool: tool_pb2.Tool, *, tool_id: str = "", request_id: str | None = None
+    ) -> tool_pb2.Tool:
+        """See `Tools.create`."""
+        return self._loop.run(self._async.create(tool, tool_id=tool_id, request_id=request_id))
+
+    def get(self, name: str) -> tool_pb2.Tool:
+        """See `Tools.get`."""
+        return self._loop.run(self._async.get(name))
+
+    def list(self, *, page_size: int = 0) -> Iterator[tool_pb2.Tool]:
+        """See `Tools.list`."""
+        return self._loop.iterate(self._async.list(page_size=page_size))
+
+    def update(
+        self,
+        tool: tool_pb2.Tool,
+        *,
+        update_mask: Sequence[str] = (),
+        request_id: str | None = None,
+    ) -> tool_pb2.Tool:
+        """See `Tools.update`."""
+        return self._loop.run(
+            self._async.update(tool, update_mask=update_mask, request_id=request_id)
+        )
+
+    def delete(self, name: str, *, etag: str = "", request_id: str | None = None) -> None:
+        """See `Tools.delete`."""
+        self._loop.run(self._async.delete(name, etag=etag, request_id=request_id))
 
 
 class SyncSchedules:

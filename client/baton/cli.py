@@ -26,6 +26,7 @@ from baton.v1 import (
     execution_pb2,
     handoff_pb2,
     schedule_pb2,
+    tool_pb2,
     workflow_pb2,
 )
 
@@ -35,12 +36,14 @@ KINDS = {
     "handoff": "handoffs",
     "execution": "executions",
     "schedule": "schedules",
+    "tool": "tools",
 }
 _MESSAGES: dict[str, type[Message]] = {
     "agent": agent_pb2.Agent,
     "workflow": workflow_pb2.Workflow,
     "handoff": handoff_pb2.Handoff,
     "schedule": schedule_pb2.Schedule,
+    "tool": tool_pb2.Tool,
 }
 # What a server fills in: a file and a stored resource are compared without these.
 _OUTPUT_ONLY = (
@@ -463,6 +466,9 @@ def _list(client: SyncClient, args: argparse.Namespace, out: TextIO) -> int:
             workflow=args.workflow, state=_enum(schedule_pb2.Schedule.State, state)
         )
         columns = ["name", "workflow", "state", "cron", "interval", "next_run_times"]
+    elif args.kind == "tool":
+        items = client.tools.list()
+        columns = ["name", "description"]
     elif args.kind == "agent":
         items = client.agents.list(state=_enum(agent_pb2.Agent.State, state))
         columns = ["name", "display_name", "state", "capabilities"]
@@ -913,7 +919,9 @@ def _definition(document: dict[str, Any], path: str) -> tuple[str, str, Any]:
     fields = dict(document)
     kind = str(fields.pop("kind", "")).lower()
     if kind not in _MESSAGES:
-        raise CliError(f"{path}: 'kind' must be Agent, Workflow, Handoff or Schedule, not {kind!r}")
+        raise CliError(
+            f"{path}: 'kind' must be Agent, Workflow, Handoff, Schedule or Tool, not {kind!r}"
+        )
     resource_id = str(fields.pop("id", "") or fields.pop("name", "")).split("/")[-1]
     if not resource_id:
         raise CliError(f"{path}: a {kind} needs an 'id'")

@@ -32,6 +32,8 @@ from baton.v1 import (
     monitoring_pb2_grpc,
     schedule_pb2,
     schedule_pb2_grpc,
+    tool_pb2,
+    tool_pb2_grpc,
     worker_pb2,
     worker_pb2_grpc,
     workflow_pb2,
@@ -47,6 +49,7 @@ from baton_server.api.requests import PageTokens
 from baton_server.api.schedules import ScheduleServicer
 from baton_server.api.sizes import definition_size
 from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
+from baton_server.api.tools import ToolServicer
 from baton_server.api.workers import WorkerServicer
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.cluster.lease import EngineLease
@@ -81,6 +84,7 @@ SERVICES = [
     execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"],
     handoff_pb2.DESCRIPTOR.services_by_name["HandoffService"],
     schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"],
+    tool_pb2.DESCRIPTOR.services_by_name["ToolService"],
     worker_pb2.DESCRIPTOR.services_by_name["WorkerService"],
     monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"],
 ]
@@ -251,6 +255,7 @@ async def create_server(
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionServicer(executions, tokens, callers), server
     )
+    tool_pb2_grpc.add_ToolServiceServicer_to_server(ToolServicer(definitions, tokens), server)
     schedules = Schedules(db, definitions, FiringRepository(codec), executions)
     schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(schedules, tokens), server

@@ -43,27 +43,28 @@ def agent_from_proto(message: agent_pb2.Agent, agent_id: str) -> Agent:
         display_name=message.display_name,
         description=message.description,
         capabilities=list(message.capabilities),
-        tools=list(message.tools),
+        tools=[tool.removeprefix("tools/") for tool in message.tools],
         labels=dict(message.labels),
         state=enum_to_domain(message.state, agent_pb2.Agent.State, AgentState, "agent.state")
         or AgentState.ACTIVE,
         config=struct_to_dict(message.config, "agent.config"),
-        runtime=_runtime_from_proto(message),
+        runtime=runtime_from_proto(message, message.WhichOneof("runtime"), "agent"),
         max_concurrency=message.max_concurrency,
     )
 
 
-def _runtime_from_proto(message: agent_pb2.Agent) -> Runtime | None:
-    kind = message.WhichOneof("runtime")
+def runtime_from_proto(message: Any, kind: str | None, resource: str) -> Runtime | None:
+    """The runtime in the `python`, `worker` or `openai` field (`kind`) of an Agent or a
+    Tool message; field paths in errors start with `resource`."""
     if kind == "python":
         return PythonRuntime(message.python.entry_point, message.python.cpu_bound)
     if kind == "worker":
         return WorkerRuntime(
             heartbeat_timeout=seconds_of(
-                message.worker, "heartbeat_timeout", "agent.worker.heartbeat_timeout"
+                message.worker, "heartbeat_timeout", f"{resource}.worker.heartbeat_timeout"
             ),
             schedule_timeout=seconds_of(
-                message.worker, "schedule_timeout", "agent.worker.schedule_timeout"
+                message.worker, "schedule_timeout", f"{resource}.worker.schedule_timeout"
             ),
         )
     if kind == "openai":
@@ -96,15 +97,8 @@ def agent_to_proto(agent: Agent) -> agent_pb2.Agent:
         etag=etag_of(agent),
     )
     runtime = agent.runtime
-    if isinstance(runtime, PythonRuntime):
-        message.python.entry_point = runtime.entry_point
-        message.python.cpu_bound = runtime.cpu_bound
-    elif isinstance(runtime, WorkerRuntime):
-        message.worker.SetInParent()
-        for field in ("heartbeat_timeout", "schedule_timeout"):
-            value = duration(getattr(runtime, field))
-            if value is not None:
-                getattr(message.worker, field).CopyFrom(value)
+    if isinstance(runtime, PythonRuntime | WorkerRuntime):
+        runtime_into(message, runtime)
     elif isinstance(runtime, OpenAIRuntime):
         message.openai.base_url = runtime.base_url
         message.openai.model = runtime.model
@@ -114,6 +108,19 @@ def agent_to_proto(agent: Agent) -> agent_pb2.Agent:
         if runtime.temperature is not None:
             message.openai.temperature = runtime.temperature
     return message
+
+
+def runtime_into(message: Any, runtime: PythonRuntime | WorkerRuntime) -> None:
+    """Sets the `python` or `worker` field of an Agent or a Tool message."""
+    if isinstance(runtime, PythonRuntime):
+        message.python.entry_point = runtime.entry_point
+        message.python.cpu_bound = runtime.cpu_bound
+        return
+    message.worker.SetInParent()
+    for field in ("heartbeat_timeout", "schedule_timeout"):
+        value = duration(getattr(runtime, field))
+        if value is not None:
+            getattr(message.worker, field).CopyFrom(value)
 
 
 @translate_errors

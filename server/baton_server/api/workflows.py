@@ -56,22 +56,39 @@ def workflow_from_proto(message: workflow_pb2.Workflow, workflow_id: str) -> Wor
     )
 
 
+def retry_policy_from_proto(message: Any, field: str) -> RetryPolicy | None:
+    """The `retry_policy` of a Step or Tool message, if set (`field`: the holder's path)."""
+    if not message.HasField("retry_policy"):
+        return None
+    p = message.retry_policy
+    return RetryPolicy(
+        max_attempts=p.max_attempts,
+        initial_interval=seconds_of(
+            p, "initial_interval", f"{field}.retry_policy.initial_interval"
+        ),
+        backoff_coefficient=p.backoff_coefficient,
+        maximum_interval=seconds_of(
+            p, "maximum_interval", f"{field}.retry_policy.maximum_interval"
+        ),
+        jitter=p.jitter,
+        non_retryable_error_types=list(p.non_retryable_error_types),
+    )
+
+
+def retry_policy_to_proto(p: RetryPolicy) -> common_pb2.RetryPolicy:
+    """A RetryPolicy message."""
+    return common_pb2.RetryPolicy(
+        max_attempts=p.max_attempts,
+        initial_interval=duration(p.initial_interval),
+        backoff_coefficient=p.backoff_coefficient,
+        maximum_interval=duration(p.maximum_interval),
+        jitter=p.jitter,
+        non_retryable_error_types=p.non_retryable_error_types,
+    )
+
+
 def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
-    policy = None
-    if message.HasField("retry_policy"):
-        p = message.retry_policy
-        policy = RetryPolicy(
-            max_attempts=p.max_attempts,
-            initial_interval=seconds_of(
-                p, "initial_interval", f"{field}.retry_policy.initial_interval"
-            ),
-            backoff_coefficient=p.backoff_coefficient,
-            maximum_interval=seconds_of(
-                p, "maximum_interval", f"{field}.retry_policy.maximum_interval"
-            ),
-            jitter=p.jitter,
-            non_retryable_error_types=list(p.non_retryable_error_types),
-        )
+    policy = retry_policy_from_proto(message, field)
     wait_for = None
     if message.HasField("wait_for"):
         w = message.wait_for
@@ -194,17 +211,7 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
     if step.output_mapping is not None:
         message.output_mapping.CopyFrom(dict_to_struct(step.output_mapping))
     if step.retry_policy is not None:
-        p = step.retry_policy
-        message.retry_policy.CopyFrom(
-            common_pb2.RetryPolicy(
-                max_attempts=p.max_attempts,
-                initial_interval=duration(p.initial_interval),
-                backoff_coefficient=p.backoff_coefficient,
-                maximum_interval=duration(p.maximum_interval),
-                jitter=p.jitter,
-                non_retryable_error_types=p.non_retryable_error_types,
-            )
-        )
+        message.retry_policy.CopyFrom(retry_policy_to_proto(step.retry_policy))
     return message
 
 

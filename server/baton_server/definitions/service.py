@@ -23,6 +23,7 @@ from baton_server.domain.definitions import (
 )
 from baton_server.domain.paging import Page
 from baton_server.domain.schedules import Schedule, ScheduleState
+from baton_server.domain.tools import AgentTool, Tool, WorkflowTool
 from baton_server.errors import (
     BatonError,
     Code,
@@ -36,6 +37,7 @@ from baton_server.language.validation import (
     validate_agent,
     validate_handoff,
     validate_schedule,
+    validate_tool,
     validate_workflow,
 )
 from baton_server.storage.cache import RedisCache
@@ -44,6 +46,7 @@ from baton_server.storage.definitions import (
     AGENTS,
     HANDOFFS,
     SCHEDULES,
+    TOOLS,
     WORKFLOWS,
     DefinitionRepository,
     Filter,
@@ -65,7 +68,7 @@ class Resource(Protocol):
     def to_doc(self) -> dict[str, Any]: ...
 
 
-R = TypeVar("R", Agent, Workflow, Handoff, Schedule)
+R = TypeVar("R", Agent, Workflow, Handoff, Schedule, Tool)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ AGENT = Kind[Agent](
     AGENTS,
     Agent.from_doc,
     lambda a: {"state": a.state.value},
-    lambda a: {"capabilities": a.capabilities},
+    lambda a: {"capabilities": a.capabilities, "tools": a.tools},
 )
 WORKFLOW = Kind[Workflow](
     "workflow",
@@ -113,6 +116,9 @@ SCHEDULE = Kind[Schedule](
     lambda s: {"state": s.state.value, "workflow": s.workflow_id},
     lambda s: {},
 )
+
+
+TOOL = Kind[Tool]("tool", TOOLS, Tool.from_doc, lambda t: {}, lambda t: {})
 
 
 def etag_of(resource: Resource) -> str:
@@ -174,6 +180,8 @@ SCHEDULE_FIELDS = frozenset(
         "catch_up_limit",
     }
 )
+
+TOOL_FIELDS = frozenset({"description", "parameters", "implementation", "timeout", "retry_policy"})
 
 Check = Callable[[SqlConnection, R], Awaitable[None]]
 AfterWrite = Callable[[SqlConnection, int, R], Awaitable[None]]
@@ -237,7 +245,7 @@ class Definitions:
     async def create_agent(self, agent: Agent, request: RequestInfo) -> Agent:
         """Stores a new agent."""
         await self._checked(AGENT, agent, lambda: validate_agent(agent, self.policy))
-        return await self._create(AGENT, agent, request)
+        return await self._create(AGENT, agent, request, self._check_agent_tools)
 
     async def get_agent(self, agent_id: str) -> Agent:
         """Returns an agent or raises AGENT_NOT_FOUND."""
@@ -261,7 +269,7 @@ class Definitions:
             self._check_size(AGENT, updated)
             return updated
 
-        return await self._update(AGENT, patch.id, mutate, etag, request)
+        return await self._update(AGENT, patch.id, mutate, etag, request, self._check_agent_tools)
 
     async def delete_agent(
         self, agent_id: str, etag: str, force: bool, request: RequestInfo
@@ -285,6 +293,90 @@ class Definitions:
             return [(HANDOFF, h) for h in await self.repo.delete_handoffs_of(conn, agent_id)]
 
         await self._delete(AGENT, agent_id, etag, request, before)
+
+    async def _check_agent_tools(self, conn: SqlConnection, agent: Agent) -> None:
+        found = await self.repo.get_many(conn, TOOLS, sorted(set(agent.tools)))
+        raise_if_invalid(
+            [
+                FieldViolation(
+                    f"agent.tools[{i}]", f"tool 'tools/{tool}' does not exist", "UNKNOWN_TOOL"
+                )
+                for i, tool in enumerate(agent.tools)
+                if tool not in found
+            ]
+        )
+
+    # Tools ----------------------------------------------------------------------------
+
+    async def create_tool(self, tool: Tool, request: RequestInfo) -> Tool:
+        """Stores a new tool; an agent or workflow it runs must exist."""
+        await self._checked(TOOL, tool, lambda: validate_tool(tool, self.policy))
+        return await self._create(TOOL, tool, request, self._check_tool_references)
+
+    async def get_tool(self, tool_id: str) -> Tool:
+        """Returns a tool or raises TOOL_NOT_FOUND."""
+        return await self._get(TOOL, tool_id)
+
+    async def list_tools(self, *, after: int, limit: int) -> Page[Tool]:
+        """Lists tools in creation order."""
+        return await self._list(TOOL, after, limit, Filter({}, {}))
+
+    async def update_tool(
+        self, patch: Tool, fields: set[str], etag: str, request: RequestInfo
+    ) -> Tool:
+        """Replaces `fields` of tool `patch.id`."""
+
+        def mutate(current: Tool) -> Tool:
+            updated = _merge(current, patch, fields)
+            raise_if_invalid(validate_tool(updated, self.policy))
+            self._check_size(TOOL, updated)
+            return updated
+
+        return await self._update(
+            TOOL, patch.id, mutate, etag, request, self._check_tool_references
+        )
+
+    async def delete_tool(self, tool_id: str, etag: str, request: RequestInfo) -> None:
+        """Deletes a tool; refused while an agent names it."""
+
+        async def before(conn: SqlConnection) -> list[tuple[Kind[Any], str]]:
+            users = await self.repo.tool_users(conn, tool_id)
+            if users:
+                names = ", ".join(f"agents/{a}" for a in users)
+                raise BatonError(
+                    Code.FAILED_PRECONDITION,
+                    "TOOL_IN_USE",
+                    f"tool {tool_id!r} is used by {names}; take it from them first",
+                    metadata={"name": f"tools/{tool_id}", "usedBy": names},
+                )
+            return []
+
+        await self._delete(TOOL, tool_id, etag, request, before)
+
+    async def _check_tool_references(self, conn: SqlConnection, tool: Tool) -> None:
+        implementation = tool.implementation
+        missing: list[FieldViolation] = []
+        if isinstance(implementation, AgentTool):
+            if await self.repo.get(conn, AGENTS, implementation.agent) is None:
+                missing.append(
+                    FieldViolation(
+                        "tool.agent",
+                        f"agent 'agents/{implementation.agent}' does not exist",
+                        "UNKNOWN_AGENT",
+                    )
+                )
+        elif (
+            isinstance(implementation, WorkflowTool)
+            and await self.repo.get(conn, WORKFLOWS, implementation.workflow) is None
+        ):
+            missing.append(
+                FieldViolation(
+                    "tool.workflow",
+                    f"workflow 'workflows/{implementation.workflow}' does not exist",
+                    "UNKNOWN_WORKFLOW",
+                )
+            )
+        raise_if_invalid(missing)
 
     # Workflows ------------------------------------------------------------------------
 

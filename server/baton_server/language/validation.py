@@ -28,6 +28,7 @@ from baton_server.domain.definitions import (
 )
 from baton_server.domain.ids import ROLE_NAME, STEP_ID, is_resource_id
 from baton_server.domain.schedules import SCHEDULE_LABEL, Schedule
+from baton_server.domain.tools import AgentTool, HttpTool, Tool, WorkflowTool
 from baton_server.errors import FieldViolation
 from baton_server.language import calendars, conditions, expressions
 from baton_server.language.input_schema import schema_violations
@@ -739,4 +740,61 @@ def validate_schedule(schedule: Schedule) -> list[FieldViolation]:
             found.append(_v("schedule.time_zone", "is read with cron only"))
     else:
         found.append(_v("schedule.cron", "set cron or interval", "FIELD_REQUIRED"))
+    return found
+
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+MAX_HEADERS = 50
+
+
+def validate_tool(tool: Tool, policy: AgentPolicy) -> list[FieldViolation]:
+    """Checks a tool's description, parameter schema, implementation (within `policy`),
+    timeout and retry policy."""
+    found = _check_text("tool.description", tool.description, MAX_DESCRIPTION)
+    if tool.parameters is not None:
+        if tool.parameters.get("type", "object") != "object":
+            found.append(_v("tool.parameters.type", "the arguments are an object"))
+        found += [
+            _v(f"tool.parameters{path}", problem)
+            for path, problem in schema_violations(tool.parameters)
+        ]
+    found += _check_duration("tool.timeout", tool.timeout)
+    if tool.retry_policy is not None:
+        found += _check_retry_policy("tool.retry_policy", tool.retry_policy)
+    implementation = tool.implementation
+    if implementation is None:
+        found.append(
+            _v(
+                "tool.implementation",
+                "one of python, worker, http, agent or workflow is required",
+                "FIELD_REQUIRED",
+            )
+        )
+    elif isinstance(implementation, PythonRuntime):
+        field = "tool.python.entry_point"
+        entry_point = implementation.entry_point
+        if len(entry_point) > MAX_ENTRY_POINT or not _ENTRY_POINT.fullmatch(entry_point):
+            found.append(_v(field, "must look like 'package.module:function'"))
+        elif (problem := policy.entry_point_problem(entry_point)) is not None:
+            found.append(_v(field, problem, "ENTRY_POINT_NOT_ALLOWED"))
+    elif isinstance(implementation, WorkerRuntime):
+        found += _check_duration("tool.worker.heartbeat_timeout", implementation.heartbeat_timeout)
+        found += _check_duration("tool.worker.schedule_timeout", implementation.schedule_timeout)
+    elif isinstance(implementation, HttpTool):
+        if implementation.method not in HTTP_METHODS:
+            found.append(
+                _v("tool.http.method", f"must be one of {', '.join(sorted(HTTP_METHODS))}")
+            )
+        url = implementation.url
+        if len(url) > MAX_URL or not _BASE_URL.fullmatch(url):
+            found.append(_v("tool.http.url", "must be an http(s) URL"))
+        elif (problem := policy.endpoint_problem(url)) is not None:
+            found.append(_v("tool.http.url", problem, "ENDPOINT_NOT_ALLOWED"))
+        found += _check_count("tool.http.headers", implementation.headers, MAX_HEADERS)
+    elif isinstance(implementation, AgentTool):
+        found += _check_agent_ref("tool.agent", implementation.agent)
+    elif isinstance(implementation, WorkflowTool) and not is_resource_id(implementation.workflow):
+        found.append(
+            _v("tool.workflow", f"{shorten(implementation.workflow)!r} is not workflows/<id>")
+        )
     return found

@@ -24,10 +24,11 @@ class Table:
     """Multi-valued attribute -> side table holding (owner_seq, value)."""
 
 
-AGENTS = Table("agents", ("state",), {"capabilities": "agent_capabilities"})
+AGENTS = Table("agents", ("state",), {"capabilities": "agent_capabilities", "tools": "agent_tools"})
 WORKFLOWS = Table("workflows", ("state",), {"tags": "workflow_tags", "agents": "workflow_agents"})
 HANDOFFS = Table("handoffs", ("source", "target", "type"), {})
 SCHEDULES = Table("schedules", ("state", "workflow"), {})
+TOOLS = Table("tools", (), {})
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,15 @@ class DefinitionRepository:
             )
         )
         return self.codec.decode(rows[0][0]) if rows else None
+
+    async def tool_users(self, conn: SqlConnection, tool_id: str, limit: int = 5) -> list[str]:
+        """Ids of up to `limit` agents that name the tool."""
+        rows = await conn.execute_fetchall(
+            "SELECT a.id FROM agent_tools t JOIN agents a ON a.seq = t.owner_seq "
+            "WHERE t.value = ? ORDER BY a.seq LIMIT ?",
+            (tool_id, limit),
+        )
+        return [r[0] for r in rows]
 
     async def agent_references(
         self, conn: SqlConnection, agent_id: str, limit: int = 5

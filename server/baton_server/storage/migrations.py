@@ -136,6 +136,16 @@ MIGRATIONS: list[list[str]] = [
             attempt INTEGER NOT NULL, doc BLOB NOT NULL,
             PRIMARY KEY (execution_seq, position, item)) STRICT, WITHOUT ROWID""",
     ],
+    # 10: tools, and the tools each agent names (to refuse deleting one in use).
+    [
+        """CREATE TABLE tools (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+            version INTEGER NOT NULL, doc BLOB NOT NULL) STRICT""",
+        """CREATE TABLE agent_tools (
+            owner_seq INTEGER NOT NULL REFERENCES agents (seq) ON DELETE CASCADE,
+            value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
+        "CREATE INDEX agent_tools_owner ON agent_tools (owner_seq)",
+    ],
 ]
 
 
@@ -160,6 +170,8 @@ async def migrate(conn: SqlConnection) -> int:
                 )
             if version == 6:
                 await _label_existing_executions(conn)
+            if version == 10:
+                await _index_agent_tools(conn)
             await conn.execute(f"PRAGMA user_version = {version}")
             await conn.execute("COMMIT")
         except BaseException:
@@ -167,6 +179,17 @@ async def migrate(conn: SqlConnection) -> int:
             raise
         log.info("migrated database schema", extra={"schema_version": version})
     return len(MIGRATIONS)
+
+
+async def _index_agent_tools(conn: SqlConnection) -> None:
+    """Fills agent_tools from the tools named in each stored agent's document."""
+    rows = await conn.execute_fetchall("SELECT seq, doc FROM agents")
+    names = {
+        (seq, str(tool).removeprefix("tools/"))
+        for seq, doc in rows
+        for tool in Codec.decode(doc).get("tools") or []
+    }
+    await conn.executemany("INSERT INTO agent_tools (owner_seq, value) VALUES (?, ?)", names)
 
 
 async def _label_existing_executions(conn: SqlConnection) -> None:
