@@ -133,6 +133,7 @@ async def test_the_label_migration_labels_executions_stored_before_it(
             "DROP TABLE schedules",
             "DROP TABLE map_items",
             "DROP TABLE agent_tools",
+            "DROP TABLE tool_runs",
             "DROP TABLE tools",
         ):
             await conn.execute(statement)  # type: ignore[attr-defined]

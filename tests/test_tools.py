@@ -38,6 +38,14 @@ async def test_tools_of_every_kind_and_the_agents_that_name_them(client: Client)
     }
     for tool_id, tool in kinds.items():
         await client.tools.create(tool, tool_id=tool_id)
+    with pytest.raises(baton.FailedPreconditionError) as agent_in_use:
+        await client.agents.delete("helper")
+    assert agent_in_use.value.reason == "AGENT_IN_USE" and "tools/ask-helper" in str(
+        agent_in_use.value
+    )
+    with pytest.raises(baton.FailedPreconditionError) as workflow_in_use:
+        await client.workflows.delete("flow")
+    assert "tools/run-flow" in str(workflow_in_use.value)
     fetch = await client.tools.get("fetch")
     assert fetch.http.method == "POST" and fetch.http.headers["x-a"] == "1"
     assert (await client.tools.get("ask-helper")).agent == "agents/helper"

@@ -118,7 +118,17 @@ SCHEDULE = Kind[Schedule](
 )
 
 
-TOOL = Kind[Tool]("tool", TOOLS, Tool.from_doc, lambda t: {}, lambda t: {})
+def _runs(tool: Tool) -> list[str]:
+    """The agent or workflow a tool runs, by resource name."""
+    implementation = tool.implementation
+    if isinstance(implementation, AgentTool):
+        return [f"agents/{implementation.agent}"]
+    if isinstance(implementation, WorkflowTool):
+        return [f"workflows/{implementation.workflow}"]
+    return []
+
+
+TOOL = Kind[Tool]("tool", TOOLS, Tool.from_doc, lambda t: {}, lambda t: {"runs": _runs(t)})
 
 
 def etag_of(resource: Resource) -> str:
@@ -279,10 +289,13 @@ class Definitions:
         async def before(conn: SqlConnection) -> list[tuple[Kind[Any], str]]:
             if not force:
                 workflows, handoffs = await self.repo.agent_references(conn, agent_id)
-                if workflows or handoffs:
-                    users = [f"workflows/{w}" for w in workflows] + [
-                        f"handoffs/{h}" for h in handoffs
-                    ]
+                tools = await self.repo.tools_running(conn, f"agents/{agent_id}")
+                if workflows or handoffs or tools:
+                    users = (
+                        [f"workflows/{w}" for w in workflows]
+                        + [f"handoffs/{h}" for h in handoffs]
+                        + [f"tools/{t}" for t in tools]
+                    )
                     raise BatonError(
                         Code.FAILED_PRECONDITION,
                         "AGENT_IN_USE",
@@ -452,8 +465,11 @@ class Definitions:
             schedules = await self.repo.list_page(
                 conn, SCHEDULES, after_seq=0, limit=5, where=Filter({"workflow": workflow_id}, {})
             )
-            if schedules:
-                names = ", ".join(f"schedules/{s.id}" for s in schedules)
+            tools = await self.repo.tools_running(conn, f"workflows/{workflow_id}")
+            if schedules or tools:
+                names = ", ".join(
+                    [f"schedules/{s.id}" for s in schedules] + [f"tools/{t}" for t in tools]
+                )
                 raise BatonError(
                     Code.FAILED_PRECONDITION,
                     "WORKFLOW_IN_USE",

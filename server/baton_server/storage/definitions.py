@@ -28,7 +28,8 @@ AGENTS = Table("agents", ("state",), {"capabilities": "agent_capabilities", "too
 WORKFLOWS = Table("workflows", ("state",), {"tags": "workflow_tags", "agents": "workflow_agents"})
 HANDOFFS = Table("handoffs", ("source", "target", "type"), {})
 SCHEDULES = Table("schedules", ("state", "workflow"), {})
-TOOLS = Table("tools", (), {})
+TOOLS = Table("tools", (), {"runs": "tool_runs"})
+"""`runs`: the agent (`agents/x`) or workflow (`workflows/x`) a tool runs, if any."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,15 @@ class DefinitionRepository:
             )
         )
         return self.codec.decode(rows[0][0]) if rows else None
+
+    async def tools_running(self, conn: SqlConnection, name: str, limit: int = 5) -> list[str]:
+        """Ids of up to `limit` tools that run the agent or workflow `name` (`agents/x`)."""
+        rows = await conn.execute_fetchall(
+            "SELECT t.id FROM tool_runs r JOIN tools t ON t.seq = r.owner_seq "
+            "WHERE r.value = ? ORDER BY t.seq LIMIT ?",
+            (name, limit),
+        )
+        return [r[0] for r in rows]
 
     async def tool_users(self, conn: SqlConnection, tool_id: str, limit: int = 5) -> list[str]:
         """Ids of up to `limit` agents that name the tool."""

@@ -145,6 +145,10 @@ MIGRATIONS: list[list[str]] = [
             owner_seq INTEGER NOT NULL REFERENCES agents (seq) ON DELETE CASCADE,
             value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
         "CREATE INDEX agent_tools_owner ON agent_tools (owner_seq)",
+        """CREATE TABLE tool_runs (
+            owner_seq INTEGER NOT NULL REFERENCES tools (seq) ON DELETE CASCADE,
+            value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
+        "CREATE INDEX tool_runs_owner ON tool_runs (owner_seq)",
     ],
 ]
 
