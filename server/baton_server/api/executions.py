@@ -142,6 +142,11 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
     return message
 
 
+def _check_step_id(value: str, field: str) -> None:
+    if not STEP_ID.fullmatch(value):
+        raise invalid_field(field, "must be a step id: 1-63 of [A-Za-z0-9_-], from a letter")
+
+
 def _item_to_proto(item: ItemResult) -> execution_pb2.StepItem:
     message = execution_pb2.StepItem(
         index=item.index,
@@ -424,8 +429,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_pb2.Execution:
         info = request_info("ApproveStep", request)
         execution_id = parse_name(request.name, "executions", "name")
-        if not STEP_ID.fullmatch(request.step):
-            raise invalid_field("step", "must be a step id: 1-63 of [A-Za-z0-9_-], from a letter")
+        _check_step_id(request.step, "step")
         if len(request.reason) > MAX_REASON:
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
         caller = self._callers.identify(context)
@@ -443,8 +447,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         self, request: execution_pb2.ListStepItemsRequest, context: Context
     ) -> execution_pb2.ListStepItemsResponse:
         execution_id = parse_name(request.execution, "executions", "execution")
-        if not STEP_ID.fullmatch(request.step):
-            raise invalid_field("step", "must be a step id: 1-63 of [A-Za-z0-9_-], from a letter")
+        _check_step_id(request.step, "step")
         filters = {"execution": execution_id, "step": request.step}
         items, token = await self._tokens.page(
             "ListStepItems",

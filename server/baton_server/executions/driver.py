@@ -346,7 +346,7 @@ class RunDriver:
                 if command.item >= 0:
                     self._stop_attempt(_attempt_key(command.step_id, command.item))
                 else:  # the step's attempt, or all of its items'
-                    prefix = _attempt_key(command.step_id, 0).removesuffix("0")
+                    prefix = f"{command.step_id}{_ITEM}"
                     for key in [k for k in self._attempts if k.startswith(prefix)]:
                         self._stop_attempt(key)
                     self._stop_attempt(command.step_id)
@@ -538,9 +538,12 @@ class RunDriver:
         task.add_done_callback(_log_task_errors)
 
 
+_ITEM = "#"
+
+
 def _attempt_key(step_id: str, item: int) -> str:
     """How the driver knows a running attempt: by step, and by item for `for_each` steps."""
-    return step_id if item < 0 else f"{step_id}#{item}"
+    return step_id if item < 0 else f"{step_id}{_ITEM}{item}"
 
 
 @dataclass(slots=True)

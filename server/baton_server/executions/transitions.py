@@ -779,9 +779,7 @@ class _Decider:
         key = idempotency_key(self.execution.id, f"{step.id}[{index}]", attempt)
         deadline = self.now + step.timeout if step.timeout else None
         self.command(RunAttempt(step.id, attempt, agent, item_input, key, deadline, index))
-        if deadline is not None:
-            timer = Timer(TimerKind.STEP_TIMEOUT, step.id, attempt, index)
-            self.command(ArmTimer(timer, deadline))
+        self.arm_step_timeout(step, attempt, deadline, index)
         return {"attempt": attempt, "tries": tries + 1, "retry_at": 0.0}
 
     def item_ended_badly(
@@ -844,8 +842,9 @@ class _Decider:
         backoff = self.plan.backoffs[step.id]
         running = dict(run.items_running)
         if backoff.should_retry(failure, entry["tries"]):
-            rng = _jitter_source(self.execution.id, f"{step.id}[{index}]", attempt)
-            delay = backoff.delay(entry["tries"], retry_after, rng if backoff.jitter else None)
+            delay = self.retry_delay(
+                step, f"{step.id}[{index}]", attempt, entry["tries"], retry_after
+            )
             running[str(index)] = {**entry, "retry_at": self.now + delay}
             self.put(run.evolve(items_running=running))
             self.emit(StepRetrying(failure, delay, attempt + 1), step.id, attempt)
@@ -926,15 +925,20 @@ class _Decider:
             running[key] = started
         self.fill_map(step, self.run(step.id).evolve(items_running=running))
 
+    def ended_items(self, step: Step, run: StepRun) -> dict[int, ItemResult]:
+        """The ended items of a `for_each` step, as decided so far (this decision too)."""
+        started_now = run.position in self.decision.cleared  # none of its items is stored
+        ended = {} if started_now else dict(self.state.ended_items(step.id))
+        ended.update({r.index: r for r in self.decision.items if r.step_id == step.id})
+        return ended
+
     def finish_map(self, step: Step, run: StepRun) -> None:
         """Every item has ended: the step's output is the results in order."""
-        started_now = run.position in self.decision.cleared  # nothing of it is stored
-        ended = {} if started_now else self.state.ended_items(step.id)
-        mine = {r.index: r for r in self.decision.items if r.step_id == step.id}
+        ended = self.ended_items(step, run)
         results: list[Any] = []
         errors: list[dict[str, Any]] = []
         for index in range(run.items_total):
-            result = mine.get(index) or ended.get(index)
+            result = ended.get(index)
             if result is not None and result.state is StepState.SUCCEEDED:
                 results.append(result.output)
             else:
@@ -1100,27 +1104,52 @@ class _Decider:
     def start_attempt(
         self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
     ) -> None:
-        number = run.attempt + 1
-        started = run.evolve(
-            state=StepState.RUNNING,
-            attempt=number,
-            tries=run.tries + 1,
-            agent=agent.id,
-            retry_at=0.0,
-            start_time=run.start_time or self.now,
-            attempts=[
-                *run.attempts,
-                StepAttempt(number, agent.id, fallback=run.agent_index != 0, start_time=self.now),
-            ],
+        number, key, deadline = self.begin_attempt(
+            step, run, agent.id, agent.id, agent_input, agent=agent.id
         )
-        self.put(started)
-        key = idempotency_key(self.execution.id, step.id, number)
-        traced = agent_input if self.execution.trace else None  # inputs only when traced
-        self.emit(StepStarted(agent.id, key, traced), step.id, number)
-        deadline = self.now + step.timeout if step.timeout else None
         self.command(RunAttempt(step.id, number, agent, agent_input, key, deadline))
+        self.arm_step_timeout(step, number, deadline)
+
+    def begin_attempt(
+        self,
+        step: Step,
+        run: StepRun,
+        agent_id: str,
+        shown: str,
+        attempt_input: dict[str, Any],
+        **changes: Any,
+    ) -> tuple[int, str, float | None]:
+        """The step's next attempt is running (by `agent_id`, '' for a child; `shown` in
+        its STEP_STARTED event): its number, idempotency key and deadline."""
+        number = run.attempt + 1
+        self.put(
+            run.evolve(
+                state=StepState.RUNNING,
+                attempt=number,
+                tries=run.tries + 1,
+                retry_at=0.0,
+                start_time=run.start_time or self.now,
+                attempts=[
+                    *run.attempts,
+                    StepAttempt(
+                        number, agent_id, fallback=run.agent_index != 0, start_time=self.now
+                    ),
+                ],
+                **changes,
+            )
+        )
+        key = idempotency_key(self.execution.id, step.id, number)
+        traced = attempt_input if self.execution.trace else None  # inputs only when traced
+        self.emit(StepStarted(shown, key, traced), step.id, number)
+        return number, key, self.now + step.timeout if step.timeout else None
+
+    def arm_step_timeout(
+        self, step: Step, attempt: int, deadline: float | None, item: int = -1
+    ) -> None:
+        """An attempt (of an item, with `item`) that is still running at `deadline` fails."""
         if deadline is not None:
-            self.command(ArmTimer(Timer(TimerKind.STEP_TIMEOUT, step.id, number), deadline))
+            timer = Timer(TimerKind.STEP_TIMEOUT, step.id, attempt, item)
+            self.command(ArmTimer(timer, deadline))
 
     def start_child(self, step: Step, run: StepRun, child_input: dict[str, Any]) -> None:
         """A `workflow` step's next attempt: a new child execution (the same one when a
@@ -1136,25 +1165,11 @@ class _Decider:
             )
             self.fail_step(run, failure)
             return
-        number = run.attempt + 1
-        child = child_id(self.execution.id, step.id, number)
-        started = run.evolve(
-            state=StepState.RUNNING,
-            attempt=number,
-            tries=run.tries + 1,
-            retry_at=0.0,
-            child=child,
-            start_time=run.start_time or self.now,
-            attempts=[*run.attempts, StepAttempt(number, "", start_time=self.now)],
-        )
-        self.put(started)
-        key = idempotency_key(self.execution.id, step.id, number)
-        traced = child_input if self.execution.trace else None
-        self.emit(StepStarted(f"workflows/{step.workflow}", key, traced), step.id, number)
-        deadline = self.now + step.timeout if step.timeout else None
+        child = child_id(self.execution.id, step.id, run.attempt + 1)
+        shown = f"workflows/{step.workflow}"
+        number, _, deadline = self.begin_attempt(step, run, "", shown, child_input, child=child)
         self.command(RunChild(step.id, number, step.workflow, child_input, child, deadline))
-        if deadline is not None:
-            self.command(ArmTimer(Timer(TimerKind.STEP_TIMEOUT, step.id, number), deadline))
+        self.arm_step_timeout(step, number, deadline)
 
     def after_attempt_failure(
         self, step: Step, run: StepRun, failure: Failure, retry_after: float | None
@@ -1166,6 +1181,14 @@ class _Decider:
             self.emit(StepTimedOut(step.timeout), step.id, run.attempt)
         self.after_failure(step, run, failure, retry_after)
 
+    def retry_delay(
+        self, step: Step, seed: str, attempt: int, tries: int, retry_after: float | None
+    ) -> float:
+        """How long before the next attempt of a step (or of a map item, `seed` naming it)."""
+        backoff = self.plan.backoffs[step.id]
+        rng = _jitter_source(self.execution.id, seed, attempt) if backoff.jitter else None
+        return backoff.delay(tries, retry_after, rng)
+
     def after_failure(
         self, step: Step, run: StepRun, failure: Failure, retry_after: float | None
     ) -> None:
@@ -1173,10 +1196,7 @@ class _Decider:
         failure = failure.evolve(step_id=step.id)
         backoff = self.plan.backoffs[step.id]
         if run.tries and backoff.should_retry(failure, run.tries):
-            rng = (
-                _jitter_source(self.execution.id, step.id, run.attempt) if backoff.jitter else None
-            )
-            delay = backoff.delay(run.tries, retry_after, rng)
+            delay = self.retry_delay(step, step.id, run.attempt, run.tries, retry_after)
             retry_at = self.now + delay
             self.put(run.evolve(state=StepState.RETRYING, retry_at=retry_at, error=failure))
             self.emit(StepRetrying(failure, delay, run.attempt + 1), step.id, run.attempt)

@@ -108,14 +108,14 @@ class Schedules:
         self, patch: Schedule, fields: set[str], etag: str, request: RequestInfo
     ) -> ScheduleView:
         """Replaces `fields` of the schedule; slots already decided stay decided."""
-        if fields & {"input", "workflow_id", "workflow_revision"}:
-            current = await self.definitions.get_schedule(patch.id)
-            merged = dataclasses.replace(current, **{f: getattr(patch, f) for f in fields})
-            raise_if_invalid(validate_schedule(merged))
-            await self._check_input(merged)
 
         def mutate(current: Schedule) -> Schedule:
             return dataclasses.replace(current, **{f: getattr(patch, f) for f in fields})
+
+        if fields & {"input", "workflow_id", "workflow_revision"}:
+            merged = mutate(await self.definitions.get_schedule(patch.id))
+            raise_if_invalid(validate_schedule(merged))
+            await self._check_input(merged)
 
         updated = await self.definitions.update_schedule(
             patch.id, mutate, etag, request, self._refire
