@@ -39,18 +39,23 @@ _SEVERITY = {"DEBUG": 1, "INFO": 2, "WARNING": 3, "ERROR": 4}
 
 
 class Worker:
-    """Serves agents for a Baton server: receives their step tasks, runs the handlers,
-    heartbeats while they run, and reports the results.
+    """Serves agents and tools for a Baton server: receives their tasks (step attempts, and
+    tool calls of LLM agents), runs the handlers, heartbeats while they run, and reports the
+    results.
 
     Example:
         async with baton.Client.connect("localhost:50051") as client:
-            worker = baton.Worker(client, {"agents/summarizer": summarize})
+            worker = baton.Worker(
+                client, {"agents/summarizer": summarize, "tools/search": search}
+            )
             await worker.run()  # until worker.stop()
 
     Args:
         client: A connected `baton.Client`.
-        handlers: Agent name (`agents/{id}`) -> handler. Async handlers run on the event loop,
-            plain ones in a thread (so they may block).
+        handlers: Agent name (`agents/{id}`, or a bare id) or tool name (`tools/{id}`) ->
+            handler, called with the input (a tool: the call's arguments) and a StepContext.
+            Async handlers run on the event loop, plain ones in a thread (so they may
+            block).
         identity: How this worker appears in the server's records; default host and pid.
         max_concurrent_tasks: Most tasks run at once.
         heartbeat_interval: Seconds between heartbeats; default a third of each task's
@@ -74,7 +79,8 @@ class Worker:
         self._client = client
         self._stub = worker_pb2_grpc.WorkerServiceStub(client._channel)
         self._handlers = {
-            (n if n.startswith("agents/") else f"agents/{n}"): h for n, h in handlers.items()
+            (n if n.startswith(("agents/", "tools/")) else f"agents/{n}"): h
+            for n, h in handlers.items()
         }
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self._capacity = max_concurrent_tasks
@@ -90,7 +96,8 @@ class Worker:
         delay = 0.1
         while not self._stopping:
             request = worker_pb2.PollTasksRequest(
-                agents=list(self._handlers),
+                agents=[n for n in self._handlers if n.startswith("agents/")],
+                tools=[n for n in self._handlers if n.startswith("tools/")],
                 identity=self.identity,
                 max_concurrent_tasks=self._capacity,
             )
@@ -122,7 +129,8 @@ class Worker:
             await asyncio.wait(self._running, timeout=grace)
 
     async def _serve(self, task: worker_pb2.Task) -> None:
-        handler = self._handlers[task.agent]
+        served = task.tool or task.agent
+        handler = self._handlers[served]
         loop = asyncio.get_running_loop()
         outbox: list[tuple[str, str, dict[str, Any]]] = []
         deltas: list[tuple[str, dict[str, Any] | None]] = []
@@ -151,7 +159,8 @@ class Worker:
         value = plain(task.input)
         lease = task.heartbeat_timeout.ToNanoseconds() / 1e9 or 30.0
         interval = self._interval or max(min(lease / 3, 10.0), 0.05)
-        with task_span(self._tracer, f"agent {task.agent}", task.traceparent) as span:
+        kind = "tool" if task.tool else "agent"
+        with task_span(self._tracer, f"{kind} {served}", task.traceparent) as span:
             work = asyncio.ensure_future(_call(handler, value, ctx))  # runs in the span
         try:
             while not work.done():

@@ -196,6 +196,8 @@ async def create_server(
         broker=broker,
         openai=OpenAIClient(http, policy),
         policy=policy,
+        http=http,
+        max_result_bytes=settings.max_output_bytes,
     )
     coordination = CoordinationRepository()
     lease = EngineLease(db, coordination, settings.engine_lease, time.time)

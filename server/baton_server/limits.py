@@ -40,6 +40,8 @@ MAX_ENTRY_POINT = 256
 MAX_URL = 2048
 MAX_MODEL = 256
 MAX_INSTRUCTIONS = 64 * 1024
+MAX_TURNS = 100
+"""The most model calls an LLM agent's attempt may be allowed (`max_turns`)."""
 MAX_REASON = 1024
 """A cancel reason."""
 MAX_ERROR_TYPE = 256

@@ -80,20 +80,22 @@ class WorkerRuntime(_message.Message):
     def __init__(self, heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., schedule_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class OpenAIRuntime(_message.Message):
-    __slots__ = ("base_url", "model", "instructions", "api_key_env", "temperature", "stream")
+    __slots__ = ("base_url", "model", "instructions", "api_key_env", "temperature", "stream", "max_turns")
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ENV_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    MAX_TURNS_FIELD_NUMBER: _ClassVar[int]
     base_url: str
     model: str
     instructions: str
     api_key_env: str
     temperature: float
     stream: bool
-    def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., api_key_env: _Optional[str] = ..., temperature: _Optional[float] = ..., stream: _Optional[bool] = ...) -> None: ...
+    max_turns: int
+    def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., api_key_env: _Optional[str] = ..., temperature: _Optional[float] = ..., stream: _Optional[bool] = ..., max_turns: _Optional[int] = ...) -> None: ...
 
 class CreateAgentRequest(_message.Message):
     __slots__ = ("agent", "agent_id", "request_id")

@@ -40,6 +40,10 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_EXECUTION_RETRIED: _ClassVar[EventType]
     EVENT_TYPE_APPROVAL_DECIDED: _ClassVar[EventType]
     EVENT_TYPE_LOOP_ITERATION_STARTED: _ClassVar[EventType]
+    EVENT_TYPE_AGENT_TURN: _ClassVar[EventType]
+    EVENT_TYPE_TOOL_CALL_STARTED: _ClassVar[EventType]
+    EVENT_TYPE_TOOL_CALL_SUCCEEDED: _ClassVar[EventType]
+    EVENT_TYPE_TOOL_CALL_FAILED: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_EXECUTION_QUEUED: EventType
 EVENT_TYPE_EXECUTION_STARTED: EventType
@@ -65,9 +69,13 @@ EVENT_TYPE_EXECUTION_RESUMED: EventType
 EVENT_TYPE_EXECUTION_RETRIED: EventType
 EVENT_TYPE_APPROVAL_DECIDED: EventType
 EVENT_TYPE_LOOP_ITERATION_STARTED: EventType
+EVENT_TYPE_AGENT_TURN: EventType
+EVENT_TYPE_TOOL_CALL_STARTED: EventType
+EVENT_TYPE_TOOL_CALL_SUCCEEDED: EventType
+EVENT_TYPE_TOOL_CALL_FAILED: EventType
 
 class ExecutionEvent(_message.Message):
-    __slots__ = ("execution", "sequence", "time", "type", "step_id", "attempt", "iteration", "execution_queued", "execution_started", "execution_succeeded", "execution_failed", "execution_cancelled", "execution_timed_out", "step_scheduled", "step_started", "step_succeeded", "step_failed", "step_retrying", "step_skipped", "step_timed_out", "fallback_activated", "handoff", "step_output_delta", "log", "step_interrupted", "signal_received", "execution_paused", "execution_resumed", "execution_retried", "approval_decided", "loop_iteration_started")
+    __slots__ = ("execution", "sequence", "time", "type", "step_id", "attempt", "iteration", "execution_queued", "execution_started", "execution_succeeded", "execution_failed", "execution_cancelled", "execution_timed_out", "step_scheduled", "step_started", "step_succeeded", "step_failed", "step_retrying", "step_skipped", "step_timed_out", "fallback_activated", "handoff", "step_output_delta", "log", "step_interrupted", "signal_received", "execution_paused", "execution_resumed", "execution_retried", "approval_decided", "loop_iteration_started", "agent_turn", "tool_call_started", "tool_call_succeeded", "tool_call_failed")
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +107,10 @@ class ExecutionEvent(_message.Message):
     EXECUTION_RETRIED_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_DECIDED_FIELD_NUMBER: _ClassVar[int]
     LOOP_ITERATION_STARTED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_TURN_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_STARTED_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_FAILED_FIELD_NUMBER: _ClassVar[int]
     execution: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -130,7 +142,91 @@ class ExecutionEvent(_message.Message):
     execution_retried: ExecutionRetried
     approval_decided: ApprovalDecided
     loop_iteration_started: LoopIterationStarted
-    def __init__(self, execution: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., iteration: _Optional[int] = ..., execution_queued: _Optional[_Union[ExecutionQueued, _Mapping]] = ..., execution_started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., execution_succeeded: _Optional[_Union[ExecutionSucceeded, _Mapping]] = ..., execution_failed: _Optional[_Union[ExecutionFailed, _Mapping]] = ..., execution_cancelled: _Optional[_Union[ExecutionCancelled, _Mapping]] = ..., execution_timed_out: _Optional[_Union[ExecutionTimedOut, _Mapping]] = ..., step_scheduled: _Optional[_Union[StepScheduled, _Mapping]] = ..., step_started: _Optional[_Union[StepStarted, _Mapping]] = ..., step_succeeded: _Optional[_Union[StepSucceeded, _Mapping]] = ..., step_failed: _Optional[_Union[StepFailed, _Mapping]] = ..., step_retrying: _Optional[_Union[StepRetrying, _Mapping]] = ..., step_skipped: _Optional[_Union[StepSkipped, _Mapping]] = ..., step_timed_out: _Optional[_Union[StepTimedOut, _Mapping]] = ..., fallback_activated: _Optional[_Union[FallbackActivated, _Mapping]] = ..., handoff: _Optional[_Union[HandoffOccurred, _Mapping]] = ..., step_output_delta: _Optional[_Union[StepOutputDelta, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ..., step_interrupted: _Optional[_Union[StepInterrupted, _Mapping]] = ..., signal_received: _Optional[_Union[SignalReceived, _Mapping]] = ..., execution_paused: _Optional[_Union[ExecutionPaused, _Mapping]] = ..., execution_resumed: _Optional[_Union[ExecutionResumed, _Mapping]] = ..., execution_retried: _Optional[_Union[ExecutionRetried, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., loop_iteration_started: _Optional[_Union[LoopIterationStarted, _Mapping]] = ...) -> None: ...
+    agent_turn: AgentTurn
+    tool_call_started: ToolCallStarted
+    tool_call_succeeded: ToolCallSucceeded
+    tool_call_failed: ToolCallFailed
+    def __init__(self, execution: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[EventType, str]] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., iteration: _Optional[int] = ..., execution_queued: _Optional[_Union[ExecutionQueued, _Mapping]] = ..., execution_started: _Optional[_Union[ExecutionStarted, _Mapping]] = ..., execution_succeeded: _Optional[_Union[ExecutionSucceeded, _Mapping]] = ..., execution_failed: _Optional[_Union[ExecutionFailed, _Mapping]] = ..., execution_cancelled: _Optional[_Union[ExecutionCancelled, _Mapping]] = ..., execution_timed_out: _Optional[_Union[ExecutionTimedOut, _Mapping]] = ..., step_scheduled: _Optional[_Union[StepScheduled, _Mapping]] = ..., step_started: _Optional[_Union[StepStarted, _Mapping]] = ..., step_succeeded: _Optional[_Union[StepSucceeded, _Mapping]] = ..., step_failed: _Optional[_Union[StepFailed, _Mapping]] = ..., step_retrying: _Optional[_Union[StepRetrying, _Mapping]] = ..., step_skipped: _Optional[_Union[StepSkipped, _Mapping]] = ..., step_timed_out: _Optional[_Union[StepTimedOut, _Mapping]] = ..., fallback_activated: _Optional[_Union[FallbackActivated, _Mapping]] = ..., handoff: _Optional[_Union[HandoffOccurred, _Mapping]] = ..., step_output_delta: _Optional[_Union[StepOutputDelta, _Mapping]] = ..., log: _Optional[_Union[_common_pb2.LogEntry, _Mapping]] = ..., step_interrupted: _Optional[_Union[StepInterrupted, _Mapping]] = ..., signal_received: _Optional[_Union[SignalReceived, _Mapping]] = ..., execution_paused: _Optional[_Union[ExecutionPaused, _Mapping]] = ..., execution_resumed: _Optional[_Union[ExecutionResumed, _Mapping]] = ..., execution_retried: _Optional[_Union[ExecutionRetried, _Mapping]] = ..., approval_decided: _Optional[_Union[ApprovalDecided, _Mapping]] = ..., loop_iteration_started: _Optional[_Union[LoopIterationStarted, _Mapping]] = ..., agent_turn: _Optional[_Union[AgentTurn, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_call_succeeded: _Optional[_Union[ToolCallSucceeded, _Mapping]] = ..., tool_call_failed: _Optional[_Union[ToolCallFailed, _Mapping]] = ...) -> None: ...
+
+class AgentTurn(_message.Message):
+    __slots__ = ("turn", "content", "tool_calls", "usage", "finish_reason", "item", "rejected", "agent")
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    turn: int
+    content: str
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    usage: _common_pb2.TokenUsage
+    finish_reason: str
+    item: int
+    rejected: str
+    agent: str
+    def __init__(self, turn: _Optional[int] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., finish_reason: _Optional[str] = ..., item: _Optional[int] = ..., rejected: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class ToolCall(_message.Message):
+    __slots__ = ("id", "tool", "arguments")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tool: str
+    arguments: str
+    def __init__(self, id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
+
+class ToolCallStarted(_message.Message):
+    __slots__ = ("call_id", "tool", "arguments", "try_number", "turn", "item")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRY_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool: str
+    arguments: _struct_pb2.Struct
+    try_number: int
+    turn: int
+    item: int
+    def __init__(self, call_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., try_number: _Optional[int] = ..., turn: _Optional[int] = ..., item: _Optional[int] = ...) -> None: ...
+
+class ToolCallSucceeded(_message.Message):
+    __slots__ = ("call_id", "tool", "result", "try_number", "turn", "item")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    TRY_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool: str
+    result: _struct_pb2.Struct
+    try_number: int
+    turn: int
+    item: int
+    def __init__(self, call_id: _Optional[str] = ..., tool: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., try_number: _Optional[int] = ..., turn: _Optional[int] = ..., item: _Optional[int] = ...) -> None: ...
+
+class ToolCallFailed(_message.Message):
+    __slots__ = ("call_id", "tool", "error", "try_number", "will_retry", "turn", "item")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRY_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    WILL_RETRY_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool: str
+    error: _common_pb2.Failure
+    try_number: int
+    will_retry: bool
+    turn: int
+    item: int
+    def __init__(self, call_id: _Optional[str] = ..., tool: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., try_number: _Optional[int] = ..., will_retry: _Optional[bool] = ..., turn: _Optional[int] = ..., item: _Optional[int] = ...) -> None: ...
 
 class LoopIterationStarted(_message.Message):
     __slots__ = ("iteration", "reset_steps")

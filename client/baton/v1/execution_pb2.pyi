@@ -82,7 +82,7 @@ class Execution(_message.Message):
     def __init__(self, name: _Optional[str] = ..., workflow: _Optional[str] = ..., workflow_revision: _Optional[int] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Execution.State, str]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., trace: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepRun, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_sequence: _Optional[int] = ..., run: _Optional[int] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class StepRun(_message.Message):
-    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs", "child_execution", "items_total", "items_succeeded", "items_failed", "items_running")
+    __slots__ = ("step_id", "state", "attempt", "agent", "schedule_time", "start_time", "end_time", "output", "error", "attempts", "handoffs", "wake_time", "iteration", "iteration_outputs", "child_execution", "items_total", "items_succeeded", "items_failed", "items_running", "usage")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[StepRun.State]
@@ -128,6 +128,7 @@ class StepRun(_message.Message):
     ITEMS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FAILED_FIELD_NUMBER: _ClassVar[int]
     ITEMS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     state: StepRun.State
     attempt: int
@@ -147,7 +148,8 @@ class StepRun(_message.Message):
     items_succeeded: int
     items_failed: int
     items_running: int
-    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., child_execution: _Optional[str] = ..., items_total: _Optional[int] = ..., items_succeeded: _Optional[int] = ..., items_failed: _Optional[int] = ..., items_running: _Optional[int] = ...) -> None: ...
+    usage: _common_pb2.TokenUsage
+    def __init__(self, step_id: _Optional[str] = ..., state: _Optional[_Union[StepRun.State, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[StepAttempt, _Mapping]]] = ..., handoffs: _Optional[_Iterable[_Union[HandoffRecord, _Mapping]]] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., iteration: _Optional[int] = ..., iteration_outputs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., child_execution: _Optional[str] = ..., items_total: _Optional[int] = ..., items_succeeded: _Optional[int] = ..., items_failed: _Optional[int] = ..., items_running: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ...) -> None: ...
 
 class StepItem(_message.Message):
     __slots__ = ("index", "state", "attempt", "output", "error")
@@ -184,20 +186,22 @@ class ListStepItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[StepItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class StepAttempt(_message.Message):
-    __slots__ = ("attempt", "agent", "fallback", "start_time", "end_time", "error")
+    __slots__ = ("attempt", "agent", "fallback", "start_time", "end_time", "error", "usage")
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     agent: str
     fallback: bool
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     error: _common_pb2.Failure
-    def __init__(self, attempt: _Optional[int] = ..., agent: _Optional[str] = ..., fallback: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ...) -> None: ...
+    usage: _common_pb2.TokenUsage
+    def __init__(self, attempt: _Optional[int] = ..., agent: _Optional[str] = ..., fallback: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ...) -> None: ...
 
 class HandoffRecord(_message.Message):
     __slots__ = ("handoff", "source_agent", "target_agent", "type", "requested_by_agent", "time")

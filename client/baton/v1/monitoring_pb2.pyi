@@ -1,5 +1,6 @@
 import datetime
 
+from baton.v1 import common_pb2 as _common_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -75,7 +76,7 @@ class GetAgentPerformanceRequest(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentPerformance(_message.Message):
-    __slots__ = ("agent", "start_time", "end_time", "attempt_count", "success_count", "error_count", "timeout_count", "success_rate", "average_duration", "p95_duration", "errors_by_type", "running_count")
+    __slots__ = ("agent", "start_time", "end_time", "attempt_count", "success_count", "error_count", "timeout_count", "success_rate", "average_duration", "p95_duration", "errors_by_type", "running_count", "usage")
     class ErrorsByTypeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +96,7 @@ class AgentPerformance(_message.Message):
     P95_DURATION_FIELD_NUMBER: _ClassVar[int]
     ERRORS_BY_TYPE_FIELD_NUMBER: _ClassVar[int]
     RUNNING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     agent: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
@@ -107,7 +109,8 @@ class AgentPerformance(_message.Message):
     p95_duration: _duration_pb2.Duration
     errors_by_type: _containers.ScalarMap[str, int]
     running_count: int
-    def __init__(self, agent: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt_count: _Optional[int] = ..., success_count: _Optional[int] = ..., error_count: _Optional[int] = ..., timeout_count: _Optional[int] = ..., success_rate: _Optional[float] = ..., average_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p95_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., errors_by_type: _Optional[_Mapping[str, int]] = ..., running_count: _Optional[int] = ...) -> None: ...
+    usage: _common_pb2.TokenUsage
+    def __init__(self, agent: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt_count: _Optional[int] = ..., success_count: _Optional[int] = ..., error_count: _Optional[int] = ..., timeout_count: _Optional[int] = ..., success_rate: _Optional[float] = ..., average_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p95_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., errors_by_type: _Optional[_Mapping[str, int]] = ..., running_count: _Optional[int] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ...) -> None: ...
 
 class GetSystemHealthRequest(_message.Message):
     __slots__ = ()

@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/worker.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x02\n\x04Task\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x11\n\texecution\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12&\n\x05input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x0c\x61gent_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\"R\n\x10PollTasksRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x1c\n\x14max_concurrent_tasks\x18\x03 \x01(\x05\"f\n\x13\x43ompleteTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nhandoff_to\x18\x03 \x01(\t\"(\n\x14\x43ompleteTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"w\n\x0f\x46\x61ilTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12 \n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.baton.v1.Failure\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"$\n\x10\x46\x61ilTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"\xa7\x01\n\x14HeartbeatTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12(\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0coutput_delta\x18\x03 \x01(\x0b\x32\x19.baton.v1.StepOutputChunk\x12 \n\x04logs\x18\x04 \x03(\x0b\x32\x12.baton.v1.LogEntry\"F\n\x0fStepOutputChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"1\n\x15HeartbeatTaskResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x32\xae\x02\n\rWorkerService\x12\x39\n\tPollTasks\x12\x1a.baton.v1.PollTasksRequest\x1a\x0e.baton.v1.Task0\x01\x12M\n\x0c\x43ompleteTask\x12\x1d.baton.v1.CompleteTaskRequest\x1a\x1e.baton.v1.CompleteTaskResponse\x12\x41\n\x08\x46\x61ilTask\x12\x19.baton.v1.FailTaskRequest\x1a\x1a.baton.v1.FailTaskResponse\x12P\n\rHeartbeatTask\x12\x1e.baton.v1.HeartbeatTaskRequest\x1a\x1f.baton.v1.HeartbeatTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61ton/v1/worker.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x02\n\x04Task\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x11\n\texecution\x18\x03 \x01(\t\x12\x0f\n\x07step_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12&\n\x05input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x0c\x61gent_config\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\x12\x0c\n\x04tool\x18\x0c \x01(\t\"a\n\x10PollTasksRequest\x12\x0e\n\x06\x61gents\x18\x01 \x03(\t\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x1c\n\x14max_concurrent_tasks\x18\x03 \x01(\x05\x12\r\n\x05tools\x18\x04 \x03(\t\"f\n\x13\x43ompleteTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nhandoff_to\x18\x03 \x01(\t\"(\n\x14\x43ompleteTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"w\n\x0f\x46\x61ilTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12 \n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.baton.v1.Failure\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"$\n\x10\x46\x61ilTaskResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"\xa7\x01\n\x14HeartbeatTaskRequest\x12\x12\n\ntask_token\x18\x01 \x01(\t\x12(\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0coutput_delta\x18\x03 \x01(\x0b\x32\x19.baton.v1.StepOutputChunk\x12 \n\x04logs\x18\x04 \x03(\x0b\x32\x12.baton.v1.LogEntry\"F\n\x0fStepOutputChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"1\n\x15HeartbeatTaskResponse\x12\x18\n\x10\x63\x61ncel_requested\x18\x01 \x01(\x08\x32\xae\x02\n\rWorkerService\x12\x39\n\tPollTasks\x12\x1a.baton.v1.PollTasksRequest\x1a\x0e.baton.v1.Task0\x01\x12M\n\x0c\x43ompleteTask\x12\x1d.baton.v1.CompleteTaskRequest\x1a\x1e.baton.v1.CompleteTaskResponse\x12\x41\n\x08\x46\x61ilTask\x12\x19.baton.v1.FailTaskRequest\x1a\x1a.baton.v1.FailTaskResponse\x12P\n\rHeartbeatTask\x12\x1e.baton.v1.HeartbeatTaskRequest\x1a\x1f.baton.v1.HeartbeatTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baton.v1.worker_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASK']._serialized_start=154
-  _globals['_TASK']._serialized_end=481
-  _globals['_POLLTASKSREQUEST']._serialized_start=483
-  _globals['_POLLTASKSREQUEST']._serialized_end=565
-  _globals['_COMPLETETASKREQUEST']._serialized_start=567
-  _globals['_COMPLETETASKREQUEST']._serialized_end=669
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=671
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=711
-  _globals['_FAILTASKREQUEST']._serialized_start=713
-  _globals['_FAILTASKREQUEST']._serialized_end=832
-  _globals['_FAILTASKRESPONSE']._serialized_start=834
-  _globals['_FAILTASKRESPONSE']._serialized_end=870
-  _globals['_HEARTBEATTASKREQUEST']._serialized_start=873
-  _globals['_HEARTBEATTASKREQUEST']._serialized_end=1040
-  _globals['_STEPOUTPUTCHUNK']._serialized_start=1042
-  _globals['_STEPOUTPUTCHUNK']._serialized_end=1112
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=1114
-  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1163
-  _globals['_WORKERSERVICE']._serialized_start=1166
-  _globals['_WORKERSERVICE']._serialized_end=1468
+  _globals['_TASK']._serialized_end=495
+  _globals['_POLLTASKSREQUEST']._serialized_start=497
+  _globals['_POLLTASKSREQUEST']._serialized_end=594
+  _globals['_COMPLETETASKREQUEST']._serialized_start=596
+  _globals['_COMPLETETASKREQUEST']._serialized_end=698
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=700
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=740
+  _globals['_FAILTASKREQUEST']._serialized_start=742
+  _globals['_FAILTASKREQUEST']._serialized_end=861
+  _globals['_FAILTASKRESPONSE']._serialized_start=863
+  _globals['_FAILTASKRESPONSE']._serialized_end=899
+  _globals['_HEARTBEATTASKREQUEST']._serialized_start=902
+  _globals['_HEARTBEATTASKREQUEST']._serialized_end=1069
+  _globals['_STEPOUTPUTCHUNK']._serialized_start=1071
+  _globals['_STEPOUTPUTCHUNK']._serialized_end=1141
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_start=1143
+  _globals['_HEARTBEATTASKRESPONSE']._serialized_end=1192
+  _globals['_WORKERSERVICE']._serialized_start=1195
+  _globals['_WORKERSERVICE']._serialized_end=1497
 # @@protoc_insertion_point(module_scope)

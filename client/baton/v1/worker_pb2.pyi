@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Task(_message.Message):
-    __slots__ = ("task_token", "agent", "execution", "step_id", "attempt", "idempotency_key", "input", "agent_config", "deadline", "heartbeat_timeout", "traceparent")
+    __slots__ = ("task_token", "agent", "execution", "step_id", "attempt", "idempotency_key", "input", "agent_config", "deadline", "heartbeat_timeout", "traceparent", "tool")
     TASK_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class Task(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
     task_token: str
     agent: str
     execution: str
@@ -36,17 +37,20 @@ class Task(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     heartbeat_timeout: _duration_pb2.Duration
     traceparent: str
-    def __init__(self, task_token: _Optional[str] = ..., agent: _Optional[str] = ..., execution: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., agent_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    tool: str
+    def __init__(self, task_token: _Optional[str] = ..., agent: _Optional[str] = ..., execution: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., agent_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., traceparent: _Optional[str] = ..., tool: _Optional[str] = ...) -> None: ...
 
 class PollTasksRequest(_message.Message):
-    __slots__ = ("agents", "identity", "max_concurrent_tasks")
+    __slots__ = ("agents", "identity", "max_concurrent_tasks", "tools")
     AGENTS_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedScalarFieldContainer[str]
     identity: str
     max_concurrent_tasks: int
-    def __init__(self, agents: _Optional[_Iterable[str]] = ..., identity: _Optional[str] = ..., max_concurrent_tasks: _Optional[int] = ...) -> None: ...
+    tools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agents: _Optional[_Iterable[str]] = ..., identity: _Optional[str] = ..., max_concurrent_tasks: _Optional[int] = ..., tools: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CompleteTaskRequest(_message.Message):
     __slots__ = ("task_token", "output", "handoff_to")

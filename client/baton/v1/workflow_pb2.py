@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/workflow.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x03\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.baton.v1.Workflow.State\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12-\n\x0cinput_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x05steps\x18\n \x03(\x0b\x32\x0e.baton.v1.Step\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\r \x01(\t\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_ARCHIVED\x10\x02\"\xd5\x04\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x05\x61gent\x18\x03 \x01(\tH\x00\x12\x14\n\ncapability\x18\x04 \x01(\tH\x00\x12%\n\x08wait_for\x18\x0c \x01(\x0b\x32\x11.baton.v1.WaitForH\x00\x12&\n\x08\x61pproval\x18\r \x01(\x0b\x32\x12.baton.v1.ApprovalH\x00\x12*\n\x05sleep\x18\x0e \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x15\n\x0bsleep_until\x18\x0f \x01(\tH\x00\x12\x12\n\x08workflow\x18\x11 \x01(\tH\x00\x12.\n\rinput_mapping\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x07 \x03(\t\x12\x0c\n\x04when\x18\x08 \x01(\t\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0cretry_policy\x18\n \x01(\x0b\x32\x15.baton.v1.RetryPolicy\x12\x17\n\x0f\x66\x61llback_agents\x18\x0b \x03(\t\x12\x1c\n\x04loop\x18\x10 \x01(\x0b\x32\x0e.baton.v1.Loop\x12\x10\n\x08\x66or_each\x18\x12 \x01(\t\x12\x14\n\x0cmax_parallel\x18\x13 \x01(\x05\x12\x19\n\x11\x63ontinue_on_error\x18\x14 \x01(\x08\x42\x08\n\x06target\"<\n\x04Loop\x12\r\n\x05until\x18\x01 \x01(\t\x12\x16\n\x0emax_iterations\x18\x02 \x01(\x05\x12\r\n\x05start\x18\x03 \x01(\t\"S\n\x07WaitFor\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04when\x18\x03 \x01(\t\"q\n\x08\x41pproval\x12\r\n\x05roles\x18\x01 \x03(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x1a\n\x12\x63ontinue_on_reject\x18\x04 \x01(\x08\"f\n\x15\x43reateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"t\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.baton.v1.Workflow.State\"W\n\x15ListWorkflowsResponse\x12%\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.baton.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"?\n\x17ValidateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\"[\n\x18ValidateWorkflowResponse\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x19\n\x11topological_order\x18\x02 \x03(\t2\xd8\x03\n\x0fWorkflowService\x12\x45\n\x0e\x43reateWorkflow\x12\x1f.baton.v1.CreateWorkflowRequest\x1a\x12.baton.v1.Workflow\x12?\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x12.baton.v1.Workflow\x12P\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponse\x12\x45\n\x0eUpdateWorkflow\x12\x1f.baton.v1.UpdateWorkflowRequest\x1a\x12.baton.v1.Workflow\x12I\n\x0e\x44\x65leteWorkflow\x12\x1f.baton.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x10ValidateWorkflow\x12!.baton.v1.ValidateWorkflowRequest\x1a\".baton.v1.ValidateWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/workflow.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x03\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.baton.v1.Workflow.State\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12-\n\x0cinput_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x05steps\x18\n \x03(\x0b\x32\x0e.baton.v1.Step\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\r \x01(\t\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_ARCHIVED\x10\x02\"\x85\x05\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x05\x61gent\x18\x03 \x01(\tH\x00\x12\x14\n\ncapability\x18\x04 \x01(\tH\x00\x12%\n\x08wait_for\x18\x0c \x01(\x0b\x32\x11.baton.v1.WaitForH\x00\x12&\n\x08\x61pproval\x18\r \x01(\x0b\x32\x12.baton.v1.ApprovalH\x00\x12*\n\x05sleep\x18\x0e \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x15\n\x0bsleep_until\x18\x0f \x01(\tH\x00\x12\x12\n\x08workflow\x18\x11 \x01(\tH\x00\x12.\n\rinput_mapping\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x07 \x03(\t\x12\x0c\n\x04when\x18\x08 \x01(\t\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0cretry_policy\x18\n \x01(\x0b\x32\x15.baton.v1.RetryPolicy\x12\x17\n\x0f\x66\x61llback_agents\x18\x0b \x03(\t\x12\x1c\n\x04loop\x18\x10 \x01(\x0b\x32\x0e.baton.v1.Loop\x12\x10\n\x08\x66or_each\x18\x12 \x01(\t\x12\x14\n\x0cmax_parallel\x18\x13 \x01(\x05\x12\x19\n\x11\x63ontinue_on_error\x18\x14 \x01(\x08\x12.\n\routput_schema\x18\x15 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\n\x06target\"<\n\x04Loop\x12\r\n\x05until\x18\x01 \x01(\t\x12\x16\n\x0emax_iterations\x18\x02 \x01(\x05\x12\r\n\x05start\x18\x03 \x01(\t\"S\n\x07WaitFor\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04when\x18\x03 \x01(\t\"q\n\x08\x41pproval\x12\r\n\x05roles\x18\x01 \x03(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x1a\n\x12\x63ontinue_on_reject\x18\x04 \x01(\x08\"f\n\x15\x43reateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"t\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.baton.v1.Workflow.State\"W\n\x15ListWorkflowsResponse\x12%\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.baton.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"?\n\x17ValidateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\"[\n\x18ValidateWorkflowResponse\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x19\n\x11topological_order\x18\x02 \x03(\t2\xd8\x03\n\x0fWorkflowService\x12\x45\n\x0e\x43reateWorkflow\x12\x1f.baton.v1.CreateWorkflowRequest\x1a\x12.baton.v1.Workflow\x12?\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x12.baton.v1.Workflow\x12P\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponse\x12\x45\n\x0eUpdateWorkflow\x12\x1f.baton.v1.UpdateWorkflowRequest\x1a\x12.baton.v1.Workflow\x12I\n\x0e\x44\x65leteWorkflow\x12\x1f.baton.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x10ValidateWorkflow\x12!.baton.v1.ValidateWorkflowRequest\x1a\".baton.v1.ValidateWorkflowResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,29 +42,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOW_STATE']._serialized_start=643
   _globals['_WORKFLOW_STATE']._serialized_end=711
   _globals['_STEP']._serialized_start=714
-  _globals['_STEP']._serialized_end=1311
-  _globals['_LOOP']._serialized_start=1313
-  _globals['_LOOP']._serialized_end=1373
-  _globals['_WAITFOR']._serialized_start=1375
-  _globals['_WAITFOR']._serialized_end=1458
-  _globals['_APPROVAL']._serialized_start=1460
-  _globals['_APPROVAL']._serialized_end=1573
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1575
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1677
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1679
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1731
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1733
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1849
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1851
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1938
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1941
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2071
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2073
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2144
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=2146
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=2209
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=2211
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=2302
-  _globals['_WORKFLOWSERVICE']._serialized_start=2305
-  _globals['_WORKFLOWSERVICE']._serialized_end=2777
+  _globals['_STEP']._serialized_end=1359
+  _globals['_LOOP']._serialized_start=1361
+  _globals['_LOOP']._serialized_end=1421
+  _globals['_WAITFOR']._serialized_start=1423
+  _globals['_WAITFOR']._serialized_end=1506
+  _globals['_APPROVAL']._serialized_start=1508
+  _globals['_APPROVAL']._serialized_end=1621
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1623
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1725
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1727
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1779
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1781
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1897
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1899
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1986
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1989
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2119
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2121
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2192
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=2194
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=2257
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=2259
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=2350
+  _globals['_WORKFLOWSERVICE']._serialized_start=2353
+  _globals['_WORKFLOWSERVICE']._serialized_end=2825
 # @@protoc_insertion_point(module_scope)

@@ -54,7 +54,7 @@ class Workflow(_message.Message):
     def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., state: _Optional[_Union[Workflow.State, str]] = ..., revision: _Optional[int] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_mapping: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "display_name", "agent", "capability", "wait_for", "approval", "sleep", "sleep_until", "workflow", "input_mapping", "output_mapping", "depends_on", "when", "timeout", "retry_policy", "fallback_agents", "loop", "for_each", "max_parallel", "continue_on_error")
+    __slots__ = ("id", "display_name", "agent", "capability", "wait_for", "approval", "sleep", "sleep_until", "workflow", "input_mapping", "output_mapping", "depends_on", "when", "timeout", "retry_policy", "fallback_agents", "loop", "for_each", "max_parallel", "continue_on_error", "output_schema")
     ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class Step(_message.Message):
     FOR_EACH_FIELD_NUMBER: _ClassVar[int]
     MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     CONTINUE_ON_ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     id: str
     display_name: str
     agent: str
@@ -95,7 +96,8 @@ class Step(_message.Message):
     for_each: str
     max_parallel: int
     continue_on_error: bool
-    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., agent: _Optional[str] = ..., capability: _Optional[str] = ..., wait_for: _Optional[_Union[WaitFor, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., sleep: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sleep_until: _Optional[str] = ..., workflow: _Optional[str] = ..., input_mapping: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_mapping: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., when: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., fallback_agents: _Optional[_Iterable[str]] = ..., loop: _Optional[_Union[Loop, _Mapping]] = ..., for_each: _Optional[str] = ..., max_parallel: _Optional[int] = ..., continue_on_error: _Optional[bool] = ...) -> None: ...
+    output_schema: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., agent: _Optional[str] = ..., capability: _Optional[str] = ..., wait_for: _Optional[_Union[WaitFor, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., sleep: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sleep_until: _Optional[str] = ..., workflow: _Optional[str] = ..., input_mapping: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_mapping: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., when: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., fallback_agents: _Optional[_Iterable[str]] = ..., loop: _Optional[_Union[Loop, _Mapping]] = ..., for_each: _Optional[str] = ..., max_parallel: _Optional[int] = ..., continue_on_error: _Optional[bool] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Loop(_message.Message):
     __slots__ = ("until", "max_iterations", "start")

@@ -76,6 +76,7 @@ def runtime_from_proto(message: Any, kind: str | None, resource: str) -> Runtime
             api_key_env=o.api_key_env,
             temperature=o.temperature if o.HasField("temperature") else None,
             stream=o.stream,
+            max_turns=o.max_turns,
         )
     return None
 
@@ -105,6 +106,7 @@ def agent_to_proto(agent: Agent) -> agent_pb2.Agent:
         message.openai.instructions = runtime.instructions
         message.openai.api_key_env = runtime.api_key_env
         message.openai.stream = runtime.stream
+        message.openai.max_turns = runtime.max_turns
         if runtime.temperature is not None:
             message.openai.temperature = runtime.temperature
     return message

@@ -8,6 +8,8 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
+from baton.v1 import common_pb2
+from baton_server.domain.executions import Usage
 from baton_server.domain.ids import is_resource_id
 from baton_server.errors import invalid_field
 from baton_server.limits import (
@@ -184,3 +186,12 @@ def check_new_id(value: str, field: str) -> str:
             "INVALID_ID",
         )
     return value
+
+
+def usage_to_proto(usage: Usage) -> common_pb2.TokenUsage:
+    """Token counts as a TokenUsage message."""
+    return common_pb2.TokenUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )

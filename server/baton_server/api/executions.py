@@ -20,6 +20,7 @@ from baton_server.api.convert import (
     struct_to_dict,
     time_of,
     timestamp,
+    usage_to_proto,
 )
 from baton_server.api.enums import enum_to_domain
 from baton_server.api.requests import PageTokens, request_info
@@ -35,6 +36,7 @@ from baton_server.domain.executions import (
     Failure,
     ItemResult,
     StepRun,
+    Usage,
 )
 from baton_server.domain.ids import STEP_ID
 from baton_server.errors import invalid_field, raise_if_invalid
@@ -86,6 +88,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         items_succeeded=run.items_succeeded,
         items_failed=run.items_failed,
         items_running=len(run.items_running),
+        usage=usage_to_proto(run.usage),
     )
     if run.output is not None:
         message.output.CopyFrom(dict_to_struct(run.output))
@@ -99,6 +102,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
                 start_time=timestamp(a.start_time),
                 end_time=timestamp(a.end_time),
                 error=failure_to_proto(a.error),
+                usage=usage_to_proto(Usage.from_doc(a.usage)),
             )
             for a in run.attempts
         )
@@ -161,6 +165,11 @@ def _item_to_proto(item: ItemResult) -> execution_pb2.StepItem:
 
 def _agent(agent_id: str) -> str:
     return f"agents/{agent_id}" if agent_id else ""
+
+
+def _tool_name(name: str) -> str:
+    """A tool as events name it: `tools/{tool}`, or the `transfer_to_` name as it is."""
+    return name if name.startswith("transfer_to_") else f"tools/{name}"
 
 
 def _error(failure: Failure | None) -> common_pb2.Failure:
@@ -262,6 +271,58 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
             message.loop_iteration_started.CopyFrom(
                 event_pb2.LoopIterationStarted(
                     iteration=p.iteration, reset_steps=p.reset_steps or []
+                )
+            )
+        case ev.AgentTurn():
+            message.agent_turn.CopyFrom(
+                event_pb2.AgentTurn(
+                    turn=p.turn,
+                    content=p.content,
+                    tool_calls=[
+                        event_pb2.ToolCall(
+                            id=c["id"], tool=_tool_name(c["name"]), arguments=c["arguments"]
+                        )
+                        for c in p.tool_calls or ()
+                    ],
+                    usage=usage_to_proto(Usage.from_doc(p.usage)),
+                    finish_reason=p.finish_reason,
+                    item=p.item,
+                    rejected=p.rejected,
+                    agent=_agent(p.agent),
+                )
+            )
+        case ev.ToolCallStarted():
+            message.tool_call_started.CopyFrom(
+                event_pb2.ToolCallStarted(
+                    call_id=p.call_id,
+                    tool=_tool_name(p.tool),
+                    arguments=dict_to_struct(p.arguments),
+                    try_number=p.try_number,
+                    turn=p.turn,
+                    item=p.item,
+                )
+            )
+        case ev.ToolCallSucceeded():
+            message.tool_call_succeeded.CopyFrom(
+                event_pb2.ToolCallSucceeded(
+                    call_id=p.call_id,
+                    tool=_tool_name(p.tool),
+                    result=dict_to_struct(p.result),
+                    try_number=p.try_number,
+                    turn=p.turn,
+                    item=p.item,
+                )
+            )
+        case ev.ToolCallFailed():
+            message.tool_call_failed.CopyFrom(
+                event_pb2.ToolCallFailed(
+                    call_id=p.call_id,
+                    tool=_tool_name(p.tool),
+                    error=_error(p.error),
+                    try_number=p.try_number,
+                    will_retry=p.will_retry,
+                    turn=p.turn,
+                    item=p.item,
                 )
             )
         case ev.ExecutionResumed():

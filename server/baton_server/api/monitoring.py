@@ -9,7 +9,7 @@ import grpc
 
 from baton.v1 import monitoring_pb2, monitoring_pb2_grpc
 from baton_server import __version__
-from baton_server.api.convert import duration, parse_name, time_of, timestamp
+from baton_server.api.convert import duration, parse_name, time_of, timestamp, usage_to_proto
 from baton_server.api.status import translate_errors
 from baton_server.domain.executions import ExecutionState
 from baton_server.errors import invalid_field
@@ -101,6 +101,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             p95_duration=duration(found.durations.p95),
             errors_by_type=found.errors_by_type,
             running_count=found.running,
+            usage=usage_to_proto(found.usage),
         )
 
     async def GetSystemHealth(

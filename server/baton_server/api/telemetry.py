@@ -1,5 +1,6 @@
 """Prometheus metrics: RPC counts and latency by method and status (an interceptor), event
-counts by type, and gauges read at scrape time; served over HTTP on their own port."""
+counts by type, LLM tokens by agent, and gauges read at scrape time; served over HTTP on
+their own port."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from baton_server.api.handler_streams import items_of
-from baton_server.domain.executions import Event
+from baton_server.domain.events import AgentTurn, payload_of
+from baton_server.domain.executions import Event, EventType, Usage
 from baton_server.tracing import Tracing
 
 Gauges = Callable[[], dict[str, tuple[str, float]]]
@@ -45,6 +47,12 @@ class Telemetry:
         self.events = Counter(
             "baton_events", "Execution events committed, by type", ["type"], registry=self.registry
         )
+        self.tokens = Counter(
+            "baton_llm_tokens",
+            "Tokens LLM agents' model calls counted, by agent and kind (prompt, completion)",
+            ["agent", "kind"],
+            registry=self.registry,
+        )
         self.registry.register(_GaugeCollector(gauges))
         self._http: Any = None
         # Labelled children, looked up once: `labels()` costs a lock and a tuple per call.
@@ -62,6 +70,12 @@ class Telemetry:
         """Counts committed events (an engine listener)."""
         for event in events:
             self.child(self.events, event.type.value).inc()
+            if event.type is EventType.AGENT_TURN:
+                turn = payload_of(event)
+                assert isinstance(turn, AgentTurn)
+                usage = Usage.from_doc(turn.usage)
+                self.child(self.tokens, turn.agent, "prompt").inc(usage.prompt_tokens)
+                self.child(self.tokens, turn.agent, "completion").inc(usage.completion_tokens)
 
     def serve(self, listen: str) -> int:
         """Serves /metrics on `host:port` in a background thread; returns the port."""

@@ -24,6 +24,7 @@ from baton_server.domain import failures
 from baton_server.domain.definitions import WorkerRuntime, runtime_kind
 from baton_server.domain.executions import Failure
 from baton_server.domain.ids import is_resource_id
+from baton_server.domain.tools import implementation_kind
 from baton_server.errors import BatonError, Code, invalid_field
 from baton_server.executions.service import Executions
 from baton_server.limits import (
@@ -35,6 +36,8 @@ from baton_server.limits import (
 )
 from baton_server.runtimes.worker_broker import Task, TaskBroker
 
+TOOL_QUEUE = "tools/"
+"""Tool calls wait for workers under `tools/{tool}` (agent steps under the agent id)."""
 MAX_IDENTITY = 256
 MAX_TOKEN = 256
 
@@ -45,15 +48,17 @@ _SEVERITIES = {1: "DEBUG", 2: "INFO", 3: "WARNING", 4: "ERROR"}
 def task_to_proto(task: Task) -> worker_pb2.Task:
     """A leased task as the Task message a worker receives."""
     ctx = task.attempt
+    tool = task.queue.startswith(TOOL_QUEUE)
     message = worker_pb2.Task(
         task_token=task.token,
-        agent=f"agents/{task.agent.id}",
+        agent="" if tool else f"agents/{task.queue}",
+        tool=task.queue if tool else "",
         execution=ctx.execution,
         step_id=ctx.step_id,
         attempt=ctx.attempt,
         idempotency_key=ctx.idempotency_key,
         input=dict_to_struct(task.input),
-        agent_config=dict_to_struct(task.agent.config),
+        agent_config=dict_to_struct(task.config),
         heartbeat_timeout=duration(task.heartbeat_timeout),
         traceparent=ctx.traceparent,
     )
@@ -89,10 +94,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
     ) -> AsyncIterator[worker_pb2.Task]:
-        if not request.agents:
-            raise invalid_field("agents", "name at least one agent", "FIELD_REQUIRED")
-        if len(request.agents) > MAX_LIST_ITEMS:
-            raise invalid_field("agents", f"name at most {MAX_LIST_ITEMS} agents", "TOO_MANY")
+        if not request.agents and not request.tools:
+            raise invalid_field("agents", "name at least one agent or tool", "FIELD_REQUIRED")
+        for name in ("agents", "tools"):
+            if len(getattr(request, name)) > MAX_LIST_ITEMS:
+                raise invalid_field(name, f"name at most {MAX_LIST_ITEMS} {name}", "TOO_MANY")
         if len(request.identity) > MAX_IDENTITY:
             raise invalid_field("identity", f"is longer than {MAX_IDENTITY} characters")
         agents = []
@@ -109,6 +115,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                     "NOT_A_WORKER_AGENT",
                 )
             agents.append(agent_id)
+        for i, name in enumerate(request.tools):
+            tool_id = name.removeprefix(TOOL_QUEUE)
+            if not is_resource_id(tool_id):
+                raise invalid_field(f"tools[{i}]", f"{shorten(name)!r} is not a tool name")
+            tool = await self._definitions.get_tool(tool_id)  # NOT_FOUND if unknown
+            if not isinstance(tool.implementation, WorkerRuntime):
+                raise invalid_field(
+                    f"tools[{i}]",
+                    f"tools/{tool_id} is not served by workers (its implementation is "
+                    f"{implementation_kind(tool.implementation)!r}, not 'worker')",
+                    "NOT_A_WORKER_TOOL",
+                )
+            agents.append(TOOL_QUEUE + tool_id)
         if request.max_concurrent_tasks < 0:
             raise invalid_field("max_concurrent_tasks", "must not be negative")
         if not self._executions.owner:

@@ -117,6 +117,7 @@ def _step_from_proto(message: workflow_pb2.Step, field: str) -> Step:
         for_each=message.for_each,
         max_parallel=message.max_parallel,
         continue_on_error=message.continue_on_error,
+        output_schema=optional_struct(message, "output_schema", f"{field}.output_schema"),
         loop=Loop(
             until=message.loop.until,
             max_iterations=message.loop.max_iterations,
@@ -198,6 +199,8 @@ def _step_to_proto(step: Step) -> workflow_pb2.Step:
         message.for_each = step.for_each
         message.max_parallel = step.max_parallel
         message.continue_on_error = step.continue_on_error
+    if step.output_schema is not None:
+        message.output_schema.CopyFrom(dict_to_struct(step.output_schema))
     if step.loop is not None:
         message.loop.CopyFrom(
             workflow_pb2.Loop(

@@ -4,11 +4,16 @@ gives back (a result, or a failure to record with an optional `retry_after`)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from baton_server.domain.executions import Failure
+from baton_server.domain.executions import Failure, Usage
+
+if TYPE_CHECKING:
+    from baton_server.domain.definitions import Agent, Handoff
+    from baton_server.domain.events import Payload
+    from baton_server.domain.tools import Tool
 
 
 @dataclass(frozen=True)
@@ -20,15 +25,20 @@ class AgentResult:
     handoff_to: str = ""
     size: int = -1
     """The output's size as JSON, once the engine has measured it."""
+    usage: Usage | None = None
+    """The tokens the attempt's LLM calls counted."""
 
 
 class AttemptFailedError(Exception):
     """An attempt failed; carries the failure to record and an optional `retry_after`."""
 
-    def __init__(self, failure: Failure, retry_after: float | None = None) -> None:
+    def __init__(
+        self, failure: Failure, retry_after: float | None = None, usage: Usage | None = None
+    ) -> None:
         super().__init__(failure.message)
         self.failure = failure
         self.retry_after = retry_after
+        self.usage = usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +60,21 @@ class AttemptInfo:
     http: Any = None
     traceparent: str = ""
     """The W3C trace context of the attempt's span ('' when not traced)."""
+    item: int = -1
+    """With `for_each`: the item's index."""
+    tools: Sequence[Tool] = ()
+    """The agent's tools (an LLM agent calls them)."""
+    tool_agents: Mapping[str, Agent] = field(default_factory=dict)
+    """The agents of the agent's `agent` tools, by id."""
+    handoffs: Sequence[Handoff] = ()
+    """The handoffs declared from the agent (an LLM agent gets a `transfer_to_` tool for
+    each SEQUENTIAL one)."""
+    output_schema: dict[str, Any] | None = None
+    """The step's output JSON Schema, if it has one."""
+    check_output: Callable[[dict[str, Any]], list[str]] | None = None
+    """Where an output does not match `output_schema` (blocking: run it in a thread)."""
+    checkpoints: Callable[[], Awaitable[Sequence[Payload]]] | None = None
+    """Reads what the attempt recorded before a restart cut it short (AGENT_TURN and
+    TOOL_CALL_* payloads, in order)."""
+    record: Callable[[Sequence[Payload]], Awaitable[None]] | None = None
+    """Writes events of the attempt durably (it returns once they are committed)."""

@@ -58,6 +58,16 @@ class OpenAIRuntime:
     api_key_env: str = ""
     temperature: float | None = None
     stream: bool = False
+    max_turns: int = 0
+    """Most model calls per attempt when the agent has tools (0: DEFAULT_MAX_TURNS)."""
+
+    @property
+    def turn_limit(self) -> int:
+        """The model calls an attempt may make."""
+        return self.max_turns or DEFAULT_MAX_TURNS
+
+
+DEFAULT_MAX_TURNS = 10
 
 
 Runtime = PythonRuntime | WorkerRuntime | OpenAIRuntime
@@ -191,6 +201,8 @@ class Step:
     """An expression giving a list: the step's agent runs once per element."""
     max_parallel: int = 0
     continue_on_error: bool = False
+    output_schema: dict[str, Any] | None = None
+    """A JSON Schema the agent's output must match."""
 
     @property
     def maps(self) -> bool:

@@ -226,6 +226,67 @@ class LoopIterationStarted(Payload):
     reset_steps: list[str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AgentTurn(Payload):
+    """One model call of an LLM agent: the assistant message as the model gave it (its
+    text and tool calls, each {"id", "name", "arguments"}), with its token usage. It is
+    the checkpoint an attempt goes on from after a restart."""
+
+    kind = EventType.AGENT_TURN
+    turn: int = 0
+    content: str = ""
+    tool_calls: list[dict[str, str]] | None = None
+    usage: dict[str, int] | None = None
+    finish_reason: str = ""
+    item: int = -1
+    rejected: str = ""
+    """Why the reply was not taken as the output (it does not match the step's
+    output_schema); the model was asked again."""
+    agent: str = ""
+    """The agent whose model answered (its id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted(Payload):
+    kind = EventType.TOOL_CALL_STARTED
+    call_id: str = ""
+    tool: str = ""
+    arguments: dict[str, Any] | None = None
+    try_number: int = 0
+    turn: int = 0
+    item: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallSucceeded(Payload):
+    """A tool call's result: the checkpoint that keeps it from running again."""
+
+    kind = EventType.TOOL_CALL_SUCCEEDED
+    call_id: str = ""
+    tool: str = ""
+    result: dict[str, Any] | None = None
+    try_number: int = 0
+    turn: int = 0
+    item: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFailed(_CarriesFailure):
+    """A tool call's failure; when it will not be tried again, the checkpoint of the
+    error the model is told."""
+
+    kind = EventType.TOOL_CALL_FAILED
+    call_id: str = ""
+    tool: str = ""
+    try_number: int = 0
+    will_retry: bool = False
+    turn: int = 0
+    item: int = -1
+
+
+AGENT_LOOP_KINDS = (EventType.AGENT_TURN, EventType.TOOL_CALL_SUCCEEDED, EventType.TOOL_CALL_FAILED)
+"""The events an LLM agent's attempt goes on from after a restart."""
+
 _BY_KIND: dict[EventType, type[Payload]] = {
     cls.kind: cls
     for cls in (
@@ -253,6 +314,10 @@ _BY_KIND: dict[EventType, type[Payload]] = {
         ExecutionRetried,
         ApprovalDecided,
         LoopIterationStarted,
+        AgentTurn,
+        ToolCallStarted,
+        ToolCallSucceeded,
+        ToolCallFailed,
     )
 }
 

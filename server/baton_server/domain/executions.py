@@ -86,6 +86,10 @@ class EventType(enum.StrEnum):
     EXECUTION_RESUMED = "EXECUTION_RESUMED"
     EXECUTION_RETRIED = "EXECUTION_RETRIED"
     APPROVAL_DECIDED = "APPROVAL_DECIDED"
+    AGENT_TURN = "AGENT_TURN"
+    TOOL_CALL_STARTED = "TOOL_CALL_STARTED"
+    TOOL_CALL_SUCCEEDED = "TOOL_CALL_SUCCEEDED"
+    TOOL_CALL_FAILED = "TOOL_CALL_FAILED"
 
     @property
     def terminal(self) -> bool:
@@ -137,6 +141,47 @@ class Failure:
         return _evolved(self, changes)
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens an LLM counted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.prompt_tokens or self.completion_tokens or self.total_tokens)
+
+    def to_doc(self) -> dict[str, int]:
+        """The JSON document storage keeps."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> Usage:
+        """Reverses `to_doc` (None is no usage); numbers that are not counts count 0."""
+        if not doc:
+            return cls()
+        return cls(*(_count(doc.get(key)) for key in _USAGE_KEYS))
+
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 @dataclass
 class StepAttempt:
     """One try of a step by one agent."""
@@ -147,6 +192,8 @@ class StepAttempt:
     start_time: float = 0.0
     end_time: float = 0.0
     error: Failure | None = None
+    usage: dict[str, int] | None = None
+    """The tokens its LLM calls counted (a Usage document; None for none)."""
 
     def evolve(self, **changes: Any) -> StepAttempt:
         """A copy with `changes` (fields by name)."""
@@ -197,6 +244,15 @@ class StepRun:
     items_succeeded: int = 0
     items_failed: int = 0
 
+    @property
+    def usage(self) -> Usage:
+        """The tokens its attempts' LLM calls counted."""
+        total = Usage()
+        for attempt in self.attempts:
+            if attempt.usage:
+                total += Usage.from_doc(attempt.usage)
+        return total
+
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps (state, position and attempt are columns too).
         Written out by hand: this runs on every step transition, and asdict is slow."""
@@ -222,6 +278,7 @@ class StepRun:
                     "start_time": a.start_time,
                     "end_time": a.end_time,
                     "error": a.error.to_doc() if a.error else None,
+                    **({"usage": a.usage} if a.usage else {}),
                 }
                 for a in self.attempts
             ],

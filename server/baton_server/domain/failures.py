@@ -55,6 +55,19 @@ ENDPOINT_NOT_ALLOWED = "ENDPOINT_NOT_ALLOWED"
 CONFIG_ERROR = "CONFIG_ERROR"
 """The agent's configuration is unusable (a missing key, a missing template)."""
 
+MAX_TURNS_EXCEEDED = "MAX_TURNS_EXCEEDED"
+"""An LLM agent with tools made `max_turns` model calls without a final answer."""
+OUTPUT_SCHEMA_MISMATCH = "OUTPUT_SCHEMA_MISMATCH"
+"""The agent's output does not match the step's `output_schema` (an LLM agent was asked
+again twice first)."""
+TOOL_NOT_FOUND = "TOOL_NOT_FOUND"
+"""A model called a tool its agent does not have (the model is told, and may go on)."""
+TOOL_ARGUMENTS_INVALID = "TOOL_ARGUMENTS_INVALID"
+"""A model called a tool with arguments that are not JSON or do not match the tool's
+parameters (the model is told, and may go on)."""
+TOOL_TIMEOUT = "TOOL_TIMEOUT"
+"""A tool call ran past the tool's timeout (retried by the tool's retry policy)."""
+
 # Remote workers
 HEARTBEAT_TIMEOUT = "HEARTBEAT_TIMEOUT"
 """The worker holding the task sent no heartbeat within the lease (retryable)."""

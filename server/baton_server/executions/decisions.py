@@ -19,6 +19,7 @@ from baton_server.domain.executions import (
     Failure,
     ItemResult,
     StepRun,
+    Usage,
 )
 from baton_server.language.plan import Plan
 
@@ -42,6 +43,8 @@ class AttemptSucceeded:
     handoff_to: str = ""
     item: int = -1
     """With `for_each`: the item's index."""
+    usage: Usage | None = None
+    """The tokens the attempt's LLM calls counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class AttemptFailed:
     retry_after: float | None = None
     item: int = -1
     """With `for_each`: the item's index."""
+    usage: Usage | None = None
+    """The tokens the attempt's LLM calls counted."""
 
 
 @dataclass(frozen=True, slots=True)

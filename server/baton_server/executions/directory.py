@@ -1,15 +1,18 @@
-"""The agents and handoffs running executions look up, cached for a second: the transition
-function reads them synchronously, and asks for what is not at hand to be loaded first."""
+"""The agents, handoffs and tools running executions look up, cached for a second: the
+transition function reads them synchronously, and asks for what is not at hand to be loaded
+first; an attempt's runtime is given the agent's tools and handoffs."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from baton_server.definitions.service import Definitions
 from baton_server.domain.definitions import Agent, AgentState, Handoff
+from baton_server.domain.tools import Tool
 from baton_server.errors import BatonError
 from baton_server.executions.decisions import (
     NotLoaded,
@@ -29,6 +32,7 @@ class AgentDirectory:
         self._agents: dict[str, tuple[float, asyncio.Future[Agent | None]]] = {}
         self._capable: dict[str, tuple[float, asyncio.Future[Agent | None]]] = {}
         self._handoffs: dict[str, tuple[float, asyncio.Future[list[Handoff]]]] = {}
+        self._tools: dict[str, tuple[float, asyncio.Future[Tool | None]]] = {}
 
     # What the transition function reads (raises NotLoaded) --------------------------------
 
@@ -54,6 +58,32 @@ class AgentDirectory:
             await _cached(self._capable, missing.key, lambda: self._load_capable(missing.key))
         else:
             await _cached(self._handoffs, missing.key, lambda: self._load_handoffs(missing.key))
+
+    # What an attempt's runtime is given (loaded before it starts) ------------------------
+
+    async def tools_of(self, agent: Agent) -> list[Tool]:
+        """The agent's tools that exist (one deleted since the agent was written is left
+        out: a model that calls it is told there is no such tool)."""
+        found = []
+        for tool_id in agent.tools:
+            tool = await _cached(self._tools, tool_id, functools.partial(self._load_tool, tool_id))
+            if tool is not None:
+                found.append(tool)
+        return found
+
+    async def agent_async(self, agent_id: str) -> Agent | None:
+        """The agent, loaded if it is not at hand."""
+        return await _cached(self._agents, agent_id, lambda: self._load_agent(agent_id))
+
+    async def handoffs_async(self, agent_id: str) -> list[Handoff]:
+        """The handoffs whose source is the agent, loaded if they are not at hand."""
+        return await _cached(self._handoffs, agent_id, lambda: self._load_handoffs(agent_id))
+
+    async def _load_tool(self, tool_id: str) -> Tool | None:
+        try:
+            return await self._definitions.get_tool(tool_id)
+        except BatonError:
+            return None
 
     async def _load_agent(self, agent_id: str) -> Agent | None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -22,8 +23,15 @@ import orjson
 
 from baton_server.domain import failures
 from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
-from baton_server.domain.definitions import Agent
-from baton_server.domain.events import Log, OutputDelta, Payload, new_event
+from baton_server.domain.definitions import Agent, OpenAIRuntime
+from baton_server.domain.events import (
+    AGENT_LOOP_KINDS,
+    Log,
+    OutputDelta,
+    Payload,
+    new_event,
+    payload_of,
+)
 from baton_server.domain.executions import (
     Event,
     EventType,
@@ -33,6 +41,7 @@ from baton_server.domain.executions import (
     ItemResult,
     StepState,
 )
+from baton_server.domain.tools import AgentTool
 from baton_server.executions.decisions import (
     ArmTimer,
     AttemptFailed,
@@ -395,17 +404,38 @@ class RunDriver:
             deltas=sink.delta,
             http=self.env.http,
             traceparent=self._spans.attempt_started(key, number, command.agent.id, command.input),
+            item=item,
         )
         try:
+            llm = isinstance(command.agent.runtime, OpenAIRuntime)
+            if llm:
+                info = await self._loop_info(info, command)
             result: AgentResult = await self.env.runtimes.invoke(command.agent, command.input, info)
+            schema = self.plan.output_schemas.get(step_id)
+            if schema is not None and not llm:
+                problems = await asyncio.to_thread(schema.problems, result.output)
+                if problems:
+                    raise AttemptFailedError(
+                        Failure(
+                            failures.OUTPUT_SCHEMA_MISMATCH,
+                            "the output does not match the step's output_schema: "
+                            + "; ".join(problems),
+                        )
+                    )
             size = len(orjson.dumps(result.output))
             self._spans.attempt_ended(key, output=result.output)
             self._push(
-                AttemptSucceeded(step_id, number, result.output, size, result.handoff_to, item)
+                AttemptSucceeded(
+                    step_id, number, result.output, size, result.handoff_to, item, result.usage
+                )
             )
         except AttemptFailedError as failed:
             self._spans.attempt_ended(key, failure=failed.failure)
-            self._push(AttemptFailed(step_id, number, failed.failure, failed.retry_after, item))
+            self._push(
+                AttemptFailed(
+                    step_id, number, failed.failure, failed.retry_after, item, failed.usage
+                )
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an engine bug: the attempt fails for good
@@ -425,6 +455,56 @@ class RunDriver:
                 del self._attempts[key]
                 current.release()
             self._wake.set()
+
+    async def _loop_info(self, info: AttemptInfo, command: RunAttempt) -> AttemptInfo:
+        """What an LLM agent's loop is given besides the attempt: the agent's tools (and
+        the agents of its `agent` tools), its handoffs, the step's output schema, and how to
+        read and write its checkpoints."""
+        directory = self.env.directory
+        tools = await directory.tools_of(command.agent)
+        tool_agents = {}
+        for tool in tools:
+            if isinstance(tool.implementation, AgentTool):
+                agent = await directory.agent_async(tool.implementation.agent)
+                if agent is not None:
+                    tool_agents[agent.id] = agent
+        schema = self.plan.output_schemas.get(command.step_id)
+        run = self.execution.steps[self.plan.positions[command.step_id]]
+        iteration = run.iteration
+
+        async def checkpoints() -> list[Payload]:
+            events = await self.env.journal.attempt_events(
+                self.execution, command.step_id, command.attempt, AGENT_LOOP_KINDS
+            )
+            return [
+                payload
+                for event in events
+                if event.iteration == iteration
+                and getattr(payload := payload_of(event), "item", -1) == command.item
+            ]
+
+        async def record(payloads: Sequence[Payload]) -> None:
+            events = [
+                new_event(p, command.step_id, command.attempt, iteration=iteration)
+                for p in payloads
+            ]
+            async with self._lock:
+                if self.execution.state.terminal:
+                    raise asyncio.CancelledError  # the run ended: the attempt stops here
+                await self._write({}, [], events)
+
+        return dataclasses.replace(
+            info,
+            tools=tools,
+            tool_agents=tool_agents,
+            handoffs=await directory.handoffs_async(command.agent.id),
+            output_schema=self.plan.workflow.steps[
+                self.plan.positions[command.step_id]
+            ].output_schema,
+            check_output=schema.problems if schema is not None else None,
+            checkpoints=checkpoints,
+            record=record,
+        )
 
     def _run_child(self, command: RunChild) -> None:
         task = asyncio.ensure_future(self._child(command))

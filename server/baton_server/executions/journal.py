@@ -375,6 +375,15 @@ class Journal:
         rows = await self.db.read(lambda conn: self.repo.queued_after(conn, seq))
         return [to_execution(r, s) for r, s in rows]
 
+    async def attempt_events(
+        self, execution: Execution, step_id: str, attempt: int, types: Sequence[str]
+    ) -> list[Event]:
+        """The events of one step attempt of the given types, in order."""
+        rows = await self.db.read(
+            lambda conn: self.repo.attempt_events(conn, execution.seq, step_id, attempt, types)
+        )
+        return [to_event(execution.id, r) for r in rows]
+
     async def events(
         self, execution: Execution, *, after: int, limit: int, types: Sequence[str] = ()
     ) -> list[Event]:

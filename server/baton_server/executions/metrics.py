@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
-from baton_server.domain.executions import ExecutionState, StepRun
+from baton_server.domain.executions import ExecutionState, StepRun, Usage
 from baton_server.executions.journal import Journal
 from baton_server.storage.codec import Codec
 
@@ -74,6 +74,8 @@ class AgentPerformance:
     running: int = 0
     durations: Durations = field(default_factory=Durations)
     errors_by_type: dict[str, int] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    """The tokens its attempts' LLM calls counted."""
 
     @property
     def success_rate(self) -> float:
@@ -117,12 +119,15 @@ def _performance(agent_id: str, start: float, end: float, blobs: list[bytes]) ->
     attempts = successes = errors = timeouts = running = 0
     durations: list[float] = []
     by_type: collections.Counter[str] = collections.Counter()
+    usage = Usage()
     for blob in blobs:
         run = StepRun.from_doc(Codec.decode(blob))
         for attempt in run.attempts:
             if attempt.agent != agent_id or not start <= attempt.start_time < end:
                 continue
             attempts += 1
+            if attempt.usage:
+                usage += Usage.from_doc(attempt.usage)
             if not attempt.end_time:
                 running += 1
                 continue
@@ -144,4 +149,5 @@ def _performance(agent_id: str, start: float, end: float, blobs: list[bytes]) ->
         running,
         Durations.of(durations),
         dict(by_type),
+        usage,
     )

@@ -67,6 +67,7 @@ from baton_server.domain.executions import (
     StepAttempt,
     StepRun,
     StepState,
+    Usage,
 )
 from baton_server.executions import handoffs
 from baton_server.executions.decisions import (
@@ -260,6 +261,7 @@ class _Decider:
         run = self.run(event.step_id)
         if run.state is not StepState.RUNNING or run.attempt != event.attempt:
             return  # an attempt that no longer counts (it timed out, or the step ended)
+        run = counted(run, event.usage)
         step = self.plan.steps[run.step_id]
         try:
             if event.size > self.state.limits.max_output_bytes:
@@ -304,6 +306,7 @@ class _Decider:
         run = self.run(event.step_id)
         if run.state is not StepState.RUNNING or run.attempt != event.attempt:
             return
+        run = counted(run, event.usage)
         step = self.plan.steps[run.step_id]
         self.after_attempt_failure(step, run, event.failure, event.retry_after)
 
@@ -1466,3 +1469,11 @@ def _moment(value: Any) -> float:
 
 def _rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def counted(run: StepRun, usage: Usage | None) -> StepRun:
+    """The step with the tokens its current attempt's LLM calls counted on that attempt."""
+    if not usage or not run.attempts or run.attempts[-1].end_time:
+        return run
+    last = run.attempts[-1].evolve(usage=usage.to_doc())
+    return run.evolve(attempts=[*run.attempts[:-1], last])

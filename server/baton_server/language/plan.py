@@ -35,6 +35,8 @@ class Plan:
     """The steps of each loop's body, in declaration order, by the loop's last step."""
     loop_of: dict[str, str]
     """For each step in a loop's body, the loop's last step."""
+    output_schemas: dict[str, InputSchema]
+    """The `output_schema`s, by step, ready to apply."""
 
     def check_input(self, value: dict[str, Any]) -> list[str]:
         """Where `value` does not satisfy the input schema ([] when it does or there is
@@ -73,6 +75,11 @@ def build_plan(workflow: Workflow) -> Plan:
         },
         loop_bodies=bodies,
         loop_of={member: end for end, body in bodies.items() for member in body},
+        output_schemas={
+            s.id: InputSchema(s.output_schema)
+            for s in workflow.steps
+            if s.output_schema is not None
+        },
     )
 
 

@@ -47,6 +47,7 @@ from baton_server.limits import (
     MAX_REASON,
     MAX_STEP_DURATION_SECONDS,
     MAX_STEPS,
+    MAX_TURNS,
     MAX_URL,
     MAX_WORD,
     shorten,
@@ -187,6 +188,8 @@ def _check_openai(runtime: OpenAIRuntime, policy: AgentPolicy) -> list[FieldViol
             found.append(_v("agent.openai.api_key_env", problem, "SECRET_NOT_ALLOWED"))
     if runtime.temperature is not None and not 0 <= runtime.temperature <= 2:
         found.append(_v("agent.openai.temperature", "must be within [0, 2]"))
+    if not 0 <= runtime.max_turns <= MAX_TURNS:
+        found.append(_v("agent.openai.max_turns", f"must be 0 (10) to {MAX_TURNS}"))
     return found
 
 
@@ -354,6 +357,11 @@ def _check_step_fields(field: str, step: Step) -> list[FieldViolation]:
     found += _check_duration(f"{field}.timeout", step.timeout)
     if step.retry_policy is not None:
         found += _check_retry_policy(f"{field}.retry_policy", step.retry_policy)
+    if step.output_schema is not None:
+        found += [
+            _v(f"{field}.output_schema{path}", problem)
+            for path, problem in schema_violations(step.output_schema)
+        ]
     if step.maps:
         if not 0 <= step.max_parallel <= MAX_PARALLEL:
             found.append(_v(f"{field}.max_parallel", f"must be 0 (10) to {MAX_PARALLEL}"))

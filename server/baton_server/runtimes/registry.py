@@ -1,6 +1,6 @@
 """How an agent attempt is run, by runtime: `python` callables (async on the loop, plain ones
 in a thread pool, CPU-bound ones in a process pool), `worker` agents through the task
-broker, `openai` agents through the shared HTTP client."""
+broker, `openai` agents as durable loops over the shared HTTP client, calling their tools."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from baton import AgentError, HandoffRequest, StepContext, StepLogger
 from baton_server.domain import failures
 from baton_server.domain.agent_policy import AgentPolicy, PolicyViolationError
@@ -26,7 +28,9 @@ from baton_server.domain.definitions import (
     runtime_kind,
 )
 from baton_server.domain.executions import Failure
+from baton_server.runtimes.agent_loop import AgentLoop
 from baton_server.runtimes.openai import OpenAIClient
+from baton_server.runtimes.tools import ToolRunner
 from baton_server.runtimes.worker_broker import TaskBroker
 
 log = logging.getLogger(__name__)
@@ -46,10 +50,13 @@ class Runtimes:
         broker: TaskBroker | None = None,
         openai: OpenAIClient | None = None,
         policy: AgentPolicy | None = None,
+        http: httpx.AsyncClient | None = None,
+        max_result_bytes: int = 1 << 20,
     ) -> None:
         self.broker = broker
-        self.openai = openai
         self.policy = policy or AgentPolicy()
+        self.tools = ToolRunner(self, http, self.policy)
+        self.loop = AgentLoop(openai, self.tools, max_result_bytes) if openai else None
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="baton-agent"
         )
@@ -62,10 +69,10 @@ class Runtimes:
         """Runs one attempt; returns the agent's result or raises AttemptFailedError."""
         runtime = agent.runtime
         if isinstance(runtime, WorkerRuntime) and self.broker is not None:
-            return await self.broker.run(agent, value, info)
-        if isinstance(runtime, OpenAIRuntime) and self.openai is not None:
+            return await self.broker.run(agent.id, runtime, value, info, agent.config)
+        if isinstance(runtime, OpenAIRuntime) and self.loop is not None:
             try:
-                return await self.openai.run(agent, value, info)
+                return await self.loop.run(agent, value, info)
             except PolicyViolationError as exc:
                 raise failure_of(exc) from None
         if not isinstance(runtime, PythonRuntime):
@@ -77,6 +84,16 @@ class Runtimes:
                     non_retryable=True,
                 )
             )
+        result = await self.call_python(runtime, value, info)
+        if isinstance(result, HandoffRequest):
+            return AgentResult(as_output(result.output), result.target.removeprefix("agents/"))
+        return AgentResult(as_output(result))
+
+    async def call_python(
+        self, runtime: PythonRuntime, value: dict[str, Any], info: AttemptInfo
+    ) -> Any:
+        """Calls a Python entry point (an agent's or a tool's) with `value` and the step
+        context; returns what it returned or raises AttemptFailedError."""
         problem = self.policy.entry_point_problem(runtime.entry_point)
         if problem is not None:  # the policy was narrowed after the agent was written
             raise AttemptFailedError(
@@ -86,22 +103,32 @@ class Runtimes:
         ctx = step_context(info)
         try:
             if inspect.iscoroutinefunction(function):
-                result = await function(value, ctx)
-            elif runtime.cpu_bound:
-                result = await asyncio.get_running_loop().run_in_executor(
+                return await function(value, ctx)
+            if runtime.cpu_bound:
+                return await asyncio.get_running_loop().run_in_executor(
                     self._process_pool(), function, value, ctx.info()
                 )
-            else:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._threads, functools.partial(function, value, ctx)
-                )
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, functools.partial(function, value, ctx)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # anything an agent raises is that attempt's failure
             raise failure_of(exc) from None
-        if isinstance(result, HandoffRequest):
-            return AgentResult(as_output(result.output), result.target.removeprefix("agents/"))
-        return AgentResult(as_output(result))
+
+    async def call_worker(
+        self, queue: str, runtime: WorkerRuntime, value: dict[str, Any], info: AttemptInfo
+    ) -> AgentResult:
+        """Runs a task on a remote worker serving `queue` (a tool, `tools/{id}`)."""
+        if self.broker is None:
+            raise AttemptFailedError(
+                Failure(
+                    failures.RUNTIME_NOT_AVAILABLE,
+                    "this server has no worker service",
+                    non_retryable=True,
+                )
+            )
+        return await self.broker.run(queue, runtime, value, info, {})
 
     async def close(self) -> None:
         """Stops the pools without waiting for abandoned attempts."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from baton_server.domain import failures
 from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
-from baton_server.domain.definitions import Agent, WorkerRuntime
+from baton_server.domain.definitions import WorkerRuntime
 from baton_server.domain.executions import Failure
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,9 @@ class Task:
     """One step attempt waiting for, or leased to, a worker."""
 
     token: str
-    agent: Agent
+    queue: str
+    """What it is for: an agent id, or `tools/{tool}` for a tool call."""
+    config: dict[str, Any]
     input: dict[str, Any]
     attempt: AttemptInfo
     heartbeat_timeout: float
@@ -82,21 +84,28 @@ class TaskBroker:
         """Open PollTasks streams."""
         return len(self._pollers)
 
-    async def run(self, agent: Agent, value: dict[str, Any], info: AttemptInfo) -> AgentResult:
-        """Runs one attempt on a worker; returns its result or raises AttemptFailedError."""
-        runtime = agent.runtime
-        assert isinstance(runtime, WorkerRuntime)
+    async def run(
+        self,
+        queue: str,
+        runtime: WorkerRuntime,
+        value: dict[str, Any],
+        info: AttemptInfo,
+        config: dict[str, Any],
+    ) -> AgentResult:
+        """Runs one attempt of an agent (by id), or one tool call (`tools/{tool}`), on a
+        worker; returns its result or raises AttemptFailedError."""
         task = Task(
             token=secrets.token_urlsafe(18),
-            agent=agent,
+            queue=queue,
+            config=config,
             input=value,
             attempt=info,
             heartbeat_timeout=runtime.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
             deadline=info.deadline,
         )
         self._tasks[task.token] = task
-        self._pending.setdefault(agent.id, []).append(task)
-        self._wake(agent.id)
+        self._pending.setdefault(queue, []).append(task)
+        self._wake(queue)
         try:
             if runtime.schedule_timeout:
                 picked = asyncio.ensure_future(task.picked.wait())
@@ -131,8 +140,9 @@ class TaskBroker:
     async def poll(
         self, identity: str, agents: frozenset[str], capacity: int
     ) -> AsyncIterator[Task]:
-        """Yields tasks for `agents` while the worker has fewer than `capacity` unanswered
-        ones. When the stream ends, its unanswered tasks fail as retryable."""
+        """Yields tasks for `agents` (agent ids, and `tools/{tool}` for tools) while the
+        worker has fewer than `capacity` unanswered ones. When the stream ends, its
+        unanswered tasks fail as retryable."""
         poller = _Poller(identity, agents, max(capacity, 1))
         self._pollers.add(poller)
         try:
@@ -269,13 +279,13 @@ class TaskBroker:
                 poller.wake.set()
 
     def _withdraw(self, task: Task) -> None:
-        queue = self._pending.get(task.agent.id)
+        queue = self._pending.get(task.queue)
         if queue and task in queue:
             queue.remove(task)
 
-    def _wake(self, agent_id: str) -> None:
+    def _wake(self, queue: str) -> None:
         for poller in self._pollers:
-            if agent_id in poller.agents:
+            if queue in poller.agents:
                 poller.wake.set()
 
 

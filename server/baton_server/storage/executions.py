@@ -356,6 +356,33 @@ class ExecutionRepository:
         )
         return bool(list(rows))
 
+    async def attempt_events(
+        self,
+        conn: SqlConnection,
+        execution_seq: int,
+        step_id: str,
+        attempt: int,
+        types: Sequence[str],
+    ) -> list[EventRow]:
+        """One step attempt's events of the given types, in order."""
+        rows = await conn.execute_fetchall(
+            "SELECT sequence, type, time, step_id, attempt, doc FROM events "
+            "WHERE execution_seq = ? AND step_id = ? AND attempt = ? "
+            f"AND type IN ({','.join('?' * len(types))}) ORDER BY sequence",
+            [execution_seq, step_id, attempt, *types],
+        )
+        return [
+            EventRow(
+                r["type"],
+                r["time"],
+                r["step_id"],
+                r["attempt"],
+                self.codec.decode(r["doc"]),
+                sequence=r["sequence"],
+            )
+            for r in rows
+        ]
+
     async def events(
         self,
         conn: SqlConnection,
