@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import redis
-from fake_llm import fake_openai  # noqa: F401 - a fixture for every test module
+from fake_llm import fake_openai, scripted_llm  # noqa: F401 - fixtures for every test module
 
 from baton import Agent, Client, PythonRuntime
 from baton_server.app import Baton, create_server

@@ -88,3 +88,101 @@ def fake_openai() -> Iterator[str]:
     FakeOpenAI.requests = []
     FakeOpenAI.limited_calls = []
     yield from serve(FakeOpenAI)
+
+
+Answer = dict[str, Any]
+"""What a scripted model answers: {"content": str} and/or {"tool_calls": [(id, name,
+arguments dict)]}, with optional "usage": (prompt, completion); or {"status": 429,
+"retry_after": "1"} for an error."""
+
+
+class ScriptedLLM(BaseHTTPRequestHandler):
+    """POST /v1/chat/completions answered by `scripts[model](request body)`: tool calls,
+    streamed deltas (tool-call arguments in fragments), usage, and errors with Retry-After.
+    `hold` makes requests wait (while it is set) before they are answered."""
+
+    scripts: ClassVar[dict[str, Any]] = {}
+    requests: ClassVar[list[dict[str, Any]]] = []
+    hold: ClassVar[threading.Event] = threading.Event()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ScriptedLLM.requests.append(body)
+        answer: Answer = ScriptedLLM.scripts[body["model"]](body)
+        while ScriptedLLM.hold.is_set():
+            time.sleep(0.01)
+        if "status" in answer:
+            headers = {"Retry-After": answer["retry_after"]} if "retry_after" in answer else {}
+            FakeOpenAI._send(self, answer["status"], {"error": {"message": "no"}}, headers)  # type: ignore[arg-type]
+            return
+        prompt, completion = answer.get("usage", (10, 5))
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        calls = [
+            {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+            for i, n, a in answer.get("tool_calls", ())
+        ]
+        finish = "tool_calls" if calls else "stop"
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": answer.get("content")}
+            if calls:
+                message["tool_calls"] = calls
+            FakeOpenAI._send(
+                self,  # type: ignore[arg-type]
+                200,
+                {"choices": [{"message": message, "finish_reason": finish}], "usage": usage},
+            )
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunks: list[dict[str, Any]] = []
+        text = answer.get("content") or ""
+        for k in range(0, len(text), 4):
+            chunks.append({"content": text[k : k + 4]})
+        for index, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            head = {
+                "index": index,
+                "id": call["id"],
+                "function": {"name": call["function"]["name"]},
+            }
+            chunks.append({"tool_calls": [head]})
+            for k in range(0, len(arguments), 5):
+                piece = {"index": index, "function": {"arguments": arguments[k : k + 5]}}
+                chunks.append({"tool_calls": [piece]})
+        for delta in chunks:
+            self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        self._event({"choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _event(self, chunk: dict[str, Any]) -> None:
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def turn_of(body: dict[str, Any]) -> int:
+    """Which model turn a request is (0 for the first): the assistant messages before it."""
+    return sum(1 for m in body["messages"] if m["role"] == "assistant")
+
+
+def tool_results(body: dict[str, Any]) -> dict[str, Any]:
+    """The tool results in a request, by call id."""
+    return {
+        m["tool_call_id"]: json.loads(m["content"]) for m in body["messages"] if m["role"] == "tool"
+    }
+
+
+@pytest.fixture
+def scripted_llm() -> Iterator[str]:
+    ScriptedLLM.scripts = {}
+    ScriptedLLM.requests = []
+    ScriptedLLM.hold.clear()
+    yield from serve(ScriptedLLM)

@@ -152,3 +152,41 @@ def picky(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     if int(value["item"]) % 3 == 0:
         raise AgentError(f"{value['item']} is a multiple of 3", type="Picky", non_retryable=True)
     return {"v": value["item"]}
+
+
+def _effect(ctx: StepContext, what: str) -> None:
+    """Appends `what idempotency-key` to the file the calling agent's config names."""
+    path = ctx.config.get("effects")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{what} {ctx.idempotency_key}\n")
+
+
+def add_tool(arguments: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A tool: {"a", "b"} -> {"sum"}, after `pause` seconds; records its effect."""
+    time.sleep(float(ctx.config.get("pause", 0)))
+    _effect(ctx, "add")
+    return {"sum": arguments["a"] + arguments["b"]}
+
+
+def flaky_tool(arguments: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A tool that fails its first `fail_times` tries for each idempotency key."""
+    path = ctx.config["effects"]
+    tries = 0
+    if os.path.exists(path):
+        with open(path) as f:
+            tries = sum(1 for line in f if line.split() == ["flaky", ctx.idempotency_key])
+    _effect(ctx, "flaky")
+    if tries < int(arguments.get("fail_times", 2)):
+        raise AgentError(f"try {tries + 1} failed on purpose", type="Flaky")
+    return {"tries": tries + 1}
+
+
+async def broken_tool(arguments: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A tool that always fails."""
+    raise AgentError("the index is down", type="IndexDown")
+
+
+def echo(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Returns its input."""
+    return dict(value)
