@@ -343,7 +343,7 @@ async def test_a_sigkill_mid_loop_repeats_no_finished_turn_or_tool_call(
                 found = await events(client, execution.name, ET.EVENT_TYPE_TOOL_CALL_SUCCEEDED)
                 return len(found)
 
-            while not ScriptedLLM.hold.is_set() or await succeeded() < 2:
+            while not ScriptedLLM.hold.is_set() or await succeeded() < 2:  # noqa: ASYNC110 - the fake runs in a thread
                 await asyncio.sleep(0.02)
         await servers.kill()
         ScriptedLLM.hold.clear()
