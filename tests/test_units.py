@@ -136,6 +136,19 @@ def test_every_event_payload_round_trips_through_its_document() -> None:
         events.ExecutionRetried(["b", "c"], 1),
         events.ApprovalDecided(True, "vic", "reviewer", "looks right"),
         events.LoopIterationStarted(2, ["write", "review"]),
+        events.AgentTurn(
+            2,
+            "",
+            [{"id": "c1", "name": "add", "arguments": '{"a": 1}'}],
+            {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            "tool_calls",
+            4,
+            "",
+            "planner",
+        ),
+        events.ToolCallStarted("c1", "add", {"a": 1}, 1, 2, -1),
+        events.ToolCallSucceeded("c1", "add", {"sum": 3}, 2, 2, -1),
+        events.ToolCallFailed(failure, "c1", "add", 1, True, 2, -1),
     ]
     assert {type(p).kind for p in samples} == set(EventType)  # one payload per kind
     for payload in samples:

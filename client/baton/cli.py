@@ -82,13 +82,6 @@ _PAUSE_EVENTS = {
     event_pb2.EVENT_TYPE_EXECUTION_PAUSED: "paused",
     event_pb2.EVENT_TYPE_EXECUTION_RESUMED: "resumed",
 }
-_DONE_STEP_STATES = {
-    execution_pb2.StepRun.STATE_SUCCEEDED,
-    execution_pb2.StepRun.STATE_FAILED,
-    execution_pb2.StepRun.STATE_SKIPPED,
-    execution_pb2.StepRun.STATE_CANCELLED,
-    execution_pb2.StepRun.STATE_TIMED_OUT,
-}
 
 
 class CliError(Exception):
@@ -625,7 +618,7 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
     summary; exit status 0 when it succeeded, 1 otherwise."""
     execution = client.executions.get(name)
     total = len(execution.steps)
-    done: set[str] = {s.step_id for s in execution.steps if s.state in _DONE_STEP_STATES}
+    done: set[str] = set()  # the stream replays the log from its start
     began: dict[str, float] = {}  # step -> when its current attempt started
     runtimes: dict[str, str] = {}  # agent -> its runtime, looked up once
     for viewed in client.executions.stream(name):
