@@ -55,7 +55,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             200,
             {
                 "choices": [{"message": {"role": "assistant", "content": reply}}],
-                "usage": {"total_tokens": 7},
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
             },
         )
 

@@ -249,14 +249,39 @@ async def test_worker_rpcs_refuse_bad_input(client: Client) -> None:
         await poll.read()
     assert "agents" in str(raw.value)
     await client.agents.create(python_agent(), agent_id="local")
-    for agent, code in (
-        ("agents/ghost", grpc.StatusCode.NOT_FOUND),
-        ("agents/local", grpc.StatusCode.INVALID_ARGUMENT),
+    await client.tools.create(
+        baton.Tool(python=baton.PythonRuntime(entry_point="baton_server.agents:echo")),
+        tool_id="local-tool",
+    )
+    for request, code, field in (
+        (worker_pb2.PollTasksRequest(agents=["agents/ghost"]), grpc.StatusCode.NOT_FOUND, ""),
+        (
+            worker_pb2.PollTasksRequest(agents=["agents/local"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "agents[0]",
+        ),
+        (worker_pb2.PollTasksRequest(tools=["tools/ghost"]), grpc.StatusCode.NOT_FOUND, ""),
+        (
+            worker_pb2.PollTasksRequest(tools=["tools/local-tool"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tools[0]",
+        ),
+        (
+            worker_pb2.PollTasksRequest(tools=["tools/Not A Tool"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tools[0]",
+        ),
+        (
+            worker_pb2.PollTasksRequest(tools=["tools/x"] * 101),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "tools",
+        ),
     ):
-        poll = stub.PollTasks(worker_pb2.PollTasksRequest(agents=[agent]))
+        poll = stub.PollTasks(request)
         with pytest.raises(grpc.aio.AioRpcError) as raw:
             await poll.read()
-        assert raw.value.code() is code
+        assert raw.value.code() is code, request
+        assert field in (raw.value.details() or ""), (field, raw.value.details())
 
 
 async def test_max_concurrency_holds_across_workers(
