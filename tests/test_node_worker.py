@@ -4,15 +4,18 @@ built from proto/ alone (examples/node-worker)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fake_llm import ScriptedLLM, tool_results, turn_of
 from test_workers import connected
 
-from baton import Agent, Client, Execution, Step, WorkerRuntime, Workflow
+from baton import Agent, Client, Execution, OpenAIRuntime, Step, Tool, WorkerRuntime, Workflow
 from baton_server.app import Baton
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,3 +91,50 @@ async def test_python_and_node_workers_serve_one_workflow(server: Baton, client:
         for process in processes:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.timeout(60)
+async def test_a_node_worker_serves_a_tool_to_an_llm_agent(
+    server: Baton, client: Client, scripted_llm: str
+) -> None:
+    node = shutil.which("node")
+    if node is None or not (NODE_WORKER / "node_modules" / "@grpc" / "grpc-js").exists():
+        pytest.fail("node and examples/node-worker/node_modules are needed: run `make test`")
+    await client.tools.create(
+        Tool(
+            description="Counts the words of a text.",
+            parameters={"type": "object", "properties": {"text": {"type": "string"}}},  # type: ignore[arg-type]
+            worker=WorkerRuntime(),
+        ),
+        tool_id="text-stats",
+    )
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        if turn_of(body) == 0:
+            return {"tool_calls": [("n", "text-stats", {"text": "one two three"})]}
+        return {"content": json.dumps(tool_results(body)["n"])}
+
+    ScriptedLLM.scripts["counter"] = script
+    await client.agents.create(
+        Agent(tools=["text-stats"], openai=OpenAIRuntime(base_url=scripted_llm, model="counter")),
+        agent_id="counter",
+    )
+    workflow = await client.workflows.create(Workflow(steps=[Step(id="count", agent="counter")]))
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(NODE_WORKER / "worker.js"),
+        f"127.0.0.1:{server.port}",
+        "tools/text-stats",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await connected(server, 1)
+        execution = await client.executions.start(workflow.name, {})
+        done = await client.executions.wait(execution.name, timeout=30)
+        assert done.state == Execution.STATE_SUCCEEDED, done.error
+        output = done.steps[0].output
+        assert (output["words"], output["runtime"]) == (3, "node")
+        assert int(output["pid"]) == process.pid
+    finally:
+        process.kill()
+        await process.wait()

@@ -1,10 +1,11 @@
 // A Baton worker in Node.js, built only from proto/ (loaded at run time with
-// @grpc/proto-loader): it serves one agent by polling WorkerService for tasks.
+// @grpc/proto-loader): it serves agents and tools by polling WorkerService for tasks.
 //
-//   node worker.js HOST:PORT AGENT_NAME
+//   node worker.js HOST:PORT NAME [NAME ...]     (each NAME agents/{id} or tools/{id})
 //
-// The agent reverses `input.text` and counts its words. Any language with gRPC can do the
-// same: poll PollTasks, heartbeat while working, answer CompleteTask or FailTask.
+// Every agent it serves reverses `input.text` and counts its words; every tool it serves
+// (called by LLM agents) gives the statistics of its `text` argument. Any language with gRPC
+// can do the same: poll PollTasks, heartbeat while working, answer CompleteTask or FailTask.
 'use strict';
 
 const path = require('path');
@@ -57,7 +58,7 @@ function toStruct(object) {
 }
 
 // The agent itself.
-async function handle(input, task) {
+async function reverse(input, task) {
   const text = String(input.text || '');
   return {
     reversed: text.split('').reverse().join(''),
@@ -65,6 +66,17 @@ async function handle(input, task) {
     runtime: 'node',
     pid: process.pid,
     attempt: task.attempt,
+  };
+}
+
+// The tool: a task whose `tool` is set carries the model's arguments as its input.
+async function textStats(args) {
+  const text = String(args.text || '');
+  return {
+    words: text.split(/\s+/).filter(Boolean).length,
+    characters: text.length,
+    runtime: 'node',
+    pid: process.pid,
   };
 }
 
@@ -80,6 +92,7 @@ async function serve(client, task) {
     call(client, 'HeartbeatTask', { task_token: task.task_token }).catch(() => {});
   }, heartbeatMs);
   try {
+    const handle = task.tool ? textStats : reverse;
     const output = await handle(fromStruct(task.input), task);
     await call(client, 'CompleteTask', { task_token: task.task_token, output: toStruct(output) });
   } catch (error) {
@@ -92,24 +105,29 @@ async function serve(client, task) {
   }
 }
 
-function poll(client, agent, delayMs) {
-  const stream = client.PollTasks({ agents: [agent], identity: `node-${process.pid}`, max_concurrent_tasks: 4 });
+function poll(client, names, delayMs) {
+  const stream = client.PollTasks({
+    agents: names.filter((n) => n.startsWith('agents/')),
+    tools: names.filter((n) => n.startsWith('tools/')),
+    identity: `node-${process.pid}`,
+    max_concurrent_tasks: 4,
+  });
   let restarted = false;
   const restart = () => {  // the stream ended or failed: reconnect once, with backoff
     if (restarted) return;
     restarted = true;
-    setTimeout(() => poll(client, agent, Math.min(delayMs * 2, 5000)), delayMs);
+    setTimeout(() => poll(client, names, Math.min(delayMs * 2, 5000)), delayMs);
   };
   stream.on('data', (task) => { serve(client, task); });
   stream.on('error', restart);
   stream.on('end', restart);
 }
 
-const [target, agent] = process.argv.slice(2);
-if (!target || !agent) {
-  console.error('usage: node worker.js HOST:PORT AGENT_NAME');
+const [target, ...names] = process.argv.slice(2);
+if (!target || !names.length || !names.every((n) => /^(agents|tools)\//.test(n))) {
+  console.error('usage: node worker.js HOST:PORT NAME [NAME ...]  (agents/{id} or tools/{id})');
   process.exit(2);
 }
 const client = new baton.WorkerService(target, grpc.credentials.createInsecure());
-console.log(`node worker ${process.pid} serving ${agent} at ${target}`);
-poll(client, agent, 200);
+console.log(`node worker ${process.pid} serving ${names.join(', ')} at ${target}`);
+poll(client, names, 200);
