@@ -203,3 +203,32 @@ def _parse(value: dict[str, Any]) -> ast.Module:
         raise AgentError(
             f"the code does not parse: {exc}", type="SyntaxError", non_retryable=True
         ) from None
+
+
+# The research example's tools (examples/research.py) -------------------------------------
+
+NOTES = {
+    "temporal": "Temporal replays a workflow's event history to rebuild its state; "
+    "activities are retried by policy and must be idempotent.",
+    "langgraph": "LangGraph checkpoints a graph's state after each node; "
+    "a ToolNode runs the tools an LLM asked for, in process.",
+    "baton": "Baton records each model turn and tool call as events and goes on from the "
+    "last one after a crash, so finished tool calls never run twice.",
+    "conductor": "Conductor schedules tasks from a JSON workflow definition; "
+    "workers poll for tasks in any language.",
+}
+
+
+def search_notes(arguments: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A tool: the ids of the notes that mention every word of `query`."""
+    words = [w.lower() for w in str(arguments.get("query", "")).split()]
+    found = [k for k, text in NOTES.items() if all(w in f"{k} {text}".lower() for w in words)]
+    return {"notes": found}
+
+
+def read_note(arguments: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A tool: one note's text."""
+    note = str(arguments.get("id", ""))
+    if note not in NOTES:
+        raise AgentError(f"there is no note {note!r}", type="NoSuchNote", non_retryable=True)
+    return {"id": note, "text": NOTES[note]}

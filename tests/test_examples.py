@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import start_process, stop_processes
+from fake_llm import ScriptedLLM, tool_results, turn_of
 
 from baton import Client, Execution, StepRun
 from baton_server.app import Baton
@@ -124,3 +127,56 @@ async def test_examples_run_from_any_working_directory(tmp_path: Path) -> None:
         assert "SUCCEEDED" in out
     finally:
         stop_processes(processes)
+
+
+def _researcher(body: dict[str, Any]) -> dict[str, Any]:
+    """The research example's model: searches and looks up a term at once, reads the note
+    it found, then answers in the step's schema."""
+    turn, results = turn_of(body), tool_results(body)
+    if turn == 0:
+        return {
+            "tool_calls": [
+                ("s", "search-notes", {"query": "tool calls"}),
+                ("g", "glossary", {"term": "idempotency"}),
+            ]
+        }
+    if turn == 1:
+        return {"tool_calls": [("r", "read-note", {"id": results["s"]["notes"][0]})]}
+    answer = f"{results['r']['text']} ({results['g']['definition']})"
+    return {"content": json.dumps({"answer": answer, "sources": [results["r"]["id"]]})}
+
+
+@pytest.mark.timeout(90)
+async def test_research_example_runs_its_agent_loop(
+    server: Baton, client: Client, scripted_llm: str
+) -> None:
+    ScriptedLLM.scripts["research-model"] = _researcher
+    for _ in range(2):  # a second run replaces the definitions the first one made
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "examples" / "research.py"),
+            "How do engines keep tool calls from running twice?",
+            "--server",
+            f"127.0.0.1:{server.port}",
+            "--llm-url",
+            scripted_llm,
+            "--model",
+            "research-model",
+            "--api-key-env",
+            "",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        text = out.decode()
+        assert process.returncode == 0, text
+        assert "turn 1: tools/search-notes" in text and "tools/glossary" in text
+        assert "SUCCEEDED" in text
+    done = await latest(client, "research")
+    output = dict(done.steps[0].output)
+    assert output["sources"] == ["baton"]
+    assert "never run twice" in output["answer"] and "once" in output["answer"]
+    assert ScriptedLLM.requests[0]["response_format"]["json_schema"]["schema"]["required"] == [
+        "answer",
+        "sources",
+    ]
