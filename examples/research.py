@@ -30,7 +30,7 @@ GLOSSARY = {
     "checkpoint": "A durable record of progress that work can go on from.",
     "handoff": "Passing a task from one agent to another.",
 }
-OUTPUT_SCHEMA = {
+OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "answer": {"type": "string"},
@@ -56,7 +56,7 @@ async def define(client: baton.Client, llm_url: str, model: str, api_key_env: st
     tools = {
         "search-notes": baton.Tool(
             description="Finds the notes that mention every word of a query.",
-            parameters={  # type: ignore[arg-type]
+            parameters={
                 "type": "object",
                 "properties": {"query": {"type": "string"}},
                 "required": ["query"],
@@ -65,7 +65,7 @@ async def define(client: baton.Client, llm_url: str, model: str, api_key_env: st
         ),
         "read-note": baton.Tool(
             description="Reads one note by its id.",
-            parameters={  # type: ignore[arg-type]
+            parameters={
                 "type": "object",
                 "properties": {"id": {"type": "string"}},
                 "required": ["id"],
@@ -74,7 +74,7 @@ async def define(client: baton.Client, llm_url: str, model: str, api_key_env: st
         ),
         "glossary": baton.Tool(
             description="Defines a term.",
-            parameters={  # type: ignore[arg-type]
+            parameters={
                 "type": "object",
                 "properties": {"term": {"type": "string"}},
                 "required": ["term"],
