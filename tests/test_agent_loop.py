@@ -16,6 +16,7 @@ import pytest
 from conftest import restartable
 from fake_llm import ScriptedLLM, serve, tool_results, turn_of
 from google.protobuf import duration_pb2
+from test_cli import baton_cli
 
 import baton
 from baton import (
@@ -440,3 +441,25 @@ async def test_worker_http_and_agent_tools(client: Client, scripted_llm: str) ->
         assert seen == [("", "work", f"{done.name.removeprefix('executions/')}/work/1/w")]
     finally:
         next(weather_api, None)
+
+
+async def test_watch_shows_turns_and_failed_tool_calls(
+    server: Any, client: Client, scripted_llm: str, tmp_path: Path
+) -> None:
+    await add_tools(client)
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        if turn_of(body) == 0:
+            return {"tool_calls": [("a", "add", {"a": 1, "b": 1}), ("b", "broken", {})]}
+        return {"content": "done"}
+
+    ScriptedLLM.scripts["watched"] = script
+    await llm_agent(client, "watched", scripted_llm, tools=["add", "broken"])
+    await client.workflows.create(
+        Workflow(steps=[Step(id="work", agent="watched")]), workflow_id="watched"
+    )
+    code, out, err = await baton_cli(server, "run", "watched", "--input", "{}", "--watch")
+    assert code == 0, err
+    assert "work: turn 1: tools/add, tools/broken (15 tokens)" in out
+    assert "work: tools/broken failed: IndexDown" in out
+    assert "work: turn 2: answered (15 tokens)" in out

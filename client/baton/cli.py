@@ -665,6 +665,17 @@ def _follow(client: SyncClient, name: str, output: str, out: TextIO) -> int:
                 file=out,
             )
             out.flush()
+        elif event.type == event_pb2.EVENT_TYPE_AGENT_TURN:
+            turn = event.agent_turn
+            asked = ", ".join(call.tool for call in turn.tool_calls) or "answered"
+            tokens = turn.usage.total_tokens
+            print(f"{event.step_id}: turn {turn.turn}: {asked} ({tokens} tokens)", file=out)
+            out.flush()
+        elif event.type == event_pb2.EVENT_TYPE_TOOL_CALL_FAILED:
+            failed = event.tool_call_failed
+            retry = ", trying again" if failed.will_retry else ""
+            print(f"{event.step_id}: {failed.tool} failed: {failed.error.type}{retry}", file=out)
+            out.flush()
         elif event.type == event_pb2.EVENT_TYPE_SIGNAL_RECEIVED:
             print(f"signal{_event_detail(event)}", file=out)
             out.flush()
