@@ -54,33 +54,17 @@ def glossary(arguments: dict[str, Any], ctx: baton.StepContext) -> dict[str, Any
 async def define(client: baton.Client, llm_url: str, model: str, api_key_env: str) -> str:
     """Creates (or updates) the tools, the agent and the workflow; returns the workflow."""
     tools = {
-        "search-notes": baton.Tool(
-            description="Finds the notes that mention every word of a query.",
-            parameters={
-                "type": "object",
-                "properties": {"query": {"type": "string"}},
-                "required": ["query"],
-            },
+        "search-notes": _tool(
+            "Finds the notes that mention every word of a query.",
+            "query",
             python=baton.PythonRuntime(entry_point="examples.agents:search_notes"),
         ),
-        "read-note": baton.Tool(
-            description="Reads one note by its id.",
-            parameters={
-                "type": "object",
-                "properties": {"id": {"type": "string"}},
-                "required": ["id"],
-            },
+        "read-note": _tool(
+            "Reads one note by its id.",
+            "id",
             python=baton.PythonRuntime(entry_point="examples.agents:read_note"),
         ),
-        "glossary": baton.Tool(
-            description="Defines a term.",
-            parameters={
-                "type": "object",
-                "properties": {"term": {"type": "string"}},
-                "required": ["term"],
-            },
-            worker=baton.WorkerRuntime(),
-        ),
+        "glossary": _tool("Defines a term.", "term", worker=baton.WorkerRuntime()),
     }
     for tool_id, tool in tools.items():
         await _put(client.tools, tool, "tool", tool_id)
@@ -103,6 +87,19 @@ async def define(client: baton.Client, llm_url: str, model: str, api_key_env: st
     workflow = baton.Workflow(display_name="Research", steps=[step])
     await _put(client.workflows, workflow, "workflow", "research")
     return "workflows/research"
+
+
+def _tool(description: str, argument: str, **implementation: Any) -> baton.Tool:
+    """A tool that takes one string argument."""
+    return baton.Tool(
+        description=description,
+        parameters={
+            "type": "object",
+            "properties": {argument: {"type": "string"}},
+            "required": [argument],
+        },
+        **implementation,
+    )
 
 
 async def _put(resources: Any, resource: Any, kind: str, resource_id: str) -> None:

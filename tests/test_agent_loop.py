@@ -463,3 +463,31 @@ async def test_watch_shows_turns_and_failed_tool_calls(
     assert "work: turn 1: tools/add, tools/broken (15 tokens)" in out
     assert "work: tools/broken failed: IndexDown" in out
     assert "work: turn 2: answered (15 tokens)" in out
+
+
+async def test_a_workflow_tool_runs_a_child_execution(client: Client, scripted_llm: str) -> None:
+    await client.agents.create(
+        Agent(python=PythonRuntime(entry_point="test_agents_lib:add")), agent_id="summer"
+    )
+    await client.workflows.create(
+        Workflow(
+            steps=[Step(id="sum", agent="summer", input_mapping={"values": "${input.values}"})]
+        ),
+        workflow_id="summing",
+    )
+    await client.tools.create(
+        Tool(description="Sums numbers.", workflow="workflows/summing"), tool_id="sum-flow"
+    )
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        if turn_of(body) == 0:
+            return {"tool_calls": [("s", "sum-flow", {"values": [1, 2, 3]})]}
+        return {"content": json.dumps(tool_results(body)["s"])}
+
+    ScriptedLLM.scripts["delegator"] = script
+    await llm_agent(client, "delegator", scripted_llm, tools=["sum-flow"])
+    done = await run_step(client, "delegator")
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert dict(done.steps[0].output) == {"sum": {"value": 6}}
+    children = [c async for c in client.executions.list(parent=done.name)]
+    assert len(children) == 1 and children[0].workflow == "workflows/summing"

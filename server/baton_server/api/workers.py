@@ -21,7 +21,7 @@ from baton_server.api.convert import (
 from baton_server.api.status import translate_errors
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
-from baton_server.domain.definitions import WorkerRuntime, runtime_kind
+from baton_server.domain.definitions import runtime_kind
 from baton_server.domain.executions import Failure
 from baton_server.domain.ids import is_resource_id
 from baton_server.domain.tools import implementation_kind
@@ -43,6 +43,21 @@ MAX_TOKEN = 256
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _SEVERITIES = {1: "DEBUG", 2: "INFO", 3: "WARNING", 4: "ERROR"}
+
+
+def _served_id(resource_id: str, field: str, what: str) -> str:
+    if not is_resource_id(resource_id):
+        raise invalid_field(field, f"{shorten(resource_id)!r} is not {what} name")
+    return resource_id
+
+
+def _check_served(field: str, name: str, kind: str) -> None:
+    """Workers may serve only agents and tools that workers implement."""
+    if kind != "worker":
+        reason = "NOT_A_WORKER_TOOL" if name.startswith(TOOL_QUEUE) else "NOT_A_WORKER_AGENT"
+        raise invalid_field(
+            field, f"{name} is not served by workers (it is {kind!r}, not 'worker')", reason
+        )
 
 
 def task_to_proto(task: Task) -> worker_pb2.Task:
@@ -101,33 +116,18 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 raise invalid_field(name, f"name at most {MAX_LIST_ITEMS} {name}", "TOO_MANY")
         if len(request.identity) > MAX_IDENTITY:
             raise invalid_field("identity", f"is longer than {MAX_IDENTITY} characters")
-        agents = []
+        queues = []
         for i, name in enumerate(request.agents):
-            agent_id = agent_ref(name)
-            if not is_resource_id(agent_id):
-                raise invalid_field(f"agents[{i}]", f"{shorten(name)!r} is not an agent name")
+            agent_id = _served_id(name.removeprefix("agents/"), f"agents[{i}]", "an agent")
             agent = await self._definitions.get_agent(agent_id)  # NOT_FOUND if unknown
-            if not isinstance(agent.runtime, WorkerRuntime):
-                raise invalid_field(
-                    f"agents[{i}]",
-                    f"agents/{agent_id} is not served by workers (its runtime is "
-                    f"{runtime_kind(agent.runtime)!r}, not 'worker')",
-                    "NOT_A_WORKER_AGENT",
-                )
-            agents.append(agent_id)
+            _check_served(f"agents[{i}]", f"agents/{agent_id}", runtime_kind(agent.runtime))
+            queues.append(agent_id)
         for i, name in enumerate(request.tools):
-            tool_id = name.removeprefix(TOOL_QUEUE)
-            if not is_resource_id(tool_id):
-                raise invalid_field(f"tools[{i}]", f"{shorten(name)!r} is not a tool name")
+            tool_id = _served_id(name.removeprefix(TOOL_QUEUE), f"tools[{i}]", "a tool")
             tool = await self._definitions.get_tool(tool_id)  # NOT_FOUND if unknown
-            if not isinstance(tool.implementation, WorkerRuntime):
-                raise invalid_field(
-                    f"tools[{i}]",
-                    f"tools/{tool_id} is not served by workers (its implementation is "
-                    f"{implementation_kind(tool.implementation)!r}, not 'worker')",
-                    "NOT_A_WORKER_TOOL",
-                )
-            agents.append(TOOL_QUEUE + tool_id)
+            kind = implementation_kind(tool.implementation)
+            _check_served(f"tools[{i}]", f"tools/{tool_id}", kind)
+            queues.append(TOOL_QUEUE + tool_id)
         if request.max_concurrent_tasks < 0:
             raise invalid_field("max_concurrent_tasks", "must not be negative")
         if not self._executions.owner:
@@ -141,7 +141,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             return
         identity = request.identity or context.peer()
         async for task in self._broker.poll(
-            identity, frozenset(agents), request.max_concurrent_tasks or 1
+            identity, frozenset(queues), request.max_concurrent_tasks or 1
         ):
             yield task_to_proto(task)
 

@@ -78,3 +78,7 @@ class AttemptInfo:
     TOOL_CALL_* payloads, in order)."""
     record: Callable[[Sequence[Payload]], Awaitable[None]] | None = None
     """Writes events of the attempt durably (it returns once they are committed)."""
+    run_workflow: Callable[[str, dict[str, Any], str], Awaitable[AgentResult]] | None = None
+    """Runs a workflow (by id) on an input as a child execution of the attempt's, keyed by
+    an idempotency key (the same key finds the same child after a restart); returns its
+    output or raises AttemptFailedError."""

@@ -381,7 +381,13 @@ def child_id(execution_id: str, step_id: str, attempt: int) -> str:
     """The id of the child execution an attempt of a `workflow` step starts: the same when a
     restart delivers the attempt again, so that it finds its child instead of starting
     another."""
-    digest = hashlib.sha256(idempotency_key(execution_id, step_id, attempt).encode()).hexdigest()
+    return child_id_for(idempotency_key(execution_id, step_id, attempt))
+
+
+def child_id_for(key: str) -> str:
+    """The id of the child execution started under an idempotency key (of a `workflow` step's
+    attempt, or of a `workflow` tool's call)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
     return f"child-{digest[:24]}"
 
 

@@ -66,13 +66,12 @@ from baton_server.executions.decisions import (
     StopAttempt,
     Timer,
     TimerFired,
+    child_id_for,
 )
 from baton_server.executions.directory import AgentDirectory
 from baton_server.executions.journal import Journal
 from baton_server.executions.spans import RunSpans
-from baton_server.executions.transitions import (
-    decide,
-)
+from baton_server.executions.transitions import MAX_CHILD_DEPTH, decide
 from baton_server.language.plan import Plan
 from baton_server.runtimes.registry import Runtimes
 from baton_server.tracing import Tracing
@@ -493,8 +492,30 @@ class RunDriver:
                     raise asyncio.CancelledError  # the run ended: the attempt stops here
                 await self._write({}, [], events)
 
+        async def run_workflow(workflow_id: str, value: dict[str, Any], key: str) -> AgentResult:
+            assert self.env.children is not None, "the execution service runs children"
+            if self.execution.depth + 1 > MAX_CHILD_DEPTH:
+                raise AttemptFailedError(
+                    Failure(
+                        failures.CHILD_DEPTH_EXCEEDED,
+                        f"children nest at most {MAX_CHILD_DEPTH} deep",
+                        non_retryable=True,
+                    )
+                )
+            child = child_id_for(key)
+            start = RunChild(
+                command.step_id, command.attempt, workflow_id, value, child, command.deadline
+            )
+            try:
+                return await self.env.children.run_child(self.execution, start)
+            except asyncio.CancelledError:  # the attempt stopped: so does the tool's child
+                reason = f"its parent {self.execution.id!r} stopped step {command.step_id!r}"
+                self.env.children.cancel_child(child, reason)
+                raise
+
         return dataclasses.replace(
             info,
+            run_workflow=run_workflow,
             tools=tools,
             tool_agents=tool_agents,
             handoffs=await directory.handoffs_async(command.agent.id),

@@ -183,11 +183,14 @@ class ToolRunner:
             return (await self._host.invoke(agent, arguments, plain)).output
         if isinstance(implementation, HttpTool):
             return await self._request(tool, implementation, arguments)
-        assert isinstance(implementation, WorkflowTool | None)
+        if isinstance(implementation, WorkflowTool) and info.run_workflow is not None:
+            workflow = implementation.workflow.removeprefix("workflows/")
+            run = await info.run_workflow(workflow, arguments, info.idempotency_key)
+            return run.output
         raise AttemptFailedError(
             Failure(
                 failures.RUNTIME_NOT_AVAILABLE,
-                f"tools/{tool.id} runs a workflow; this version cannot run workflow tools yet",
+                f"tools/{tool.id} has no implementation this server can run",
                 non_retryable=True,
             )
         )
@@ -262,12 +265,17 @@ def _call_info(info: AttemptInfo, call: ToolCall) -> AttemptInfo:
     tried again can tell it already had its effect)."""
     return replace(
         info,
-        idempotency_key=f"{info.idempotency_key}/{call.call_id}",
+        idempotency_key=call_key(info.idempotency_key, call.call_id),
         tools=(),
         handoffs=(),
         output_schema=None,
         check_output=None,
     )
+
+
+def call_key(attempt_key: str, call_id: str) -> str:
+    """A tool call's idempotency key."""
+    return f"{attempt_key}/{call_id}"
 
 
 async def _refused(

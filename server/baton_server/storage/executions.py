@@ -3,6 +3,7 @@ are written by one `update` inside one transaction, which also numbers the event
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -371,17 +372,7 @@ class ExecutionRepository:
             f"AND type IN ({','.join('?' * len(types))}) ORDER BY sequence",
             [execution_seq, step_id, attempt, *types],
         )
-        return [
-            EventRow(
-                r["type"],
-                r["time"],
-                r["step_id"],
-                r["attempt"],
-                self.codec.decode(r["doc"]),
-                sequence=r["sequence"],
-            )
-            for r in rows
-        ]
+        return [self._event_row(r) for r in rows]
 
     async def events(
         self,
@@ -404,17 +395,17 @@ class ExecutionRepository:
             f"WHERE execution_seq = ? AND sequence > ?{type_sql} ORDER BY sequence LIMIT ?",
             [*params, limit],
         )
-        return [
-            EventRow(
-                r["type"],
-                r["time"],
-                r["step_id"],
-                r["attempt"],
-                self.codec.decode(r["doc"]),
-                sequence=r["sequence"],
-            )
-            for r in rows
-        ]
+        return [self._event_row(r) for r in rows]
+
+    def _event_row(self, r: sqlite3.Row) -> EventRow:
+        return EventRow(
+            r["type"],
+            r["time"],
+            r["step_id"],
+            r["attempt"],
+            self.codec.decode(r["doc"]),
+            sequence=r["sequence"],
+        )
 
     async def _with_steps(
         self, conn: SqlConnection, select: str, params: list[Any], *, order: str
