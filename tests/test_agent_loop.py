@@ -491,3 +491,37 @@ async def test_a_workflow_tool_runs_a_child_execution(client: Client, scripted_l
     assert dict(done.steps[0].output) == {"sum": {"value": 6}}
     children = [c async for c in client.executions.list(parent=done.name)]
     assert len(children) == 1 and children[0].workflow == "workflows/summing"
+
+
+async def test_map_items_run_their_own_loops(client: Client, scripted_llm: str) -> None:
+    await add_tools(client)
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        item = json.loads(body["messages"][1]["content"])["n"]
+        if turn_of(body) == 0:
+            return {"tool_calls": [(f"i{item}", "add", {"a": item, "b": 100})]}
+        return {"content": json.dumps(tool_results(body)[f"i{item}"])}
+
+    ScriptedLLM.scripts["mapper"] = script
+    await llm_agent(client, "mapper", scripted_llm, tools=["add"])
+    workflow = await client.workflows.create(
+        Workflow(
+            steps=[
+                Step(
+                    id="each",
+                    agent="mapper",
+                    for_each="${input.numbers}",
+                    input_mapping={"n": "${item}"},
+                    max_parallel=3,
+                )
+            ]
+        )
+    )
+    execution = await client.executions.start(workflow.name, {"numbers": [1, 2, 3]})
+    done = await client.executions.wait(execution.name, timeout=60)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    items = [dict(i) for i in done.steps[0].output["items"]]
+    assert items == [{"sum": 101}, {"sum": 102}, {"sum": 103}]
+    assert done.steps[0].usage.total_tokens == 3 * 2 * 15  # three items, two turns each
+    turns = await events(client, done.name, ET.EVENT_TYPE_AGENT_TURN)
+    assert sorted(e.agent_turn.item for e in turns) == [0, 0, 1, 1, 2, 2]

@@ -243,11 +243,13 @@ class StepRun:
     {"attempt": n, "tries": n, "retry_at": t} (retry_at 0 while running)."""
     items_succeeded: int = 0
     items_failed: int = 0
+    items_usage: dict[str, int] | None = None
+    """With `for_each`: the tokens its items' attempts counted (a Usage document)."""
 
     @property
     def usage(self) -> Usage:
-        """The tokens its attempts' LLM calls counted."""
-        total = Usage()
+        """The tokens its attempts' (and items' attempts') LLM calls counted."""
+        total = Usage.from_doc(self.items_usage)
         for attempt in self.attempts:
             if attempt.usage:
                 total += Usage.from_doc(attempt.usage)
@@ -294,6 +296,8 @@ class StepRun:
             doc["past_outputs"] = self.past_outputs
         if self.child:
             doc["child"] = self.child
+        if self.items_usage:
+            doc["items_usage"] = self.items_usage
         if self.items_total:
             doc.update(
                 items_total=self.items_total,

@@ -301,6 +301,7 @@ class _Decider:
                 event.attempt,
                 event.failure,
                 event.retry_after,
+                event.usage,
             )
             return
         run = self.run(event.step_id)
@@ -811,6 +812,7 @@ class _Decider:
             return
         if entry["attempt"] != event.attempt or entry["retry_at"]:
             return
+        run = items_counted(run, event.usage)
         running = {k: v for k, v in run.items_running.items() if k != str(event.item)}
         self.decision.items.append(
             ItemResult(
@@ -834,6 +836,7 @@ class _Decider:
         attempt: int,
         failure: Failure,
         retry_after: float | None,
+        usage: Usage | None = None,
     ) -> None:
         """An item's attempt failed: it retries by the step's policy, else it fails for
         good, which fails the step unless it continues on errors."""
@@ -841,6 +844,7 @@ class _Decider:
         entry = run.items_running.get(str(index))
         if run.state is not StepState.RUNNING or entry is None or entry["attempt"] != attempt:
             return
+        run = items_counted(run, usage)
         failure = failure.evolve(step_id=step.id, message=f"item {index}: {failure.message}")
         backoff = self.plan.backoffs[step.id]
         running = dict(run.items_running)
@@ -1477,3 +1481,10 @@ def counted(run: StepRun, usage: Usage | None) -> StepRun:
         return run
     last = run.attempts[-1].evolve(usage=usage.to_doc())
     return run.evolve(attempts=[*run.attempts[:-1], last])
+
+
+def items_counted(run: StepRun, usage: Usage | None) -> StepRun:
+    """The map step with the tokens an item's attempt counted."""
+    if not usage:
+        return run
+    return run.evolve(items_usage=(Usage.from_doc(run.items_usage) + usage).to_doc())
