@@ -525,3 +525,31 @@ async def test_map_items_run_their_own_loops(client: Client, scripted_llm: str) 
     assert done.steps[0].usage.total_tokens == 3 * 2 * 15  # three items, two turns each
     turns = await events(client, done.name, ET.EVENT_TYPE_AGENT_TURN)
     assert sorted(e.agent_turn.item for e in turns) == [0, 0, 1, 1, 2, 2]
+
+
+async def test_a_429_mid_loop_keeps_the_turns_and_tool_calls_made(
+    client: Client, scripted_llm: str, tmp_path: Path
+) -> None:
+    await add_tools(client)
+    limited: list[int] = []
+
+    def script(body: dict[str, Any]) -> dict[str, Any]:
+        turn = turn_of(body)
+        if turn == 0:
+            return {"tool_calls": [("c1", "add", {"a": 2, "b": 2})]}
+        if not limited:
+            limited.append(turn)
+            return {"status": 429, "retry_after": "1"}
+        return {"content": json.dumps(tool_results(body)["c1"])}
+
+    ScriptedLLM.scripts["throttled"] = script
+    config = {"effects": str(tmp_path / "effects")}
+    await llm_agent(client, "throttled", scripted_llm, tools=["add"], config=config)
+    done = await run_step(client, "throttled")
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert dict(done.steps[0].output) == {"sum": 4}
+    assert len(done.steps[0].attempts) == 1
+    assert [turn_of(r) for r in ScriptedLLM.requests] == [0, 1, 1]
+    assert len((tmp_path / "effects").read_text().splitlines()) == 1  # the tool ran once
+    logs = [e.log.message for e in await events(client, done.name, ET.EVENT_TYPE_LOG)]
+    assert any("HTTP_429" in line and "1s" in line for line in logs), logs
