@@ -68,7 +68,7 @@ test: install redis-server examples/node-worker/node_modules
 
 # Serves the built-in agents and the examples' (examples/agents.py).
 run: install
-	$(BIN)/python -m baton_server --python-path $(CURDIR) --python-agent-modules baton_server.agents,examples
+	$(BIN)/python -m baton_server --python-path $(CURDIR) --python-agent-modules baton_server.agents,examples --http-listen 127.0.0.1:8080
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -7,9 +7,11 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from baton_server.api.auth import BearerAuth, Callers, parse_tokens
 from baton_server.api.decoding import DecodingInterceptor
 from baton_server.api.executions import ExecutionServicer
 from baton_server.api.handoffs import HandoffServicer
+from baton_server.api.http_gateway import HttpGateway, loopback_address
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
 from baton_server.api.schedules import ScheduleServicer
@@ -109,6 +112,8 @@ class Baton:
     bus: RedisEventBus | None = None
     telemetry: Telemetry | None = None
     metrics_port: int = 0
+    http_port: int = 0
+    """The HTTP/JSON API's port (0: off)."""
     tracer_provider: TracerProvider | None = None
     """A provider the server made (from OTEL_*), shut down with it."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -300,6 +305,9 @@ async def create_server(
         raise SystemExit(
             f"baton: cannot listen on {settings.listen} (is another server using it?): {exc}"
         ) from None
+    loopback = tempfile.mkdtemp(prefix="baton-") if settings.http_listen else ""
+    if loopback:  # the HTTP/JSON API calls the gRPC API here (a directory only we can enter)
+        server.add_insecure_port(loopback_address(loopback))
     lease.address = settings.advertise_address or _advertised(settings.listen, port)
     # Take the engine lease and resume unfinished executions before the first call.
     await executions.begin()
@@ -313,6 +321,8 @@ async def create_server(
         baton.tracer_provider = tracing.provider
     if settings.metrics_listen:
         baton.metrics_port = telemetry.serve(settings.metrics_listen)
+    if loopback:
+        await _serve_http(baton, settings, loopback)
     baton.tasks.append(asyncio.create_task(schedules.run(), name="schedules"))
     await _report_health(health_servicer, probe)
     baton.tasks.append(asyncio.create_task(_watch_health(health_servicer, probe)))
@@ -328,6 +338,31 @@ async def create_server(
             asyncio.create_task(_periodically(interval, retain, "deleted old executions"))
         )
     return baton
+
+
+async def _serve_http(baton: Baton, settings: Settings, loopback: str) -> None:
+    """Starts the HTTP/JSON API, which calls the gRPC API over the loopback socket."""
+    channel = grpc.aio.insecure_channel(
+        loopback_address(loopback),
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ],
+    )
+    gateway = HttpGateway(channel, settings.max_message_bytes)
+    try:
+        baton.http_port = await gateway.start(settings.http_listen)
+    except OSError as exc:
+        await channel.close()
+        await baton.stop()
+        raise SystemExit(f"baton: cannot listen on {settings.http_listen}: {exc}") from None
+
+    async def close() -> None:
+        await gateway.stop()
+        await channel.close()
+        shutil.rmtree(loopback, ignore_errors=True)
+
+    baton.closers.insert(0, close)
 
 
 def _extend_import_path(python_path: str) -> None:
@@ -429,8 +464,13 @@ async def serve(settings: Settings) -> None:
             "port": baton.port,
             "database": settings.database,
             "redis": bool(settings.redis_url),
+            "http_port": baton.http_port,
         },
     )
+    if baton.http_port:
+        host = settings.http_listen.rpartition(":")[0] or "0.0.0.0"
+        shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "") else host
+        log.info(f"HTTP/JSON API at http://{shown}:{baton.http_port}/v1/")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -54,6 +55,8 @@ class Settings:
     (at once if that process is gone from the same host, or released the lease)."""
     metrics_listen: str = ""
     """host:port for Prometheus metrics over HTTP (e.g. 0.0.0.0:9464); empty: off."""
+    http_listen: str = ""
+    """host:port for the HTTP/JSON API (e.g. 0.0.0.0:8080; port 0 picks one); empty: off."""
     auth_tokens: str = ""
     """Turns auth on: `token=role,token=role` or `@file` (one `token role` per line); roles
     are reader, operator, worker, admin. Empty: no auth."""
@@ -152,6 +155,8 @@ class Settings:
             path = getattr(self, name)
             if path and not os.access(path, os.R_OK):
                 problems.append(f"{name}: cannot read {path!r}")
+        if self.http_listen and not re.fullmatch(r"[^:]*:\d{1,5}", self.http_listen):
+            problems.append("http_listen must be host:port (e.g. 0.0.0.0:8080)")
         if self.max_message_bytes < 64 * 1024:
             problems.append("max_message_bytes must be at least 65536")
         try:

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
@@ -29,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62\x61ton/v1/agent.proto\x12\x08\x62\x61ton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x04\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12+\n\x06labels\x18\x06 \x03(\x0b\x32\x1b.baton.v1.Agent.LabelsEntry\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.baton.v1.Agent.State\x12\'\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06python\x18\t \x01(\x0b\x32\x17.baton.v1.PythonRuntimeH\x00\x12)\n\x06worker\x18\n \x01(\x0b\x32\x17.baton.v1.WorkerRuntimeH\x00\x12)\n\x06openai\x18\x0b \x01(\x0b\x32\x17.baton.v1.OpenAIRuntimeH\x00\x12\x17\n\x0fmax_concurrency\x18\x0c \x01(\x05\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02\x42\t\n\x07runtime\"7\n\rPythonRuntime\x12\x13\n\x0b\x65ntry_point\x18\x01 \x01(\t\x12\x11\n\tcpu_bound\x18\x02 \x01(\x08\"z\n\rWorkerRuntime\x12\x34\n\x11heartbeat_timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10schedule_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa8\x01\n\rOpenAIRuntime\x12\x10\n\x08\x62\x61se_url\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\x13\n\x0b\x61pi_key_env\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x11\n\tmax_turns\x18\x07 \x01(\x05\x42\x0e\n\x0c_temperature\"Z\n\x12\x43reateAgentRequest\x12\x1e\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0f.baton.v1.Agent\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"v\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.baton.v1.Agent.State\"N\n\x12ListAgentsResponse\x12\x1f\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0f.baton.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x12UpdateAgentRequest\x12\x1e\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0f.baton.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"S\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t2\xd0\x02\n\x0c\x41gentService\x12<\n\x0b\x43reateAgent\x12\x1c.baton.v1.CreateAgentRequest\x1a\x0f.baton.v1.Agent\x12\x36\n\x08GetAgent\x12\x19.baton.v1.GetAgentRequest\x1a\x0f.baton.v1.Agent\x12G\n\nListAgents\x12\x1b.baton.v1.ListAgentsRequest\x1a\x1c.baton.v1.ListAgentsResponse\x12<\n\x0bUpdateAgent\x12\x1c.baton.v1.UpdateAgentRequest\x1a\x0f.baton.v1.Agent\x12\x43\n\x0b\x44\x65leteAgent\x12\x1c.baton.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x62\x61ton/v1/agent.proto\x12\x08\x62\x61ton.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x04\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12+\n\x06labels\x18\x06 \x03(\x0b\x32\x1b.baton.v1.Agent.LabelsEntry\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.baton.v1.Agent.State\x12\'\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06python\x18\t \x01(\x0b\x32\x17.baton.v1.PythonRuntimeH\x00\x12)\n\x06worker\x18\n \x01(\x0b\x32\x17.baton.v1.WorkerRuntimeH\x00\x12)\n\x06openai\x18\x0b \x01(\x0b\x32\x17.baton.v1.OpenAIRuntimeH\x00\x12\x17\n\x0fmax_concurrency\x18\x0c \x01(\x05\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02\x42\t\n\x07runtime\"7\n\rPythonRuntime\x12\x13\n\x0b\x65ntry_point\x18\x01 \x01(\t\x12\x11\n\tcpu_bound\x18\x02 \x01(\x08\"z\n\rWorkerRuntime\x12\x34\n\x11heartbeat_timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10schedule_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa8\x01\n\rOpenAIRuntime\x12\x10\n\x08\x62\x61se_url\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\x13\n\x0b\x61pi_key_env\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x11\n\tmax_turns\x18\x07 \x01(\x05\x42\x0e\n\x0c_temperature\"Z\n\x12\x43reateAgentRequest\x12\x1e\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0f.baton.v1.Agent\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"v\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12$\n\x05state\x18\x04 \x01(\x0e\x32\x15.baton.v1.Agent.State\"N\n\x12ListAgentsResponse\x12\x1f\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0f.baton.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x12UpdateAgentRequest\x12\x1e\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0f.baton.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"S\n\x12\x44\x65leteAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t2\xe3\x03\n\x0c\x41gentService\x12W\n\x0b\x43reateAgent\x12\x1c.baton.v1.CreateAgentRequest\x1a\x0f.baton.v1.Agent\"\x19\x82\xd3\xe4\x93\x02\x13\"\n/v1/agents:\x05\x61gent\x12S\n\x08GetAgent\x12\x19.baton.v1.GetAgentRequest\x1a\x0f.baton.v1.Agent\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/{name=agents/*}\x12[\n\nListAgents\x12\x1b.baton.v1.ListAgentsRequest\x1a\x1c.baton.v1.ListAgentsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12\x66\n\x0bUpdateAgent\x12\x1c.baton.v1.UpdateAgentRequest\x1a\x0f.baton.v1.Agent\"(\x82\xd3\xe4\x93\x02\"2\x19/v1/{agent.name=agents/*}:\x05\x61gent\x12`\n\x0b\x44\x65leteAgent\x12\x1c.baton.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/{name=agents/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,30 +39,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENT_LABELSENTRY']._loaded_options = None
   _globals['_AGENT_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENT']._serialized_start=193
-  _globals['_AGENT']._serialized_end=812
-  _globals['_AGENT_LABELSENTRY']._serialized_start=686
-  _globals['_AGENT_LABELSENTRY']._serialized_end=731
-  _globals['_AGENT_STATE']._serialized_start=733
-  _globals['_AGENT_STATE']._serialized_end=801
-  _globals['_PYTHONRUNTIME']._serialized_start=814
-  _globals['_PYTHONRUNTIME']._serialized_end=869
-  _globals['_WORKERRUNTIME']._serialized_start=871
-  _globals['_WORKERRUNTIME']._serialized_end=993
-  _globals['_OPENAIRUNTIME']._serialized_start=996
-  _globals['_OPENAIRUNTIME']._serialized_end=1164
-  _globals['_CREATEAGENTREQUEST']._serialized_start=1166
-  _globals['_CREATEAGENTREQUEST']._serialized_end=1256
-  _globals['_GETAGENTREQUEST']._serialized_start=1258
-  _globals['_GETAGENTREQUEST']._serialized_end=1289
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1291
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1409
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1411
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=1489
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=1491
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=1612
-  _globals['_DELETEAGENTREQUEST']._serialized_start=1614
-  _globals['_DELETEAGENTREQUEST']._serialized_end=1697
-  _globals['_AGENTSERVICE']._serialized_start=1700
-  _globals['_AGENTSERVICE']._serialized_end=2036
+  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._serialized_options = b'\202\323\344\223\002\023\"\n/v1/agents:\005agent'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/{name=agents/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._serialized_options = b'\202\323\344\223\002\"2\031/v1/{agent.name=agents/*}:\005agent'
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\202\323\344\223\002\025*\023/v1/{name=agents/*}'
+  _globals['_AGENT']._serialized_start=223
+  _globals['_AGENT']._serialized_end=842
+  _globals['_AGENT_LABELSENTRY']._serialized_start=716
+  _globals['_AGENT_LABELSENTRY']._serialized_end=761
+  _globals['_AGENT_STATE']._serialized_start=763
+  _globals['_AGENT_STATE']._serialized_end=831
+  _globals['_PYTHONRUNTIME']._serialized_start=844
+  _globals['_PYTHONRUNTIME']._serialized_end=899
+  _globals['_WORKERRUNTIME']._serialized_start=901
+  _globals['_WORKERRUNTIME']._serialized_end=1023
+  _globals['_OPENAIRUNTIME']._serialized_start=1026
+  _globals['_OPENAIRUNTIME']._serialized_end=1194
+  _globals['_CREATEAGENTREQUEST']._serialized_start=1196
+  _globals['_CREATEAGENTREQUEST']._serialized_end=1286
+  _globals['_GETAGENTREQUEST']._serialized_start=1288
+  _globals['_GETAGENTREQUEST']._serialized_end=1319
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1321
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1439
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1441
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1519
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=1521
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=1642
+  _globals['_DELETEAGENTREQUEST']._serialized_start=1644
+  _globals['_DELETEAGENTREQUEST']._serialized_end=1727
+  _globals['_AGENTSERVICE']._serialized_start=1730
+  _globals['_AGENTSERVICE']._serialized_end=2213
 # @@protoc_insertion_point(module_scope)

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from baton.v1 import common_pb2 as baton_dot_v1_dot_common__pb2
 from baton.v1 import event_pb2 as baton_dot_v1_dot_event__pb2
 from baton.v1 import handoff_pb2 as baton_dot_v1_dot_handoff__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61ton/v1/execution.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x14\x62\x61ton/v1/event.proto\x1a\x16\x62\x61ton/v1/handoff.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x06\n\tExecution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x19\n\x11workflow_revision\x18\x03 \x01(\x03\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12 \n\x05\x65rror\x18\x07 \x01(\x0b\x32\x11.baton.v1.Failure\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\n \x01(\x08\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.baton.v1.Execution.LabelsEntry\x12 \n\x05steps\x18\x0c \x03(\x0b\x32\x11.baton.v1.StepRun\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13last_event_sequence\x18\x10 \x01(\x03\x12\x0b\n\x03run\x18\x11 \x01(\x05\x12\x0e\n\x06parent\x18\x12 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa6\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\x12\x13\n\x0fSTATE_TIMED_OUT\x10\x06\x12\x10\n\x0cSTATE_PAUSED\x10\x07\"\x9c\x07\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.baton.v1.StepRun.State\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\x31\n\rschedule_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06output\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x05\x65rror\x18\t \x01(\x0b\x32\x11.baton.v1.Failure\x12\'\n\x08\x61ttempts\x18\n \x03(\x0b\x32\x15.baton.v1.StepAttempt\x12)\n\x08handoffs\x18\x0b \x03(\x0b\x32\x17.baton.v1.HandoffRecord\x12-\n\twake_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\titeration\x18\r \x01(\x05\x12\x32\n\x11iteration_outputs\x18\x0e \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x63hild_execution\x18\x0f \x01(\t\x12\x13\n\x0bitems_total\x18\x10 \x01(\x05\x12\x17\n\x0fitems_succeeded\x18\x11 \x01(\x05\x12\x14\n\x0citems_failed\x18\x12 \x01(\x05\x12\x15\n\ritems_running\x18\x13 \x01(\x05\x12#\n\x05usage\x18\x14 \x01(\x0b\x32\x14.baton.v1.TokenUsage\"\xf8\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x12\n\x0eSTATE_RETRYING\x10\x04\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x05\x12\x10\n\x0cSTATE_FAILED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\x12\x13\n\x0fSTATE_CANCELLED\x10\x08\x12\x13\n\x0fSTATE_TIMED_OUT\x10\t\x12\x11\n\rSTATE_WAITING\x10\n\x12\x12\n\x0eSTATE_SLEEPING\x10\x0b\"\x9d\x01\n\x08StepItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.baton.v1.StepRun.State\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\'\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x05\x65rror\x18\x05 \x01(\x0b\x32\x11.baton.v1.Failure\"^\n\x14ListStepItemsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x15ListStepItemsResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.baton.v1.StepItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe4\x01\n\x0bStepAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x65rror\x18\x06 \x01(\x0b\x32\x11.baton.v1.Failure\x12#\n\x05usage\x18\x07 \x01(\x0b\x32\x14.baton.v1.TokenUsage\"\xb8\x01\n\rHandoffRecord\x12\x0f\n\x07handoff\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\x12\x1a\n\x12requested_by_agent\x18\x05 \x01(\x08\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x02\n\x15StartExecutionRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x19\n\x11workflow_revision\x18\x02 \x01(\x03\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\x06 \x01(\x08\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.StartExecutionRequest.LabelsEntry\x12\x14\n\x0c\x65xecution_id\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x13GetExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe5\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.ListExecutionsRequest.LabelsEntry\x12\x0f\n\x07waiting\x18\x08 \x01(\x08\x12\x0e\n\x06parent\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.baton.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"M\n\x15RetryExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nfrom_steps\x18\x02 \x03(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"d\n\x12\x41pproveStepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reject\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x15PauseExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x16ResumeExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"t\n\x16SignalExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\":\n\x16\x44\x65leteExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"s\n\x1cStreamExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12(\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x13.baton.v1.EventType\"\x80\x01\n\x1aListExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x0b\x65vent_types\x18\x04 \x03(\x0e\x32\x13.baton.v1.EventType\"`\n\x1bListExecutionEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.baton.v1.ExecutionEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc9\x08\n\x10\x45xecutionService\x12\x46\n\x0eStartExecution\x12\x1f.baton.v1.StartExecutionRequest\x1a\x13.baton.v1.Execution\x12\x42\n\x0cGetExecution\x12\x1d.baton.v1.GetExecutionRequest\x1a\x13.baton.v1.Execution\x12\x44\n\rWaitExecution\x12\x1e.baton.v1.WaitExecutionRequest\x1a\x13.baton.v1.Execution\x12S\n\x0eListExecutions\x12\x1f.baton.v1.ListExecutionsRequest\x1a .baton.v1.ListExecutionsResponse\x12H\n\x0f\x43\x61ncelExecution\x12 .baton.v1.CancelExecutionRequest\x1a\x13.baton.v1.Execution\x12[\n\x15StreamExecutionEvents\x12&.baton.v1.StreamExecutionEventsRequest\x1a\x18.baton.v1.ExecutionEvent0\x01\x12\x62\n\x13ListExecutionEvents\x12$.baton.v1.ListExecutionEventsRequest\x1a%.baton.v1.ListExecutionEventsResponse\x12K\n\x0f\x44\x65leteExecution\x12 .baton.v1.DeleteExecutionRequest\x1a\x16.google.protobuf.Empty\x12H\n\x0fSignalExecution\x12 .baton.v1.SignalExecutionRequest\x1a\x13.baton.v1.Execution\x12\x46\n\x0ePauseExecution\x12\x1f.baton.v1.PauseExecutionRequest\x1a\x13.baton.v1.Execution\x12H\n\x0fResumeExecution\x12 .baton.v1.ResumeExecutionRequest\x1a\x13.baton.v1.Execution\x12\x46\n\x0eRetryExecution\x12\x1f.baton.v1.RetryExecutionRequest\x1a\x13.baton.v1.Execution\x12@\n\x0b\x41pproveStep\x12\x1c.baton.v1.ApproveStepRequest\x1a\x13.baton.v1.Execution\x12P\n\rListStepItems\x12\x1e.baton.v1.ListStepItemsRequest\x1a\x1f.baton.v1.ListStepItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61ton/v1/execution.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x14\x62\x61ton/v1/event.proto\x1a\x16\x62\x61ton/v1/handoff.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x06\n\tExecution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12\x19\n\x11workflow_revision\x18\x03 \x01(\x03\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05state\x18\x06 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12 \n\x05\x65rror\x18\x07 \x01(\x0b\x32\x11.baton.v1.Failure\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\n \x01(\x08\x12/\n\x06labels\x18\x0b \x03(\x0b\x32\x1f.baton.v1.Execution.LabelsEntry\x12 \n\x05steps\x18\x0c \x03(\x0b\x32\x11.baton.v1.StepRun\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13last_event_sequence\x18\x10 \x01(\x03\x12\x0b\n\x03run\x18\x11 \x01(\x05\x12\x0e\n\x06parent\x18\x12 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa6\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_QUEUED\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\x12\x13\n\x0fSTATE_TIMED_OUT\x10\x06\x12\x10\n\x0cSTATE_PAUSED\x10\x07\"\x9c\x07\n\x07StepRun\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.baton.v1.StepRun.State\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\x31\n\rschedule_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06output\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x05\x65rror\x18\t \x01(\x0b\x32\x11.baton.v1.Failure\x12\'\n\x08\x61ttempts\x18\n \x03(\x0b\x32\x15.baton.v1.StepAttempt\x12)\n\x08handoffs\x18\x0b \x03(\x0b\x32\x17.baton.v1.HandoffRecord\x12-\n\twake_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\titeration\x18\r \x01(\x05\x12\x32\n\x11iteration_outputs\x18\x0e \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x63hild_execution\x18\x0f \x01(\t\x12\x13\n\x0bitems_total\x18\x10 \x01(\x05\x12\x17\n\x0fitems_succeeded\x18\x11 \x01(\x05\x12\x14\n\x0citems_failed\x18\x12 \x01(\x05\x12\x15\n\ritems_running\x18\x13 \x01(\x05\x12#\n\x05usage\x18\x14 \x01(\x0b\x32\x14.baton.v1.TokenUsage\"\xf8\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_RUNNING\x10\x03\x12\x12\n\x0eSTATE_RETRYING\x10\x04\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x05\x12\x10\n\x0cSTATE_FAILED\x10\x06\x12\x11\n\rSTATE_SKIPPED\x10\x07\x12\x13\n\x0fSTATE_CANCELLED\x10\x08\x12\x13\n\x0fSTATE_TIMED_OUT\x10\t\x12\x11\n\rSTATE_WAITING\x10\n\x12\x12\n\x0eSTATE_SLEEPING\x10\x0b\"\x9d\x01\n\x08StepItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.baton.v1.StepRun.State\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\'\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12 \n\x05\x65rror\x18\x05 \x01(\x0b\x32\x11.baton.v1.Failure\"^\n\x14ListStepItemsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x15ListStepItemsResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.baton.v1.StepItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe4\x01\n\x0bStepAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05\x65rror\x18\x06 \x01(\x0b\x32\x11.baton.v1.Failure\x12#\n\x05usage\x18\x07 \x01(\x0b\x32\x14.baton.v1.TokenUsage\"\xb8\x01\n\rHandoffRecord\x12\x0f\n\x07handoff\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\x12\x1a\n\x12requested_by_agent\x18\x05 \x01(\x08\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x02\n\x15StartExecutionRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x19\n\x11workflow_revision\x18\x02 \x01(\x03\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trace\x18\x06 \x01(\x08\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.StartExecutionRequest.LabelsEntry\x12\x14\n\x0c\x65xecution_id\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x13GetExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe5\x02\n\x15ListExecutionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.baton.v1.Execution.State\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.baton.v1.ListExecutionsRequest.LabelsEntry\x12\x0f\n\x07waiting\x18\x08 \x01(\x08\x12\x0e\n\x06parent\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x16ListExecutionsResponse\x12\'\n\nexecutions\x18\x01 \x03(\x0b\x32\x13.baton.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x16\x43\x61ncelExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"M\n\x15RetryExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nfrom_steps\x18\x02 \x03(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"d\n\x12\x41pproveStepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reject\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x15PauseExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x16ResumeExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"t\n\x16SignalExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\":\n\x16\x44\x65leteExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"s\n\x1cStreamExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12(\n\x0b\x65vent_types\x18\x03 \x03(\x0e\x32\x13.baton.v1.EventType\"\x80\x01\n\x1aListExecutionEventsRequest\x12\x11\n\texecution\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12(\n\x0b\x65vent_types\x18\x04 \x03(\x0e\x32\x13.baton.v1.EventType\"`\n\x1bListExecutionEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.baton.v1.ExecutionEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x86\r\n\x10\x45xecutionService\x12\x61\n\x0eStartExecution\x12\x1f.baton.v1.StartExecutionRequest\x1a\x13.baton.v1.Execution\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/executions:\x01*\x12\x63\n\x0cGetExecution\x12\x1d.baton.v1.GetExecutionRequest\x1a\x13.baton.v1.Execution\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{name=executions/*}\x12j\n\rWaitExecution\x12\x1e.baton.v1.WaitExecutionRequest\x1a\x13.baton.v1.Execution\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=executions/*}:wait\x12k\n\x0eListExecutions\x12\x1f.baton.v1.ListExecutionsRequest\x1a .baton.v1.ListExecutionsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/executions\x12s\n\x0f\x43\x61ncelExecution\x12 .baton.v1.CancelExecutionRequest\x1a\x13.baton.v1.Execution\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=executions/*}:cancel:\x01*\x12\x8f\x01\n\x15StreamExecutionEvents\x12&.baton.v1.StreamExecutionEventsRequest\x1a\x18.baton.v1.ExecutionEvent\"2\x82\xd3\xe4\x93\x02,\x12*/v1/{execution=executions/*}/events:stream0\x01\x12\x8f\x01\n\x13ListExecutionEvents\x12$.baton.v1.ListExecutionEventsRequest\x1a%.baton.v1.ListExecutionEventsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{execution=executions/*}/events\x12l\n\x0f\x44\x65leteExecution\x12 .baton.v1.DeleteExecutionRequest\x1a\x16.google.protobuf.Empty\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/{name=executions/*}\x12s\n\x0fSignalExecution\x12 .baton.v1.SignalExecutionRequest\x1a\x13.baton.v1.Execution\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=executions/*}:signal:\x01*\x12p\n\x0ePauseExecution\x12\x1f.baton.v1.PauseExecutionRequest\x1a\x13.baton.v1.Execution\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/{name=executions/*}:pause:\x01*\x12s\n\x0fResumeExecution\x12 .baton.v1.ResumeExecutionRequest\x1a\x13.baton.v1.Execution\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=executions/*}:resume:\x01*\x12p\n\x0eRetryExecution\x12\x1f.baton.v1.RetryExecutionRequest\x1a\x13.baton.v1.Execution\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/{name=executions/*}:retry:\x01*\x12p\n\x0b\x41pproveStep\x12\x1c.baton.v1.ApproveStepRequest\x1a\x13.baton.v1.Execution\".\x82\xd3\xe4\x93\x02(\"#/v1/{name=executions/*}:approveStep:\x01*\x12\x89\x01\n\rListStepItems\x12\x1e.baton.v1.ListStepItemsRequest\x1a\x1f.baton.v1.ListStepItemsResponse\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/{execution=executions/*}/steps/{step}/itemsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,60 +45,88 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTION']._serialized_start=232
-  _globals['_EXECUTION']._serialized_end=1036
-  _globals['_EXECUTION_LABELSENTRY']._serialized_start=822
-  _globals['_EXECUTION_LABELSENTRY']._serialized_end=867
-  _globals['_EXECUTION_STATE']._serialized_start=870
-  _globals['_EXECUTION_STATE']._serialized_end=1036
-  _globals['_STEPRUN']._serialized_start=1039
-  _globals['_STEPRUN']._serialized_end=1963
-  _globals['_STEPRUN_STATE']._serialized_start=1715
-  _globals['_STEPRUN_STATE']._serialized_end=1963
-  _globals['_STEPITEM']._serialized_start=1966
-  _globals['_STEPITEM']._serialized_end=2123
-  _globals['_LISTSTEPITEMSREQUEST']._serialized_start=2125
-  _globals['_LISTSTEPITEMSREQUEST']._serialized_end=2219
-  _globals['_LISTSTEPITEMSRESPONSE']._serialized_start=2221
-  _globals['_LISTSTEPITEMSRESPONSE']._serialized_end=2304
-  _globals['_STEPATTEMPT']._serialized_start=2307
-  _globals['_STEPATTEMPT']._serialized_end=2535
-  _globals['_HANDOFFRECORD']._serialized_start=2538
-  _globals['_HANDOFFRECORD']._serialized_end=2722
-  _globals['_STARTEXECUTIONREQUEST']._serialized_start=2725
-  _globals['_STARTEXECUTIONREQUEST']._serialized_end=3060
-  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_start=822
-  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_end=867
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=3062
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=3097
-  _globals['_WAITEXECUTIONREQUEST']._serialized_start=3099
-  _globals['_WAITEXECUTIONREQUEST']._serialized_end=3179
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=3182
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=3539
-  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=822
-  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=867
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=3541
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=3631
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=3633
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=3707
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=3709
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=3786
-  _globals['_APPROVESTEPREQUEST']._serialized_start=3788
-  _globals['_APPROVESTEPREQUEST']._serialized_end=3888
-  _globals['_PAUSEEXECUTIONREQUEST']._serialized_start=3890
-  _globals['_PAUSEEXECUTIONREQUEST']._serialized_end=3963
-  _globals['_RESUMEEXECUTIONREQUEST']._serialized_start=3965
-  _globals['_RESUMEEXECUTIONREQUEST']._serialized_end=4023
-  _globals['_SIGNALEXECUTIONREQUEST']._serialized_start=4025
-  _globals['_SIGNALEXECUTIONREQUEST']._serialized_end=4141
-  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=4143
-  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=4201
-  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_start=4203
-  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_end=4318
-  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_start=4321
-  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_end=4449
-  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_start=4451
-  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_end=4547
-  _globals['_EXECUTIONSERVICE']._serialized_start=4550
-  _globals['_EXECUTIONSERVICE']._serialized_end=5647
+  _globals['_EXECUTIONSERVICE'].methods_by_name['StartExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['StartExecution']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/executions:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['GetExecution']._serialized_options = b'\202\323\344\223\002\031\022\027/v1/{name=executions/*}'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['WaitExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['WaitExecution']._serialized_options = b'\202\323\344\223\002\036\022\034/v1/{name=executions/*}:wait'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutions']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/executions'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['CancelExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['CancelExecution']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=executions/*}:cancel:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['StreamExecutionEvents']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['StreamExecutionEvents']._serialized_options = b'\202\323\344\223\002,\022*/v1/{execution=executions/*}/events:stream'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutionEvents']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListExecutionEvents']._serialized_options = b'\202\323\344\223\002%\022#/v1/{execution=executions/*}/events'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['DeleteExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['DeleteExecution']._serialized_options = b'\202\323\344\223\002\031*\027/v1/{name=executions/*}'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['SignalExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['SignalExecution']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=executions/*}:signal:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['PauseExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['PauseExecution']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/{name=executions/*}:pause:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ResumeExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ResumeExecution']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=executions/*}:resume:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['RetryExecution']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['RetryExecution']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/{name=executions/*}:retry:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ApproveStep']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ApproveStep']._serialized_options = b'\202\323\344\223\002(\"#/v1/{name=executions/*}:approveStep:\001*'
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListStepItems']._loaded_options = None
+  _globals['_EXECUTIONSERVICE'].methods_by_name['ListStepItems']._serialized_options = b'\202\323\344\223\0021\022//v1/{execution=executions/*}/steps/{step}/items'
+  _globals['_EXECUTION']._serialized_start=262
+  _globals['_EXECUTION']._serialized_end=1066
+  _globals['_EXECUTION_LABELSENTRY']._serialized_start=852
+  _globals['_EXECUTION_LABELSENTRY']._serialized_end=897
+  _globals['_EXECUTION_STATE']._serialized_start=900
+  _globals['_EXECUTION_STATE']._serialized_end=1066
+  _globals['_STEPRUN']._serialized_start=1069
+  _globals['_STEPRUN']._serialized_end=1993
+  _globals['_STEPRUN_STATE']._serialized_start=1745
+  _globals['_STEPRUN_STATE']._serialized_end=1993
+  _globals['_STEPITEM']._serialized_start=1996
+  _globals['_STEPITEM']._serialized_end=2153
+  _globals['_LISTSTEPITEMSREQUEST']._serialized_start=2155
+  _globals['_LISTSTEPITEMSREQUEST']._serialized_end=2249
+  _globals['_LISTSTEPITEMSRESPONSE']._serialized_start=2251
+  _globals['_LISTSTEPITEMSRESPONSE']._serialized_end=2334
+  _globals['_STEPATTEMPT']._serialized_start=2337
+  _globals['_STEPATTEMPT']._serialized_end=2565
+  _globals['_HANDOFFRECORD']._serialized_start=2568
+  _globals['_HANDOFFRECORD']._serialized_end=2752
+  _globals['_STARTEXECUTIONREQUEST']._serialized_start=2755
+  _globals['_STARTEXECUTIONREQUEST']._serialized_end=3090
+  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_start=852
+  _globals['_STARTEXECUTIONREQUEST_LABELSENTRY']._serialized_end=897
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=3092
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=3127
+  _globals['_WAITEXECUTIONREQUEST']._serialized_start=3129
+  _globals['_WAITEXECUTIONREQUEST']._serialized_end=3209
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=3212
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=3569
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_start=852
+  _globals['_LISTEXECUTIONSREQUEST_LABELSENTRY']._serialized_end=897
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=3571
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=3661
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=3663
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=3737
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=3739
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=3816
+  _globals['_APPROVESTEPREQUEST']._serialized_start=3818
+  _globals['_APPROVESTEPREQUEST']._serialized_end=3918
+  _globals['_PAUSEEXECUTIONREQUEST']._serialized_start=3920
+  _globals['_PAUSEEXECUTIONREQUEST']._serialized_end=3993
+  _globals['_RESUMEEXECUTIONREQUEST']._serialized_start=3995
+  _globals['_RESUMEEXECUTIONREQUEST']._serialized_end=4053
+  _globals['_SIGNALEXECUTIONREQUEST']._serialized_start=4055
+  _globals['_SIGNALEXECUTIONREQUEST']._serialized_end=4171
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=4173
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=4231
+  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_start=4233
+  _globals['_STREAMEXECUTIONEVENTSREQUEST']._serialized_end=4348
+  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_start=4351
+  _globals['_LISTEXECUTIONEVENTSREQUEST']._serialized_end=4479
+  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_start=4481
+  _globals['_LISTEXECUTIONEVENTSRESPONSE']._serialized_end=4577
+  _globals['_EXECUTIONSERVICE']._serialized_start=4580
+  _globals['_EXECUTIONSERVICE']._serialized_end=6250
 # @@protoc_insertion_point(module_scope)

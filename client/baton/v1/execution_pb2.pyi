@@ -3,6 +3,7 @@ import datetime
 from baton.v1 import common_pb2 as _common_pb2
 from baton.v1 import event_pb2 as _event_pb2
 from baton.v1 import handoff_pb2 as _handoff_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61ton/v1/handoff.proto\x12\x08\x62\x61ton.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x03\n\x07Handoff\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\x12\x38\n\x0c\x64\x61ta_mapping\x18\x05 \x03(\x0b\x32\".baton.v1.Handoff.DataMappingEntry\x12\x1a\n\x12trigger_conditions\x18\x06 \x03(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0b \x01(\t\x1a\x32\n\x10\x44\x61taMappingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTYPE_SEQUENTIAL\x10\x01\x12\x13\n\x0fTYPE_ON_FAILURE\x10\x02\"b\n\x14\x43reateHandoffRequest\x12\"\n\x07handoff\x18\x01 \x01(\x0b\x32\x11.baton.v1.Handoff\x12\x12\n\nhandoff_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"!\n\x11GetHandoffRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8e\x01\n\x13ListHandoffsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0csource_agent\x18\x03 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x04 \x01(\t\x12$\n\x04type\x18\x05 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\"T\n\x14ListHandoffsResponse\x12#\n\x08handoffs\x18\x01 \x03(\x0b\x32\x11.baton.v1.Handoff\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x7f\n\x14UpdateHandoffRequest\x12\"\n\x07handoff\x18\x01 \x01(\x0b\x32\x11.baton.v1.Handoff\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"F\n\x14\x44\x65leteHandoffRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t2\xee\x02\n\x0eHandoffService\x12\x42\n\rCreateHandoff\x12\x1e.baton.v1.CreateHandoffRequest\x1a\x11.baton.v1.Handoff\x12<\n\nGetHandoff\x12\x1b.baton.v1.GetHandoffRequest\x1a\x11.baton.v1.Handoff\x12M\n\x0cListHandoffs\x12\x1d.baton.v1.ListHandoffsRequest\x1a\x1e.baton.v1.ListHandoffsResponse\x12\x42\n\rUpdateHandoff\x12\x1e.baton.v1.UpdateHandoffRequest\x1a\x11.baton.v1.Handoff\x12G\n\rDeleteHandoff\x12\x1e.baton.v1.DeleteHandoffRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61ton/v1/handoff.proto\x12\x08\x62\x61ton.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x03\n\x07Handoff\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0csource_agent\x18\x02 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\x12\x38\n\x0c\x64\x61ta_mapping\x18\x05 \x03(\x0b\x32\".baton.v1.Handoff.DataMappingEntry\x12\x1a\n\x12trigger_conditions\x18\x06 \x03(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0b \x01(\t\x1a\x32\n\x10\x44\x61taMappingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTYPE_SEQUENTIAL\x10\x01\x12\x13\n\x0fTYPE_ON_FAILURE\x10\x02\"b\n\x14\x43reateHandoffRequest\x12\"\n\x07handoff\x18\x01 \x01(\x0b\x32\x11.baton.v1.Handoff\x12\x12\n\nhandoff_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"!\n\x11GetHandoffRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8e\x01\n\x13ListHandoffsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0csource_agent\x18\x03 \x01(\t\x12\x14\n\x0ctarget_agent\x18\x04 \x01(\t\x12$\n\x04type\x18\x05 \x01(\x0e\x32\x16.baton.v1.Handoff.Type\"T\n\x14ListHandoffsResponse\x12#\n\x08handoffs\x18\x01 \x03(\x0b\x32\x11.baton.v1.Handoff\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x7f\n\x14UpdateHandoffRequest\x12\"\n\x07handoff\x18\x01 \x01(\x0b\x32\x11.baton.v1.Handoff\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"F\n\x14\x44\x65leteHandoffRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t2\x91\x04\n\x0eHandoffService\x12\x61\n\rCreateHandoff\x12\x1e.baton.v1.CreateHandoffRequest\x1a\x11.baton.v1.Handoff\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/handoffs:\x07handoff\x12[\n\nGetHandoff\x12\x1b.baton.v1.GetHandoffRequest\x1a\x11.baton.v1.Handoff\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=handoffs/*}\x12\x63\n\x0cListHandoffs\x12\x1d.baton.v1.ListHandoffsRequest\x1a\x1e.baton.v1.ListHandoffsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/handoffs\x12r\n\rUpdateHandoff\x12\x1e.baton.v1.UpdateHandoffRequest\x1a\x11.baton.v1.Handoff\".\x82\xd3\xe4\x93\x02(2\x1d/v1/{handoff.name=handoffs/*}:\x07handoff\x12\x66\n\rDeleteHandoff\x12\x1e.baton.v1.DeleteHandoffRequest\x1a\x16.google.protobuf.Empty\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/{name=handoffs/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HANDOFF_DATAMAPPINGENTRY']._loaded_options = None
   _globals['_HANDOFF_DATAMAPPINGENTRY']._serialized_options = b'8\001'
-  _globals['_HANDOFF']._serialized_start=133
-  _globals['_HANDOFF']._serialized_end=599
-  _globals['_HANDOFF_DATAMAPPINGENTRY']._serialized_start=477
-  _globals['_HANDOFF_DATAMAPPINGENTRY']._serialized_end=527
-  _globals['_HANDOFF_TYPE']._serialized_start=529
-  _globals['_HANDOFF_TYPE']._serialized_end=599
-  _globals['_CREATEHANDOFFREQUEST']._serialized_start=601
-  _globals['_CREATEHANDOFFREQUEST']._serialized_end=699
-  _globals['_GETHANDOFFREQUEST']._serialized_start=701
-  _globals['_GETHANDOFFREQUEST']._serialized_end=734
-  _globals['_LISTHANDOFFSREQUEST']._serialized_start=737
-  _globals['_LISTHANDOFFSREQUEST']._serialized_end=879
-  _globals['_LISTHANDOFFSRESPONSE']._serialized_start=881
-  _globals['_LISTHANDOFFSRESPONSE']._serialized_end=965
-  _globals['_UPDATEHANDOFFREQUEST']._serialized_start=967
-  _globals['_UPDATEHANDOFFREQUEST']._serialized_end=1094
-  _globals['_DELETEHANDOFFREQUEST']._serialized_start=1096
-  _globals['_DELETEHANDOFFREQUEST']._serialized_end=1166
-  _globals['_HANDOFFSERVICE']._serialized_start=1169
-  _globals['_HANDOFFSERVICE']._serialized_end=1535
+  _globals['_HANDOFFSERVICE'].methods_by_name['CreateHandoff']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['CreateHandoff']._serialized_options = b'\202\323\344\223\002\027\"\014/v1/handoffs:\007handoff'
+  _globals['_HANDOFFSERVICE'].methods_by_name['GetHandoff']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['GetHandoff']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/{name=handoffs/*}'
+  _globals['_HANDOFFSERVICE'].methods_by_name['ListHandoffs']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['ListHandoffs']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/handoffs'
+  _globals['_HANDOFFSERVICE'].methods_by_name['UpdateHandoff']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['UpdateHandoff']._serialized_options = b'\202\323\344\223\002(2\035/v1/{handoff.name=handoffs/*}:\007handoff'
+  _globals['_HANDOFFSERVICE'].methods_by_name['DeleteHandoff']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['DeleteHandoff']._serialized_options = b'\202\323\344\223\002\027*\025/v1/{name=handoffs/*}'
+  _globals['_HANDOFF']._serialized_start=163
+  _globals['_HANDOFF']._serialized_end=629
+  _globals['_HANDOFF_DATAMAPPINGENTRY']._serialized_start=507
+  _globals['_HANDOFF_DATAMAPPINGENTRY']._serialized_end=557
+  _globals['_HANDOFF_TYPE']._serialized_start=559
+  _globals['_HANDOFF_TYPE']._serialized_end=629
+  _globals['_CREATEHANDOFFREQUEST']._serialized_start=631
+  _globals['_CREATEHANDOFFREQUEST']._serialized_end=729
+  _globals['_GETHANDOFFREQUEST']._serialized_start=731
+  _globals['_GETHANDOFFREQUEST']._serialized_end=764
+  _globals['_LISTHANDOFFSREQUEST']._serialized_start=767
+  _globals['_LISTHANDOFFSREQUEST']._serialized_end=909
+  _globals['_LISTHANDOFFSRESPONSE']._serialized_start=911
+  _globals['_LISTHANDOFFSRESPONSE']._serialized_end=995
+  _globals['_UPDATEHANDOFFREQUEST']._serialized_start=997
+  _globals['_UPDATEHANDOFFREQUEST']._serialized_end=1124
+  _globals['_DELETEHANDOFFREQUEST']._serialized_start=1126
+  _globals['_DELETEHANDOFFREQUEST']._serialized_end=1196
+  _globals['_HANDOFFSERVICE']._serialized_start=1199
+  _globals['_HANDOFFSERVICE']._serialized_end=1728
 # @@protoc_insertion_point(module_scope)

@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from baton.v1 import common_pb2 as baton_dot_v1_dot_common__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61ton/v1/monitoring.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x19GetWorkflowMetricsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x03\n\x0fWorkflowMetrics\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65xecution_count\x18\x04 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63\x61ncelled_count\x18\x07 \x01(\x03\x12\x17\n\x0ftimed_out_count\x18\x08 \x01(\x03\x12\x14\n\x0c\x61\x63tive_count\x18\t \x01(\x03\x12\x14\n\x0csuccess_rate\x18\n \x01(\x01\x12\x33\n\x10\x61verage_duration\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp50_duration\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp99_duration\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x01\n\x1aGetAgentPerformanceRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x04\n\x10\x41gentPerformance\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rattempt_count\x18\x04 \x01(\x03\x12\x15\n\rsuccess_count\x18\x05 \x01(\x03\x12\x13\n\x0b\x65rror_count\x18\x06 \x01(\x03\x12\x15\n\rtimeout_count\x18\x07 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x08 \x01(\x01\x12\x33\n\x10\x61verage_duration\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x44\n\x0e\x65rrors_by_type\x18\x0b \x03(\x0b\x32,.baton.v1.AgentPerformance.ErrorsByTypeEntry\x12\x15\n\rrunning_count\x18\x0c \x01(\x03\x12#\n\x05usage\x18\r \x01(\x0b\x32\x14.baton.v1.TokenUsage\x1a\x33\n\x11\x45rrorsByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x18\n\x16GetSystemHealthRequest\"\x84\x01\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.baton.v1.HealthStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf8\x01\n\x0cSystemHealth\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.baton.v1.HealthStatus\x12-\n\ncomponents\x18\x02 \x03(\x0b\x32\x19.baton.v1.ComponentHealth\x12\x0f\n\x07version\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12running_executions\x18\x05 \x01(\x03\x12\x19\n\x11queued_executions\x18\x06 \x01(\x03\x12\x19\n\x11\x63onnected_workers\x18\x07 \x01(\x03*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x32\x8f\x02\n\x11MonitoringService\x12T\n\x12GetWorkflowMetrics\x12#.baton.v1.GetWorkflowMetricsRequest\x1a\x19.baton.v1.WorkflowMetrics\x12W\n\x13GetAgentPerformance\x12$.baton.v1.GetAgentPerformanceRequest\x1a\x1a.baton.v1.AgentPerformance\x12K\n\x0fGetSystemHealth\x12 .baton.v1.GetSystemHealthRequest\x1a\x16.baton.v1.SystemHealthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61ton/v1/monitoring.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x19GetWorkflowMetricsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x03\n\x0fWorkflowMetrics\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65xecution_count\x18\x04 \x01(\x03\x12\x17\n\x0fsucceeded_count\x18\x05 \x01(\x03\x12\x14\n\x0c\x66\x61iled_count\x18\x06 \x01(\x03\x12\x17\n\x0f\x63\x61ncelled_count\x18\x07 \x01(\x03\x12\x17\n\x0ftimed_out_count\x18\x08 \x01(\x03\x12\x14\n\x0c\x61\x63tive_count\x18\t \x01(\x03\x12\x14\n\x0csuccess_rate\x18\n \x01(\x01\x12\x33\n\x10\x61verage_duration\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp50_duration\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp99_duration\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\"\x89\x01\n\x1aGetAgentPerformanceRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x04\n\x10\x41gentPerformance\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rattempt_count\x18\x04 \x01(\x03\x12\x15\n\rsuccess_count\x18\x05 \x01(\x03\x12\x13\n\x0b\x65rror_count\x18\x06 \x01(\x03\x12\x15\n\rtimeout_count\x18\x07 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x08 \x01(\x01\x12\x33\n\x10\x61verage_duration\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x44\n\x0e\x65rrors_by_type\x18\x0b \x03(\x0b\x32,.baton.v1.AgentPerformance.ErrorsByTypeEntry\x12\x15\n\rrunning_count\x18\x0c \x01(\x03\x12#\n\x05usage\x18\r \x01(\x0b\x32\x14.baton.v1.TokenUsage\x1a\x33\n\x11\x45rrorsByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x18\n\x16GetSystemHealthRequest\"\x84\x01\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.baton.v1.HealthStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf8\x01\n\x0cSystemHealth\x12&\n\x06status\x18\x01 \x01(\x0e\x32\x16.baton.v1.HealthStatus\x12-\n\ncomponents\x18\x02 \x03(\x0b\x32\x19.baton.v1.ComponentHealth\x12\x0f\n\x07version\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12running_executions\x18\x05 \x01(\x03\x12\x19\n\x11queued_executions\x18\x06 \x01(\x03\x12\x19\n\x11\x63onnected_workers\x18\x07 \x01(\x03*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x32\xfb\x02\n\x11MonitoringService\x12\x80\x01\n\x12GetWorkflowMetrics\x12#.baton.v1.GetWorkflowMetricsRequest\x1a\x19.baton.v1.WorkflowMetrics\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{workflow=workflows/*}/metrics\x12\x81\x01\n\x13GetAgentPerformance\x12$.baton.v1.GetAgentPerformanceRequest\x1a\x1a.baton.v1.AgentPerformance\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{agent=agents/*}/performance\x12_\n\x0fGetSystemHealth\x12 .baton.v1.GetSystemHealthRequest\x1a\x16.baton.v1.SystemHealth\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/healthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTPERFORMANCE_ERRORSBYTYPEENTRY']._loaded_options = None
   _globals['_AGENTPERFORMANCE_ERRORSBYTYPEENTRY']._serialized_options = b'8\001'
-  _globals['_HEALTHSTATUS']._serialized_start=1847
-  _globals['_HEALTHSTATUS']._serialized_end=1976
-  _globals['_GETWORKFLOWMETRICSREQUEST']._serialized_start=128
-  _globals['_GETWORKFLOWMETRICSREQUEST']._serialized_end=267
-  _globals['_WORKFLOWMETRICS']._serialized_start=270
-  _globals['_WORKFLOWMETRICS']._serialized_end=765
-  _globals['_GETAGENTPERFORMANCEREQUEST']._serialized_start=768
-  _globals['_GETAGENTPERFORMANCEREQUEST']._serialized_end=905
-  _globals['_AGENTPERFORMANCE']._serialized_start=908
-  _globals['_AGENTPERFORMANCE']._serialized_end=1432
-  _globals['_AGENTPERFORMANCE_ERRORSBYTYPEENTRY']._serialized_start=1381
-  _globals['_AGENTPERFORMANCE_ERRORSBYTYPEENTRY']._serialized_end=1432
-  _globals['_GETSYSTEMHEALTHREQUEST']._serialized_start=1434
-  _globals['_GETSYSTEMHEALTHREQUEST']._serialized_end=1458
-  _globals['_COMPONENTHEALTH']._serialized_start=1461
-  _globals['_COMPONENTHEALTH']._serialized_end=1593
-  _globals['_SYSTEMHEALTH']._serialized_start=1596
-  _globals['_SYSTEMHEALTH']._serialized_end=1844
-  _globals['_MONITORINGSERVICE']._serialized_start=1979
-  _globals['_MONITORINGSERVICE']._serialized_end=2250
+  _globals['_MONITORINGSERVICE'].methods_by_name['GetWorkflowMetrics']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['GetWorkflowMetrics']._serialized_options = b'\202\323\344\223\002$\022\"/v1/{workflow=workflows/*}/metrics'
+  _globals['_MONITORINGSERVICE'].methods_by_name['GetAgentPerformance']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['GetAgentPerformance']._serialized_options = b'\202\323\344\223\002\"\022 /v1/{agent=agents/*}/performance'
+  _globals['_MONITORINGSERVICE'].methods_by_name['GetSystemHealth']._loaded_options = None
+  _globals['_MONITORINGSERVICE'].methods_by_name['GetSystemHealth']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/health'
+  _globals['_HEALTHSTATUS']._serialized_start=1877
+  _globals['_HEALTHSTATUS']._serialized_end=2006
+  _globals['_GETWORKFLOWMETRICSREQUEST']._serialized_start=158
+  _globals['_GETWORKFLOWMETRICSREQUEST']._serialized_end=297
+  _globals['_WORKFLOWMETRICS']._serialized_start=300
+  _globals['_WORKFLOWMETRICS']._serialized_end=795
+  _globals['_GETAGENTPERFORMANCEREQUEST']._serialized_start=798
+  _globals['_GETAGENTPERFORMANCEREQUEST']._serialized_end=935
+  _globals['_AGENTPERFORMANCE']._serialized_start=938
+  _globals['_AGENTPERFORMANCE']._serialized_end=1462
+  _globals['_AGENTPERFORMANCE_ERRORSBYTYPEENTRY']._serialized_start=1411
+  _globals['_AGENTPERFORMANCE_ERRORSBYTYPEENTRY']._serialized_end=1462
+  _globals['_GETSYSTEMHEALTHREQUEST']._serialized_start=1464
+  _globals['_GETSYSTEMHEALTHREQUEST']._serialized_end=1488
+  _globals['_COMPONENTHEALTH']._serialized_start=1491
+  _globals['_COMPONENTHEALTH']._serialized_end=1623
+  _globals['_SYSTEMHEALTH']._serialized_start=1626
+  _globals['_SYSTEMHEALTH']._serialized_end=1874
+  _globals['_MONITORINGSERVICE']._serialized_start=2009
+  _globals['_MONITORINGSERVICE']._serialized_end=2388
 # @@protoc_insertion_point(module_scope)

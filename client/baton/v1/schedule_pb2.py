@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
@@ -29,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/schedule.proto\x12\x08\x62\x61ton.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\t\n\x08Schedule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08workflow\x18\x04 \x01(\t\x12\x19\n\x11workflow_revision\x18\x05 \x01(\x03\x12&\n\x05input\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.baton.v1.Schedule.LabelsEntry\x12\x0e\n\x04\x63ron\x18\x08 \x01(\tH\x00\x12-\n\x08interval\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x11\n\ttime_zone\x18\n \x01(\t\x12\x38\n\x0eoverlap_policy\x18\x0b \x01(\x0e\x32 .baton.v1.Schedule.OverlapPolicy\x12\x39\n\x0f\x63\x61tch_up_policy\x18\x0c \x01(\x0e\x32 .baton.v1.Schedule.CatchUpPolicy\x12\x16\n\x0e\x63\x61tch_up_limit\x18\r \x01(\x05\x12\'\n\x05state\x18\x0e \x01(\x0e\x32\x18.baton.v1.Schedule.State\x12\x14\n\x0cpause_reason\x18\x0f \x01(\t\x12\x32\n\x0enext_run_times\x18\x10 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_run_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elast_execution\x18\x12 \x01(\t\x12\x13\n\x0b\x66ired_count\x18\x13 \x01(\x03\x12\x15\n\rskipped_count\x18\x14 \x01(\x03\x12\x12\n\nlast_error\x18\x15 \x01(\t\x12/\n\x0b\x63reate_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x18 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ONE\x10\x02\x12\x1c\n\x18OVERLAP_POLICY_ALLOW_ALL\x10\x03\"}\n\rCatchUpPolicy\x12\x1f\n\x1b\x43\x41TCH_UP_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41TCH_UP_POLICY_NONE\x10\x01\x12\x18\n\x14\x43\x41TCH_UP_POLICY_LAST\x10\x02\x12\x17\n\x13\x43\x41TCH_UP_POLICY_ALL\x10\x03\"B\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x10\n\x0cSTATE_PAUSED\x10\x02\x42\x06\n\x04spec\"f\n\x15\x43reateScheduleRequest\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.baton.v1.Schedule\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\"\n\x12GetScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"x\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.baton.v1.Schedule.State\"W\n\x15ListSchedulesResponse\x12%\n\tschedules\x18\x01 \x03(\x0b\x32\x12.baton.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateScheduleRequest\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.baton.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44\x65leteScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"H\n\x14PauseScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x16UnpauseScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\x8b\x04\n\x0fScheduleService\x12\x45\n\x0e\x43reateSchedule\x12\x1f.baton.v1.CreateScheduleRequest\x1a\x12.baton.v1.Schedule\x12?\n\x0bGetSchedule\x12\x1c.baton.v1.GetScheduleRequest\x1a\x12.baton.v1.Schedule\x12P\n\rListSchedules\x12\x1e.baton.v1.ListSchedulesRequest\x1a\x1f.baton.v1.ListSchedulesResponse\x12\x45\n\x0eUpdateSchedule\x12\x1f.baton.v1.UpdateScheduleRequest\x1a\x12.baton.v1.Schedule\x12I\n\x0e\x44\x65leteSchedule\x12\x1f.baton.v1.DeleteScheduleRequest\x1a\x16.google.protobuf.Empty\x12\x43\n\rPauseSchedule\x12\x1e.baton.v1.PauseScheduleRequest\x1a\x12.baton.v1.Schedule\x12G\n\x0fUnpauseSchedule\x12 .baton.v1.UnpauseScheduleRequest\x1a\x12.baton.v1.Scheduleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/schedule.proto\x12\x08\x62\x61ton.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\t\n\x08Schedule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08workflow\x18\x04 \x01(\t\x12\x19\n\x11workflow_revision\x18\x05 \x01(\x03\x12&\n\x05input\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\x06labels\x18\x07 \x03(\x0b\x32\x1e.baton.v1.Schedule.LabelsEntry\x12\x0e\n\x04\x63ron\x18\x08 \x01(\tH\x00\x12-\n\x08interval\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x11\n\ttime_zone\x18\n \x01(\t\x12\x38\n\x0eoverlap_policy\x18\x0b \x01(\x0e\x32 .baton.v1.Schedule.OverlapPolicy\x12\x39\n\x0f\x63\x61tch_up_policy\x18\x0c \x01(\x0e\x32 .baton.v1.Schedule.CatchUpPolicy\x12\x16\n\x0e\x63\x61tch_up_limit\x18\r \x01(\x05\x12\'\n\x05state\x18\x0e \x01(\x0e\x32\x18.baton.v1.Schedule.State\x12\x14\n\x0cpause_reason\x18\x0f \x01(\t\x12\x32\n\x0enext_run_times\x18\x10 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_run_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elast_execution\x18\x12 \x01(\t\x12\x13\n\x0b\x66ired_count\x18\x13 \x01(\x03\x12\x15\n\rskipped_count\x18\x14 \x01(\x03\x12\x12\n\nlast_error\x18\x15 \x01(\t\x12/\n\x0b\x63reate_time\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x18 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ONE\x10\x02\x12\x1c\n\x18OVERLAP_POLICY_ALLOW_ALL\x10\x03\"}\n\rCatchUpPolicy\x12\x1f\n\x1b\x43\x41TCH_UP_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41TCH_UP_POLICY_NONE\x10\x01\x12\x18\n\x14\x43\x41TCH_UP_POLICY_LAST\x10\x02\x12\x17\n\x13\x43\x41TCH_UP_POLICY_ALL\x10\x03\"B\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x10\n\x0cSTATE_PAUSED\x10\x02\x42\x06\n\x04spec\"f\n\x15\x43reateScheduleRequest\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.baton.v1.Schedule\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\"\n\x12GetScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"x\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x01(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.baton.v1.Schedule.State\"W\n\x15ListSchedulesResponse\x12%\n\tschedules\x18\x01 \x03(\x0b\x32\x12.baton.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateScheduleRequest\x12$\n\x08schedule\x18\x01 \x01(\x0b\x32\x12.baton.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44\x65leteScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"H\n\x14PauseScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\":\n\x16UnpauseScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\x8a\x06\n\x0fScheduleService\x12\x66\n\x0e\x43reateSchedule\x12\x1f.baton.v1.CreateScheduleRequest\x1a\x12.baton.v1.Schedule\"\x1f\x82\xd3\xe4\x93\x02\x19\"\r/v1/schedules:\x08schedule\x12_\n\x0bGetSchedule\x12\x1c.baton.v1.GetScheduleRequest\x1a\x12.baton.v1.Schedule\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/{name=schedules/*}\x12g\n\rListSchedules\x12\x1e.baton.v1.ListSchedulesRequest\x1a\x1f.baton.v1.ListSchedulesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12x\n\x0eUpdateSchedule\x12\x1f.baton.v1.UpdateScheduleRequest\x1a\x12.baton.v1.Schedule\"1\x82\xd3\xe4\x93\x02+2\x1f/v1/{schedule.name=schedules/*}:\x08schedule\x12i\n\x0e\x44\x65leteSchedule\x12\x1f.baton.v1.DeleteScheduleRequest\x1a\x16.google.protobuf.Empty\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/v1/{name=schedules/*}\x12l\n\rPauseSchedule\x12\x1e.baton.v1.PauseScheduleRequest\x1a\x12.baton.v1.Schedule\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=schedules/*}:pause:\x01*\x12r\n\x0fUnpauseSchedule\x12 .baton.v1.UnpauseScheduleRequest\x1a\x12.baton.v1.Schedule\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=schedules/*}:unpause:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,32 +39,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCHEDULE_LABELSENTRY']._loaded_options = None
   _globals['_SCHEDULE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SCHEDULE']._serialized_start=196
-  _globals['_SCHEDULE']._serialized_end=1371
-  _globals['_SCHEDULE_LABELSENTRY']._serialized_start=987
-  _globals['_SCHEDULE_LABELSENTRY']._serialized_end=1032
-  _globals['_SCHEDULE_OVERLAPPOLICY']._serialized_start=1035
-  _globals['_SCHEDULE_OVERLAPPOLICY']._serialized_end=1168
-  _globals['_SCHEDULE_CATCHUPPOLICY']._serialized_start=1170
-  _globals['_SCHEDULE_CATCHUPPOLICY']._serialized_end=1295
-  _globals['_SCHEDULE_STATE']._serialized_start=1297
-  _globals['_SCHEDULE_STATE']._serialized_end=1363
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=1373
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=1475
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=1477
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=1511
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1513
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1633
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1635
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1722
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=1725
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=1855
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1857
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1928
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1930
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2002
-  _globals['_UNPAUSESCHEDULEREQUEST']._serialized_start=2004
-  _globals['_UNPAUSESCHEDULEREQUEST']._serialized_end=2062
-  _globals['_SCHEDULESERVICE']._serialized_start=2065
-  _globals['_SCHEDULESERVICE']._serialized_end=2588
+  _globals['_SCHEDULESERVICE'].methods_by_name['CreateSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['CreateSchedule']._serialized_options = b'\202\323\344\223\002\031\"\r/v1/schedules:\010schedule'
+  _globals['_SCHEDULESERVICE'].methods_by_name['GetSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['GetSchedule']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/{name=schedules/*}'
+  _globals['_SCHEDULESERVICE'].methods_by_name['ListSchedules']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['ListSchedules']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/schedules'
+  _globals['_SCHEDULESERVICE'].methods_by_name['UpdateSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['UpdateSchedule']._serialized_options = b'\202\323\344\223\002+2\037/v1/{schedule.name=schedules/*}:\010schedule'
+  _globals['_SCHEDULESERVICE'].methods_by_name['DeleteSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['DeleteSchedule']._serialized_options = b'\202\323\344\223\002\030*\026/v1/{name=schedules/*}'
+  _globals['_SCHEDULESERVICE'].methods_by_name['PauseSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\202\323\344\223\002!\"\034/v1/{name=schedules/*}:pause:\001*'
+  _globals['_SCHEDULESERVICE'].methods_by_name['UnpauseSchedule']._loaded_options = None
+  _globals['_SCHEDULESERVICE'].methods_by_name['UnpauseSchedule']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=schedules/*}:unpause:\001*'
+  _globals['_SCHEDULE']._serialized_start=226
+  _globals['_SCHEDULE']._serialized_end=1401
+  _globals['_SCHEDULE_LABELSENTRY']._serialized_start=1017
+  _globals['_SCHEDULE_LABELSENTRY']._serialized_end=1062
+  _globals['_SCHEDULE_OVERLAPPOLICY']._serialized_start=1065
+  _globals['_SCHEDULE_OVERLAPPOLICY']._serialized_end=1198
+  _globals['_SCHEDULE_CATCHUPPOLICY']._serialized_start=1200
+  _globals['_SCHEDULE_CATCHUPPOLICY']._serialized_end=1325
+  _globals['_SCHEDULE_STATE']._serialized_start=1327
+  _globals['_SCHEDULE_STATE']._serialized_end=1393
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=1403
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=1505
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=1507
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=1541
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1543
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1663
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1665
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1752
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=1755
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=1885
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1887
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1958
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1960
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2032
+  _globals['_UNPAUSESCHEDULEREQUEST']._serialized_start=2034
+  _globals['_UNPAUSESCHEDULEREQUEST']._serialized_end=2092
+  _globals['_SCHEDULESERVICE']._serialized_start=2095
+  _globals['_SCHEDULESERVICE']._serialized_end=2873
 # @@protoc_insertion_point(module_scope)

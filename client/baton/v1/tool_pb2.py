@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from baton.v1 import agent_pb2 as baton_dot_v1_dot_agent__pb2
 from baton.v1 import common_pb2 as baton_dot_v1_dot_common__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
@@ -31,7 +32,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x61ton/v1/tool.proto\x12\x08\x62\x61ton.v1\x1a\x14\x62\x61ton/v1/agent.proto\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x03\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06python\x18\x04 \x01(\x0b\x32\x17.baton.v1.PythonRuntimeH\x00\x12)\n\x06worker\x18\x05 \x01(\x0b\x32\x17.baton.v1.WorkerRuntimeH\x00\x12\"\n\x04http\x18\x06 \x01(\x0b\x32\x12.baton.v1.HttpToolH\x00\x12\x0f\n\x05\x61gent\x18\x07 \x01(\tH\x00\x12\x12\n\x08workflow\x18\x08 \x01(\tH\x00\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0cretry_policy\x18\n \x01(\x0b\x32\x15.baton.v1.RetryPolicy\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\r \x01(\tB\x10\n\x0eimplementation\"\xb0\x01\n\x08HttpTool\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x30\n\x07headers\x18\x03 \x03(\x0b\x32\x1f.baton.v1.HttpTool.HeadersEntry\x12%\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x11\x43reateToolRequest\x12\x1c\n\x04tool\x18\x01 \x01(\x0b\x32\x0e.baton.v1.Tool\x12\x0f\n\x07tool_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1e\n\x0eGetToolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x10ListToolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"K\n\x11ListToolsResponse\x12\x1d\n\x05tools\x18\x01 \x03(\x0b\x32\x0e.baton.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x11UpdateToolRequest\x12\x1c\n\x04tool\x18\x01 \x01(\x0b\x32\x0e.baton.v1.Tool\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"C\n\x11\x44\x65leteToolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t2\xc1\x02\n\x0bToolService\x12\x39\n\nCreateTool\x12\x1b.baton.v1.CreateToolRequest\x1a\x0e.baton.v1.Tool\x12\x33\n\x07GetTool\x12\x18.baton.v1.GetToolRequest\x1a\x0e.baton.v1.Tool\x12\x44\n\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponse\x12\x39\n\nUpdateTool\x12\x1b.baton.v1.UpdateToolRequest\x1a\x0e.baton.v1.Tool\x12\x41\n\nDeleteTool\x12\x1b.baton.v1.DeleteToolRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x61ton/v1/tool.proto\x12\x08\x62\x61ton.v1\x1a\x14\x62\x61ton/v1/agent.proto\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x03\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06python\x18\x04 \x01(\x0b\x32\x17.baton.v1.PythonRuntimeH\x00\x12)\n\x06worker\x18\x05 \x01(\x0b\x32\x17.baton.v1.WorkerRuntimeH\x00\x12\"\n\x04http\x18\x06 \x01(\x0b\x32\x12.baton.v1.HttpToolH\x00\x12\x0f\n\x05\x61gent\x18\x07 \x01(\tH\x00\x12\x12\n\x08workflow\x18\x08 \x01(\tH\x00\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0cretry_policy\x18\n \x01(\x0b\x32\x15.baton.v1.RetryPolicy\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\r \x01(\tB\x10\n\x0eimplementation\"\xb0\x01\n\x08HttpTool\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x30\n\x07headers\x18\x03 \x03(\x0b\x32\x1f.baton.v1.HttpTool.HeadersEntry\x12%\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x11\x43reateToolRequest\x12\x1c\n\x04tool\x18\x01 \x01(\x0b\x32\x0e.baton.v1.Tool\x12\x0f\n\x07tool_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1e\n\x0eGetToolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x10ListToolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"K\n\x11ListToolsResponse\x12\x1d\n\x05tools\x18\x01 \x03(\x0b\x32\x0e.baton.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x11UpdateToolRequest\x12\x1c\n\x04tool\x18\x01 \x01(\x0b\x32\x0e.baton.v1.Tool\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"C\n\x11\x44\x65leteToolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t2\xcc\x03\n\x0bToolService\x12R\n\nCreateTool\x12\x1b.baton.v1.CreateToolRequest\x1a\x0e.baton.v1.Tool\"\x17\x82\xd3\xe4\x93\x02\x11\"\t/v1/tools:\x04tool\x12O\n\x07GetTool\x12\x18.baton.v1.GetToolRequest\x1a\x0e.baton.v1.Tool\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=tools/*}\x12W\n\tListTools\x12\x1a.baton.v1.ListToolsRequest\x1a\x1b.baton.v1.ListToolsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x12`\n\nUpdateTool\x12\x1b.baton.v1.UpdateToolRequest\x1a\x0e.baton.v1.Tool\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{tool.name=tools/*}:\x04tool\x12]\n\nDeleteTool\x12\x1b.baton.v1.DeleteToolRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/{name=tools/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,24 +41,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HTTPTOOL_HEADERSENTRY']._loaded_options = None
   _globals['_HTTPTOOL_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_TOOL']._serialized_start=237
-  _globals['_TOOL']._serialized_end=701
-  _globals['_HTTPTOOL']._serialized_start=704
-  _globals['_HTTPTOOL']._serialized_end=880
-  _globals['_HTTPTOOL_HEADERSENTRY']._serialized_start=834
-  _globals['_HTTPTOOL_HEADERSENTRY']._serialized_end=880
-  _globals['_CREATETOOLREQUEST']._serialized_start=882
-  _globals['_CREATETOOLREQUEST']._serialized_end=968
-  _globals['_GETTOOLREQUEST']._serialized_start=970
-  _globals['_GETTOOLREQUEST']._serialized_end=1000
-  _globals['_LISTTOOLSREQUEST']._serialized_start=1002
-  _globals['_LISTTOOLSREQUEST']._serialized_end=1059
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=1061
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=1136
-  _globals['_UPDATETOOLREQUEST']._serialized_start=1138
-  _globals['_UPDATETOOLREQUEST']._serialized_end=1256
-  _globals['_DELETETOOLREQUEST']._serialized_start=1258
-  _globals['_DELETETOOLREQUEST']._serialized_end=1325
-  _globals['_TOOLSERVICE']._serialized_start=1328
-  _globals['_TOOLSERVICE']._serialized_end=1649
+  _globals['_TOOLSERVICE'].methods_by_name['CreateTool']._loaded_options = None
+  _globals['_TOOLSERVICE'].methods_by_name['CreateTool']._serialized_options = b'\202\323\344\223\002\021\"\t/v1/tools:\004tool'
+  _globals['_TOOLSERVICE'].methods_by_name['GetTool']._loaded_options = None
+  _globals['_TOOLSERVICE'].methods_by_name['GetTool']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/{name=tools/*}'
+  _globals['_TOOLSERVICE'].methods_by_name['ListTools']._loaded_options = None
+  _globals['_TOOLSERVICE'].methods_by_name['ListTools']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/tools'
+  _globals['_TOOLSERVICE'].methods_by_name['UpdateTool']._loaded_options = None
+  _globals['_TOOLSERVICE'].methods_by_name['UpdateTool']._serialized_options = b'\202\323\344\223\002\0372\027/v1/{tool.name=tools/*}:\004tool'
+  _globals['_TOOLSERVICE'].methods_by_name['DeleteTool']._loaded_options = None
+  _globals['_TOOLSERVICE'].methods_by_name['DeleteTool']._serialized_options = b'\202\323\344\223\002\024*\022/v1/{name=tools/*}'
+  _globals['_TOOL']._serialized_start=267
+  _globals['_TOOL']._serialized_end=731
+  _globals['_HTTPTOOL']._serialized_start=734
+  _globals['_HTTPTOOL']._serialized_end=910
+  _globals['_HTTPTOOL_HEADERSENTRY']._serialized_start=864
+  _globals['_HTTPTOOL_HEADERSENTRY']._serialized_end=910
+  _globals['_CREATETOOLREQUEST']._serialized_start=912
+  _globals['_CREATETOOLREQUEST']._serialized_end=998
+  _globals['_GETTOOLREQUEST']._serialized_start=1000
+  _globals['_GETTOOLREQUEST']._serialized_end=1030
+  _globals['_LISTTOOLSREQUEST']._serialized_start=1032
+  _globals['_LISTTOOLSREQUEST']._serialized_end=1089
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=1091
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=1166
+  _globals['_UPDATETOOLREQUEST']._serialized_start=1168
+  _globals['_UPDATETOOLREQUEST']._serialized_end=1286
+  _globals['_DELETETOOLREQUEST']._serialized_start=1288
+  _globals['_DELETETOOLREQUEST']._serialized_end=1355
+  _globals['_TOOLSERVICE']._serialized_start=1358
+  _globals['_TOOLSERVICE']._serialized_end=1818
 # @@protoc_insertion_point(module_scope)

@@ -2,6 +2,7 @@ import datetime
 
 from baton.v1 import agent_pb2 as _agent_pb2
 from baton.v1 import common_pb2 as _common_pb2
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2

@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from baton.v1 import common_pb2 as baton_dot_v1_dot_common__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
@@ -30,41 +31,53 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/workflow.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x03\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.baton.v1.Workflow.State\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12-\n\x0cinput_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x05steps\x18\n \x03(\x0b\x32\x0e.baton.v1.Step\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\r \x01(\t\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_ARCHIVED\x10\x02\"\x85\x05\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x05\x61gent\x18\x03 \x01(\tH\x00\x12\x14\n\ncapability\x18\x04 \x01(\tH\x00\x12%\n\x08wait_for\x18\x0c \x01(\x0b\x32\x11.baton.v1.WaitForH\x00\x12&\n\x08\x61pproval\x18\r \x01(\x0b\x32\x12.baton.v1.ApprovalH\x00\x12*\n\x05sleep\x18\x0e \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x15\n\x0bsleep_until\x18\x0f \x01(\tH\x00\x12\x12\n\x08workflow\x18\x11 \x01(\tH\x00\x12.\n\rinput_mapping\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x07 \x03(\t\x12\x0c\n\x04when\x18\x08 \x01(\t\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0cretry_policy\x18\n \x01(\x0b\x32\x15.baton.v1.RetryPolicy\x12\x17\n\x0f\x66\x61llback_agents\x18\x0b \x03(\t\x12\x1c\n\x04loop\x18\x10 \x01(\x0b\x32\x0e.baton.v1.Loop\x12\x10\n\x08\x66or_each\x18\x12 \x01(\t\x12\x14\n\x0cmax_parallel\x18\x13 \x01(\x05\x12\x19\n\x11\x63ontinue_on_error\x18\x14 \x01(\x08\x12.\n\routput_schema\x18\x15 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\n\x06target\"<\n\x04Loop\x12\r\n\x05until\x18\x01 \x01(\t\x12\x16\n\x0emax_iterations\x18\x02 \x01(\x05\x12\r\n\x05start\x18\x03 \x01(\t\"S\n\x07WaitFor\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04when\x18\x03 \x01(\t\"q\n\x08\x41pproval\x12\r\n\x05roles\x18\x01 \x03(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x1a\n\x12\x63ontinue_on_reject\x18\x04 \x01(\x08\"f\n\x15\x43reateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"t\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.baton.v1.Workflow.State\"W\n\x15ListWorkflowsResponse\x12%\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.baton.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"?\n\x17ValidateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\"[\n\x18ValidateWorkflowResponse\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x19\n\x11topological_order\x18\x02 \x03(\t2\xd8\x03\n\x0fWorkflowService\x12\x45\n\x0e\x43reateWorkflow\x12\x1f.baton.v1.CreateWorkflowRequest\x1a\x12.baton.v1.Workflow\x12?\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x12.baton.v1.Workflow\x12P\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponse\x12\x45\n\x0eUpdateWorkflow\x12\x1f.baton.v1.UpdateWorkflowRequest\x1a\x12.baton.v1.Workflow\x12I\n\x0e\x44\x65leteWorkflow\x12\x1f.baton.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\x12Y\n\x10ValidateWorkflow\x12!.baton.v1.ValidateWorkflowRequest\x1a\".baton.v1.ValidateWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/workflow.proto\x12\x08\x62\x61ton.v1\x1a\x15\x62\x61ton/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x03\n\x08Workflow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.baton.v1.Workflow.State\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12-\n\x0cinput_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1d\n\x05steps\x18\n \x03(\x0b\x32\x0e.baton.v1.Step\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\r \x01(\t\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_ARCHIVED\x10\x02\"\x85\x05\n\x04Step\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x05\x61gent\x18\x03 \x01(\tH\x00\x12\x14\n\ncapability\x18\x04 \x01(\tH\x00\x12%\n\x08wait_for\x18\x0c \x01(\x0b\x32\x11.baton.v1.WaitForH\x00\x12&\n\x08\x61pproval\x18\r \x01(\x0b\x32\x12.baton.v1.ApprovalH\x00\x12*\n\x05sleep\x18\x0e \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x15\n\x0bsleep_until\x18\x0f \x01(\tH\x00\x12\x12\n\x08workflow\x18\x11 \x01(\tH\x00\x12.\n\rinput_mapping\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0eoutput_mapping\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x07 \x03(\t\x12\x0c\n\x04when\x18\x08 \x01(\t\x12*\n\x07timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x0cretry_policy\x18\n \x01(\x0b\x32\x15.baton.v1.RetryPolicy\x12\x17\n\x0f\x66\x61llback_agents\x18\x0b \x03(\t\x12\x1c\n\x04loop\x18\x10 \x01(\x0b\x32\x0e.baton.v1.Loop\x12\x10\n\x08\x66or_each\x18\x12 \x01(\t\x12\x14\n\x0cmax_parallel\x18\x13 \x01(\x05\x12\x19\n\x11\x63ontinue_on_error\x18\x14 \x01(\x08\x12.\n\routput_schema\x18\x15 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\n\x06target\"<\n\x04Loop\x12\r\n\x05until\x18\x01 \x01(\t\x12\x16\n\x0emax_iterations\x18\x02 \x01(\x05\x12\r\n\x05start\x18\x03 \x01(\t\"S\n\x07WaitFor\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04when\x18\x03 \x01(\t\"q\n\x08\x41pproval\x12\r\n\x05roles\x18\x01 \x03(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x1a\n\x12\x63ontinue_on_reject\x18\x04 \x01(\x08\"f\n\x15\x43reateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"t\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\'\n\x05state\x18\x04 \x01(\x0e\x32\x18.baton.v1.Workflow.State\"W\n\x15ListWorkflowsResponse\x12%\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.baton.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"G\n\x15\x44\x65leteWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"?\n\x17ValidateWorkflowRequest\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\"[\n\x18ValidateWorkflowResponse\x12$\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.Workflow\x12\x19\n\x11topological_order\x18\x02 \x03(\t2\xa6\x05\n\x0fWorkflowService\x12\x66\n\x0e\x43reateWorkflow\x12\x1f.baton.v1.CreateWorkflowRequest\x1a\x12.baton.v1.Workflow\"\x1f\x82\xd3\xe4\x93\x02\x19\"\r/v1/workflows:\x08workflow\x12_\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x12.baton.v1.Workflow\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/{name=workflows/*}\x12g\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/workflows\x12x\n\x0eUpdateWorkflow\x12\x1f.baton.v1.UpdateWorkflowRequest\x1a\x12.baton.v1.Workflow\"1\x82\xd3\xe4\x93\x02+2\x1f/v1/{workflow.name=workflows/*}:\x08workflow\x12i\n\x0e\x44\x65leteWorkflow\x12\x1f.baton.v1.DeleteWorkflowRequest\x1a\x16.google.protobuf.Empty\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/v1/{name=workflows/*}\x12|\n\x10ValidateWorkflow\x12!.baton.v1.ValidateWorkflowRequest\x1a\".baton.v1.ValidateWorkflowResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/workflows:validate:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baton.v1.workflow_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKFLOW']._serialized_start=219
-  _globals['_WORKFLOW']._serialized_end=711
-  _globals['_WORKFLOW_STATE']._serialized_start=643
-  _globals['_WORKFLOW_STATE']._serialized_end=711
-  _globals['_STEP']._serialized_start=714
-  _globals['_STEP']._serialized_end=1359
-  _globals['_LOOP']._serialized_start=1361
-  _globals['_LOOP']._serialized_end=1421
-  _globals['_WAITFOR']._serialized_start=1423
-  _globals['_WAITFOR']._serialized_end=1506
-  _globals['_APPROVAL']._serialized_start=1508
-  _globals['_APPROVAL']._serialized_end=1621
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1623
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1725
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1727
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1779
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1781
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1897
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1899
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1986
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1989
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2119
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2121
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2192
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=2194
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=2257
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=2259
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=2350
-  _globals['_WORKFLOWSERVICE']._serialized_start=2353
-  _globals['_WORKFLOWSERVICE']._serialized_end=2825
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._serialized_options = b'\202\323\344\223\002\031\"\r/v1/workflows:\010workflow'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/{name=workflows/*}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/workflows'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\202\323\344\223\002+2\037/v1/{workflow.name=workflows/*}:\010workflow'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._serialized_options = b'\202\323\344\223\002\030*\026/v1/{name=workflows/*}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ValidateWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ValidateWorkflow']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/workflows:validate:\001*'
+  _globals['_WORKFLOW']._serialized_start=249
+  _globals['_WORKFLOW']._serialized_end=741
+  _globals['_WORKFLOW_STATE']._serialized_start=673
+  _globals['_WORKFLOW_STATE']._serialized_end=741
+  _globals['_STEP']._serialized_start=744
+  _globals['_STEP']._serialized_end=1389
+  _globals['_LOOP']._serialized_start=1391
+  _globals['_LOOP']._serialized_end=1451
+  _globals['_WAITFOR']._serialized_start=1453
+  _globals['_WAITFOR']._serialized_end=1536
+  _globals['_APPROVAL']._serialized_start=1538
+  _globals['_APPROVAL']._serialized_end=1651
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=1653
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1755
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1757
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1809
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1811
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1927
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1929
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=2016
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=2019
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2149
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2151
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2222
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=2224
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=2287
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=2289
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=2380
+  _globals['_WORKFLOWSERVICE']._serialized_start=2383
+  _globals['_WORKFLOWSERVICE']._serialized_end=3061
 # @@protoc_insertion_point(module_scope)
