@@ -187,7 +187,7 @@ async def test_http_calls_take_the_same_auth_and_roles(start_server: StartServer
 async def test_the_readme_curl_commands_run(start_server: StartServer) -> None:
     """The README's curl lines, as written (ID replaced by the started execution's id)."""
     server = await start_server(http_listen="127.0.0.1:0")
-    readme = README.read_text()  # noqa: ASYNC240 - a small file, once
+    readme = README.read_text()
     block = readme.split("### HTTP/JSON API", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     commands = block.replace("\\\n", " ").replace("localhost:8080", f"127.0.0.1:{server.http_port}")
     outputs = []
