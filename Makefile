@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: install proto proto-check lint breaking format redis-server test run bench fuzz chaos clean
+.PHONY: install proto proto-check lint breaking format redis-server chromium console-vendor test run bench fuzz chaos clean
 
 install: $(VENV)/.installed
 
@@ -63,7 +63,21 @@ examples/node-worker/node_modules: examples/node-worker/package-lock.json
 	npm ci --prefix examples/node-worker --no-audit --no-fund --silent
 	touch $@
 
-test: install redis-server examples/node-worker/node_modules
+# The console's browser tests: playwright-core (npm) driving Debian's Chromium (no download).
+console/node_modules: console/package-lock.json
+	npm ci --prefix console --no-audit --no-fund --silent
+	touch $@
+
+chromium:
+	@test -x /usr/bin/chromium || \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# Copies the console's libraries (dagre, Chart.js) from console/node_modules into the
+# package; commit the result.
+console-vendor: console/node_modules
+	cd console && node vendor.mjs
+
+test: install redis-server chromium examples/node-worker/node_modules console/node_modules
 	$(BIN)/pytest
 
 # Serves the built-in agents and the examples' (examples/agents.py).

@@ -114,6 +114,8 @@ class Baton:
     metrics_port: int = 0
     http_port: int = 0
     """The HTTP/JSON API's port (0: off)."""
+    callers: Callers | None = None
+    """Who the auth tokens name (None with auth off)."""
     tracer_provider: TracerProvider | None = None
     """A provider the server made (from OTEL_*), shut down with it."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -317,6 +319,7 @@ async def create_server(
         server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
     )
     baton.closers.append(workers.close)
+    baton.callers = callers
     if owns_provider and isinstance(tracing.provider, TracerProvider):
         baton.tracer_provider = tracing.provider
     if settings.metrics_listen:
@@ -349,7 +352,7 @@ async def _serve_http(baton: Baton, settings: Settings, loopback: str) -> None:
             ("grpc.max_send_message_length", settings.max_message_bytes),
         ],
     )
-    gateway = HttpGateway(channel, settings.max_message_bytes)
+    gateway = HttpGateway(channel, settings.max_message_bytes, baton.callers)
     try:
         baton.http_port = await gateway.start(settings.http_listen)
     except OSError as exc:
@@ -470,7 +473,10 @@ async def serve(settings: Settings) -> None:
     if baton.http_port:
         host = settings.http_listen.rpartition(":")[0] or "0.0.0.0"
         shown = "localhost" if host in ("0.0.0.0", "127.0.0.1", "") else host
-        log.info(f"HTTP/JSON API at http://{shown}:{baton.http_port}/v1/")
+        log.info(
+            f"console at http://{shown}:{baton.http_port}/ (HTTP/JSON API under /v1/)",
+            extra={"console": f"http://{shown}:{baton.http_port}/"},
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,9 @@
-"""The HTTP/JSON API: every RPC that has a `google.api.http` annotation in proto/ (AIP-127),
-served on BATON_HTTP_LISTEN by calling the same gRPC service in this process over a private
-Unix socket. It is one mapping, not a second implementation: auth, validation, errors,
-pagination and idempotency are the gRPC API's own.
+"""The HTTP/JSON API and the web console, served on BATON_HTTP_LISTEN.
+
+The API is every RPC that has a `google.api.http` annotation in proto/ (AIP-127), served by
+calling the same gRPC service in this process over a private Unix socket. It is one
+mapping, not a second implementation: auth, validation, errors, pagination and idempotency
+are the gRPC API's own.
 
 - A request is built from the path's variables, the body (the field the rule names, or the
   whole request for `*`) and the query string (`page_size=10`, `labels.team=ml`,
@@ -13,6 +15,9 @@ pagination and idempotency are the gRPC API's own.
 - A server-streaming RPC (StreamExecutionEvents) is served as Server-Sent Events: one event
   per message, `id` its sequence, `event` its type. A client that reconnects with
   `Last-Event-ID` resumes after that sequence, missing nothing.
+
+The console is a page (`/`) with its scripts and libraries (`/static/`), which calls the
+API; `/console/session` tells it the caller's role, to show the actions it may take.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -41,8 +47,12 @@ from baton.v1 import (
     tool_pb2,
     workflow_pb2,
 )
+from baton_server.api.auth import ANONYMOUS, Caller, Callers, granted
 
 log = logging.getLogger(__name__)
+
+CONSOLE_STATIC = Path(__file__).resolve().parent.parent / "console" / "static"
+"""The web console: a page and its scripts, with the libraries it uses (no CDN)."""
 
 _ = error_details_pb2  # the error detail types, known to the JSON printer through the pool
 
@@ -146,16 +156,22 @@ def _compile(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
 class HttpGateway:
     """Serves the HTTP/JSON API on an aiohttp server, calling gRPC on `channel`."""
 
-    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, max_body_bytes: int, callers: Callers | None = None
+    ) -> None:
         self._channel = channel
         self._routes = routes()
         self._max_body = max_body_bytes
+        self._callers = callers or Callers({})
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self, listen: str) -> int:
         """Listens on `host:port` (port 0 picks one); returns the port."""
         app = web.Application(client_max_size=self._max_body)
+        app.router.add_get("/", _console_page)
+        app.router.add_static("/static/", CONSOLE_STATIC, follow_symlinks=False)
+        app.router.add_get("/console/session", self._session)
         app.router.add_route("*", "/{path:.*}", self._handle)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
@@ -174,6 +190,23 @@ class HttpGateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _session(self, request: web.Request) -> web.Response:
+        """Who the console's caller is, and what its role may do (to show the actions it
+        may take; the API checks every call anyway)."""
+        header = request.headers.get("Authorization", "")
+        caller = self._callers.from_metadata((("authorization", header),))
+        if caller is None and self._callers.enabled:
+            return _error_response(401, "UNAUTHENTICATED", "a valid bearer token is needed", [])
+        caller = caller or Caller(ANONYMOUS, "admin")
+        return web.json_response(
+            {
+                "auth": self._callers.enabled,
+                "name": caller.name,
+                "role": caller.role,
+                "permissions": sorted(granted(caller.role)),
+            }
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         matched = self._match(request)
@@ -413,6 +446,10 @@ def _error_response(status: int, code: str, message: str, details: list[Any]) ->
         {"error": {"code": status, "status": code, "message": message, "details": details}},
         status=status,
     )
+
+
+async def _console_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(CONSOLE_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def loopback_address(directory: str) -> str:
