@@ -79,6 +79,19 @@ await step('cancel a running execution', async () => {
   await operator.screenshot({ path: `${shots}/cancelled.png` });
 });
 
+await step('retry, pause and resume it', async () => {
+  await operator.click('button[data-action=retry]');
+  await operator.waitForSelector('#execution-state .STATE_RUNNING', { timeout: 10000 });
+  await operator.click('button[data-action=pause]');
+  await operator.waitForSelector('#execution-state .STATE_PAUSED', { timeout: 10000 });
+  await operator.click('button[data-action=resume]');
+  await operator.waitForSelector('#execution-state .STATE_RUNNING', { timeout: 10000 });
+  await operator.click('button[data-action=cancel]');
+  await operator.waitForSelector('#execution-state .STATE_CANCELLED', { timeout: 10000 });
+  const attempts = await operator.$$eval('.timeline .bar', (bars) => bars.length);
+  assert.ok(attempts >= 2, `the timeline shows ${attempts} attempts`);
+});
+
 await step('approve a waiting step', async () => {
   await operator.goto(`${base}/#/${data.gate}`);
   await operator.waitForSelector('g.step[data-step=review][data-state=STATE_WAITING]');
