@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/baton/v1/*.proto)
 
-.PHONY: install proto proto-check lint breaking format redis-server chromium console-vendor test run bench fuzz chaos clean
+.PHONY: install proto proto-check lint breaking format redis-server chromium postgresql console-vendor test run bench fuzz chaos clean
 
 install: $(VENV)/.installed
 
@@ -77,8 +77,24 @@ chromium:
 console-vendor: console/node_modules
 	cd console && node vendor.mjs
 
-test: install redis-server chromium examples/node-worker/node_modules console/node_modules
+# PostgreSQL for the second pass of the tests (each test makes its own database on it).
+# On a machine without one running: install Debian's, let 127.0.0.1 in without a password
+# (a test machine's), and start it.
+postgresql:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || { \
+		command -v pg_ctlcluster >/dev/null || \
+			{ apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }; \
+		version=$$(ls /etc/postgresql | sort -n | tail -1); \
+		hba=/etc/postgresql/$$version/main/pg_hba.conf; \
+		grep -q '^host all all 127.0.0.1/32 trust' $$hba || \
+			sed -i '1i host all all 127.0.0.1/32 trust' $$hba; \
+		pg_ctlcluster --skip-systemctl-redirect $$version main start; \
+		pg_isready -q -h 127.0.0.1 -p 5432 -t 30; }
+
+# The suite on SQLite, then again on PostgreSQL (but the tests about SQLite itself).
+test: install redis-server chromium postgresql examples/node-worker/node_modules console/node_modules
 	$(BIN)/pytest
+	BATON_TEST_DATABASE=postgresql $(BIN)/pytest
 
 # Serves the built-in agents and the examples' (examples/agents.py).
 run: install

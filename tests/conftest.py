@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import redis
 from fake_llm import fake_openai, scripted_llm  # noqa: F401 - fixtures for every test module
@@ -114,8 +116,68 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 StartServer = Callable[..., Awaitable[Baton]]
 
 
+BACKEND = os.environ.get("BATON_TEST_DATABASE", "sqlite")
+"""Which database the servers of the tests use: `sqlite` (a file in the test's temp dir),
+or `postgresql` (a database of its own on the machine's PostgreSQL, created for the test
+with a random name and dropped after it)."""
+POSTGRES = os.environ.get("BATON_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""The PostgreSQL server the tests create their databases on."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With BATON_TEST_DATABASE=postgresql, the tests that are about SQLite are skipped."""
+    if BACKEND == "sqlite":
+        return
+    skip = pytest.mark.skip(reason="runs on SQLite only")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
+
+
+@contextlib.asynccontextmanager
+async def database_for_test(tmp_path: Path) -> AsyncIterator[str]:
+    """A place for one test's data: a SQLite file in its temp dir, or (BACKEND postgresql)
+    a PostgreSQL database created with a random name and dropped after."""
+    if BACKEND != "postgresql":
+        yield str(tmp_path / "baton.db")
+        return
+    name = f"baton_test_{os.getpid()}_{time.time_ns()}"
+    admin = await asyncpg.connect(POSTGRES)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+async def database(tmp_path: Path) -> AsyncIterator[str]:
+    """Where this test's servers keep their data (one place, for all of them)."""
+    async with database_for_test(tmp_path) as location:
+        yield location
+
+
+async def query_database(location: str, sql: str) -> list[tuple[Any, ...]]:
+    """Runs a read-only query on a test's database, SQLite or PostgreSQL."""
+    if location.startswith("postgresql://"):
+        conn = await asyncpg.connect(location)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+    with sqlite3.connect(location) as conn:
+        return list(conn.execute(sql).fetchall())
+
+
+@pytest.fixture
+async def start_server(database: str) -> AsyncIterator[StartServer]:
     """Starts real servers on 127.0.0.1:0; all are stopped after the test."""
     started: list[Baton] = []
 
@@ -123,7 +185,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
         settings = replace(
             Settings(),
             listen="127.0.0.1:0",
-            database=str(tmp_path / "baton.db"),
+            database=database,
             sqlite_synchronous="NORMAL",
             **{
                 "python_agent_modules": AGENT_MODULES,
@@ -154,7 +216,7 @@ async def client(server: Baton) -> AsyncIterator[Client]:
 
 
 async def start_process(
-    database: Path,
+    database: str | Path,
     *,
     listen: str = "127.0.0.1:0",
     extra_env: dict[str, str] | None = None,
@@ -189,10 +251,10 @@ async def start_process(
 
 
 class Restartable:
-    """Server processes on one database file, one at a time, that a test SIGKILLs and
-    starts again; `port` is the running one's."""
+    """Server processes on one database, one at a time, that a test SIGKILLs and starts
+    again; `port` is the running one's."""
 
-    def __init__(self, database: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, database: str, env: dict[str, str] | None = None) -> None:
         self.database = database
         self.env = env
         self.processes: list[subprocess.Popen[str]] = []
@@ -219,13 +281,14 @@ class Restartable:
 async def restartable(
     tmp_path: Path, env: dict[str, str] | None = None
 ) -> AsyncIterator[Restartable]:
-    """A started Restartable on `tmp_path/baton.db`; every process is stopped at the end."""
-    servers = Restartable(tmp_path / "baton.db", env)
-    try:
-        await servers.start()
-        yield servers
-    finally:
-        stop_processes(servers.processes)
+    """A started Restartable on the test's database; every process is stopped at the end."""
+    async with database_for_test(tmp_path) as location:
+        servers = Restartable(location, env)
+        try:
+            await servers.start()
+            yield servers
+        finally:
+            stop_processes(servers.processes)
 
 
 def stop_processes(processes: list[subprocess.Popen[str]]) -> None:

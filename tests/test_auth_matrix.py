@@ -64,6 +64,7 @@ async def call(channel: grpc.aio.Channel, path: str, streaming: bool, token: str
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.sqlite_only
 async def test_every_rpc_for_every_caller(tmp_path: Path) -> None:
     tokens = ",".join(f"{t}={r}" for r, t in TOKENS.items())
     process, port = await start_process(

@@ -107,6 +107,7 @@ async def test_code_review_over_many_files_maps_them(server: Baton, client: Clie
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.sqlite_only
 async def test_examples_run_from_any_working_directory(tmp_path: Path) -> None:
     # The server and the example script both start outside the repository.
     elsewhere = tmp_path / "elsewhere"

@@ -12,7 +12,7 @@ from test_executions import agent
 
 import baton
 from baton import Client, Execution, Step, Workflow
-from baton_server.storage.database import Database
+from baton_server.storage.database import SqliteDatabase
 
 
 async def ended(client: Client, workflow: str, **labels: str) -> Execution:
@@ -122,7 +122,7 @@ async def test_the_label_migration_labels_executions_stored_before_it(
         done = await ended(client, await echo_workflow(client), team="a")
     await server.stop(0)
     # Back to schema 5, as a server of the previous version left it.
-    db = await Database.open(str(tmp_path / "baton.db"))
+    db = await SqliteDatabase.open(str(tmp_path / "baton.db"))
 
     async def downgrade(conn: object) -> None:
         for statement in (

@@ -18,6 +18,8 @@ from test_streams import busy_workflow
 import baton
 from baton import Client, EventType, Execution
 
+pytestmark = pytest.mark.sqlite_only  # reads or shares the SQLite file
+
 
 async def two_servers(
     tmp_path: Path, redis: RedisProcess | None, **env: str

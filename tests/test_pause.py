@@ -56,8 +56,9 @@ async def test_pause_and_resume_with_errors(client: Client) -> None:
 
 
 @pytest.mark.timeout(90)
-async def test_a_paused_execution_stays_paused_across_a_sigkill(tmp_path: Path) -> None:
-    database = tmp_path / "baton.db"
+async def test_a_paused_execution_stays_paused_across_a_sigkill(
+    tmp_path: Path, database: str
+) -> None:
     effect_log = tmp_path / "effects.log"
     processes: list[subprocess.Popen[str]] = []
     try:

@@ -17,6 +17,8 @@ from conftest import start_process, stop_processes
 import baton
 from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
 
+pytestmark = pytest.mark.sqlite_only  # reads or shares the SQLite file
+
 
 def effects(path: Path) -> collections.Counter[tuple[str, str]]:
     """How often each (execution, step) performed its side effect."""

@@ -34,9 +34,10 @@ async def failing_workflow(client: Client, effect_log: Path) -> str:
 
 
 @pytest.mark.timeout(90)
-async def test_retry_from_the_failed_step_reruns_exactly_the_reset_steps(tmp_path: Path) -> None:
+async def test_retry_from_the_failed_step_reruns_exactly_the_reset_steps(
+    tmp_path: Path, database: str
+) -> None:
     effect_log = tmp_path / "effects.log"
-    database = tmp_path / "baton.db"
     processes: list[subprocess.Popen[str]] = []
     try:
         process, port = await start_process(database)
@@ -76,9 +77,8 @@ async def test_retry_from_the_failed_step_reruns_exactly_the_reset_steps(tmp_pat
 
 
 @pytest.mark.timeout(90)
-async def test_a_sigkill_during_a_retried_run_loses_nothing(tmp_path: Path) -> None:
+async def test_a_sigkill_during_a_retried_run_loses_nothing(tmp_path: Path, database: str) -> None:
     effect_log = tmp_path / "effects.log"
-    database = tmp_path / "baton.db"
     processes: list[subprocess.Popen[str]] = []
     try:
         process, port = await start_process(database)

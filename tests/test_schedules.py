@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import restartable, start_process, stop_processes
+from conftest import query_database, restartable, start_process, stop_processes
 from google.protobuf import duration_pb2
 from test_executions import agent
 from test_recovery import effect_agent, effects
@@ -148,6 +147,9 @@ async def test_a_schedule_fires_once_per_slot_across_a_sigkill(tmp_path: Path) -
             names = await scheduled(client, "each-second")
             for name in names:
                 await client.executions.wait(name, timeout=30)
+        stored = await query_database(
+            servers.database, "SELECT COUNT(*) FROM executions WHERE id LIKE 'each-second-%'"
+        )
     created = int(schedule.create_time.ToSeconds())
     slots = sorted(int(name.rsplit("-", 1)[1]) for name in names)
     # Every slot from the first to the last, the missed ones caught up, none twice.
@@ -156,19 +158,14 @@ async def test_a_schedule_fires_once_per_slot_across_a_sigkill(tmp_path: Path) -
     assert paused.fired_count + 1 >= len(slots)  # (a slot may fire as it pauses)
     ran = effects(effect_log)
     assert len(ran) == len(slots) and all(count == 1 for count in ran.values())
-    with sqlite3.connect(servers.database) as conn:
-        stored = conn.execute(
-            "SELECT COUNT(*) FROM executions WHERE id LIKE 'each-second-%'"
-        ).fetchone()[0]
-    assert stored == len(slots)
+    assert stored[0][0] == len(slots)
 
 
 @pytest.mark.timeout(120)
 async def test_two_processes_fire_each_slot_once_across_an_engine_handover(
-    tmp_path: Path,
+    tmp_path: Path, database: str
 ) -> None:
     env = {"BATON_ENGINE_LEASE": "1.5", "BATON_STREAM_POLL": "0.2"}
-    database = tmp_path / "baton.db"
     owner, _ = await start_process(database, extra_env=env)
     standby, standby_port = await start_process(database, extra_env=env)
     processes = [owner, standby]

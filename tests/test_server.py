@@ -80,6 +80,7 @@ async def test_oversized_requests_are_refused(start_server: object) -> None:
         assert (await client.agents.get("fits")).config == created.config
 
 
+@pytest.mark.sqlite_only
 async def test_sigterm_stops_serving_drains_and_exits_zero(tmp_path: Path) -> None:
     processes: list[subprocess.Popen[str]] = []
     try:
@@ -122,6 +123,7 @@ async def test_sigterm_stops_serving_drains_and_exits_zero(tmp_path: Path) -> No
         stop_processes(processes)
 
 
+@pytest.mark.sqlite_only
 async def test_a_second_server_on_a_taken_port_refuses_to_start(tmp_path: Path) -> None:
     processes: list[subprocess.Popen[str]] = []
     try:
@@ -146,6 +148,7 @@ async def test_a_second_server_on_a_taken_port_refuses_to_start(tmp_path: Path) 
         stop_processes(processes)
 
 
+@pytest.mark.sqlite_only
 async def test_an_idle_server_with_a_connected_worker_stops_at_once(tmp_path: Path) -> None:
     processes: list[subprocess.Popen[str]] = []
     try:

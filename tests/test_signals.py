@@ -123,9 +123,8 @@ async def test_a_signal_that_never_comes_fails_the_step(client: Client) -> None:
 
 @pytest.mark.timeout(90)
 async def test_a_waiting_step_survives_a_sigkill_and_a_signal_sent_meanwhile_is_refused(
-    tmp_path: Path,
+    tmp_path: Path, database: str
 ) -> None:
-    database = tmp_path / "baton.db"
     processes: list[subprocess.Popen[str]] = []
     try:
         process, port = await start_process(database)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,9 +130,8 @@ async def test_slow_consumers_catch_up_from_storage(start_server: StartServer) -
 
 
 @pytest.mark.timeout(90)
-async def test_stream_survives_a_server_killed_and_restarted(tmp_path: Path) -> None:
+async def test_stream_survives_a_server_killed_and_restarted(database: str) -> None:
     port = free_port()
-    database = tmp_path / "baton.db"
     process, _ = await start_process(database, listen=f"127.0.0.1:{port}")
     processes = [process]
     try:

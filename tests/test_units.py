@@ -71,6 +71,7 @@ def test_codec_compresses_only_large_documents() -> None:
     assert codec.decode(blob) == large and codec.decode(codec.encode(small)) == small
 
 
+@pytest.mark.sqlite_only
 async def test_large_definitions_are_stored_compressed(client: Client, server: Baton) -> None:
     config = struct_pb2.Struct()
     config.update({"instructions": "Design well-structured projects. " * 200})

@@ -70,7 +70,7 @@ from baton_server.schedules.service import Schedules
 from baton_server.storage.cache import RedisCache
 from baton_server.storage.codec import Codec
 from baton_server.storage.coordination import CoordinationRepository
-from baton_server.storage.database import Database
+from baton_server.storage.database import Database, open_database
 from baton_server.storage.definitions import DefinitionRepository
 from baton_server.storage.event_bus import RedisEventBus
 from baton_server.storage.executions import ExecutionRepository
@@ -170,7 +170,7 @@ async def create_server(
     policy = AgentPolicy.parse(
         settings.python_agent_modules, settings.agent_secret_env, settings.agent_urls
     )
-    db = await Database.open(settings.database, synchronous=settings.sqlite_synchronous)
+    db = await open_database(settings.database, synchronous=settings.sqlite_synchronous)
     codec = Codec(settings.compress_threshold)
     cache = (
         RedisCache(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from baton_server.domain.executions import (
 from baton_server.errors import BatonError, Code, invalid_field
 from baton_server.idempotency import RequestInfo
 from baton_server.storage.cache import RedisCache
-from baton_server.storage.database import Database, SqlConnection
+from baton_server.storage.database import INTEGRITY_ERRORS, Database, SqlConnection
 from baton_server.storage.executions import (
     Change,
     EventRow,
@@ -160,7 +159,7 @@ class Journal:
                     [step_row(s) for s in execution.steps],
                     [event_row(e) for e in events],
                 )
-            except sqlite3.IntegrityError:
+            except INTEGRITY_ERRORS:
                 raise BatonError(
                     Code.ALREADY_EXISTS,
                     "EXECUTION_ALREADY_EXISTS",

@@ -1,5 +1,6 @@
-"""The SQLite database: one writer thread that runs batches of jobs in shared commits, and
-one reader connection (WAL lets it read while the writer writes)."""
+"""The database interface storage code uses, and its SQLite implementation: one writer
+thread that runs batches of jobs in shared commits, and one reader connection (WAL lets it
+read while the writer writes). `open_database` picks SQLite or PostgreSQL by the URL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
+import asyncpg
 
 from baton_server.storage.migrations import migrate
 
@@ -35,6 +37,12 @@ class SqlConnection(Protocol):
 
 WriteJob = Callable[[SqlConnection], Awaitable[T]]
 
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+"""What a write that breaks a constraint (a duplicate key) raises, on either database."""
+
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 256
@@ -50,7 +58,44 @@ class _Pending:
     )
 
 
-class Database:
+class Database(Protocol):
+    """What the engine and the services use of a database (SQLite or PostgreSQL)."""
+
+    path: str
+    """Where it is: a file path, or a postgresql:// URL."""
+    kind: str
+    """`sqlite` or `postgresql`."""
+
+    async def close(self) -> None: ...
+
+    async def write(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> T: ...
+
+    def submit(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]: ...
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any: ...
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]: ...
+
+    async def read(self, job: Callable[[SqlConnection], Awaitable[T]]) -> T: ...
+
+    async def ping(self) -> float: ...
+
+
+async def open_database(location: str, *, synchronous: str = "FULL") -> Database:
+    """Opens the database `location` names: a `postgresql://` (or `postgres://`) URL, else a
+    SQLite file (created if needed); its schema is brought up to date."""
+    if location.startswith(("postgresql://", "postgres://")):
+        from baton_server.storage.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(location)
+    return await SqliteDatabase.open(location, synchronous=synchronous)
+
+
+class SqliteDatabase:
     """A writer thread that owns the write connection, and an aiosqlite reader connection
     (WAL lets it read while the writer writes).
 
@@ -59,6 +104,8 @@ class Database:
     rolls back alone and many callers share one fsync. The writer thread runs a whole batch
     (BEGIN, every job, COMMIT) at once: one thread hop per batch, not one per statement.
     """
+
+    kind = "sqlite"
 
     def __init__(self, path: str, writer: _Writer, reader: aiosqlite.Connection) -> None:
         self.path = path
@@ -70,7 +117,7 @@ class Database:
         self._idle.set()
 
     @classmethod
-    async def open(cls, path: str, *, synchronous: str = "FULL") -> Database:
+    async def open(cls, path: str, *, synchronous: str = "FULL") -> SqliteDatabase:
         """Opens (creating if needed) the database at `path` and brings its schema up to date."""
         writer = await _Writer.open(path, synchronous)
         try:
@@ -121,7 +168,7 @@ class Database:
         """Runs a query on the reader connection and returns all rows."""
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
-    async def read(self, job: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def read(self, job: Callable[[SqlConnection], Awaitable[T]]) -> T:
         """Runs a read-only job with the reader connection.
 
         The connection is shared by concurrent readers, so each query of a job must be a

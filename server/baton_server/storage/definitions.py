@@ -61,7 +61,8 @@ class DefinitionRepository:
         """Bumps and returns the database-wide write counter."""
         rows = list(
             await conn.execute_fetchall(
-                "UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value"
+                "UPDATE meta SET value = CAST(value AS BIGINT) + 1 WHERE key = 'version' "
+                "RETURNING CAST(value AS BIGINT)"
             )
         )
         row = rows[0] if rows else None

@@ -3,7 +3,6 @@ are written by one `update` inside one transaction, which also numbers the event
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,8 +181,10 @@ class ExecutionRepository:
         ]
         if items:
             await conn.executemany(
-                "INSERT OR REPLACE INTO map_items "
-                "(execution_seq, position, item, state, attempt, doc) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO map_items "
+                "(execution_seq, position, item, state, attempt, doc) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (execution_seq, position, item) DO UPDATE SET "
+                "state = excluded.state, attempt = excluded.attempt, doc = excluded.doc",
                 items,
             )
         await conn.executemany(
@@ -397,7 +398,7 @@ class ExecutionRepository:
         )
         return [self._event_row(r) for r in rows]
 
-    def _event_row(self, r: sqlite3.Row) -> EventRow:
+    def _event_row(self, r: Any) -> EventRow:
         return EventRow(
             r["type"],
             r["time"],

@@ -63,9 +63,9 @@ class HealthProbe:
             latency = await asyncio.wait_for(self._db.ping(), PROBE_TIMEOUT)
         except Exception as exc:  # any failure of the probe means unhealthy storage
             return Component(
-                "storage", Status.UNHEALTHY, f"sqlite: {exc or type(exc).__name__}", 0.0
+                "storage", Status.UNHEALTHY, f"{self._db.kind}: {exc or type(exc).__name__}", 0.0
             )
-        return Component("storage", Status.HEALTHY, "sqlite", latency)
+        return Component("storage", Status.HEALTHY, self._db.kind, latency)
 
     async def _redis(self, cache: RedisCache) -> Component:
         try:

@@ -29,7 +29,8 @@ class FiringRepository:
         rows = list(
             await conn.execute_fetchall(
                 "INSERT INTO schedule_firings (schedule_seq, next_fire, doc) "
-                "SELECT seq, ?, ? FROM schedules WHERE id = ? AND (? = 0 OR version = ?) "
+                "SELECT seq, CAST(? AS DOUBLE PRECISION), CAST(? AS BLOB) FROM schedules "
+                "WHERE id = ? AND (? = 0 OR version = ?) "
                 "ON CONFLICT (schedule_seq) DO UPDATE SET next_fire = excluded.next_fire, "
                 "doc = excluded.doc RETURNING schedule_seq",
                 (
