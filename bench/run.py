@@ -56,7 +56,7 @@ def rss_mb(pid: int) -> float:
 
 
 async def start_server(
-    database: Path, synchronous: str, retention: float = 0.0
+    database: Path | str, synchronous: str, retention: float = 0.0
 ) -> tuple[subprocess.Popen[str], int]:
     env = {
         "BATON_RETENTION": str(retention),
@@ -284,6 +284,52 @@ async def timed(label: str, work: Callable[[], Awaitable[Any]]) -> Any:
     return result
 
 
+POSTGRES = os.environ.get("BATON_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def postgresql_figures(scale: float) -> dict[str, Any]:
+    """The chain figures again with the server on PostgreSQL (a database made for the run and
+    dropped after), one replica running executions. Skipped when no PostgreSQL answers."""
+    import asyncpg
+
+    name = f"baton_bench_{os.getpid()}"
+    try:
+        admin = await asyncpg.connect(POSTGRES, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return {"postgresql": f"skipped: {exc}"}
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    figures: dict[str, Any] = {}
+    url = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    process, port = await start_server(url, "FULL")
+    try:
+        async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:
+            await client.agents.create(
+                Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop")),
+                agent_id="noop",
+            )
+            three = await workflow_of(client, 3, "noop", "three")
+            ten = await workflow_of(client, 10, "noop", "ten")
+            seq3 = await sequential(client, three, int(300 * scale))
+            figures["postgresql_sequential_3_step_p50_ms"] = seq3["p50_ms"]
+            rate3 = await concurrent(client, three, 500)
+            figures["postgresql_concurrent_3_step_executions_per_s"] = round(rate3)
+            rate10 = await concurrent(client, ten, 500)
+            figures["postgresql_concurrent_10_step_steps_per_s"] = round(rate10 * 10)
+    finally:
+        process.kill()
+        process.wait()
+        admin = await asyncpg.connect(POSTGRES)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    return figures
+
+
 async def main(quick: bool, synchronous: str) -> dict[str, Any]:
     scale = 0.2 if quick else 1.0
     figures: dict[str, Any] = {"machine_cores": os.cpu_count(), "sqlite_synchronous": synchronous}
@@ -448,6 +494,7 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
         figures.update(
             await timed("retention", lambda: retention_under_writes(Path(tmp), int(3000 * scale)))
         )
+    figures.update(await timed("postgresql", lambda: postgresql_figures(scale)))
 
     figures["ratio_targets"] = {}
     for name, (ceiling, op, target) in RATIO_TARGETS.items():
