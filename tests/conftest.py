@@ -135,10 +135,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def database_for_test(tmp_path: Path) -> AsyncIterator[str]:
-    """A place for one test's data: a SQLite file in its temp dir, or (BACKEND postgresql)
+async def database_for_test(tmp_path: Path, backend: str = BACKEND) -> AsyncIterator[str]:
+    """A place for one test's data: a SQLite file in its temp dir, or (backend postgresql)
     a PostgreSQL database created with a random name and dropped after."""
-    if BACKEND != "postgresql":
+    if backend != "postgresql":
         yield str(tmp_path / "baton.db")
         return
     name = f"baton_test_{os.getpid()}_{time.time_ns()}"
@@ -185,7 +185,7 @@ async def start_server(database: str) -> AsyncIterator[StartServer]:
         settings = replace(
             Settings(),
             listen="127.0.0.1:0",
-            database=database,
+            database=overrides.pop("database", database),
             sqlite_synchronous="NORMAL",
             **{
                 "python_agent_modules": AGENT_MODULES,

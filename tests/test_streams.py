@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from conftest import StartServer, free_port, start_process, stop_processes
+from conftest import StartServer, database_for_test, free_port, start_process, stop_processes
 from google.protobuf import duration_pb2
 
 import baton
@@ -205,3 +208,54 @@ async def test_resuming_after_the_end_ends_at_once(client: Client) -> None:
     assert await asyncio.wait_for(beyond, 5) == []
     tail = await asyncio.wait_for(collect(client, execution.name, after_sequence=last - 1), 5)
     assert [e.sequence for e in tail] == [last]
+
+
+@pytest.mark.timeout(60)
+async def test_a_standby_streams_live_through_postgresql_notify(tmp_path: Path) -> None:
+    """Two server processes on one PostgreSQL database and no Redis: the one that does not
+    run the execution still streams its events as they happen (LISTEN/NOTIFY), not at its
+    next poll of the database 30 s later."""
+    env = {"BATON_STREAM_POLL": "30"}
+    metrics = [free_port(), free_port()]
+    async with database_for_test(tmp_path, "postgresql") as url:
+        # Both start at once: the engine lease must still go to exactly one of them.
+        (first, first_port), (second, second_port) = await asyncio.gather(
+            *(
+                start_process(url, extra_env={**env, "BATON_METRICS_LISTEN": f"127.0.0.1:{m}"})
+                for m in metrics
+            )
+        )
+        try:
+            async with httpx.AsyncClient() as http:
+                owners = [
+                    "baton_engine_owner 1.0"
+                    in (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                    for port in metrics
+                ]
+            assert sorted(owners) == [False, True], owners
+            owner_port, standby_port = (
+                (first_port, second_port) if owners[0] else (second_port, first_port)
+            )
+            async with Client.connect(f"127.0.0.1:{owner_port}") as client:
+                await client.agents.create(
+                    Agent(python=PythonRuntime(entry_point="test_agents_lib:slow")),
+                    agent_id="slow",
+                )
+                workflow = await client.workflows.create(
+                    Workflow(
+                        steps=[
+                            Step(id=f"s{i}", agent="slow", input_mapping={"seconds": 0.3})
+                            for i in range(3)
+                        ]
+                    )
+                )
+            async with Client.connect(f"127.0.0.1:{standby_port}") as far:
+                started = await far.executions.start(workflow.name, {})
+                begun = time.monotonic()
+                seen = [event async for event in far.executions.stream(started.name)]
+                elapsed = time.monotonic() - begun
+        finally:
+            stop_processes([first, second])
+    assert seen[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
+    assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
+    assert elapsed < 10, elapsed

@@ -72,7 +72,7 @@ from baton_server.storage.codec import Codec
 from baton_server.storage.coordination import CoordinationRepository
 from baton_server.storage.database import Database, open_database
 from baton_server.storage.definitions import DefinitionRepository
-from baton_server.storage.event_bus import RedisEventBus
+from baton_server.storage.event_bus import PostgresEventBus, RedisEventBus
 from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.health import HealthProbe, Status
 from baton_server.storage.idempotency import IdempotencyRepository
@@ -109,7 +109,7 @@ class Baton:
     runtimes: Runtimes
     http: httpx.AsyncClient
     relay: EventRelay | None = None
-    bus: RedisEventBus | None = None
+    bus: RedisEventBus | PostgresEventBus | None = None
     telemetry: Telemetry | None = None
     metrics_port: int = 0
     http_port: int = 0
@@ -226,9 +226,13 @@ async def create_server(
         max_execution_bytes=settings.max_message_bytes * 3 // 4,
         tracing=tracing,
     )
-    bus = relay = None
+    bus: RedisEventBus | PostgresEventBus | None = None
+    relay = None
     if settings.redis_url:
         bus = RedisEventBus(settings.redis_url, f"{settings.redis_prefix}events")
+    elif db.kind == "postgresql":
+        bus = PostgresEventBus(db.path, "baton_events")
+    if bus is not None:
         relay = EventRelay(bus, executions.hub, lease.owner)
         executions.subscribe(relay.publish)
         relay.start()

@@ -15,10 +15,21 @@ from baton_server.events.hub import EventHub
 log = logging.getLogger(__name__)
 
 _QUEUE_BOUND = 10_000
+_ENVELOPE = 100
+"""Room for a message's envelope (origin and brackets)."""
+
+
+def _row(e: Event) -> list[Any]:
+    return [e.execution_id, e.sequence, e.type.value, e.time, e.step_id, e.attempt, e.payload]
 
 
 class Bus(Protocol):
     """What the relay needs from a message bus."""
+
+    @property
+    def max_message_bytes(self) -> int | None:
+        """The largest message it carries (None: no bound)."""
+        ...
 
     async def publish(self, message: bytes) -> bool: ...
 
@@ -63,27 +74,38 @@ class EventRelay:
             batch = await self._outbox.get()
             while not self._outbox.empty() and len(batch) < 1000:
                 batch = batch + self._outbox.get_nowait()
-            await self._bus.publish(self._encode(batch))
+            for message in self._messages(batch):
+                await self._bus.publish(message)
 
-    def _encode(self, events: list[Event]) -> bytes:
-        return json.dumps(
-            {
-                "origin": self._origin,
-                "events": [
-                    [
-                        e.execution_id,
-                        e.sequence,
-                        e.type.value,
-                        e.time,
-                        e.step_id,
-                        e.attempt,
-                        e.payload,
-                    ]
-                    for e in events
-                ],
-            },
-            separators=(",", ":"),
-        ).encode()
+    def _messages(self, events: list[Event]) -> list[bytes]:
+        """The events as bus messages, each within the bus's bound: events are packed in
+        order, and one too large alone is left out (streams elsewhere read it from
+        storage when they see the gap)."""
+        limit = self._bus.max_message_bytes
+        if limit is None:
+            return [self._encode([_row(e) for e in events])]
+        messages: list[bytes] = []
+        rows: list[str] = []
+        size = 0
+        for event in events:
+            row = json.dumps(_row(event), separators=(",", ":"))
+            if len(row) + _ENVELOPE > limit:
+                continue
+            if rows and size + len(row) + _ENVELOPE > limit:
+                messages.append(self._envelope(rows))
+                rows, size = [], 0
+            rows.append(row)
+            size += len(row) + 1
+        if rows:
+            messages.append(self._envelope(rows))
+        return messages
+
+    def _encode(self, rows: list[list[Any]]) -> bytes:
+        return json.dumps({"origin": self._origin, "events": rows}, separators=(",", ":")).encode()
+
+    def _envelope(self, rows: list[str]) -> bytes:
+        origin = json.dumps(self._origin)
+        return f'{{"origin":{origin},"events":[{",".join(rows)}]}}'.encode()
 
     def _receive(self, message: bytes) -> None:
         try:

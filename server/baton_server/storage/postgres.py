@@ -3,8 +3,10 @@ same semantics as the SQLite one, so that the repositories run unchanged on eith
 
 - Writes go through one connection, as SQLite's do through one thread: jobs queued while a
   commit is in progress run together in the next transaction, each in its own savepoint,
-  and share one commit (group commit). Writes are therefore serialised, as the engine
-  expects (one writer at a time, per-execution event sequences with no gaps).
+  and share one commit (group commit). Each write transaction first takes an advisory
+  lock, so that, as with SQLite's BEGIN IMMEDIATE, one process writes at a time: a job
+  may read, decide and write without another process writing in between (the engine
+  lease, versions and per-execution event sequences rely on it).
 - Reads take a connection from a small pool.
 - Repositories write SQLite-style SQL with `?` placeholders; `pg_sql` turns it into
   PostgreSQL's (`$1`, `$2`, …, and BLOB as BYTEA). The schema is PostgreSQL's own
@@ -31,6 +33,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 256
+_WRITE_LOCK = 7405124
+"""The advisory lock that serialises write transactions across processes."""
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -178,6 +182,10 @@ class PostgresDatabase:
         conn = PgConnection(self._writer)
         outcomes: list[tuple[Any, BaseException | None]] = []
         async with self._writer.transaction():
+            # One writer at a time across every process on this database, as SQLite's
+            # BEGIN IMMEDIATE gives: jobs read, decide and write without racing another
+            # process (the engine lease, versions, event sequences rely on it).
+            await self._writer.execute("SELECT pg_advisory_xact_lock($1)", _WRITE_LOCK)
             for pending in batch:
                 if not pending.isolated:
                     outcomes.append((await pending.job(conn), None))
