@@ -93,6 +93,18 @@ async def _prepare(client: Client) -> dict[str, str]:
     await client.workflows.create(
         Workflow(steps=[Step(id="only", agent="echo")]), workflow_id="bulk"
     )
+    await client.handoffs.create(
+        baton.Handoff(
+            source_agent="agents/echo",
+            target_agent="agents/adder",
+            type=baton.Handoff.TYPE_SEQUENTIAL,
+            trigger_conditions=["input.never == true"],
+        ),
+        handoff_id="echo-to-adder",
+    )
+    await client.schedules.create(
+        baton.Schedule(workflow="workflows/bulk", cron="0 3 * * *"), schedule_id="nightly"
+    )
     bulk = [client.executions.start("workflows/bulk", {"n": i}) for i in range(1000)]
     for offset in range(0, 1000, 200):
         await asyncio.gather(*bulk[offset : offset + 200])

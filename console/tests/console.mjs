@@ -135,11 +135,24 @@ await step('metrics are drawn as charts', async () => {
   await operator.screenshot({ path: `${shots}/metrics.png`, fullPage: true });
 });
 
-await step('agents and tools are listed', async () => {
+await step('agents, tools and handoffs are listed', async () => {
   await operator.goto(`${base}/#/agents`);
   await operator.waitForSelector('text=test_agents_lib:slow');
   await operator.goto(`${base}/#/tools`);
   await operator.waitForSelector('text=lookup');
+  await operator.goto(`${base}/#/handoffs`);
+  await operator.waitForSelector('text=echo-to-adder');
+});
+
+await step('a schedule is paused and unpaused', async () => {
+  await operator.goto(`${base}/#/schedules`);
+  await operator.waitForSelector('tr[data-name="schedules/nightly"] .STATE_ACTIVE');
+  assert.match(await operator.textContent('tr[data-name="schedules/nightly"]'), /cron 0 3 \* \* \*/);
+  await operator.click('tr[data-name="schedules/nightly"] button[data-action=pause]');
+  await operator.waitForSelector('tr[data-name="schedules/nightly"] .STATE_PAUSED');
+  await operator.click('tr[data-name="schedules/nightly"] button[data-action=unpause]');
+  await operator.waitForSelector('tr[data-name="schedules/nightly"] .STATE_ACTIVE');
+  await operator.screenshot({ path: `${shots}/schedules.png` });
 });
 
 await step('a reader sees no write actions but may decide approvals', async () => {

@@ -472,6 +472,37 @@ async function toolsPage() {
       h('td', {}, runtimeOf(t)), h('td', {}, pretty(t.parameters || {})), h('td', {}, t.timeout || '')))));
 }
 
+async function handoffsPage() {
+  const found = await api('GET', `/v1/handoffs${query({ page_size: 1000 })}`);
+  show(h('h1', {}, 'Handoffs'), h('table', {},
+    h('tr', {}, ['Handoff', 'From', 'To', 'Type', 'Conditions', 'Priority'].map((t) => h('th', {}, t))),
+    (found.handoffs || []).map((x) => h('tr', {},
+      h('td', {}, idOf(x.name), x.description ? h('div', { class: 'muted' }, x.description) : ''),
+      h('td', {}, idOf(x.source_agent)), h('td', {}, idOf(x.target_agent)),
+      h('td', {}, (x.type || '').replace('TYPE_', '').toLowerCase()),
+      h('td', {}, (x.trigger_conditions || []).join(' and ')), h('td', {}, x.priority || 0)))));
+}
+
+async function schedulesPage() {
+  const found = await api('GET', `/v1/schedules${query({ page_size: 1000 })}`);
+  const act = (schedule, verb, label) => h('button', {
+    'data-action': verb,
+    onclick: async () => {
+      try { await api('POST', `/v1/${schedule.name}:${verb}`, {}); route(); } catch (error) { alert(error.message); }
+    },
+  }, label);
+  show(h('h1', {}, 'Schedules'), h('table', { class: 'schedules' },
+    h('tr', {}, ['Schedule', 'Workflow', 'When', 'State', 'Next runs', 'Fired', 'Skipped', ''].map((t) => h('th', {}, t))),
+    (found.schedules || []).map((x) => h('tr', { 'data-name': x.name },
+      h('td', {}, idOf(x.name), x.last_error ? h('div', { class: 'error' }, x.last_error) : ''),
+      h('td', {}, h('a', { href: `#/executions?workflow=${idOf(x.workflow)}` }, idOf(x.workflow))),
+      h('td', {}, x.cron ? `cron ${x.cron}${x.time_zone ? ` (${x.time_zone})` : ''}` : `every ${x.interval}`),
+      h('td', {}, badge(x.state), x.pause_reason ? h('div', { class: 'muted' }, x.pause_reason) : ''),
+      h('td', {}, (x.next_run_times || []).slice(0, 3).map(when).join(', ')),
+      h('td', {}, x.fired_count || 0), h('td', {}, x.skipped_count || 0),
+      h('td', {}, may('write') ? (x.state === 'STATE_PAUSED' ? act(x, 'unpause', 'Unpause') : act(x, 'pause', 'Pause')) : '')))));
+}
+
 // Metrics ---------------------------------------------------------------------------------
 
 async function metricsPage(params) {
@@ -528,6 +559,8 @@ async function route() {
     else if (parts[0] === 'workflows') await workflowsPage();
     else if (parts[0] === 'agents') await agentsPage();
     else if (parts[0] === 'tools') await toolsPage();
+    else if (parts[0] === 'handoffs') await handoffsPage();
+    else if (parts[0] === 'schedules') await schedulesPage();
     else if (parts[0] === 'metrics') await metricsPage(params);
     else await executionsPage(params);
   } catch (error) { failure(error); }
