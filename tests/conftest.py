@@ -221,8 +221,10 @@ async def start_process(
     listen: str = "127.0.0.1:0",
     extra_env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    log: list[str] | None = None,
 ) -> tuple[subprocess.Popen[str], int]:
-    """Starts `python -m baton_server` on `database`; returns it and its port."""
+    """Starts `python -m baton_server` on `database`; returns it and its port. Its log
+    lines are appended to `log` when given (else read and dropped)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
@@ -246,8 +248,16 @@ async def start_process(
         entry = json.loads(line)
         if entry["message"] == "baton serving":
             # Keep draining its log so the pipe never fills.
-            asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
+            if log is None:
+                asyncio.get_running_loop().run_in_executor(None, process.stderr.read)
+            else:
+                asyncio.get_running_loop().run_in_executor(None, _collect, process.stderr, log)
             return process, int(entry["port"])
+
+
+def _collect(stream: Any, lines: list[str]) -> None:
+    for line in stream:
+        lines.append(line)
 
 
 class Restartable:

@@ -43,6 +43,13 @@ class EngineLease:
 
         return await self.db.write(job)
 
+    async def still_ours(self, conn: SqlConnection) -> bool:
+        """The fence on the engine's writes (run inside their transaction): True while no
+        other process has taken the lease over, even if ours has run out meanwhile (a
+        process paused past its lease writes nothing once another one holds it)."""
+        holder = await self.repo.holder(conn)
+        return holder is not None and holder.owner == self.owner
+
     async def holder_address(self) -> str:
         """Where the current lease holder serves gRPC ('' when nobody holds the lease)."""
         holder = await self.db.read(self.repo.holder)

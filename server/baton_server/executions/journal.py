@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from baton_server.domain.executions import (
@@ -91,6 +91,10 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
     )
 
 
+class LeaseLostError(Exception):
+    """A state change was refused: this process no longer holds the engine lease."""
+
+
 class Journal:
     """Durable writes and reads of executions."""
 
@@ -107,6 +111,9 @@ class Journal:
         self.idempotency = idempotency
         self.clock = clock
         self.cache = cache
+        self.fence: Callable[[SqlConnection], Awaitable[bool]] | None = None
+        """Checked in the transaction of every state change: False (another process runs
+        executions now) refuses the change with LeaseLostError."""
         self._pending: list[tuple[Change, asyncio.Future[None]]] = []
         self._flush_scheduled = False
 
@@ -283,9 +290,12 @@ class Journal:
                 else:
                     done.set_result(None)
 
-        job = self.db.submit(
-            lambda conn: self.repo.apply(conn, changes), isolated=False, before=take
-        )
+        async def apply(conn: SqlConnection) -> None:
+            if self.fence is not None and not await self.fence(conn):
+                raise LeaseLostError("another process runs the executions now")
+            await self.repo.apply(conn, changes)
+
+        job = self.db.submit(apply, before=take)
         job.add_done_callback(settle)
 
     async def answered(self, request: RequestInfo) -> bool:

@@ -124,6 +124,8 @@ class Executions:
             each_round=self._discover,
         )
         self.lease = lease
+        if lease is not None:
+            journal.fence = lease.still_ours
         self._coordination = coordination or CoordinationRepository()
         self._waiters: dict[str, asyncio.Event] = {}
         # Executions that just ended here, as committed: waits and gets answer from memory.
