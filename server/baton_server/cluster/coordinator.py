@@ -41,8 +41,12 @@ class Coordinator:
 
     async def release(self) -> None:
         """At shutdown: gives the lease up, so that a standby takes over at once."""
-        if self.owner and self.lease is not None:
+        if self.lease is None:
+            return
+        if self.owner:
             await self.lease.release()
+        else:
+            self.lease.forget()
 
     async def run(self) -> None:
         """The background loop (until cancelled)."""

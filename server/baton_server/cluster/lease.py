@@ -12,6 +12,9 @@ from collections.abc import Callable
 from baton_server.storage.coordination import CoordinationRepository, Holder
 from baton_server.storage.database import Database, SqlConnection
 
+_LIVE: set[str] = set()
+"""The lease owners alive in this process (a process may run several servers, as tests do)."""
+
 
 class EngineLease:
     """This process's claim on the engine lease."""
@@ -26,6 +29,7 @@ class EngineLease:
         self.owner = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        _LIVE.add(self.owner)
         self.address = ""  # where this process serves gRPC, once it listens
 
     async def hold(self) -> bool:
@@ -59,7 +63,12 @@ class EngineLease:
 
     async def release(self) -> None:
         """Gives the lease up (at shutdown), so a standby can take over at once."""
+        _LIVE.discard(self.owner)
         await self.db.write(lambda conn: self.repo.release(conn, self.owner))
+
+    def forget(self) -> None:
+        """At shutdown of a process that does not hold the lease: it is no longer alive."""
+        _LIVE.discard(self.owner)
 
     def _free(self, holder: Holder, now: float) -> bool:
         if holder.owner == self.owner or holder.expires < now:
@@ -67,7 +76,9 @@ class EngineLease:
         if holder.host != self.host:
             return False
         if holder.pid == self.pid:
-            return True  # an earlier life of this very process id
+            # An earlier life of this process id (a restarted container is pid 1 again),
+            # unless it is another server alive in this very process.
+            return holder.owner not in _LIVE
         try:
             os.kill(holder.pid, 0)
         except ProcessLookupError:
