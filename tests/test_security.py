@@ -169,6 +169,7 @@ async def test_tls_and_mutual_tls(start_server: StartServer, certificates: Path)
     )
     out, _ = await cli.communicate()
     assert cli.returncode == 0 and b"agents/secure" in out
+    await server.stop(0)  # the next server on this database runs the executions
 
     mutual = await start_server(
         tls_cert=str(certificates / "server.pem"),
