@@ -8,11 +8,15 @@ import collections
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from conftest import StartServer, start_process, stop_processes
 
 from baton import Agent, Client, EventType, Execution, PythonRuntime, Step, StepRun, Workflow
+from baton_server.cluster.lease import EngineLease
+from baton_server.storage.coordination import CoordinationRepository
+from baton_server.storage.database import SqlConnection, SqliteDatabase
 
 
 @pytest.mark.timeout(90)
@@ -79,12 +83,12 @@ async def test_a_paused_engine_cannot_commit_after_a_standby_took_over(database:
     assert "execution run failed" not in log and "write batch failed" not in log
 
 
-async def test_a_write_after_the_lease_was_taken_over_is_refused(
+async def test_a_state_change_the_fence_refuses_is_not_written(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The fence itself: the lease changes hands while an attempt runs (as when another
-    process takes it over), and the attempt's end is not written."""
-    server = await start_server(engine_lease=30.0)
+    """The journal asks the fence in the transaction of each state change: once it says
+    the lease is gone, the attempt's end is not written and the run stops."""
+    server = await start_server()
     async with Client.connect(f"127.0.0.1:{server.port}") as client:
         await client.agents.create(
             Agent(python=PythonRuntime(entry_point="test_agents_lib:slow")), agent_id="slow"
@@ -93,11 +97,35 @@ async def test_a_write_after_the_lease_was_taken_over_is_refused(
             Workflow(steps=[Step(id="s0", agent="slow", input_mapping={"seconds": 0.5})])
         )
         started = await client.executions.start(workflow.name, {})
-        await server.db.write(
-            lambda conn: conn.execute("UPDATE engine_lease SET owner = 'someone-else'")
-        )
+
+        async def taken_over(conn: SqlConnection) -> bool:
+            return False
+
+        server.executions.journal.fence = taken_over
         await asyncio.sleep(1.5)  # the attempt ends, and its end is refused
         stored = await server.executions.journal.get(started.name.removeprefix("executions/"))
     assert stored is not None
     assert stored.state.value == "RUNNING" and stored.steps[0].state.value == "RUNNING"
     assert "engine lease lost: the run stops here" in caplog.text
+
+
+async def test_the_lease_is_asked_for_once_it_may_have_run_out(tmp_path: Path) -> None:
+    """The fence answers from memory while the lease cannot have run out, and from the
+    database after (as when the process wakes from a pause past its lease)."""
+    now = [1000.0]
+    db = await SqliteDatabase.open(str(tmp_path / "lease.db"))
+    try:
+        lease = EngineLease(db, CoordinationRepository(), 10.0, lambda: now[0])
+        assert await lease.hold()
+
+        async def fence() -> bool:
+            return await db.write(lease.still_ours)
+
+        assert await fence()
+        await db.write(lambda conn: conn.execute("UPDATE engine_lease SET owner = 'other'"))
+        assert await fence()  # nobody could have taken it 0 s into a 10 s lease
+        now[0] += 9.0  # paused: the last quarter of the lease has come
+        assert not await fence()
+        lease.forget()
+    finally:
+        await db.close()
