@@ -194,6 +194,19 @@ async def concurrent(client: Client, workflow: str, executions: int) -> float:
     return statistics.median(rates)
 
 
+async def concurrent_spread(clients: list[Client], workflow: str, executions: int) -> float:
+    """Like `concurrent`, with the executions started and waited for round-robin through
+    `clients` (one per server process)."""
+    rates = []
+    for _ in range(ROUNDS):
+        begun = time.perf_counter()
+        await asyncio.gather(
+            *(run_one(clients[i % len(clients)], workflow) for i in range(executions))
+        )
+        rates.append(executions / (time.perf_counter() - begun))
+    return statistics.median(rates)
+
+
 async def concurrent_streamed(client: Client, workflow: str, executions: int) -> float:
     """Like `concurrent`, with a live stream on every execution, read to its end."""
 
@@ -319,6 +332,24 @@ async def postgresql_figures(scale: float) -> dict[str, Any]:
             figures["postgresql_concurrent_3_step_executions_per_s"] = round(rate3)
             rate10 = await concurrent(client, ten, 500)
             figures["postgresql_concurrent_10_step_steps_per_s"] = round(rate10 * 10)
+        # More replicas on the same database, the calls spread over all of them. One replica
+        # runs the executions (the others store, relay and stream), so this measures what
+        # the extra replicas cost or give, not engine scale-out (not built yet).
+        extra = [await start_server(url, "FULL") for _ in range(2)]
+        try:
+            ports = [port] + [p for _, p in extra]
+            for replicas in (2, 3):
+                clients = [Client.connect(f"127.0.0.1:{p}", timeout=300) for p in ports[:replicas]]
+                try:
+                    rate = await concurrent_spread(clients, ten, 500)
+                finally:
+                    for each in clients:
+                        await each.close()
+                figures[f"postgresql_{replicas}_replicas_10_step_steps_per_s"] = round(rate * 10)
+        finally:
+            for other, _ in extra:
+                other.kill()
+                other.wait()
     finally:
         process.kill()
         process.wait()
