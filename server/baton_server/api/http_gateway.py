@@ -301,10 +301,7 @@ class HttpGateway:
         except grpc.aio.AioRpcError as exc:
             body = {"error": _error_document(exc)}
             await response.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            call.cancel()
-            raise
-        finally:
+        finally:  # ended, failed, or the client went away
             call.cancel()
         return response
 

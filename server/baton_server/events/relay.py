@@ -83,7 +83,7 @@ class EventRelay:
         storage when they see the gap)."""
         limit = self._bus.max_message_bytes
         if limit is None:
-            return [self._encode([_row(e) for e in events])]
+            return [self._envelope([json.dumps(_row(e), separators=(",", ":")) for e in events])]
         messages: list[bytes] = []
         rows: list[str] = []
         size = 0
@@ -99,9 +99,6 @@ class EventRelay:
         if rows:
             messages.append(self._envelope(rows))
         return messages
-
-    def _encode(self, rows: list[list[Any]]) -> bytes:
-        return json.dumps({"origin": self._origin, "events": rows}, separators=(",", ":")).encode()
 
     def _envelope(self, rows: list[str]) -> bytes:
         origin = json.dumps(self._origin)

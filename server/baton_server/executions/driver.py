@@ -525,9 +525,7 @@ class RunDriver:
             tools=tools,
             tool_agents=tool_agents,
             handoffs=await directory.handoffs_async(command.agent.id),
-            output_schema=self.plan.workflow.steps[
-                self.plan.positions[command.step_id]
-            ].output_schema,
+            output_schema=self.plan.steps[command.step_id].output_schema,
             check_output=schema.problems if schema is not None else None,
             checkpoints=checkpoints,
             record=record,

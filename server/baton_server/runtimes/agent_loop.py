@@ -191,7 +191,6 @@ class AgentLoop:
     ) -> None:
         """Runs the calls that have not ended, in parallel, recording each end; then adds
         every result to the conversation in the order the model asked."""
-        assert info.record is not None
 
         async def record(payload: Payload) -> None:
             assert info.record is not None

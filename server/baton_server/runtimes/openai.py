@@ -73,7 +73,7 @@ class OpenAIClient:
             if runtime.stream:
                 return await self._streamed(url, headers, body, info)
             response = await self._http.post(url, headers=headers, json=body)
-            _check(response)
+            check_response(response)
             return _reply(response.json())
         except httpx.HTTPError as exc:
             raise AttemptFailedError(
@@ -108,7 +108,7 @@ class OpenAIClient:
         async with self._http.stream("POST", url, headers=headers, json=body) as response:
             if response.status_code >= 400:
                 await response.aread()
-                _check(response)
+                check_response(response)
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -182,7 +182,9 @@ def parse_reply(text: str) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {TEXT_KEY: text}
 
 
-def _check(response: httpx.Response) -> None:
+def check_response(response: httpx.Response) -> None:
+    """Raises the failure of an HTTP answer of 400 or more: 429 and 5xx retryable (after
+    their Retry-After), the other 4xx not."""
     status = response.status_code
     if status < 400:
         return

@@ -24,6 +24,7 @@ from baton_server.domain.executions import Failure
 from baton_server.domain.retry import Backoff
 from baton_server.domain.tools import AgentTool, HttpTool, Tool, WorkflowTool
 from baton_server.language.input_schema import InputSchema
+from baton_server.runtimes.openai import check_response
 
 MAX_ARGUMENT_CHARS = 256 * 1024
 """The longest arguments text a model may send to a tool."""
@@ -223,16 +224,7 @@ class ToolRunner:
             raise AttemptFailedError(
                 Failure(failures.HTTP_ERROR, f"{type(exc).__name__}: {exc}")
             ) from None
-        status = response.status_code
-        if status >= 400:
-            retryable = status == 429 or status >= 500
-            raise AttemptFailedError(
-                Failure(
-                    failures.http_status(status),
-                    f"tools/{tool.id}: the endpoint answered {status}: {response.text[:300]}",
-                    non_retryable=not retryable,
-                )
-            )
+        check_response(response)
         try:
             return as_result(response.json())
         except ValueError:

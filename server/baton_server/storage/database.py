@@ -49,7 +49,9 @@ _MAX_BATCH = 256
 
 
 @dataclass
-class _Pending:
+class PendingWrite:
+    """A write job waiting for its batch, and the future of its result."""
+
     job: WriteJob[Any]
     isolated: bool
     before: Callable[[], None] | None = None
@@ -111,7 +113,7 @@ class SqliteDatabase:
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._waiting: list[_Pending] = []
+        self._waiting: list[PendingWrite] = []
         self._busy = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -153,7 +155,7 @@ class SqliteDatabase:
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
     ) -> asyncio.Future[T]:
         """`write` without waiting: the future of the job's result."""
-        pending = _Pending(job, isolated, before)
+        pending = PendingWrite(job, isolated, before)
         self._waiting.append(pending)
         if not self._busy:
             self._send()
@@ -209,7 +211,7 @@ class SqliteDatabase:
         self._writer.submit(work)
 
     def _finish(
-        self, batch: list[_Pending], outcomes: list[tuple[Any, BaseException | None]]
+        self, batch: list[PendingWrite], outcomes: list[tuple[Any, BaseException | None]]
     ) -> None:
         for pending, (result, error) in zip(batch, outcomes, strict=True):
             if pending.future.done():
@@ -262,7 +264,7 @@ class _Writer:
             await self.run(raw.close)
         self._thread.shutdown(wait=True)
 
-    def batch(self, batch: list[_Pending]) -> list[tuple[Any, BaseException | None]]:
+    def batch(self, batch: list[PendingWrite]) -> list[tuple[Any, BaseException | None]]:
         """Runs a batch of jobs in one transaction (in the writer thread); returns each
         job's result or error. Raises when the transaction as a whole failed."""
         raw = self.conn.raw

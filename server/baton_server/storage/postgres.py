@@ -22,12 +22,11 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
 
-from baton_server.storage.database import SqlConnection, WriteJob
+from baton_server.storage.database import PendingWrite, SqlConnection, WriteJob
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -66,16 +65,6 @@ class PgConnection:
         return list(await self.raw.fetch(pg_sql(sql), *parameters))
 
 
-@dataclass
-class _Pending:
-    job: WriteJob[Any]
-    isolated: bool
-    before: Callable[[], None] | None = None
-    future: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
 class PostgresDatabase:
     """One write connection with group commit, and a pool of read connections."""
 
@@ -84,7 +73,7 @@ class PostgresDatabase:
         self.kind = "postgresql"
         self._writer = writer
         self._readers = readers
-        self._waiting: list[_Pending] = []
+        self._waiting: list[PendingWrite] = []
         self._busy = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -121,7 +110,7 @@ class PostgresDatabase:
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
     ) -> asyncio.Future[T]:
         """`write` without waiting: the future of the job's result."""
-        pending = _Pending(job, isolated, before)
+        pending = PendingWrite(job, isolated, before)
         self._waiting.append(pending)
         if not self._busy:
             self._start()
@@ -155,7 +144,7 @@ class PostgresDatabase:
         self._idle.clear()
         self._task = asyncio.ensure_future(self._run(batch))
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    async def _run(self, batch: list[PendingWrite]) -> None:
         try:
             for pending in batch:
                 if pending.before is not None:
@@ -177,7 +166,7 @@ class PostgresDatabase:
         else:
             self._idle.set()
 
-    async def _batch(self, batch: Sequence[_Pending]) -> list[tuple[Any, BaseException | None]]:
+    async def _batch(self, batch: Sequence[PendingWrite]) -> list[tuple[Any, BaseException | None]]:
         """Runs a batch of jobs in one transaction; returns each job's result or error."""
         conn = PgConnection(self._writer)
         outcomes: list[tuple[Any, BaseException | None]] = []
