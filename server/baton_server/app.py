@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import shutil
@@ -461,9 +462,24 @@ async def _purge_ended(executions: Executions, retention: float) -> int:
     return await executions.purge_ended(retention) if executions.owner else 0
 
 
+GC_THRESHOLDS = (10_000, 20, 20)
+"""The collector's thresholds in a server process (Python's default is 700, 10, 10). The
+engine allocates many short-lived objects per step: at the default, cyclic collection took
+about a fifth of the event loop's time under load (`make bench`, py-spy)."""
+
+
+def _tune_garbage_collection() -> None:
+    """Once start-up is done: what it allocated for good (modules, stubs, caches) is moved out
+    of the collector's sight, and collections run less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(settings: Settings) -> None:
     """Runs the server until SIGTERM or SIGINT, then drains within the grace period."""
     baton = await create_server(settings)
+    _tune_garbage_collection()
     log.info(
         "baton serving",
         extra={
