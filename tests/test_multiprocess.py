@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, RedisProcess, redis_prefix, start_process, stop_processes
+from conftest import (
+    TESTS,
+    RedisProcess,
+    eventually,
+    redis_prefix,
+    start_process,
+    stop_processes,
+)
 from test_streams import busy_workflow
 
 import baton
@@ -154,4 +161,82 @@ async def test_a_worker_on_the_standby_serves_the_engine(tmp_path: Path) -> None
     finally:
         worker.kill()
         await worker.wait()
+        stop_processes(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> None:
+    """Pause, resume, signal, approve and retry act on a run in memory: a standby passes
+    them on to the process that runs executions, with the caller's token (so the approver
+    is the caller, and a reader may still not approve)."""
+    tokens = "o-token=operator:olga,r-token=reader:rita"
+    processes, owner_port, standby_port = await two_servers(
+        tmp_path, None, BATON_AUTH_TOKENS=tokens, BATON_STREAM_POLL="0.2"
+    )
+    try:
+        async with (
+            Client.connect(f"127.0.0.1:{owner_port}", token="o-token") as owner,
+            Client.connect(f"127.0.0.1:{standby_port}", token="o-token") as standby,
+            Client.connect(f"127.0.0.1:{standby_port}", token="r-token") as reader,
+        ):
+            for agent_id, entry in (("slow", "test_agents_lib:slow"), ("flaky", "flaky")):
+                await owner.agents.create(
+                    baton.Agent(
+                        python=baton.PythonRuntime(
+                            entry_point=entry if ":" in entry else f"test_agents_lib:{entry}"
+                        )
+                    ),
+                    agent_id=agent_id,
+                )
+            workflow = await owner.workflows.create(
+                baton.Workflow(
+                    steps=[
+                        baton.Step(id="nap", agent="slow", input_mapping={"seconds": 0.5}),
+                        baton.Step(
+                            id="review",
+                            approval=baton.Approval(prompt="go on?"),
+                            depends_on=["nap"],
+                        ),
+                        baton.Step(
+                            id="gate",
+                            wait_for=baton.WaitFor(signal="go"),
+                            depends_on=["review"],
+                        ),
+                        baton.Step(
+                            id="last",
+                            agent="flaky",
+                            depends_on=["gate"],
+                            input_mapping={"succeed_on": 2},
+                            retry_policy=baton.RetryPolicy(max_attempts=1),
+                        ),
+                    ]
+                )
+            )
+            started = await standby.executions.start(workflow.name, {})  # the engine takes it
+
+            async def state_is(state: int, step: int = -1) -> bool:
+                now = await standby.executions.get(started.name)
+                return (now.state if step < 0 else now.steps[step].state) == state
+
+            await eventually(lambda: state_is(Execution.STATE_RUNNING))
+            paused = await standby.executions.pause(started.name, reason="hold on")
+            assert paused.state == Execution.STATE_PAUSED
+            resumed = await standby.executions.resume(started.name)
+            assert resumed.state == Execution.STATE_RUNNING
+            await eventually(lambda: state_is(baton.StepRun.STATE_WAITING, 1))
+            with pytest.raises(baton.PermissionDeniedError):
+                await reader.executions.approve(started.name, "review")
+            approved = await standby.executions.approve(started.name, "review", reason="fine")
+            assert approved.steps[1].state == baton.StepRun.STATE_SUCCEEDED
+            assert approved.steps[1].output["decided_by"] == "olga"
+            await standby.executions.signal(started.name, "go", {"n": 1})
+            failed = await standby.executions.wait(started.name, timeout=20)
+            assert failed.state == Execution.STATE_FAILED, failed.error
+            retried = await standby.executions.retry(started.name, ["last"])
+            assert retried.state == Execution.STATE_RUNNING
+            done = await standby.executions.wait(started.name, timeout=20)
+            assert done.state == Execution.STATE_SUCCEEDED, done.error
+            assert done.steps[3].output["attempt"] == 2
+            assert done.steps[2].output == {"n": 1}
+    finally:
         stop_processes(processes)

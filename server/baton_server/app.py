@@ -46,6 +46,7 @@ from baton_server.api.agents import AgentServicer
 from baton_server.api.auth import BearerAuth, Callers, parse_tokens
 from baton_server.api.decoding import DecodingInterceptor
 from baton_server.api.executions import ExecutionServicer
+from baton_server.api.forwarding import EngineForwarder
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.http_gateway import HttpGateway, loopback_address
 from baton_server.api.monitoring import MonitoringServicer
@@ -259,6 +260,8 @@ async def create_server(
             ("grpc.so_reuseport", 0),
         ],
     )
+    # Calls only the engine process can serve are passed on to it; plaintext, so not with TLS.
+    forwarder = EngineForwarder(lease, allowed=not (settings.tls_cert or settings.tls_key))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(definitions, tokens), server
@@ -267,16 +270,14 @@ async def create_server(
         HandoffServicer(definitions, tokens), server
     )
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(executions, tokens, callers), server
+        ExecutionServicer(executions, tokens, callers, forwarder), server
     )
     tool_pb2_grpc.add_ToolServiceServicer_to_server(ToolServicer(definitions, tokens), server)
     schedules = Schedules(db, definitions, FiringRepository(codec), executions)
     schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(schedules, tokens), server
     )
-    workers = WorkerServicer(
-        broker, definitions, executions, relay=not (settings.tls_cert or settings.tls_key)
-    )
+    workers = WorkerServicer(broker, definitions, executions, forwarder)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
@@ -323,7 +324,7 @@ async def create_server(
     baton = Baton(
         server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
     )
-    baton.closers.append(workers.close)
+    baton.closers.append(forwarder.close)
     baton.callers = callers
     if owns_provider and isinstance(tracing.provider, TracerProvider):
         baton.tracer_provider = tracing.provider

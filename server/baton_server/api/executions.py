@@ -3,7 +3,7 @@ back to protos."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,6 +23,7 @@ from baton_server.api.convert import (
     usage_to_proto,
 )
 from baton_server.api.enums import enum_to_domain
+from baton_server.api.forwarding import EngineForwarder
 from baton_server.api.requests import PageTokens, request_info
 from baton_server.api.status import translate_errors
 from baton_server.domain import events as ev
@@ -39,7 +40,7 @@ from baton_server.domain.executions import (
     Usage,
 )
 from baton_server.domain.ids import STEP_ID
-from baton_server.errors import invalid_field, raise_if_invalid
+from baton_server.errors import BatonError, invalid_field, raise_if_invalid
 from baton_server.executions.decisions import StepDecided
 from baton_server.executions.service import Executions, StartOptions
 from baton_server.language.validation import SIGNAL_NAME, check_labels
@@ -356,10 +357,36 @@ def _event_types(values: Any, field: str) -> list[EventType]:
 class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     """baton.v1.ExecutionService."""
 
-    def __init__(self, executions: Executions, tokens: PageTokens, callers: Callers) -> None:
+    def __init__(
+        self,
+        executions: Executions,
+        tokens: PageTokens,
+        callers: Callers,
+        forwarder: EngineForwarder,
+    ) -> None:
         self._executions = executions
         self._tokens = tokens
         self._callers = callers
+        self._forwarder = forwarder
+
+    async def _here_or_engine(
+        self,
+        method: str,
+        request: Any,
+        context: Context,
+        command: Callable[[], Awaitable[Execution]],
+    ) -> execution_pb2.Execution:
+        """Carries out a command on a run in memory here, or passes the call on to the
+        process that runs executions when this one does not."""
+        try:
+            return execution_to_proto(await command())
+        except BatonError as exc:
+            if exc.reason != "ENGINE_ELSEWHERE":
+                raise
+        answer: execution_pb2.Execution = await self._forwarder.unary(
+            execution_pb2_grpc.ExecutionServiceStub, method, request, context
+        )
+        return answer
 
     async def StartExecution(
         self, request: execution_pb2.StartExecutionRequest, context: Context
@@ -466,8 +493,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         execution_id = parse_name(request.name, "executions", "name")
         if len(request.from_steps) > MAX_LIST_ITEMS:
             raise invalid_field("from_steps", f"name at most {MAX_LIST_ITEMS} steps", "TOO_MANY")
-        execution = await self._executions.retry(execution_id, list(request.from_steps), info)
-        return execution_to_proto(execution)
+        from_steps = list(request.from_steps)
+        return await self._here_or_engine(
+            "RetryExecution",
+            request,
+            context,
+            lambda: self._executions.retry(execution_id, from_steps, info),
+        )
 
     async def PauseExecution(
         self, request: execution_pb2.PauseExecutionRequest, context: Context
@@ -476,14 +508,24 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         execution_id = parse_name(request.name, "executions", "name")
         if len(request.reason) > MAX_REASON:
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
-        return execution_to_proto(await self._executions.pause(execution_id, request.reason, info))
+        return await self._here_or_engine(
+            "PauseExecution",
+            request,
+            context,
+            lambda: self._executions.pause(execution_id, request.reason, info),
+        )
 
     async def ResumeExecution(
         self, request: execution_pb2.ResumeExecutionRequest, context: Context
     ) -> execution_pb2.Execution:
         info = request_info("ResumeExecution", request)
         execution_id = parse_name(request.name, "executions", "name")
-        return execution_to_proto(await self._executions.resume(execution_id, info))
+        return await self._here_or_engine(
+            "ResumeExecution",
+            request,
+            context,
+            lambda: self._executions.resume(execution_id, info),
+        )
 
     async def ApproveStep(
         self, request: execution_pb2.ApproveStepRequest, context: Context
@@ -501,8 +543,12 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             role=caller.role,
             reason=request.reason,
         )
-        execution = await self._executions.approve(execution_id, decided, info)
-        return execution_to_proto(execution)
+        return await self._here_or_engine(
+            "ApproveStep",
+            request,
+            context,
+            lambda: self._executions.approve(execution_id, decided, info),
+        )
 
     async def ListStepItems(
         self, request: execution_pb2.ListStepItemsRequest, context: Context
@@ -529,8 +575,12 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if not SIGNAL_NAME.fullmatch(request.signal):
             raise invalid_field("signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
         payload = optional_struct(request, "payload", "payload") or {}
-        execution = await self._executions.signal(execution_id, request.signal, payload, info)
-        return execution_to_proto(execution)
+        return await self._here_or_engine(
+            "SignalExecution",
+            request,
+            context,
+            lambda: self._executions.signal(execution_id, request.signal, payload, info),
+        )
 
     async def DeleteExecution(
         self, request: execution_pb2.DeleteExecutionRequest, context: Context

@@ -18,6 +18,7 @@ from baton_server.api.convert import (
     struct_to_dict,
     timestamp,
 )
+from baton_server.api.forwarding import EngineForwarder
 from baton_server.api.status import translate_errors
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
@@ -25,7 +26,7 @@ from baton_server.domain.definitions import runtime_kind
 from baton_server.domain.executions import Failure
 from baton_server.domain.ids import is_resource_id
 from baton_server.domain.tools import implementation_kind
-from baton_server.errors import BatonError, Code, invalid_field
+from baton_server.errors import invalid_field
 from baton_server.executions.service import Executions
 from baton_server.limits import (
     MAX_ERROR_MESSAGE,
@@ -91,20 +92,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         broker: TaskBroker,
         definitions: Definitions,
         executions: Executions,
-        *,
-        relay: bool = True,
+        forwarder: EngineForwarder,
     ) -> None:
         self._broker = broker
         self._definitions = definitions
         self._executions = executions
-        self._relay_allowed = relay
-        self._channels: dict[str, grpc.aio.Channel] = {}
-
-    async def close(self) -> None:
-        """Closes the channels used to relay calls."""
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+        self._forwarder = forwarder
 
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
@@ -131,13 +124,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if request.max_concurrent_tasks < 0:
             raise invalid_field("max_concurrent_tasks", "must not be negative")
         if not self._executions.owner:
-            stub = await self._engine()
-            call = stub.PollTasks(request, metadata=_forwarded(context))
-            try:
-                async for relayed in call:
-                    yield relayed
-            except grpc.aio.AioRpcError as exc:
-                await _abort_like(context, exc)
+            async for relayed in self._forwarder.stream(_stub, "PollTasks", request, context):
+                yield relayed
             return
         identity = request.identity or context.peer()
         async for task in self._broker.poll(
@@ -150,8 +138,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     ) -> worker_pb2.CompleteTaskResponse:
         _require_token(request.task_token)
         if not self._executions.owner:
-            relayed: worker_pb2.CompleteTaskResponse = await self._relay(
-                "CompleteTask", request, context
+            relayed: worker_pb2.CompleteTaskResponse = await self._forwarder.unary(
+                _stub, "CompleteTask", request, context
             )
             return relayed
         handoff_to = agent_ref(request.handoff_to)
@@ -168,7 +156,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     ) -> worker_pb2.FailTaskResponse:
         _require_token(request.task_token)
         if not self._executions.owner:
-            relayed: worker_pb2.FailTaskResponse = await self._relay("FailTask", request, context)
+            relayed: worker_pb2.FailTaskResponse = await self._forwarder.unary(
+                _stub, "FailTask", request, context
+            )
             return relayed
         error = request.error
         if len(error.type) > MAX_ERROR_TYPE:
@@ -192,8 +182,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     ) -> worker_pb2.HeartbeatTaskResponse:
         _require_token(request.task_token)
         if not self._executions.owner:
-            relayed: worker_pb2.HeartbeatTaskResponse = await self._relay(
-                "HeartbeatTask", request, context
+            relayed: worker_pb2.HeartbeatTaskResponse = await self._forwarder.unary(
+                _stub, "HeartbeatTask", request, context
             )
             return relayed
         if len(request.logs) > MAX_LIST_ITEMS:
@@ -220,53 +210,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 task.attempt.deltas(*delta)
         return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
 
-    async def _engine(self) -> worker_pb2_grpc.WorkerServiceAsyncStub:
-        """A stub for the process that runs executions (tasks live there)."""
-        lease = self._executions.lease
-        address = await lease.holder_address() if lease is not None else ""
-        if not address or (lease is not None and address == lease.address):
-            raise BatonError(
-                Code.UNAVAILABLE,
-                "NO_ENGINE",
-                "no server process runs executions right now; retry shortly",
-            )
-        if not self._relay_allowed:
-            raise BatonError(
-                Code.UNAVAILABLE,
-                "ENGINE_ELSEWHERE",
-                f"this process does not run executions: connect workers to {address}",
-                metadata={"address": address},
-            )
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
-        stub: worker_pb2_grpc.WorkerServiceAsyncStub = worker_pb2_grpc.WorkerServiceStub(channel)
-        return stub
 
-    async def _relay(self, method: str, request: Any, context: Context) -> Any:
-        stub = await self._engine()
-        try:
-            return await getattr(stub, method)(
-                request, metadata=_forwarded(context), timeout=context.time_remaining()
-            )
-        except grpc.aio.AioRpcError as exc:
-            await _abort_like(context, exc)
-
-
-def _forwarded(context: Context) -> list[tuple[str, str]]:
-    """The caller's credentials, passed on with a relayed call."""
-    return [
-        (k, v)
-        for k, v in context.invocation_metadata() or ()
-        if k == "authorization" and isinstance(v, str)
-    ]
-
-
-async def _abort_like(context: Context, error: grpc.aio.AioRpcError) -> None:
-    """Ends the call with the engine process's status, details and error details."""
-    await context.abort(
-        error.code(), error.details() or "", trailing_metadata=error.trailing_metadata()
-    )
+def _stub(channel: grpc.aio.Channel) -> worker_pb2_grpc.WorkerServiceAsyncStub:
+    stub: worker_pb2_grpc.WorkerServiceAsyncStub = worker_pb2_grpc.WorkerServiceStub(channel)
+    return stub
 
 
 def _bounded_text(text: str, field: str) -> str:
