@@ -295,10 +295,11 @@ POSTGRES_MIGRATIONS: list[list[str]] = [
 
 async def migrate_postgres(conn: asyncpg.Connection) -> int:
     """Applies every migration newer than the schema's version, each in one transaction,
-    under an advisory lock (several replicas may start at once); returns the version."""
-    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    under an advisory lock (several replicas may start at once); returns the version. The
+    lock comes first: two `CREATE TABLE IF NOT EXISTS` at once can both try to create."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7405123)")
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
         if current > len(POSTGRES_MIGRATIONS):
             raise RuntimeError(
