@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, empty_pb2
+from google.protobuf import duration_pb2, empty_pb2, timestamp_pb2
 
 from baton.v1 import common_pb2, event_pb2, execution_pb2, execution_pb2_grpc
 from baton_server.api.auth import Callers
@@ -37,6 +37,7 @@ from baton_server.domain.executions import (
     Failure,
     ItemResult,
     StepRun,
+    StepState,
     Usage,
 )
 from baton_server.domain.ids import STEP_ID
@@ -71,42 +72,61 @@ def _duration(seconds: float | None) -> duration_pb2.Duration:
     return duration(seconds or 0.0) or duration_pb2.Duration()
 
 
+# States as their enum numbers (setting an enum field by number is quicker than by name).
+_STEP_STATES: dict[StepState, Any] = {
+    state: execution_pb2.StepRun.State.Value(f"STATE_{state.value}") for state in StepState
+}
+_EXECUTION_STATES: dict[ExecutionState, Any] = {
+    state: execution_pb2.Execution.State.Value(f"STATE_{state.value}") for state in ExecutionState
+}
+
+
+def _set_time(field: timestamp_pb2.Timestamp, seconds: float) -> None:
+    """Sets a Timestamp field to epoch `seconds`; 0 leaves it unset."""
+    if seconds:
+        field.FromNanoseconds(round(seconds * 1e9))
+
+
 def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepRun:
-    """A step run as a StepRun message; `detailed` adds attempts and handoffs."""
+    """A step run as a StepRun message; `detailed` adds attempts and handoffs. Only what is
+    set is filled in: this runs for every step of every execution a call returns."""
     message = execution_pb2.StepRun(
-        step_id=run.step_id,
-        state=f"STATE_{run.state.value}",
-        attempt=run.attempt,
-        agent=f"agents/{run.agent}" if run.agent else "",
-        schedule_time=timestamp(run.schedule_time),
-        start_time=timestamp(run.start_time),
-        end_time=timestamp(run.end_time),
-        error=failure_to_proto(run.error),
-        wake_time=timestamp(run.wake_time),
-        iteration=run.iteration,
-        child_execution=f"executions/{run.child}" if run.child else "",
-        items_total=run.items_total,
-        items_succeeded=run.items_succeeded,
-        items_failed=run.items_failed,
-        items_running=len(run.items_running),
-        usage=usage_to_proto(run.usage),
+        step_id=run.step_id, state=_STEP_STATES[run.state], attempt=run.attempt
     )
+    if run.agent:
+        message.agent = f"agents/{run.agent}"
+    _set_time(message.schedule_time, run.schedule_time)
+    _set_time(message.start_time, run.start_time)
+    _set_time(message.end_time, run.end_time)
+    _set_time(message.wake_time, run.wake_time)
+    if run.error is not None:
+        message.error.CopyFrom(_error(run.error))
+    if run.iteration:
+        message.iteration = run.iteration
+    if run.child:
+        message.child_execution = f"executions/{run.child}"
+    if run.items_total:
+        message.items_total = run.items_total
+        message.items_succeeded = run.items_succeeded
+        message.items_failed = run.items_failed
+        message.items_running = len(run.items_running)
+    if run.items_usage or any(a.usage for a in run.attempts):
+        message.usage.CopyFrom(usage_to_proto(run.usage))
     if run.output is not None:
-        message.output.CopyFrom(dict_to_struct(run.output))
+        message.output.SetInParent()  # present even when empty
+        message.output.update(run.output)
     if detailed:
         message.iteration_outputs.extend(dict_to_struct(o) for o in run.past_outputs)
-        message.attempts.extend(
-            execution_pb2.StepAttempt(
-                attempt=a.attempt,
-                agent=f"agents/{a.agent}" if a.agent else "",
-                fallback=a.fallback,
-                start_time=timestamp(a.start_time),
-                end_time=timestamp(a.end_time),
-                error=failure_to_proto(a.error),
-                usage=usage_to_proto(Usage.from_doc(a.usage)),
-            )
-            for a in run.attempts
-        )
+        for a in run.attempts:
+            attempt = message.attempts.add(attempt=a.attempt, fallback=a.fallback)
+            if a.agent:
+                attempt.agent = f"agents/{a.agent}"
+            _set_time(attempt.start_time, a.start_time)
+            _set_time(attempt.end_time, a.end_time)
+            if a.error is not None:
+                attempt.error.CopyFrom(_error(a.error))
+            if a.usage:
+                attempt.usage.CopyFrom(usage_to_proto(Usage.from_doc(a.usage)))
         message.handoffs.extend(
             execution_pb2.HandoffRecord(
                 handoff=h.handoff,
@@ -128,22 +148,23 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
         workflow=f"workflows/{execution.workflow_id}",
         workflow_revision=execution.workflow_revision,
         input=dict_to_struct(execution.input),
-        state=f"STATE_{execution.state.value}",
+        state=_EXECUTION_STATES[execution.state],
         error=failure_to_proto(execution.error),
         priority=execution.priority,
         timeout=duration(execution.timeout),
         trace=execution.trace,
         labels=execution.labels,
-        steps=[step_to_proto(s, detailed=detailed) for s in execution.steps],
-        create_time=timestamp(execution.create_time),
-        start_time=timestamp(execution.start_time),
-        end_time=timestamp(execution.end_time),
         last_event_sequence=execution.last_sequence,
         run=execution.run,
         parent=f"executions/{execution.parent}" if execution.parent else "",
     )
+    message.steps.extend([step_to_proto(s, detailed=detailed) for s in execution.steps])
+    _set_time(message.create_time, execution.create_time)
+    _set_time(message.start_time, execution.start_time)
+    _set_time(message.end_time, execution.end_time)
     if execution.output is not None:
-        message.output.CopyFrom(dict_to_struct(execution.output))
+        message.output.SetInParent()
+        message.output.update(execution.output)
     return message
 
 
