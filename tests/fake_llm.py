@@ -35,6 +35,9 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         if model == "broken":
             self._send(400, {"error": {"message": "bad model"}})
             return
+        if model == "endless":  # an answer that never ends (one endless SSE line if streamed)
+            self._endless(b"data: " if body.get("stream") else b'{"choices": "')
+            return
         reply = (
             json.dumps({"plan": f"plan for {user['request']}", "steps": 3})
             if model in ("json", "limited")
@@ -58,6 +61,24 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
             },
         )
+
+    def do_GET(self) -> None:
+        """GET /v1/endless: a text answer that never ends."""
+        self._endless(b"")
+
+    def _endless(self, start: bytes) -> None:
+        """Sends `start` then x's, with no length, until the client hangs up (or 64 MiB)."""
+        self.send_response(200)
+        self.send_header(
+            "Content-Type", "text/event-stream" if start == b"data: " else "text/plain"
+        )
+        self.end_headers()
+        try:
+            self.wfile.write(start)
+            for _ in range(1024):
+                self.wfile.write(b"x" * 65536)
+        except OSError:
+            pass  # the client stopped reading
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()

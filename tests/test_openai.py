@@ -9,7 +9,17 @@ import pytest
 from fake_llm import FakeOpenAI
 from google.protobuf import duration_pb2
 
-from baton import Agent, Client, EventType, Execution, OpenAIRuntime, RetryPolicy, Step, Workflow
+from baton import (
+    Agent,
+    Client,
+    EventType,
+    Execution,
+    OpenAIRuntime,
+    PythonRuntime,
+    RetryPolicy,
+    Step,
+    Workflow,
+)
 
 
 async def llm(
@@ -30,7 +40,7 @@ async def llm(
     )
 
 
-async def run(client: Client, agent_id: str) -> Execution:
+async def run(client: Client, agent_id: str, attempts: int = 3) -> Execution:
     interval = duration_pb2.Duration(nanos=50_000_000)
     workflow = await client.workflows.create(
         Workflow(
@@ -38,7 +48,7 @@ async def run(client: Client, agent_id: str) -> Execution:
                 Step(
                     id="ask",
                     agent=agent_id,
-                    retry_policy=RetryPolicy(max_attempts=3, initial_interval=interval),
+                    retry_policy=RetryPolicy(max_attempts=attempts, initial_interval=interval),
                 )
             ]
         )
@@ -118,3 +128,42 @@ async def test_client_errors_and_missing_keys_are_not_retried(
     await llm(client, "keyless", fake_openai, "json")
     done = await run(client, "keyless")
     assert done.error.type == "CONFIG_ERROR" and "FAKE_LLM_KEY" in done.error.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_endless_answer_is_cut_off(
+    client: Client, fake_openai: str, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """A model that answers without end: the server reads 16 MiB of it and no more (one
+    endless line when streamed), and the attempt fails ANSWER_TOO_LARGE, retryably."""
+    monkeypatch.setenv("FAKE_LLM_KEY", "sk-test")
+    await llm(client, "endless", fake_openai, "endless", stream=stream)
+    done = await run(client, "endless", attempts=2)
+    assert done.state == Execution.STATE_FAILED
+    assert [a.error.type for a in done.steps[0].attempts] == ["ANSWER_TOO_LARGE"] * 2
+    assert "16777216 bytes" in done.error.message
+
+
+async def test_the_http_request_agent_cuts_off_an_endless_answer(
+    client: Client, fake_openai: str
+) -> None:
+    await client.agents.create(
+        Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:http_request")),
+        agent_id="fetch",
+    )
+    workflow = await client.workflows.create(
+        Workflow(
+            steps=[
+                Step(
+                    id="get",
+                    agent="fetch",
+                    input_mapping={"url": f"{fake_openai}/endless"},
+                    retry_policy=RetryPolicy(max_attempts=1),
+                )
+            ]
+        )
+    )
+    execution = await client.executions.start(workflow.name, {})
+    done = await client.executions.wait(execution.name, timeout=30)
+    assert done.state == Execution.STATE_FAILED
+    assert done.error.type == "ANSWER_TOO_LARGE", done.error

@@ -51,6 +51,11 @@ MAX_ERROR_MESSAGE = 16 * 1024
 MAX_PAYLOAD_DEPTH = 32
 """Deepest nesting of objects and lists in a payload."""
 
+# What endpoints answer (models, `http` tools).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+"""The most of an answer read: past it the attempt (or tool call) fails with
+ANSWER_TOO_LARGE. Far above what a step output may be (BATON_MAX_OUTPUT_BYTES)."""
+
 # Durations and times.
 MAX_DURATION_SECONDS = 315_576_000_000
 """google.protobuf.Duration's own range: about 10,000 years either way."""

@@ -13,6 +13,7 @@ import httpx
 from baton import AgentError, StepContext
 from baton_server.domain import failures
 from baton_server.language.mapping import MappingError, render
+from baton_server.runtimes.http_answers import parse_json, read_body
 
 
 def echo(value: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -52,14 +53,14 @@ async def http_request(value: dict[str, Any], ctx: StepContext) -> dict[str, Any
     Input (or config, as defaults): `url` (required), `method` (GET), `headers`, `params`,
     `json` or `body`, `timeout` seconds. Output: `status`, `headers`, and `json` when the
     response is JSON, else `text`. 5xx and 429 fail retryably (429 honours Retry-After);
-    other 4xx fail without retries.
+    other 4xx fail without retries. An answer past MAX_ANSWER_BYTES fails ANSWER_TOO_LARGE.
     """
     spec = {**ctx.config, **value}
     if not spec.get("url"):
         raise AgentError("'url' is required", type=failures.CONFIG_ERROR, non_retryable=True)
     client: httpx.AsyncClient = ctx.http
     try:
-        response = await client.request(
+        async with client.stream(
             spec.get("method", "GET"),
             spec["url"],
             headers=spec.get("headers"),
@@ -67,7 +68,8 @@ async def http_request(value: dict[str, Any], ctx: StepContext) -> dict[str, Any
             json=spec.get("json"),
             content=spec.get("body"),
             timeout=spec.get("timeout", 30.0),
-        )
+        ) as response:
+            answer = await read_body(response)
     except httpx.HTTPError as exc:
         raise AgentError(f"{type(exc).__name__}: {exc}", type=failures.HTTP_ERROR) from None
     if response.status_code == 429 or response.status_code >= 500:
@@ -85,7 +87,12 @@ async def http_request(value: dict[str, Any], ctx: StepContext) -> dict[str, Any
         )
     output: dict[str, Any] = {"status": response.status_code, "headers": dict(response.headers)}
     if response.headers.get("content-type", "").startswith("application/json"):
-        output["json"] = response.json()
+        try:
+            output["json"] = parse_json(answer)
+        except ValueError:
+            raise AgentError(
+                f"the answer from {spec['url']} is not JSON", type=failures.BAD_RESPONSE
+            ) from None
     else:
-        output["text"] = response.text
+        output["text"] = answer.decode(response.encoding or "utf-8", "replace")
     return output

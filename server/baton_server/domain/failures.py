@@ -83,6 +83,8 @@ HTTP_ERROR = "HTTP_ERROR"
 """The endpoint could not be reached (retryable)."""
 BAD_RESPONSE = "BAD_RESPONSE"
 """The endpoint's answer could not be read."""
+ANSWER_TOO_LARGE = "ANSWER_TOO_LARGE"
+"""The endpoint's answer passed MAX_ANSWER_BYTES; the rest was not read (retryable)."""
 HTTP_STATUS_PREFIX = "HTTP_"
 """`HTTP_<status>`: the endpoint answered that status (429 and 5xx retryable)."""
 

@@ -18,6 +18,7 @@ from baton_server.domain.agent_policy import AgentPolicy
 from baton_server.domain.attempts import AttemptFailedError, AttemptInfo
 from baton_server.domain.definitions import Agent, OpenAIRuntime
 from baton_server.domain.executions import Failure, Usage
+from baton_server.runtimes.http_answers import check_status, parse_json, read_body, read_lines
 
 TEXT_KEY = "text"
 
@@ -72,9 +73,15 @@ class OpenAIClient:
         try:
             if runtime.stream:
                 return await self._streamed(url, headers, body, info)
-            response = await self._http.post(url, headers=headers, json=body)
-            check_response(response)
-            return _reply(response.json())
+            async with self._http.stream("POST", url, headers=headers, json=body) as response:
+                answer = await read_body(response)
+            check_status(response, answer)
+            try:
+                return _reply(parse_json(answer))
+            except ValueError:
+                raise AttemptFailedError(
+                    Failure(failures.BAD_RESPONSE, "the endpoint's answer is not JSON")
+                ) from None
         except httpx.HTTPError as exc:
             raise AttemptFailedError(
                 Failure(failures.HTTP_ERROR, f"{type(exc).__name__}: {exc}")
@@ -107,9 +114,8 @@ class OpenAIClient:
         finish = ""
         async with self._http.stream("POST", url, headers=headers, json=body) as response:
             if response.status_code >= 400:
-                await response.aread()
-                check_response(response)
-            async for line in response.aiter_lines():
+                check_status(response, await read_body(response))
+            async for line in read_lines(response):
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
@@ -180,33 +186,3 @@ def parse_reply(text: str) -> dict[str, Any]:
     except ValueError:
         return {TEXT_KEY: text}
     return parsed if isinstance(parsed, dict) else {TEXT_KEY: text}
-
-
-def check_response(response: httpx.Response) -> None:
-    """Raises the failure of an HTTP answer of 400 or more: 429 and 5xx retryable (after
-    their Retry-After), the other 4xx not."""
-    status = response.status_code
-    if status < 400:
-        return
-    detail = response.text[:300]
-    if status == 429 or status >= 500:
-        raise AttemptFailedError(
-            Failure(failures.http_status(status), f"the endpoint answered {status}: {detail}"),
-            _retry_after(response.headers.get("retry-after")),
-        )
-    raise AttemptFailedError(
-        Failure(
-            failures.http_status(status),
-            f"the endpoint answered {status}: {detail}",
-            non_retryable=True,
-        )
-    )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None

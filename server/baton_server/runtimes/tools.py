@@ -24,7 +24,7 @@ from baton_server.domain.executions import Failure
 from baton_server.domain.retry import Backoff
 from baton_server.domain.tools import AgentTool, HttpTool, Tool, WorkflowTool
 from baton_server.language.input_schema import InputSchema
-from baton_server.runtimes.openai import check_response
+from baton_server.runtimes.http_answers import check_status, parse_json, read_body
 
 MAX_ARGUMENT_CHARS = 256 * 1024
 """The longest arguments text a model may send to a tool."""
@@ -213,22 +213,25 @@ class ToolRunner:
         rest = {k: v for k, v in arguments.items() if k not in used}
         method = template.method.upper() or "POST"
         assert self._http is not None, "the server's HTTP client"
+        if method in ("GET", "DELETE", "HEAD"):
+            query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in rest.items()}
+            request = self._http.stream(method, url, headers=headers, params=query)
+        else:
+            request = self._http.stream(
+                method, url, headers=headers, json={**(template.body or {}), **rest}
+            )
         try:
-            if method in ("GET", "DELETE", "HEAD"):
-                query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in rest.items()}
-                response = await self._http.request(method, url, headers=headers, params=query)
-            else:
-                body = {**(template.body or {}), **rest}
-                response = await self._http.request(method, url, headers=headers, json=body)
+            async with request as response:
+                answer = await read_body(response)
         except httpx.HTTPError as exc:
             raise AttemptFailedError(
                 Failure(failures.HTTP_ERROR, f"{type(exc).__name__}: {exc}")
             ) from None
-        check_response(response)
+        check_status(response, answer)
         try:
-            return as_result(response.json())
+            return as_result(parse_json(answer))
         except ValueError:
-            return {"text": response.text}
+            return {"text": answer.decode("utf-8", "replace")}
 
 
 def _fill(text: str, arguments: dict[str, Any], used: set[str], *, quote: bool) -> str:
