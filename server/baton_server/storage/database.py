@@ -60,6 +60,74 @@ class PendingWrite:
     )
 
 
+Outcome = tuple[Any, BaseException | None]
+"""A job's result, or its error."""
+
+
+class GroupCommit:
+    """The queue of write jobs both databases share: jobs submitted while a batch is being
+    committed wait and go together in the next batch (at most _MAX_BATCH), so many callers
+    share one commit. `dispatch(batch)` runs a batch in one transaction, the database's
+    way, and reports each job's outcome through `finish`."""
+
+    def __init__(self, dispatch: Callable[[list[PendingWrite]], None]) -> None:
+        self._dispatch = dispatch
+        self._waiting: list[PendingWrite] = []
+        self._busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def write(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> T:
+        """The job's result once committed (see Database.write)."""
+        result: T = await asyncio.shield(self.submit(job, isolated=isolated, before=before))
+        return result
+
+    def submit(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]:
+        """`write` without waiting: the future of the job's result."""
+        pending = PendingWrite(job, isolated, before)
+        self._waiting.append(pending)
+        if not self._busy:
+            self._send()
+        return pending.future
+
+    async def drain(self) -> None:
+        """Waits until every job submitted has been committed (or failed)."""
+        while self._busy or self._waiting:
+            await self._idle.wait()
+
+    def _send(self) -> None:
+        batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+        self._busy = True
+        self._idle.clear()
+        try:
+            for pending in batch:
+                if pending.before is not None:
+                    pending.before()
+        except BaseException as exc:  # a bug in a hook: fail the batch, keep the writer
+            self.finish(batch, [(None, exc)] * len(batch))
+            return
+        self._dispatch(batch)
+
+    def finish(self, batch: list[PendingWrite], outcomes: list[Outcome]) -> None:
+        """Called (on the event loop) with the outcome of each job of `batch`."""
+        for pending, (result, error) in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if error is not None:
+                pending.future.set_exception(error)
+            else:
+                pending.future.set_result(result)
+        self._busy = False
+        if self._waiting:
+            self._send()
+        else:
+            self._idle.set()
+
+
 class Database(Protocol):
     """What the engine and the services use of a database (SQLite or PostgreSQL)."""
 
@@ -72,11 +140,21 @@ class Database(Protocol):
 
     async def write(
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
-    ) -> T: ...
+    ) -> T:
+        """Runs `job(conn)` inside a write transaction and returns its result once committed.
+
+        The job may only await the connection's methods, and must not touch the event
+        loop's objects (`before`, if given, runs on the loop just before the job's batch is
+        sent). An `isolated` job runs in a savepoint, so its own error rolls back only its
+        writes; a job that cannot fail but for I/O may skip that, and if it fails anyway
+        the whole shared transaction is rolled back and every job in it fails."""
+        ...
 
     def submit(
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
-    ) -> asyncio.Future[T]: ...
+    ) -> asyncio.Future[T]:
+        """`write` without waiting: the future of the job's result."""
+        ...
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any: ...
 
@@ -113,10 +191,7 @@ class SqliteDatabase:
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._waiting: list[PendingWrite] = []
-        self._busy = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._commits = GroupCommit(self._dispatch)
 
     @classmethod
     async def open(cls, path: str, *, synchronous: str = "FULL") -> SqliteDatabase:
@@ -132,34 +207,21 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         """Finishes queued writes, then closes both connections."""
-        while self._busy or self._waiting:
-            await self._idle.wait()
+        await self._commits.drain()
         await self._reader.close()
         await self._writer.close()
 
     async def write(
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
     ) -> T:
-        """Runs `job(conn)` inside a write transaction and returns its result once committed.
-
-        The job runs in the writer thread: it may only await the connection's methods, and
-        must not touch the event loop's objects (`before`, if given, runs on the loop just
-        before the job's batch goes to the writer). An `isolated` job runs in a savepoint,
-        so its own error rolls back only its writes; a job that cannot fail but for I/O may
-        skip that, and if it fails anyway the whole shared transaction is rolled back and
-        every job in it fails."""
-        result: T = await asyncio.shield(self.submit(job, isolated=isolated, before=before))
-        return result
+        """See Database.write: the job runs in the writer thread."""
+        return await self._commits.write(job, isolated=isolated, before=before)
 
     def submit(
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
     ) -> asyncio.Future[T]:
         """`write` without waiting: the future of the job's result."""
-        pending = PendingWrite(job, isolated, before)
-        self._waiting.append(pending)
-        if not self._busy:
-            self._send()
-        return pending.future
+        return self._commits.submit(job, isolated=isolated, before=before)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """Runs a query on the reader connection and returns its first row."""
@@ -185,20 +247,9 @@ class SqliteDatabase:
         await self.fetchone("SELECT 1")
         return time.perf_counter() - start
 
-    def _send(self) -> None:
-        """Hands the jobs waiting (up to _MAX_BATCH) to the writer thread as one batch; the
-        thread answers with one call back to the loop."""
-        batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
-        self._busy = True
-        self._idle.clear()
+    def _dispatch(self, batch: list[PendingWrite]) -> None:
+        """Runs a batch in the writer thread, which answers with one call back to the loop."""
         loop = asyncio.get_running_loop()
-        try:
-            for pending in batch:
-                if pending.before is not None:
-                    pending.before()
-        except BaseException as exc:  # a bug in a hook: fail the batch, keep the writer
-            self._finish(batch, [(None, exc)] * len(batch))
-            return
 
         def work() -> None:
             try:
@@ -206,25 +257,9 @@ class SqliteDatabase:
             except Exception as exc:  # the commit or a non-isolated job failed
                 log.exception("sqlite write batch failed")
                 outcomes = [(None, exc)] * len(batch)
-            loop.call_soon_threadsafe(self._finish, batch, outcomes)
+            loop.call_soon_threadsafe(self._commits.finish, batch, outcomes)
 
         self._writer.submit(work)
-
-    def _finish(
-        self, batch: list[PendingWrite], outcomes: list[tuple[Any, BaseException | None]]
-    ) -> None:
-        for pending, (result, error) in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue
-            if error is not None:
-                pending.future.set_exception(error)
-            else:
-                pending.future.set_result(result)
-        self._busy = False
-        if self._waiting:
-            self._send()
-        else:
-            self._idle.set()
 
 
 class _Writer:
@@ -264,12 +299,12 @@ class _Writer:
             await self.run(raw.close)
         self._thread.shutdown(wait=True)
 
-    def batch(self, batch: list[PendingWrite]) -> list[tuple[Any, BaseException | None]]:
+    def batch(self, batch: list[PendingWrite]) -> list[Outcome]:
         """Runs a batch of jobs in one transaction (in the writer thread); returns each
         job's result or error. Raises when the transaction as a whole failed."""
         raw = self.conn.raw
         assert raw is not None
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         # A lone job needs no savepoint: if it fails, the whole transaction is rolled back.
         alone = len(batch) == 1
         raw.execute("BEGIN IMMEDIATE")

@@ -26,12 +26,17 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from baton_server.storage.database import PendingWrite, SqlConnection, WriteJob
+from baton_server.storage.database import (
+    GroupCommit,
+    Outcome,
+    PendingWrite,
+    SqlConnection,
+    WriteJob,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_MAX_BATCH = 256
 _WRITE_LOCK = 7405124
 """The advisory lock that serialises write transactions across processes."""
 _PLACEHOLDER = re.compile(r"\?")
@@ -73,11 +78,8 @@ class PostgresDatabase:
         self.kind = "postgresql"
         self._writer = writer
         self._readers = readers
-        self._waiting: list[PendingWrite] = []
-        self._busy = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._commits = GroupCommit(self._dispatch)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, url: str) -> PostgresDatabase:
@@ -93,28 +95,21 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         """Finishes queued writes, then closes the connections."""
-        while self._busy or self._waiting:
-            await self._idle.wait()
+        await self._commits.drain()
         await self._readers.close()
         await self._writer.close()
 
     async def write(
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
     ) -> T:
-        """Runs `job(conn)` inside a write transaction and returns its result once committed
-        (see the SQLite Database for the meaning of `isolated` and `before`)."""
-        result: T = await asyncio.shield(self.submit(job, isolated=isolated, before=before))
-        return result
+        """See Database.write."""
+        return await self._commits.write(job, isolated=isolated, before=before)
 
     def submit(
         self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
     ) -> asyncio.Future[T]:
         """`write` without waiting: the future of the job's result."""
-        pending = PendingWrite(job, isolated, before)
-        self._waiting.append(pending)
-        if not self._busy:
-            self._start()
-        return pending.future
+        return self._commits.submit(job, isolated=isolated, before=before)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
         """Runs a query on a read connection and returns its first row."""
@@ -138,38 +133,24 @@ class PostgresDatabase:
         await self.fetchone("SELECT 1")
         return time.perf_counter() - start
 
-    def _start(self) -> None:
-        batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
-        self._busy = True
-        self._idle.clear()
-        self._task = asyncio.ensure_future(self._run(batch))
+    def _dispatch(self, batch: list[PendingWrite]) -> None:
+        """Runs a batch on the write connection, in a task of its own."""
+        task = asyncio.ensure_future(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[PendingWrite]) -> None:
         try:
-            for pending in batch:
-                if pending.before is not None:
-                    pending.before()
             outcomes = await self._batch(batch)
-        except Exception as exc:  # the commit, a hook or a non-isolated job failed
+        except Exception as exc:  # the commit or a non-isolated job failed
             log.exception("postgresql write batch failed")
             outcomes = [(None, exc)] * len(batch)
-        for pending, (result, error) in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue
-            if error is not None:
-                pending.future.set_exception(error)
-            else:
-                pending.future.set_result(result)
-        self._busy = False
-        if self._waiting:
-            self._start()
-        else:
-            self._idle.set()
+        self._commits.finish(batch, outcomes)
 
-    async def _batch(self, batch: Sequence[PendingWrite]) -> list[tuple[Any, BaseException | None]]:
+    async def _batch(self, batch: Sequence[PendingWrite]) -> list[Outcome]:
         """Runs a batch of jobs in one transaction; returns each job's result or error."""
         conn = PgConnection(self._writer)
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         async with self._writer.transaction():
             # One writer at a time across every process on this database, as SQLite's
             # BEGIN IMMEDIATE gives: jobs read, decide and write without racing another
