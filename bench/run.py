@@ -290,6 +290,51 @@ async def retention_under_writes(tmp: Path, executions: int) -> dict[str, float]
     }
 
 
+async def storage_floor(tmp: Path, chains: int = 500, steps: int = 10) -> float:
+    """What the storage alone allows: durable steps/s through the server's SQLite writer
+    (FULL sync, group commit), in this process, with no engine and no RPC. Each step is
+    one write job (its execution's row updated, two events inserted) and one asyncio task
+    (the attempt), `chains` chains of `steps` at once; the median of ROUNDS."""
+    from baton_server.storage.database import SqlConnection, SqliteDatabase
+
+    db = await SqliteDatabase.open(str(tmp / "floor.db"), synchronous="FULL")
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, doc BLOB)"))
+        await db.write(
+            lambda c: c.execute(
+                "CREATE TABLE ev (id INTEGER, seq INTEGER, doc BLOB, PRIMARY KEY (id, seq))"
+            )
+        )
+
+        async def attempt() -> dict[str, Any]:
+            return {}
+
+        async def chain(chain_id: int) -> None:
+            await db.write(
+                lambda c: c.execute("INSERT INTO r VALUES (?, ?)", (chain_id, b"x" * 200))
+            )
+            for step in range(steps):
+                await asyncio.create_task(attempt())
+
+                async def record(c: SqlConnection, step: int = step) -> None:
+                    await c.execute("UPDATE r SET doc = ? WHERE id = ?", (b"y" * 300, chain_id))
+                    await c.executemany(
+                        "INSERT INTO ev VALUES (?, ?, ?)",
+                        [(chain_id, 2 * step + k, b"e" * 150) for k in (0, 1)],
+                    )
+
+                await db.write(record)
+
+        rates = []
+        for round_ in range(ROUNDS):
+            begun = time.perf_counter()
+            await asyncio.gather(*(chain(round_ * chains + i) for i in range(chains)))
+            rates.append(chains * steps / (time.perf_counter() - begun))
+        return statistics.median(rates)
+    finally:
+        await db.close()
+
+
 async def timed(label: str, work: Callable[[], Awaitable[Any]]) -> Any:
     begun = time.perf_counter()
     result = await work()
@@ -367,6 +412,9 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
     figures.update(await timed("empty rpc", lambda: empty_rpc_ceiling(int(20000 * scale), 50)))
 
     with tempfile.TemporaryDirectory() as tmp:
+        figures["storage_floor_10_step_steps_per_s"] = round(
+            await timed("storage floor", lambda: storage_floor(Path(tmp)))
+        )
         process, port = await start_server(Path(tmp) / "bench.db", synchronous)
         try:
             async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:

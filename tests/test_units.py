@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import python_agent
 from google.protobuf import struct_pb2
@@ -18,6 +20,7 @@ from baton_server.domain import events, failures
 from baton_server.domain.executions import EventType, Failure
 from baton_server.language.conditions import free_variables, referenced_steps
 from baton_server.language.expressions import ExpressionError, parse_path, parse_template
+from baton_server.runtimes.http_answers import read_lines
 from baton_server.storage.codec import Codec
 
 
@@ -157,3 +160,23 @@ def test_every_event_payload_round_trips_through_its_document() -> None:
         assert event.type is type(payload).kind
         stored = json.loads(json.dumps(event.payload))  # as storage keeps it
         assert events.payload_of(replace(event, payload=stored)) == payload
+
+
+async def test_answer_lines_are_read_across_chunks() -> None:
+    """Lines split over chunks, CRLF endings and a last line without one come out whole."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in (b"data: a", b"b\r\n\r\nda", b"ta: c\n", b"", b"tail"):
+            yield chunk
+
+    response = httpx.Response(200, stream=_ByteStream(chunks()))
+    assert [line async for line in read_lines(response)] == ["data: ab", "", "data: c", "tail"]
+
+
+class _ByteStream(httpx.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
