@@ -34,6 +34,8 @@ from baton_server.storage.executions import (
 from baton_server.storage.idempotency import IdempotencyRepository
 
 EXECUTION_COLUMNS = ("state", "start_time", "end_time")
+_DECODE_ON_LOOP = 100
+"""Most stored items decoded on the event loop; more are decoded in a thread."""
 
 
 def step_row(run: StepRun) -> StepRow:
@@ -253,9 +255,14 @@ class Journal:
         self, execution_id: str, step_id: str, position: int, *, after: int = -1, limit: int
     ) -> list[ItemResult]:
         """Ended items of the `for_each` step at `position`, by index, after `after`."""
-        rows = await self.db.read(
+        stored = await self.db.read(
             lambda conn: self.repo.items(conn, execution_id, position, after, limit)
         )
+        # A map's items are read whole after a restart: thousands to decode, off the loop.
+        if len(stored) > _DECODE_ON_LOOP:
+            rows = await asyncio.to_thread(self.repo.item_rows, stored)
+        else:
+            rows = self.repo.item_rows(stored)
         return [
             ItemResult(
                 step_id,

@@ -77,6 +77,10 @@ class Change:
     """Positions of `for_each` steps whose stored items are dropped first."""
 
 
+StoredItem = tuple[int, int, str, int, bytes]
+"""An ended item as stored: position, index, state, attempt, encoded document."""
+
+
 @dataclass(frozen=True)
 class ItemRow:
     """An ended item of a `for_each` step."""
@@ -227,16 +231,23 @@ class ExecutionRepository:
 
     async def items(
         self, conn: SqlConnection, execution_id: str, position: int, after: int, limit: int
-    ) -> list[ItemRow]:
+    ) -> list[StoredItem]:
         """Up to `limit` ended items of the `for_each` step at `position`, with index >
-        `after`, by index."""
+        `after`, by index, as stored (`item_rows` decodes them)."""
         rows = await conn.execute_fetchall(
             "SELECT i.position, i.item, i.state, i.attempt, i.doc FROM map_items i "
             "JOIN executions e ON e.seq = i.execution_seq "
             "WHERE e.id = ? AND i.position = ? AND i.item > ? ORDER BY i.item LIMIT ?",
             (execution_id, position, after, limit),
         )
-        return [ItemRow(r[0], r[1], r[2], r[3], self.codec.decode(r[4])) for r in rows]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def item_rows(self, stored: list[StoredItem]) -> list[ItemRow]:
+        """Items as `items` read them, decoded."""
+        return [
+            ItemRow(p, i, state, attempt, self.codec.decode(doc))
+            for p, i, state, attempt, doc in stored
+        ]
 
     async def get(
         self, conn: SqlConnection, execution_id: str
