@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
 import redis
 from fake_llm import fake_openai, scripted_llm  # noqa: F401 - fixtures for every test module
@@ -332,3 +333,79 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) 
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make test certificates")
+    d = tmp_path_factory.mktemp("certs")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    for name, san in (("server", "IP:127.0.0.1,DNS:localhost"), ("client", "DNS:client")):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.pem",
+        )
+    return d
+
+
+def tls(certs: Path, *, client: bool = False) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=(certs / "ca.pem").read_bytes(),
+        private_key=(certs / "client.key").read_bytes() if client else None,
+        certificate_chain=(certs / "client.pem").read_bytes() if client else None,
+    )
+
+
+def worker_process(port: int, *agents: str) -> subprocess.Popen[bytes]:
+    """A worker process (tests/worker_process.py) serving `agents` from the server on
+    127.0.0.1:`port`."""
+    return subprocess.Popen(
+        [sys.executable, str(TESTS / "worker_process.py"), f"127.0.0.1:{port}", *agents],
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+    )

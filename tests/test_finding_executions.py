@@ -135,6 +135,9 @@ async def test_the_label_migration_labels_executions_stored_before_it(
             "DROP TABLE agent_tools",
             "DROP TABLE tool_runs",
             "DROP TABLE tools",
+            "DROP TABLE worker_pollers",
+            "DROP TABLE worker_deliveries",
+            "DROP TABLE worker_answers",
         ):
             await conn.execute(statement)  # type: ignore[attr-defined]
 

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -19,6 +21,8 @@ from conftest import (
     redis_prefix,
     start_process,
     stop_processes,
+    tls,
+    worker_process,
 )
 from test_streams import busy_workflow
 
@@ -238,5 +242,99 @@ async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> 
             assert done.state == Execution.STATE_SUCCEEDED, done.error
             assert done.steps[3].output["attempt"] == 2
             assert done.steps[2].output == {"n": 1}
+    finally:
+        stop_processes(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_retries_skip_a_frozen_worker_on_the_standby(tmp_path: Path) -> None:
+    """Two workers on the standby: the task reaches one through the mailbox, its heartbeats
+    keep it alive there; frozen (SIGSTOP), its lease runs out on the engine, and the retry
+    goes to the other worker, not down the frozen one's open stream."""
+    processes, owner_port, standby_port = await two_servers(tmp_path, None)
+    workers = {p.pid: p for p in (worker_process(standby_port, "marked") for _ in range(2))}
+    try:
+        async with Client.connect(f"127.0.0.1:{owner_port}") as owner:
+            runtime = baton.WorkerRuntime()
+            runtime.heartbeat_timeout.FromSeconds(2)
+            await owner.agents.create(baton.Agent(worker=runtime), agent_id="marked")
+            retry = baton.RetryPolicy(max_attempts=3)
+            retry.initial_interval.FromNanoseconds(50_000_000)
+            workflow = await owner.workflows.create(
+                baton.Workflow(steps=[baton.Step(id="work", agent="marked", retry_policy=retry)])
+            )
+            marker = tmp_path / "marker"
+            started = await owner.executions.start(
+                workflow.name, {"marker": str(marker), "seconds": 3.0}
+            )
+
+            async def marked() -> bool:
+                return marker.exists() and "\n" in marker.read_text()
+
+            await eventually(marked, within=15)
+            frozen = workers[int(marker.read_text().split()[0])]
+            frozen.send_signal(signal.SIGSTOP)
+            try:
+                done = await owner.executions.wait(started.name, timeout=30)
+            finally:
+                frozen.send_signal(signal.SIGCONT)
+        assert done.state == Execution.STATE_SUCCEEDED, done.error
+        run = done.steps[0]
+        assert run.attempts[0].error.type == "HEARTBEAT_TIMEOUT"
+        assert run.attempt == 2 and int(run.output["pid"]) != frozen.pid
+    finally:
+        for worker in workers.values():
+            worker.kill()
+            worker.wait()
+        stop_processes(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_on_the_standby_with_tls(tmp_path: Path, certificates: Path) -> None:
+    """With TLS, worker calls cannot be relayed in plaintext; through the mailbox a worker
+    connected to the standby still serves the engine."""
+    env = {
+        "BATON_TLS_CERT": str(certificates / "server.pem"),
+        "BATON_TLS_KEY": str(certificates / "server.key"),
+    }
+    processes, owner_port, standby_port = await two_servers(tmp_path, None, **env)
+    try:
+        credentials = tls(certificates)
+        async with (
+            Client.connect(f"127.0.0.1:{owner_port}", credentials=credentials) as owner,
+            Client.connect(f"127.0.0.1:{standby_port}", credentials=credentials) as standby,
+        ):
+            await owner.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="upper")
+
+            async def upper(value: dict[str, Any], ctx: baton.StepContext) -> dict[str, Any]:
+                ctx.log.info("upper-casing")
+                return {"text": str(value["text"]).upper()}
+
+            worker = asyncio.create_task(baton.Worker(standby, {"agents/upper": upper}).run())
+            try:
+                workflow = await owner.workflows.create(
+                    baton.Workflow(
+                        steps=[
+                            baton.Step(
+                                id="up", agent="upper", input_mapping={"text": "${input.text}"}
+                            )
+                        ]
+                    )
+                )
+                started = await owner.executions.start(workflow.name, {"text": "secure"})
+                done = await owner.executions.wait(started.name, timeout=30)
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            assert done.state == Execution.STATE_SUCCEEDED, done.error
+            assert done.steps[0].output["text"] == "SECURE"
+            logs = [
+                e.log.message
+                async for e in owner.executions.events(
+                    done.name, event_types=[EventType.EVENT_TYPE_LOG]
+                )
+            ]
+            assert "upper-casing" in logs  # sent with a heartbeat, through the mailbox
     finally:
         stop_processes(processes)

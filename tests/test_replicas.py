@@ -13,10 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import database_for_test, query_database, start_process, stop_processes
+from conftest import (
+    database_for_test,
+    query_database,
+    start_process,
+    stop_processes,
+    worker_process,
+)
 from test_recovery import effect_agent, effects, keys
 
-from baton import Client, Execution, Step, Workflow
+from baton import Agent, Client, Execution, Step, WorkerRuntime, Workflow
 
 # The test picks PostgreSQL itself, so it runs once, in the first pass of `make test`.
 pytestmark = pytest.mark.sqlite_only
@@ -125,3 +131,50 @@ async def test_sigkill_one_of_three_replicas_under_load(tmp_path: Path) -> None:
         for key, attempt in running_before.items():  # cut short: delivered again, as is
             assert after[key][1] == attempt, key
             assert set(keys(effect_log)[key]) == {f"{key[0]}/{key[1]}/{attempt}"}, key
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_on_another_replica_before_and_after_a_takeover(tmp_path: Path) -> None:
+    """A worker connected to the replica that does not run executions gets its tasks
+    through the database; when the engine replica dies and that replica takes over, the
+    same worker stream goes on serving."""
+    env = {"BATON_ENGINE_LEASE": str(LEASE), "BATON_STREAM_POLL": "0.2"}
+    processes: list[subprocess.Popen[str]] = []
+    async with database_for_test(tmp_path, "postgresql") as url:
+        try:
+            first, second = await asyncio.gather(
+                *(start_process(url, extra_env=env) for _ in range(2))
+            )
+            processes += [first[0], second[0]]
+            _, engine_pid = await lease_holder(url)
+            engine, other = (first, second) if first[0].pid == engine_pid else (second, first)
+            worker = worker_process(other[1], "shout")
+            try:
+                async with Client.connect(f"127.0.0.1:{other[1]}", timeout=30) as client:
+                    await client.agents.create(Agent(worker=WorkerRuntime()), agent_id="shout")
+                    workflow = await client.workflows.create(
+                        Workflow(
+                            steps=[
+                                Step(id="s", agent="shout", input_mapping={"text": "${input.t}"})
+                            ]
+                        )
+                    )
+                    before = await client.executions.start(workflow.name, {"t": "before"})
+                    done = await client.executions.wait(before.name, timeout=30)
+                    assert done.state == Execution.STATE_SUCCEEDED, done.error
+                    assert done.steps[0].output["text"] == "BEFORE"
+                    assert int(done.steps[0].output["pid"]) == worker.pid
+
+                    engine[0].send_signal(signal.SIGKILL)
+                    await asyncio.to_thread(engine[0].wait)
+                    after = await client.executions.start(workflow.name, {"t": "after"})
+                    done = await client.executions.wait(after.name, timeout=30)
+                    assert done.state == Execution.STATE_SUCCEEDED, done.error
+                    assert done.steps[0].output["text"] == "AFTER"
+                    assert int(done.steps[0].output["pid"]) == worker.pid
+                    assert (await lease_holder(url))[1] == other[0].pid
+            finally:
+                worker.kill()
+                worker.wait()
+        finally:
+            stop_processes(processes)

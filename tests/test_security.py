@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import ClassVar
 
 import grpc
 import pytest
-from conftest import StartServer, python_agent
+from conftest import StartServer, python_agent, tls
 from fake_llm import FakeOpenAI, serve
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -74,73 +72,6 @@ async def test_tokens_and_roles(start_server: StartServer) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert response.status == health_pb2.HealthCheckResponse.SERVING
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make test certificates")
-    d = tmp_path_factory.mktemp("certs")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    )
-    for name, san in (("server", "IP:127.0.0.1,DNS:localhost"), ("client", "DNS:client")):
-        run(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-        )
-        (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-        run(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-            "-out",
-            f"{name}.pem",
-        )
-    return d
-
-
-def tls(certs: Path, *, client: bool = False) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=(certs / "ca.pem").read_bytes(),
-        private_key=(certs / "client.key").read_bytes() if client else None,
-        certificate_chain=(certs / "client.pem").read_bytes() if client else None,
-    )
 
 
 async def test_tls_and_mutual_tls(start_server: StartServer, certificates: Path) -> None:

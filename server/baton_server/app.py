@@ -55,7 +55,8 @@ from baton_server.api.schedules import ScheduleServicer
 from baton_server.api.sizes import definition_size
 from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
 from baton_server.api.tools import ToolServicer
-from baton_server.api.workers import WorkerServicer
+from baton_server.api.worker_mailbox import MailboxClient, MailboxEngine
+from baton_server.api.workers import WorkerServicer, task_to_proto
 from baton_server.api.workflows import WorkflowServicer
 from baton_server.cluster.lease import EngineLease
 from baton_server.config import Settings
@@ -122,6 +123,8 @@ class Baton:
     """A provider the server made (from OTEL_*), shut down with it."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    mailbox: MailboxClient | None = None
+    """Workers connected here while another process runs executions."""
     stopped: bool = False
 
     async def stop(self, grace: float | None = None) -> None:
@@ -134,6 +137,8 @@ class Baton:
         await self.health.enter_graceful_shutdown()
         if self.runtimes.broker is not None:
             self.runtimes.broker.close()
+        if self.mailbox is not None:
+            self.mailbox.close()
         await asyncio.gather(self.server.stop(grace), self.executions.shutdown(grace or 0.0))
         await self.runtimes.close()
         await self.http.aclose()
@@ -277,7 +282,15 @@ async def create_server(
     schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(schedules, tokens), server
     )
-    workers = WorkerServicer(broker, definitions, executions, forwarder)
+    mailbox = MailboxClient(db)
+    workers = WorkerServicer(broker, definitions, executions, mailbox)
+    mailbox_engine = MailboxEngine(
+        db,
+        broker,
+        runs_executions=lambda: executions.owner,
+        apply=workers.apply_mailed,
+        to_message=task_to_proto,
+    )
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
@@ -325,6 +338,8 @@ async def create_server(
         server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
     )
     baton.closers.append(forwarder.close)
+    baton.mailbox = mailbox
+    baton.tasks.append(asyncio.create_task(mailbox_engine.run(), name="worker-mailbox"))
     baton.callers = callers
     if owns_provider and isinstance(tracing.provider, TracerProvider):
         baton.tracer_provider = tracing.provider

@@ -1,12 +1,11 @@
 """Passing a call on to the server process that runs executions (the engine lease holder),
-when the process that got it cannot serve it: worker calls (tasks live in the engine
-process) and the execution commands that act on a run in memory (pause, resume, retry,
-approve, signal). The caller's credentials go with the call, so the engine process checks
-them again; a call is passed on once at most."""
+when the process that got it cannot serve it: the execution commands that act on a run in
+memory (pause, resume, retry, approve, signal). The caller's credentials go with the call,
+so the engine process checks them again; a call is passed on once at most."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -50,24 +49,6 @@ class EngineForwarder:
             return await getattr(stub, method)(
                 request, metadata=_forwarded(context), timeout=context.time_remaining()
             )
-        except grpc.aio.AioRpcError as exc:
-            await _abort_like(context, exc)
-
-    async def stream(
-        self,
-        stub_of: Callable[[grpc.aio.Channel], Any],
-        method: str,
-        request: Any,
-        context: Context,
-    ) -> AsyncIterator[Any]:
-        """Makes the server-streaming call `method` on the engine process, yielding what it
-        sends; its error ends ours."""
-        call = getattr(stub_of(await self._channel(context)), method)(
-            request, metadata=_forwarded(context)
-        )
-        try:
-            async for message in call:
-                yield message
         except grpc.aio.AioRpcError as exc:
             await _abort_like(context, exc)
 

@@ -1,12 +1,15 @@
-"""WorkerService: remote workers poll for step tasks and answer them. A process that does not
-run executions relays every worker call to the one that does."""
+"""WorkerService: remote workers poll for step tasks and answer them. Tasks live in the
+process that runs executions; the other processes reach them through the database's
+mailbox (`worker_mailbox.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from baton.v1 import worker_pb2, worker_pb2_grpc
 from baton_server.api.convert import (
@@ -18,15 +21,15 @@ from baton_server.api.convert import (
     struct_to_dict,
     timestamp,
 )
-from baton_server.api.forwarding import EngineForwarder
 from baton_server.api.status import translate_errors
+from baton_server.api.worker_mailbox import MailboxClient
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
 from baton_server.domain.definitions import runtime_kind
 from baton_server.domain.executions import Failure
 from baton_server.domain.ids import is_resource_id
 from baton_server.domain.tools import implementation_kind
-from baton_server.errors import invalid_field
+from baton_server.errors import BatonError, invalid_field
 from baton_server.executions.service import Executions
 from baton_server.limits import (
     MAX_ERROR_MESSAGE,
@@ -43,6 +46,7 @@ MAX_IDENTITY = 256
 MAX_TOKEN = 256
 
 Context = grpc.aio.ServicerContext[Any, Any]
+log = logging.getLogger(__name__)
 _SEVERITIES = {1: "DEBUG", 2: "INFO", 3: "WARNING", 4: "ERROR"}
 
 
@@ -92,12 +96,17 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         broker: TaskBroker,
         definitions: Definitions,
         executions: Executions,
-        forwarder: EngineForwarder,
+        mailbox: MailboxClient,
     ) -> None:
         self._broker = broker
         self._definitions = definitions
         self._executions = executions
-        self._forwarder = forwarder
+        self._mailbox = mailbox
+        self._answers: dict[str, tuple[Any, Callable[[Any, bool], bool]]] = {
+            "complete": (worker_pb2.CompleteTaskRequest, self._complete),
+            "fail": (worker_pb2.FailTaskRequest, self._fail),
+            "heartbeat": (worker_pb2.HeartbeatTaskRequest, self._heartbeat),
+        }
 
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
@@ -123,43 +132,63 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             queues.append(TOOL_QUEUE + tool_id)
         if request.max_concurrent_tasks < 0:
             raise invalid_field("max_concurrent_tasks", "must not be negative")
-        if not self._executions.owner:
-            async for relayed in self._forwarder.stream(_stub, "PollTasks", request, context):
-                yield relayed
-            return
         identity = request.identity or context.peer()
-        async for task in self._broker.poll(
-            identity, frozenset(queues), request.max_concurrent_tasks or 1
-        ):
+        capacity = request.max_concurrent_tasks or 1
+        if not self._executions.owner:
+            async for mailed in self._mailbox.poll(identity, frozenset(queues), capacity):
+                yield mailed
+            return
+        async for task in self._broker.poll(identity, frozenset(queues), capacity):
             yield task_to_proto(task)
 
     async def CompleteTask(
         self, request: worker_pb2.CompleteTaskRequest, context: Context
     ) -> worker_pb2.CompleteTaskResponse:
+        accepted = await self._here_or_mailed("complete", request)
+        return worker_pb2.CompleteTaskResponse(accepted=accepted)
+
+    async def FailTask(
+        self, request: worker_pb2.FailTaskRequest, context: Context
+    ) -> worker_pb2.FailTaskResponse:
+        accepted = await self._here_or_mailed("fail", request)
+        return worker_pb2.FailTaskResponse(accepted=accepted)
+
+    async def HeartbeatTask(
+        self, request: worker_pb2.HeartbeatTaskRequest, context: Context
+    ) -> worker_pb2.HeartbeatTaskResponse:
+        stop = await self._here_or_mailed("heartbeat", request)
+        return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
+
+    async def apply_mailed(self, kind: str, body: bytes) -> bool:
+        """In the engine process: carries out an answer another process received (and
+        checked); returns what that process answers (accepted, or for a heartbeat: stop)."""
+        message_type, carry_out = self._answers[kind]
+        try:
+            return carry_out(message_type.FromString(body), True)
+        except (BatonError, DecodeError):  # checked where it was received; cannot happen
+            log.exception("a mailed worker answer could not be carried out")
+            return kind == "heartbeat"
+
+    async def _here_or_mailed(self, kind: str, request: Any) -> bool:
+        """Checks an answer, then carries it out here, or through the mailbox when another
+        process runs executions."""
         _require_token(request.task_token)
-        if not self._executions.owner:
-            relayed: worker_pb2.CompleteTaskResponse = await self._forwarder.unary(
-                _stub, "CompleteTask", request, context
-            )
-            return relayed
+        carry_out = self._answers[kind][1]
+        if self._executions.owner:
+            return carry_out(request, True)
+        carry_out(request, False)  # checks it only
+        return await self._mailbox.answer(request.task_token, kind, request.SerializeToString())
+
+    def _complete(self, request: worker_pb2.CompleteTaskRequest, apply: bool) -> bool:
         handoff_to = agent_ref(request.handoff_to)
         if handoff_to and not is_resource_id(handoff_to):
             raise invalid_field(
                 "handoff_to", f"{shorten(request.handoff_to)!r} is not an agent name"
             )
         output = struct_to_dict(request.output, "output")
-        accepted = self._broker.complete(request.task_token, output, handoff_to)
-        return worker_pb2.CompleteTaskResponse(accepted=accepted)
+        return apply and self._broker.complete(request.task_token, output, handoff_to)
 
-    async def FailTask(
-        self, request: worker_pb2.FailTaskRequest, context: Context
-    ) -> worker_pb2.FailTaskResponse:
-        _require_token(request.task_token)
-        if not self._executions.owner:
-            relayed: worker_pb2.FailTaskResponse = await self._forwarder.unary(
-                _stub, "FailTask", request, context
-            )
-            return relayed
+    def _fail(self, request: worker_pb2.FailTaskRequest, apply: bool) -> bool:
         error = request.error
         if len(error.type) > MAX_ERROR_TYPE:
             raise invalid_field("error.type", f"is longer than {MAX_ERROR_TYPE} characters")
@@ -174,18 +203,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             non_retryable=error.non_retryable,
             details=optional_struct(error, "details", "error.details"),
         )
-        accepted = self._broker.fail(request.task_token, failure, retry_after)
-        return worker_pb2.FailTaskResponse(accepted=accepted)
+        return apply and self._broker.fail(request.task_token, failure, retry_after)
 
-    async def HeartbeatTask(
-        self, request: worker_pb2.HeartbeatTaskRequest, context: Context
-    ) -> worker_pb2.HeartbeatTaskResponse:
-        _require_token(request.task_token)
-        if not self._executions.owner:
-            relayed: worker_pb2.HeartbeatTaskResponse = await self._forwarder.unary(
-                _stub, "HeartbeatTask", request, context
-            )
-            return relayed
+    def _heartbeat(self, request: worker_pb2.HeartbeatTaskRequest, apply: bool) -> bool:
+        """Returns whether the worker should stop."""
         if len(request.logs) > MAX_LIST_ITEMS:
             raise invalid_field("logs", f"at most {MAX_LIST_ITEMS} lines per heartbeat")
         logs = [
@@ -202,18 +223,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 _bounded_text(request.output_delta.text, "output_delta.text"),
                 optional_struct(request.output_delta, "data", "output_delta.data"),
             )
+        if not apply:
+            return False
         task, stop = self._broker.heartbeat(request.task_token)
         if task is not None and not stop:
             for severity, message, fields in logs:
                 task.attempt.log(severity, message, fields)
             if delta is not None:
                 task.attempt.deltas(*delta)
-        return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
-
-
-def _stub(channel: grpc.aio.Channel) -> worker_pb2_grpc.WorkerServiceAsyncStub:
-    stub: worker_pb2_grpc.WorkerServiceAsyncStub = worker_pb2_grpc.WorkerServiceStub(channel)
-    return stub
+        return stop
 
 
 def _bounded_text(text: str, field: str) -> str:

@@ -150,6 +150,19 @@ MIGRATIONS: list[list[str]] = [
             value TEXT NOT NULL, PRIMARY KEY (value, owner_seq)) STRICT""",
         "CREATE INDEX tool_runs_owner ON tool_runs (owner_seq)",
     ],
+    # 11: the mailbox between the engine process and workers polling other processes.
+    [
+        """CREATE TABLE worker_pollers (
+            id TEXT PRIMARY KEY, identity TEXT NOT NULL, queues TEXT NOT NULL,
+            capacity INTEGER NOT NULL, seen REAL NOT NULL) STRICT""",
+        """CREATE TABLE worker_deliveries (
+            token TEXT PRIMARY KEY, poller TEXT NOT NULL, task BLOB NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0) STRICT""",
+        "CREATE INDEX worker_deliveries_poller ON worker_deliveries (poller, sent)",
+        """CREATE TABLE worker_answers (
+            seq INTEGER PRIMARY KEY, token TEXT NOT NULL, kind TEXT NOT NULL,
+            body BLOB NOT NULL, verdict INTEGER) STRICT""",
+    ],
 ]
 
 
