@@ -247,10 +247,12 @@ async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(90)
-async def test_retries_skip_a_frozen_worker_on_the_standby(tmp_path: Path) -> None:
-    """Two workers on the standby: the task reaches one through the mailbox, its heartbeats
-    keep it alive there; frozen (SIGSTOP), its lease runs out on the engine, and the retry
-    goes to the other worker, not down the frozen one's open stream."""
+@pytest.mark.parametrize("stop", ["SIGSTOP", "SIGKILL"])
+async def test_a_lost_worker_on_the_standby_hands_the_retry_on(tmp_path: Path, stop: str) -> None:
+    """Two workers on the standby: the task reaches one through the mailbox, and its
+    heartbeats keep it alive there. Frozen (SIGSTOP), its lease runs out on the engine and
+    the retry goes to the other worker, not down the frozen one's open stream. Killed, its
+    stream ends on the standby and the engine fails the task WORKER_LOST at once."""
     processes, owner_port, standby_port = await two_servers(tmp_path, None)
     workers = {p.pid: p for p in (worker_process(standby_port, "marked") for _ in range(2))}
     try:
@@ -273,14 +275,15 @@ async def test_retries_skip_a_frozen_worker_on_the_standby(tmp_path: Path) -> No
 
             await eventually(marked, within=15)
             frozen = workers[int(marker.read_text().split()[0])]
-            frozen.send_signal(signal.SIGSTOP)
+            frozen.send_signal(getattr(signal, stop))
             try:
                 done = await owner.executions.wait(started.name, timeout=30)
             finally:
                 frozen.send_signal(signal.SIGCONT)
         assert done.state == Execution.STATE_SUCCEEDED, done.error
         run = done.steps[0]
-        assert run.attempts[0].error.type == "HEARTBEAT_TIMEOUT"
+        lost = {"SIGSTOP": "HEARTBEAT_TIMEOUT", "SIGKILL": "WORKER_LOST"}[stop]
+        assert run.attempts[0].error.type == lost
         assert run.attempt == 2 and int(run.output["pid"]) != frozen.pid
     finally:
         for worker in workers.values():

@@ -98,7 +98,8 @@ class MailboxEngine:
         for poller_id in [p for p in self._proxies if p not in live]:
             self._proxies.pop(poller_id).cancel()  # its leased tasks fail WORKER_LOST
         for poller_id, poller in live.items():
-            if poller_id not in self._proxies:
+            proxy = self._proxies.get(poller_id)
+            if proxy is None or proxy.done():  # new, or its last delivery failed
                 self._proxies[poller_id] = asyncio.create_task(self._serve(poller))
         if not answers:
             return
@@ -114,8 +115,10 @@ class MailboxEngine:
         )
 
     async def _serve(self, poller: PollerRow) -> None:
-        """Hands tasks to another process's poller, as a local PollTasks stream would."""
-        with contextlib.suppress(asyncio.CancelledError):
+        """Hands tasks to another process's poller, as a local PollTasks stream would. When
+        it ends (the poller is gone, or a delivery failed), the tasks leased to it fail as
+        retryable, as when a local stream ends."""
+        try:
             async for task in self._broker.poll(poller.identity, poller.queues, poller.capacity):
                 await self._db.write(
                     functools.partial(
@@ -125,6 +128,10 @@ class MailboxEngine:
                         task=self._to_message(task).SerializeToString(),
                     )
                 )
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # served again at the next round
+            log.exception("delivering a task to another process failed")
 
     def _stop_serving(self) -> None:
         self._serving = False
