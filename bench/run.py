@@ -131,6 +131,14 @@ async def empty_rpc_ceiling(calls: int, concurrency: int) -> dict[str, float]:
     }
 
 
+NOOP = "baton_server.agents.builtin:noop"
+
+
+async def noop_agent(client: Client) -> None:
+    """The built-in no-op agent, as `agents/noop`: the engine's cost without an agent's."""
+    await client.agents.create(Agent(python=PythonRuntime(entry_point=NOOP)), agent_id="noop")
+
+
 async def workflow_of(client: Client, steps: int, agent: str, name: str) -> str:
     chain = [
         Step(id=f"s{i}", agent=agent, depends_on=[f"s{i - 1}"] if i else []) for i in range(steps)
@@ -258,10 +266,7 @@ async def retention_under_writes(tmp: Path, executions: int) -> dict[str, float]
     process, port = await start_server(tmp / "retention.db", "FULL", retention=3.0)
     try:
         async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:
-            await client.agents.create(
-                Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop")),
-                agent_id="noop",
-            )
+            await noop_agent(client)
             one = await workflow_of(client, 1, "noop", "one")
             for offset in range(0, executions, 500):
                 await asyncio.gather(
@@ -270,9 +275,7 @@ async def retention_under_writes(tmp: Path, executions: int) -> dict[str, float]
             latencies = []
             while True:  # writes until retention has deleted them all
                 begun = time.perf_counter()
-                await client.agents.create(
-                    Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop"))
-                )
+                await client.agents.create(Agent(python=PythonRuntime(entry_point=NOOP)))
                 latencies.append((time.perf_counter() - begun) * 1000)
                 if len(latencies) % 50 == 0:
                     left = [e async for e in client.executions.list(page_size=1)]
@@ -365,10 +368,7 @@ async def postgresql_figures(scale: float) -> dict[str, Any]:
     process, port = await start_server(url, "FULL")
     try:
         async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:
-            await client.agents.create(
-                Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop")),
-                agent_id="noop",
-            )
+            await noop_agent(client)
             three = await workflow_of(client, 3, "noop", "three")
             ten = await workflow_of(client, 10, "noop", "ten")
             seq3 = await sequential(client, three, int(300 * scale))
@@ -418,10 +418,7 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
         process, port = await start_server(Path(tmp) / "bench.db", synchronous)
         try:
             async with Client.connect(f"127.0.0.1:{port}", timeout=300) as client:
-                await client.agents.create(
-                    Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:noop")),
-                    agent_id="noop",
-                )
+                await noop_agent(client)
                 await client.agents.create(
                     Agent(python=PythonRuntime(entry_point="baton_server.agents.builtin:sleep")),
                     agent_id="sleeper",

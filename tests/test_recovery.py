@@ -7,12 +7,12 @@ import asyncio
 import collections
 import random
 import signal
-import sqlite3
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import start_process, stop_processes
+from conftest import query_database, start_process, stop_processes
 
 import baton
 from baton import Agent, Client, Execution, PythonRuntime, Step, Workflow
@@ -54,14 +54,65 @@ async def effect_agent(
     )
 
 
-def durable_steps(database: Path) -> dict[tuple[str, str], tuple[str, int]]:
+async def effect_chain(client: Client, effect_log: Path, max_pause: float) -> str:
+    """A workflow of three steps one after another (`one`, `two`, `three`), each run by an
+    agent that records its idempotency key in `effect_log`; returns its name."""
+    await effect_agent(client, "effect", "effect", effect_log, max_pause)
+    workflow = await client.workflows.create(
+        Workflow(
+            steps=[
+                Step(id="one", agent="effect"),
+                Step(id="two", agent="effect", depends_on=["one"]),
+                Step(id="three", agent="effect", depends_on=["two"]),
+            ]
+        )
+    )
+    return workflow.name
+
+
+async def durable_steps(location: str) -> dict[tuple[str, str], tuple[str, int]]:
     """(execution, step) -> (state, attempt) as committed in the database."""
-    with sqlite3.connect(database) as conn:
-        rows = conn.execute(
-            "SELECT e.id, s.step_id, s.state, s.attempt FROM step_runs s "
-            "JOIN executions e ON e.seq = s.execution_seq"
-        ).fetchall()
+    rows = await query_database(
+        location,
+        "SELECT e.id, s.step_id, s.state, s.attempt FROM step_runs s "
+        "JOIN executions e ON e.seq = s.execution_seq",
+    )
     return {(e, s): (state, attempt) for e, s, state, attempt in rows}
+
+
+@dataclass(frozen=True)
+class AtTheKill:
+    """What was durable, and what side effects were done, when the server was killed."""
+
+    done: set[tuple[str, str]]
+    running: dict[tuple[str, str], int]
+    effects: collections.Counter[tuple[str, str]]
+
+    @classmethod
+    async def read(cls, location: str, effect_log: Path) -> AtTheKill:
+        steps = await durable_steps(location)
+        return cls(
+            {k for k, (state, _) in steps.items() if state == "SUCCEEDED"},
+            {k: attempt for k, (state, attempt) in steps.items() if state == "RUNNING"},
+            effects(effect_log),
+        )
+
+    async def check_chains_recovered(
+        self, location: str, effect_log: Path, finished: list[Execution]
+    ) -> None:
+        """After `effect_chain` executions finished: no step that had succeeded ran again,
+        every step ran, and each attempt the kill cut short was delivered again, as is."""
+        effects_after = effects(effect_log)
+        for key in self.done:  # succeeded before the kill: never run again
+            assert effects_after[key] == self.effects[key] == 1, key
+        for execution in finished:  # everything else ran at least once
+            execution_id = execution.name.split("/")[1]
+            for step_id in ("one", "two", "three"):
+                assert effects_after[(execution_id, step_id)] >= 1
+        after = await durable_steps(location)
+        for key, attempt in self.running.items():  # interrupted: delivered again, as is
+            assert after[key][1] == attempt, key
+            assert set(keys(effect_log)[key]) == {f"{key[0]}/{key[1]}/{attempt}"}, key
 
 
 async def kill_after_effects(process: subprocess.Popen[str], effect_log: Path, target: int) -> None:
@@ -101,44 +152,19 @@ async def test_sigkill_mid_run_then_restart_finishes_everything(
         process, port = await start_process(database)
         processes.append(process)
         async with Client.connect(f"127.0.0.1:{port}", timeout=30) as client:
-            await effect_agent(client, "effect", "effect", effect_log, 0.2)
-            workflow = await client.workflows.create(
-                Workflow(
-                    steps=[
-                        Step(id="one", agent="effect"),
-                        Step(id="two", agent="effect", depends_on=["one"]),
-                        Step(id="three", agent="effect", depends_on=["two"]),
-                    ]
-                )
-            )
+            workflow = await effect_chain(client, effect_log, 0.2)
             started = await asyncio.gather(
-                *(client.executions.start(workflow.name, {"n": i}) for i in range(200))
+                *(client.executions.start(workflow, {"n": i}) for i in range(200))
             )
             target = int(600 * kill_at) + random.randint(0, 30)
             await kill_after_effects(process, effect_log, target)
 
-        before = durable_steps(database)
-        done_before = {key for key, (state, _) in before.items() if state == "SUCCEEDED"}
-        running_before = {
-            key: attempt for key, (state, attempt) in before.items() if state == "RUNNING"
-        }
-        effects_before = effects(effect_log)
-        assert done_before, "some steps finished before the kill"
-        assert len(done_before) < 600, "the kill came before everything finished"
+        at_kill = await AtTheKill.read(str(database), effect_log)
+        assert at_kill.done, "some steps finished before the kill"
+        assert len(at_kill.done) < 600, "the kill came before everything finished"
 
         finished = await restart_and_finish(database, processes, started)
-
-        effects_after = effects(effect_log)
-        for key in done_before:  # succeeded before the kill: never run again
-            assert effects_after[key] == effects_before[key] == 1, key
-        for execution in finished:  # everything else ran at least once
-            execution_id = execution.name.split("/")[1]
-            for step_id in ("one", "two", "three"):
-                assert effects_after[(execution_id, step_id)] >= 1
-        after = durable_steps(database)
-        for key, attempt in running_before.items():  # interrupted: delivered again, as is
-            assert after[key][1] == attempt, key
-            assert set(keys(effect_log)[key]) == {f"{key[0]}/{key[1]}/{attempt}"}, key
+        await at_kill.check_chains_recovered(str(database), effect_log, finished)
     finally:
         stop_processes(processes)
 
@@ -230,7 +256,7 @@ async def test_sigkill_during_a_fan_out_with_retries(tmp_path: Path) -> None:
             # 60 executions x 6 steps x 2 attempts = 720 side effects; kill around a third.
             await kill_after_effects(process, effect_log, random.randint(150, 350))
 
-        before = durable_steps(database)
+        before = await durable_steps(str(database))
         done_before = {key for key, (state, _) in before.items() if state == "SUCCEEDED"}
         effects_before = effects(effect_log)
         states = collections.Counter(state for state, _ in before.values())

@@ -20,7 +20,7 @@ from conftest import (
     stop_processes,
     worker_process,
 )
-from test_recovery import effect_agent, effects, keys
+from test_recovery import AtTheKill, effect_chain, effects
 
 from baton import Agent, Client, Execution, Step, WorkerRuntime, Workflow
 
@@ -28,15 +28,6 @@ from baton import Agent, Client, Execution, Step, WorkerRuntime, Workflow
 pytestmark = pytest.mark.sqlite_only
 
 LEASE = 1.5
-
-
-async def durable_steps(url: str) -> dict[tuple[str, str], tuple[str, int]]:
-    rows = await query_database(
-        url,
-        "SELECT e.id, s.step_id, s.state, s.attempt FROM step_runs s "
-        "JOIN executions e ON e.seq = s.execution_seq",
-    )
-    return {(e, s): (state, attempt) for e, s, state, attempt in rows}
 
 
 async def lease_holder(url: str) -> tuple[str, int]:
@@ -60,20 +51,10 @@ async def test_sigkill_one_of_three_replicas_under_load(tmp_path: Path) -> None:
                 Client.connect(f"127.0.0.1:{port}", timeout=60) for _, port in started_processes
             ]
             try:
-                first = clients[0]
-                await effect_agent(first, "effect", "effect", effect_log, 0.1)
-                workflow = await first.workflows.create(
-                    Workflow(
-                        steps=[
-                            Step(id="one", agent="effect"),
-                            Step(id="two", agent="effect", depends_on=["one"]),
-                            Step(id="three", agent="effect", depends_on=["two"]),
-                        ]
-                    )
-                )
+                workflow = await effect_chain(clients[0], effect_log, 0.1)
                 # Started through all three replicas.
                 started = await asyncio.gather(
-                    *(clients[i % 3].executions.start(workflow.name, {"n": i}) for i in range(150))
+                    *(clients[i % 3].executions.start(workflow, {"n": i}) for i in range(150))
                 )
                 owner, pid = await lease_holder(url)
                 victim = next(p for p in processes if p.pid == pid)
@@ -86,13 +67,8 @@ async def test_sigkill_one_of_three_replicas_under_load(tmp_path: Path) -> None:
                 victim.send_signal(signal.SIGKILL)
                 killed_at = time.monotonic()
 
-                before = await durable_steps(url)
-                effects_before = effects(effect_log)
-                done_before = {k for k, (state, _) in before.items() if state == "SUCCEEDED"}
-                running_before = {
-                    k: attempt for k, (state, attempt) in before.items() if state == "RUNNING"
-                }
-                assert done_before and len(done_before) < 450
+                at_kill = await AtTheKill.read(url, effect_log)
+                assert at_kill.done and len(at_kill.done) < 450
 
                 # Another replica takes the engine over within the lease timeout (it tries
                 # once a second at most).
@@ -119,18 +95,8 @@ async def test_sigkill_one_of_three_replicas_under_load(tmp_path: Path) -> None:
             for e in finished
             if e.state != Execution.STATE_SUCCEEDED
         ][:3]
-        effects_after = effects(effect_log)
         assert LEASE / 2 < took_over < LEASE + 2.0
-        for key in done_before:  # succeeded before the kill: never run again
-            assert effects_after[key] == effects_before[key] == 1, key
-        for execution in finished:  # everything else ran
-            execution_id = execution.name.split("/")[1]
-            for step_id in ("one", "two", "three"):
-                assert effects_after[(execution_id, step_id)] >= 1
-        after = await durable_steps(url)
-        for key, attempt in running_before.items():  # cut short: delivered again, as is
-            assert after[key][1] == attempt, key
-            assert set(keys(effect_log)[key]) == {f"{key[0]}/{key[1]}/{attempt}"}, key
+        await at_kill.check_chains_recovered(url, effect_log, finished)
 
 
 @pytest.mark.timeout(90)

@@ -128,6 +128,24 @@ class GroupCommit:
             self._idle.set()
 
 
+class GroupCommitted:
+    """`write` and `submit` through the database's GroupCommit (both databases)."""
+
+    _commits: GroupCommit
+
+    async def write(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> T:
+        """See Database.write."""
+        return await self._commits.write(job, isolated=isolated, before=before)
+
+    def submit(
+        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]:
+        """`write` without waiting: the future of the job's result."""
+        return self._commits.submit(job, isolated=isolated, before=before)
+
+
 class Database(Protocol):
     """What the engine and the services use of a database (SQLite or PostgreSQL)."""
 
@@ -175,7 +193,7 @@ async def open_database(location: str, *, synchronous: str = "FULL") -> Database
     return await SqliteDatabase.open(location, synchronous=synchronous)
 
 
-class SqliteDatabase:
+class SqliteDatabase(GroupCommitted):
     """A writer thread that owns the write connection, and an aiosqlite reader connection
     (WAL lets it read while the writer writes).
 
@@ -210,18 +228,6 @@ class SqliteDatabase:
         await self._commits.drain()
         await self._reader.close()
         await self._writer.close()
-
-    async def write(
-        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
-    ) -> T:
-        """See Database.write: the job runs in the writer thread."""
-        return await self._commits.write(job, isolated=isolated, before=before)
-
-    def submit(
-        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
-    ) -> asyncio.Future[T]:
-        """`write` without waiting: the future of the job's result."""
-        return self._commits.submit(job, isolated=isolated, before=before)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         """Runs a query on the reader connection and returns its first row."""

@@ -28,10 +28,10 @@ import asyncpg
 
 from baton_server.storage.database import (
     GroupCommit,
+    GroupCommitted,
     Outcome,
     PendingWrite,
     SqlConnection,
-    WriteJob,
 )
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ class PgConnection:
         return list(await self.raw.fetch(pg_sql(sql), *parameters))
 
 
-class PostgresDatabase:
+class PostgresDatabase(GroupCommitted):
     """One write connection with group commit, and a pool of read connections."""
 
     def __init__(self, url: str, writer: asyncpg.Connection, readers: asyncpg.Pool) -> None:
@@ -98,18 +98,6 @@ class PostgresDatabase:
         await self._commits.drain()
         await self._readers.close()
         await self._writer.close()
-
-    async def write(
-        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
-    ) -> T:
-        """See Database.write."""
-        return await self._commits.write(job, isolated=isolated, before=before)
-
-    def submit(
-        self, job: WriteJob[T], *, isolated: bool = True, before: Callable[[], None] | None = None
-    ) -> asyncio.Future[T]:
-        """`write` without waiting: the future of the job's result."""
-        return self._commits.submit(job, isolated=isolated, before=before)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
         """Runs a query on a read connection and returns its first row."""
