@@ -326,6 +326,11 @@ def python_agent(display_name: str = "Echo", **fields: Any) -> Agent:
     )
 
 
+async def file_has(path: Path, text: str) -> bool:
+    """Whether the file exists and holds `text` (another process writes it)."""
+    return await asyncio.to_thread(lambda: path.exists() and text in path.read_text())
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
     """Waits until `check()` is true."""
     deadline = time.monotonic() + within

@@ -18,6 +18,7 @@ from conftest import (
     TESTS,
     RedisProcess,
     eventually,
+    file_has,
     redis_prefix,
     start_process,
     stop_processes,
@@ -270,10 +271,7 @@ async def test_a_lost_worker_on_the_standby_hands_the_retry_on(tmp_path: Path, s
                 workflow.name, {"marker": str(marker), "seconds": 3.0}
             )
 
-            async def marked() -> bool:
-                return marker.exists() and "\n" in marker.read_text()
-
-            await eventually(marked, within=15)
+            await eventually(lambda: file_has(marker, "\n"), within=15)
             frozen = workers[int(marker.read_text().split()[0])]
             frozen.send_signal(getattr(signal, stop))
             try:

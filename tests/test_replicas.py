@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import (
     database_for_test,
+    eventually,
+    file_has,
     query_database,
     start_process,
     stop_processes,
@@ -102,8 +104,9 @@ async def test_sigkill_one_of_three_replicas_under_load(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 async def test_a_worker_on_another_replica_before_and_after_a_takeover(tmp_path: Path) -> None:
     """A worker connected to the replica that does not run executions gets its tasks
-    through the database; when the engine replica dies and that replica takes over, the
-    same worker stream goes on serving."""
+    through the database. The engine replica dies while the worker holds a task: the
+    other replica takes over, delivers the cut-short attempt again (same number, same
+    key) down the same worker stream, and goes on serving it."""
     env = {"BATON_ENGINE_LEASE": str(LEASE), "BATON_STREAM_POLL": "0.2"}
     processes: list[subprocess.Popen[str]] = []
     async with database_for_test(tmp_path, "postgresql") as url:
@@ -114,10 +117,14 @@ async def test_a_worker_on_another_replica_before_and_after_a_takeover(tmp_path:
             processes += [first[0], second[0]]
             _, engine_pid = await lease_holder(url)
             engine, other = (first, second) if first[0].pid == engine_pid else (second, first)
-            worker = worker_process(other[1], "shout")
+            worker = worker_process(other[1], "shout", "marked")
             try:
                 async with Client.connect(f"127.0.0.1:{other[1]}", timeout=30) as client:
                     await client.agents.create(Agent(worker=WorkerRuntime()), agent_id="shout")
+                    await client.agents.create(Agent(worker=WorkerRuntime()), agent_id="marked")
+                    held = await client.workflows.create(
+                        Workflow(steps=[Step(id="m", agent="marked")])
+                    )
                     workflow = await client.workflows.create(
                         Workflow(
                             steps=[
@@ -131,8 +138,21 @@ async def test_a_worker_on_another_replica_before_and_after_a_takeover(tmp_path:
                     assert done.steps[0].output["text"] == "BEFORE"
                     assert int(done.steps[0].output["pid"]) == worker.pid
 
+                    marker = tmp_path / "marker"
+                    cut = await client.executions.start(
+                        held.name, {"marker": str(marker), "seconds": 1.0}
+                    )
+                    await eventually(lambda: file_has(marker, "\n"), within=15)  # the worker has it
                     engine[0].send_signal(signal.SIGKILL)
                     await asyncio.to_thread(engine[0].wait)
+                    done = await client.executions.wait(cut.name, timeout=30)
+                    assert done.state == Execution.STATE_SUCCEEDED, done.error
+                    run = done.steps[0]
+                    assert [a.attempt for a in run.attempts] == [1, 1]
+                    assert run.attempts[0].error.type == "INTERRUPTED"
+                    assert int(run.output["pid"]) == worker.pid
+                    assert marker.read_text().split() == [str(worker.pid)] * 2
+
                     after = await client.executions.start(workflow.name, {"t": "after"})
                     done = await client.executions.wait(after.name, timeout=30)
                     assert done.state == Execution.STATE_SUCCEEDED, done.error

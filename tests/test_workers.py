@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import eventually, python_agent
+from conftest import eventually, file_has, python_agent
 from google.protobuf import duration_pb2
 
 import baton
@@ -59,10 +59,6 @@ async def spawn_worker(server: Baton) -> AsyncIterator[Callable[..., subprocess.
     for process in started:
         process.kill()
         process.wait()
-
-
-async def _has(path: Path, text: str) -> bool:
-    return await asyncio.to_thread(lambda: path.exists() and text in path.read_text())
 
 
 async def connected(server: Baton, count: int) -> None:
@@ -118,7 +114,7 @@ async def two_workers_one_task(
     execution = await client.executions.start(
         workflow.name, {"marker": str(marker), "seconds": 1.0}
     )
-    await eventually(lambda: _has(marker, "\n"), within=10)
+    await eventually(lambda: file_has(marker, "\n"), within=10)
     return execution, workers[int(marker.read_text().split()[0])]
 
 
@@ -174,9 +170,9 @@ async def test_cancel_reaches_a_heartbeating_worker(
     await connected(server, 1)
     marker = tmp_path / "marker"
     execution = await client.executions.start(workflow.name, {"marker": str(marker), "seconds": 60})
-    await eventually(lambda: _has(marker, ""))
+    await eventually(lambda: file_has(marker, ""))
     await client.executions.cancel(execution.name)
-    await eventually(lambda: _has(marker, "cancelled"))  # the worker was told
+    await eventually(lambda: file_has(marker, "cancelled"))  # the worker was told
 
 
 async def test_late_answer_after_the_lease_ended_changes_nothing(
