@@ -68,8 +68,14 @@ class Telemetry:
 
     def count_events(self, events: list[Event]) -> None:
         """Counts committed events (an engine listener)."""
+        counts: dict[EventType, int] = {}  # one increment per kind
         for event in events:
-            self.child(self.events, event.type.value).inc()
+            counts[event.type] = counts.get(event.type, 0) + 1
+        for kind, count in counts.items():
+            self.child(self.events, kind.value).inc(count)
+        if EventType.AGENT_TURN not in counts:
+            return
+        for event in events:
             if event.type is EventType.AGENT_TURN:
                 turn = payload_of(event)
                 assert isinstance(turn, AgentTurn)

@@ -507,9 +507,20 @@ class _Decider:
             self.schedule_ready()
         if self.failed is not None:
             self.fail_execution(self.failed)
-        elif all(self.run(s.id).state.terminal for s in self.plan.workflow.steps):
+        elif self.all_ended():
             self.finish()
         return self.decision
+
+    def all_ended(self) -> bool:
+        """True when every step has ended (looked at from the last: in a chain, the step
+        that has not ended yet is found at once)."""
+        decided = self.decision.steps
+        at = self.state.at
+        for position in range(len(self.plan.workflow.steps) - 1, -1, -1):
+            run = decided.get(position) or at(position)
+            if not run.state.terminal:
+                return False
+        return True
 
     def schedule_ready(self) -> None:
         """Decides every PENDING step whose dependencies have ended: skip, or schedule."""
@@ -1099,7 +1110,8 @@ class _Decider:
         self, step: Step, run: StepRun, agent: Agent, agent_input: dict[str, Any]
     ) -> None:
         """Starts an attempt now, or waits for a slot of an agent with max_concurrency."""
-        run = run.evolve(state=StepState.SCHEDULED, retry_at=0.0)
+        if run.state is not StepState.SCHEDULED or run.retry_at:
+            run = run.evolve(state=StepState.SCHEDULED, retry_at=0.0)
         if self.holding():
             self.put(run)
         elif agent.max_concurrency:
