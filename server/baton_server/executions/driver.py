@@ -135,6 +135,7 @@ class RunDriver:
         self._task: asyncio.Task[None] | None = None
         self._first: Decision | None = None
         self._spans = RunSpans(env.tracing, execution)
+        self._loop = asyncio.get_running_loop()
 
     # Lifecycle ------------------------------------------------------------------------
 
@@ -288,23 +289,25 @@ class RunDriver:
         state.sizes = self._sizes
         state.values = self._values
         state.items = self._items
-        total = Decision()
+        total: Decision | None = None
         queue = list(inputs)
         while queue:
             event = queue.pop(0)
             if isinstance(event, SlotGranted):
                 self._granted.add(event.step_id)
             decision = await self._decide(state, event)
-            kept: list[Command] = []
-            for command in decision.commands:
-                if isinstance(command, AwaitSlot) and await self._take_free_slot(command):
-                    queue.append(SlotGranted(command.step_id))  # decided in this batch
-                else:
-                    kept.append(command)
-            decision.commands = kept
-            total = total.then(decision)
-            state = state.after(decision)
-        return total
+            if any(isinstance(c, AwaitSlot) for c in decision.commands):
+                kept: list[Command] = []
+                for command in decision.commands:
+                    if isinstance(command, AwaitSlot) and await self._take_free_slot(command):
+                        queue.append(SlotGranted(command.step_id))  # decided in this batch
+                    else:
+                        kept.append(command)
+                decision.commands = kept
+            total = decision if total is None else total.then(decision)
+            if queue:
+                state = state.after(decision)
+        return total or Decision()
 
     async def _decide(self, state: RunState, event: Input) -> Decision:
         now = self.env.clock()
@@ -386,7 +389,7 @@ class RunDriver:
 
     def _run_attempt(self, command: RunAttempt) -> None:
         cancelled = threading.Event()
-        task = asyncio.ensure_future(self._attempt(command, cancelled))
+        task = self._loop.create_task(self._attempt(command, cancelled))
         key = _attempt_key(command.step_id, command.item)
         slot = self._held.pop(command.step_id, None) if command.item < 0 else None
         self._attempts[key] = _Running(command.attempt, task, cancelled, slot)
@@ -582,7 +585,7 @@ class RunDriver:
             self._timers.pop(timer, None)
             self._push(TimerFired(timer))
 
-        self._timers[timer] = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers[timer] = self._loop.call_later(delay, fire)
 
     def _stop_attempt(self, step_id: str) -> None:
         current = self._attempts.pop(step_id, None)
@@ -677,7 +680,7 @@ class _AttemptEvents:
 
     def __init__(self, run: RunDriver, step_id: str, attempt: int) -> None:
         self._run = run
-        self._loop = asyncio.get_running_loop()
+        self._loop = run._loop
         self._step_id = step_id
         self._attempt = attempt
         self._logs = 0

@@ -34,6 +34,7 @@ from baton_server.storage.executions import (
 from baton_server.storage.idempotency import IdempotencyRepository
 
 EXECUTION_COLUMNS = ("state", "start_time", "end_time")
+_COLUMN_NAMES = frozenset(EXECUTION_COLUMNS)
 _DECODE_ON_LOOP = 100
 """Most stored items decoded on the event loop; more are decoded in a thread."""
 
@@ -205,25 +206,26 @@ class Journal:
         arrive together are written by one job with three statements."""
         fields = fields or {}
         now = self.clock()
-        first = execution.last_sequence + 1
-        for offset, event in enumerate(events):
+        sequence = execution.last_sequence
+        execution_id = execution.id
+        for event in events:
+            sequence += 1
             event.time = event.time or now
-            event.sequence = first + offset
-            event.execution_id = execution.id
-        merged = {name: fields.get(name, getattr(execution, name)) for name in EXECUTION_COLUMNS}
+            event.sequence = sequence
+            event.execution_id = execution_id
         doc = None
-        if any(k not in EXECUTION_COLUMNS for k in fields):
+        if fields and not fields.keys() <= _COLUMN_NAMES:
             doc = {
                 **execution.mutable_doc(),
                 **{k: _plain(v) for k, v in fields.items() if k not in EXECUTION_COLUMNS},
             }
         change = Change(
             seq=execution.seq,
-            state=_plain(merged["state"]),
-            start_time=merged["start_time"],
-            end_time=merged["end_time"],
+            state=_plain(fields.get("state", execution.state)),
+            start_time=fields.get("start_time", execution.start_time),
+            end_time=fields.get("end_time", execution.end_time),
             doc=doc,
-            last_sequence=execution.last_sequence + len(events),
+            last_sequence=sequence,
             steps=[step_row(s) for s in steps],
             events=[event_row(e) for e in events],
             items=[
