@@ -24,7 +24,7 @@ class ExecutionState(enum.StrEnum):
     @property
     def terminal(self) -> bool:
         """True once the execution has ended."""
-        return self not in (ExecutionState.QUEUED, ExecutionState.RUNNING, ExecutionState.PAUSED)
+        return self not in _UNENDED_EXECUTION
 
 
 class StepState(enum.StrEnum):
@@ -47,6 +47,10 @@ class StepState(enum.StrEnum):
         """True once the step will not run (again)."""
         return self in _TERMINAL_STEP
 
+
+_UNENDED_EXECUTION = frozenset(
+    {ExecutionState.QUEUED, ExecutionState.RUNNING, ExecutionState.PAUSED}
+)
 
 _TERMINAL_STEP = frozenset(
     {

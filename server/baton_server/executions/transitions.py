@@ -1443,17 +1443,19 @@ class _Decider:
         total = sizes.get(("", 0), -1)
         if total < 0:
             total = sizes[("", 0)] = len(orjson.dumps(self.execution.input))
-        for step in self.plan.workflow.steps:
-            run = self.run(step.id)
+        decided = self.decision.steps
+        at = self.state.at
+        for position in range(len(self.execution.steps)):
+            run = decided.get(position) or at(position)
             if run.past_outputs:  # a loop's earlier iterations are kept too
-                key = (step.id, -len(run.past_outputs))
+                key = (run.step_id, -len(run.past_outputs))
                 past = sizes.get(key)
                 if past is None:
                     past = sizes[key] = len(orjson.dumps(run.past_outputs))
                 total += past
-            if step.id == except_step or run.state is not StepState.SUCCEEDED:
+            if run.state is not StepState.SUCCEEDED or run.step_id == except_step:
                 continue
-            key = (step.id, run.attempt)
+            key = (run.step_id, run.attempt)
             size = sizes.get(key)
             if size is None:
                 size = sizes[key] = len(orjson.dumps(run.output or {}))

@@ -62,7 +62,7 @@ class Runtimes:
         )
         self._processes: concurrent.futures.ProcessPoolExecutor | None = None
         self._process_count = processes or None
-        self._functions: dict[str, AgentFunction] = {}
+        self._functions: dict[str, tuple[AgentFunction, bool]] = {}
         self._import_lock = asyncio.Lock()
 
     async def invoke(self, agent: Agent, value: dict[str, Any], info: AttemptInfo) -> AgentResult:
@@ -94,15 +94,10 @@ class Runtimes:
     ) -> Any:
         """Calls a Python entry point (an agent's or a tool's) with `value` and the step
         context; returns what it returned or raises AttemptFailedError."""
-        problem = self.policy.entry_point_problem(runtime.entry_point)
-        if problem is not None:  # the policy was narrowed after the agent was written
-            raise AttemptFailedError(
-                Failure(failures.ENTRY_POINT_NOT_ALLOWED, problem, non_retryable=True)
-            )
-        function = await self._function(runtime.entry_point)
+        function, is_async = await self._function(runtime.entry_point)
         ctx = step_context(info)
         try:
-            if inspect.iscoroutinefunction(function):
+            if is_async:
                 return await function(value, ctx)
             if runtime.cpu_bound:
                 return await asyncio.get_running_loop().run_in_executor(
@@ -136,13 +131,21 @@ class Runtimes:
         if self._processes is not None:
             self._processes.shutdown(wait=False, cancel_futures=True)
 
-    async def _function(self, entry_point: str) -> AgentFunction:
-        function = self._functions.get(entry_point)
-        if function is not None:
-            return function
+    async def _function(self, entry_point: str) -> tuple[AgentFunction, bool]:
+        """The entry point's function, and whether it is a coroutine function: loaded once,
+        if the policy allows it (the policy is this process's for its lifetime)."""
+        found = self._functions.get(entry_point)
+        if found is not None:
+            return found
+        problem = self.policy.entry_point_problem(entry_point)
+        if problem is not None:  # the policy was narrowed after the agent was written
+            raise AttemptFailedError(
+                Failure(failures.ENTRY_POINT_NOT_ALLOWED, problem, non_retryable=True)
+            )
         async with self._import_lock:
             if entry_point not in self._functions:
-                self._functions[entry_point] = await asyncio.to_thread(_load, entry_point)
+                function = await asyncio.to_thread(_load, entry_point)
+                self._functions[entry_point] = (function, inspect.iscoroutinefunction(function))
         return self._functions[entry_point]
 
     def _process_pool(self) -> concurrent.futures.ProcessPoolExecutor:
