@@ -8,15 +8,18 @@ import collections
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from conftest import StartServer, start_process, stop_processes
 
 from baton import Agent, Client, EventType, Execution, PythonRuntime, Step, StepRun, Workflow
-from baton_server.cluster.lease import EngineLease
-from baton_server.storage.coordination import CoordinationRepository
-from baton_server.storage.database import SqlConnection, SqliteDatabase
+from baton_server.domain import executions as domain
+from baton_server.executions.journal import Journal, LeaseLostError
+from baton_server.idempotency import RequestInfo
+from baton_server.storage.codec import Codec
+from baton_server.storage.database import open_database
+from baton_server.storage.executions import ExecutionRepository
+from baton_server.storage.idempotency import IdempotencyRepository
 
 
 @pytest.mark.timeout(90)
@@ -79,15 +82,16 @@ async def test_a_paused_engine_cannot_commit_after_a_standby_took_over(database:
     # Whichever the old engine noticed first (its lease renewal failing, or the fence on
     # its first write), it stopped without writing or failing anything.
     log = "".join(old_log)
-    assert "lost the engine lease" in log or "engine lease lost" in log, log[-2000:]
+    assert "lost the engine lease" in log or "claimed by another process" in log, log[-2000:]
     assert "execution run failed" not in log and "write batch failed" not in log
 
 
 async def test_a_state_change_the_fence_refuses_is_not_written(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The journal asks the fence in the transaction of each state change: once it says
-    the lease is gone, the attempt's end is not written and the run stops."""
+    """Each state change is written only while the writer's claim on the execution is the
+    current one: once another claim bumped its fence, the attempt's end is not written and
+    the run stops."""
     server = await start_server()
     async with Client.connect(f"127.0.0.1:{server.port}") as client:
         await client.agents.create(
@@ -97,35 +101,55 @@ async def test_a_state_change_the_fence_refuses_is_not_written(
             Workflow(steps=[Step(id="s0", agent="slow", input_mapping={"seconds": 0.5})])
         )
         started = await client.executions.start(workflow.name, {})
-
-        async def taken_over(conn: SqlConnection) -> bool:
-            return False
-
-        server.executions.journal.fence = taken_over
+        execution_id = started.name.removeprefix("executions/")
+        journal = server.executions.journal
+        await journal.db.write(
+            lambda conn: conn.execute(
+                "UPDATE executions SET fence = fence + 1 WHERE id = ?", (execution_id,)
+            )
+        )
         await asyncio.sleep(1.5)  # the attempt ends, and its end is refused
-        stored = await server.executions.journal.get(started.name.removeprefix("executions/"))
+        stored = await journal.get(execution_id)
     assert stored is not None
     assert stored.state.value == "RUNNING" and stored.steps[0].state.value == "RUNNING"
-    assert "engine lease lost: the run stops here" in caplog.text
+    assert "execution claimed by another process: the run stops here" in caplog.text
 
 
-async def test_the_lease_is_asked_for_once_it_may_have_run_out(tmp_path: Path) -> None:
-    """The fence answers from memory while the lease cannot have run out, and from the
-    database after (as when the process wakes from a pause past its lease)."""
-    now = [1000.0]
-    db = await SqliteDatabase.open(str(tmp_path / "lease.db"))
+async def test_a_claim_taken_over_refuses_only_that_executions_changes(database: str) -> None:
+    """Two processes on one database: once B claims an execution A runs, A's changes to it
+    are refused (LeaseLostError), while A's changes to the executions it still holds are
+    written; B's are written too. On SQLite and on PostgreSQL."""
+    db = await open_database(database)
     try:
-        lease = EngineLease(db, CoordinationRepository(), 10.0, lambda: now[0])
-        assert await lease.hold()
+        codec = Codec()
+        repo = ExecutionRepository(codec)
+        a = Journal(db, repo, IdempotencyRepository(codec), time.time)
+        b = Journal(db, repo, IdempotencyRepository(codec), time.time)
+        kept, taken = (
+            domain.Execution(
+                id=name, workflow_id="w", workflow_revision=1, steps=[domain.StepRun("s", 0)]
+            )
+            for name in ("kept", "taken")
+        )
+        for execution in (kept, taken):
+            await a.create(execution, [], RequestInfo("StartExecution"))
+        assert (kept.fence, taken.fence) == (1, 1)
+        taken_by_b = await b.get("taken")
+        assert taken_by_b is not None
+        await b.claim(taken_by_b)
+        assert taken_by_b.fence == 2
 
-        async def fence() -> bool:
-            return await db.write(lease.still_ours)
-
-        assert await fence()
-        await db.write(lambda conn: conn.execute("UPDATE engine_lease SET owner = 'other'"))
-        assert await fence()  # nobody could have taken it 0 s into a 10 s lease
-        now[0] += 9.0  # paused: the last quarter of the lease has come
-        assert not await fence()
-        lease.forget()
+        running = {"state": domain.ExecutionState.RUNNING, "start_time": 5.0}
+        results = await asyncio.gather(
+            a.record(kept, fields=running),
+            a.record(taken, fields=running),
+            return_exceptions=True,
+        )
+        assert results[0] == [] and isinstance(results[1], LeaseLostError)
+        await b.record(taken_by_b, fields={**running, "start_time": 7.0})
+        stored = {e: await a.get(e) for e in ("kept", "taken")}
     finally:
         await db.close()
+    assert stored["kept"] is not None and stored["kept"].start_time == 5.0
+    assert stored["taken"] is not None and stored["taken"].start_time == 7.0
+    assert taken.state is domain.ExecutionState.QUEUED  # A's refused change was not applied

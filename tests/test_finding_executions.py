@@ -138,6 +138,8 @@ async def test_the_label_migration_labels_executions_stored_before_it(
             "DROP TABLE worker_pollers",
             "DROP TABLE worker_deliveries",
             "DROP TABLE worker_answers",
+            "ALTER TABLE executions DROP COLUMN owner",
+            "ALTER TABLE executions DROP COLUMN fence",
         ):
             await conn.execute(statement)  # type: ignore[attr-defined]
 

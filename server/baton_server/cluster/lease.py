@@ -49,19 +49,6 @@ class EngineLease:
 
         return await self.db.write(job)
 
-    async def still_ours(self, conn: SqlConnection) -> bool:
-        """The fence on the engine's writes (run inside their transaction): True while no
-        other process has taken the lease over, even if ours has run out meanwhile (a
-        process paused past its lease writes nothing once another one holds it).
-
-        Well before our lease runs out nobody can have taken it over, so the database is
-        asked only in the last quarter of the lease (renewals come every third of it): a
-        process that wakes from a pause finds its clock past that and asks."""
-        if self.clock() < self._expires - self.ttl / 4:
-            return True
-        holder = await self.repo.holder(conn)
-        return holder is not None and holder.owner == self.owner
-
     async def holder_address(self) -> str:
         """Where the current lease holder serves gRPC ('' when nobody holds the lease)."""
         holder = await self.db.read(self.repo.holder)

@@ -367,6 +367,9 @@ class Execution:
     end_time: float = 0.0
     last_sequence: int = 0
     seq: int = 0
+    fence: int = 0
+    """The fencing token of this process's claim on the execution (0: not claimed): its
+    state changes are written only while the claim is the current one."""
     _positions: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def mutable_doc(self) -> dict[str, Any]:

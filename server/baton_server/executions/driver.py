@@ -243,10 +243,11 @@ class RunDriver:
         except asyncio.CancelledError:
             pass  # cancelled (already written) or the server is stopping (resumes later)
         except LeaseLostError:
-            # Another process took the executions over (this one was paused or cut off past
-            # its lease): nothing of this run was written since; it goes on there.
+            # Another process claimed the execution (this one was paused or cut off past its
+            # lease): nothing of this run was written since; it goes on there.
             log.warning(
-                "engine lease lost: the run stops here", extra={"execution": self.execution.id}
+                "execution claimed by another process: the run stops here",
+                extra={"execution": self.execution.id},
             )
         except Exception as exc:  # an engine bug must not leave the execution hanging
             log.exception("execution run failed", extra={"execution": self.execution.id})

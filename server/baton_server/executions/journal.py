@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -91,11 +92,13 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
         end_time=row.end_time,
         last_sequence=row.last_sequence,
         seq=row.seq,
+        fence=row.fence,
     )
 
 
 class LeaseLostError(Exception):
-    """A state change was refused: this process no longer holds the engine lease."""
+    """A state change was refused: another process claimed the execution since this one
+    did (it runs it now)."""
 
 
 class Journal:
@@ -114,16 +117,21 @@ class Journal:
         self.idempotency = idempotency
         self.clock = clock
         self.cache = cache
-        self.fence: Callable[[SqlConnection], Awaitable[bool]] | None = None
-        """Checked in the transaction of every state change: False (another process runs
-        executions now) refuses the change with LeaseLostError."""
+        self.owner = uuid.uuid4().hex
+        """Who this process is as the owner of the executions it claims."""
         self._pending: list[tuple[Change, asyncio.Future[None]]] = []
         self._flush_scheduled = False
 
     async def create(
-        self, execution: Execution, events: list[Event], request: RequestInfo
+        self,
+        execution: Execution,
+        events: list[Event],
+        request: RequestInfo,
+        *,
+        claimed: bool = True,
     ) -> tuple[Execution, list[Event], bool]:
-        """Stores a new execution with its first events, idempotently. Returns the execution
+        """Stores a new execution with its first events, idempotently, `claimed` by this
+        process (else for the process that runs executions to claim). Returns the execution
         as stored (the first one, for a repeated request id), its events, and whether this
         call created it. ALREADY_EXISTS when its id is taken."""
         now = self.clock()
@@ -161,6 +169,8 @@ class Journal:
                 0,
                 execution.input,
                 execution.mutable_doc(),
+                owner=self.owner if claimed else "",
+                fence=1 if claimed else 0,
             )
             try:
                 execution.seq, numbered = await self.repo.insert(
@@ -185,6 +195,7 @@ class Journal:
             assert stored is not None, "a remembered execution exists"
             return stored, [], False
         execution.last_sequence = numbered[-1].sequence if numbered else 0
+        execution.fence = 1 if claimed else 0
         return execution, [to_event(execution.id, e) for e in numbered], True
 
     async def record(
@@ -221,6 +232,7 @@ class Journal:
             }
         change = Change(
             seq=execution.seq,
+            fence=execution.fence,
             state=_plain(fields.get("state", execution.state)),
             start_time=fields.get("start_time", execution.start_time),
             end_time=fields.get("end_time", execution.end_time),
@@ -289,23 +301,59 @@ class Journal:
             self._flush_scheduled = False
             changes.extend(change for change, _ in taken)
 
-        def settle(written: asyncio.Future[None]) -> None:
+        def settle(written: asyncio.Future[set[int]]) -> None:
             error = written.exception()
-            for _, done in taken:
+            lost = written.result() if error is None else set()
+            for change, done in taken:
                 if done.done():
                     continue
                 if error is not None:
                     done.set_exception(error)
+                elif change.seq in lost:
+                    done.set_exception(
+                        LeaseLostError("another process claimed the execution since")
+                    )
                 else:
                     done.set_result(None)
 
-        async def apply(conn: SqlConnection) -> None:
-            if self.fence is not None and not await self.fence(conn):
-                raise LeaseLostError("another process runs the executions now")
-            await self.repo.apply(conn, changes)
+        async def apply(conn: SqlConnection) -> set[int]:
+            # The changes of executions another process claimed since are left out (their
+            # runs stop there); the others are written.
+            claims = {(c.seq, c.fence) for c in changes}
+            lost = await self.repo.lost_claims(conn, self.owner, sorted(claims))
+            await self.repo.apply(conn, [c for c in changes if c.seq not in lost])
+            return lost
 
         job = self.db.submit(apply, before=take)
         job.add_done_callback(settle)
+
+    async def claim(self, execution: Execution) -> None:
+        """Claims an execution this process is to run (an ended one run again): its state
+        changes from other processes are refused from now on."""
+        claimed = await self._claimed(
+            lambda conn: self.repo.claim(conn, self.owner, [execution.seq])
+        )
+        assert claimed, "a claimed execution exists"
+        execution.fence = claimed[0].fence
+
+    async def claim_active(self) -> list[Execution]:
+        """Claims every execution that has not ended and reads them back as claimed,
+        oldest first (a process that takes the executions over)."""
+        return await self._claimed(lambda conn: self.repo.claim_active(conn, self.owner))
+
+    async def claim_queued_after(self, seq: int) -> list[Execution]:
+        """Claims the QUEUED executions stored after `seq` by other processes (or owned by
+        one that ran executions before), oldest first."""
+        return await self._claimed(lambda conn: self.repo.claim_queued_after(conn, self.owner, seq))
+
+    async def _claimed(
+        self, claim: Callable[[SqlConnection], Awaitable[list[int]]]
+    ) -> list[Execution]:
+        # Read after the claim commits: nobody else can change them any more, so what is
+        # read is what this process runs on.
+        seqs = await self.db.write(claim)
+        rows = await self.db.read(lambda conn: self.repo.with_seqs(conn, seqs))
+        return [to_execution(r, s) for r, s in rows]
 
     async def answered(self, request: RequestInfo) -> bool:
         """True when this request id was answered before (for commands whose answer is
@@ -381,16 +429,6 @@ class Journal:
         rows = await self.db.read(
             lambda conn: self.repo.list_page(conn, before_seq=before, limit=limit, where=where)
         )
-        return [to_execution(r, s) for r, s in rows]
-
-    async def active(self) -> list[Execution]:
-        """Every QUEUED or RUNNING execution, oldest first."""
-        rows = await self.db.read(self.repo.active)
-        return [to_execution(r, s) for r, s in rows]
-
-    async def queued_after(self, seq: int) -> list[Execution]:
-        """QUEUED executions stored after `seq`, oldest first."""
-        rows = await self.db.read(lambda conn: self.repo.queued_after(conn, seq))
         return [to_execution(r, s) for r, s in rows]
 
     async def attempt_events(

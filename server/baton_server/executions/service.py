@@ -124,8 +124,8 @@ class Executions:
             each_round=self._discover,
         )
         self.lease = lease
-        if lease is not None:
-            journal.fence = lease.still_ours
+        if lease is not None:  # one name for this process, as lease holder and as owner
+            journal.owner = lease.owner
         self._coordination = coordination or CoordinationRepository()
         self._waiters: dict[str, asyncio.Event] = {}
         # Executions that just ended here, as committed: waits and gets answer from memory.
@@ -219,7 +219,9 @@ class Executions:
             if self.owner and (self.scheduler.has_capacity() or options.parent is not None):
                 with self.scheduler.reserved():
                     return await self._create_running(execution, event, plan, request)
-            stored, written, created = await self.journal.create(execution, [event], request)
+            stored, written, created = await self.journal.create(
+                execution, [event], request, claimed=self.owner
+            )
         finally:
             self._creating.discard(execution.id)
         if created:
@@ -374,6 +376,7 @@ class Executions:
                     raise invalid_field(
                         f"from_steps[{i}]", f"{shorten(step_id)!r} is not a step of the workflow"
                     )
+            await self.journal.claim(execution)
             run = self._new_run(execution, plan)
             first = await run.prepare(RetryRequested(tuple(from_steps)))
             try:
@@ -691,7 +694,7 @@ class Executions:
     async def recover(self) -> None:
         """Resumes every execution that had not ended: running ones continue (finished steps
         are kept; a step that was running starts a new attempt), queued ones queue again."""
-        active = await self.journal.active()
+        active = await self.journal.claim_active()
         for execution in active:
             workflow = await self.definitions.get_workflow(
                 execution.workflow_id, execution.workflow_revision
@@ -732,7 +735,7 @@ class Executions:
 
     async def _discover(self) -> None:
         """Queues executions other processes stored, then carries out cancel requests."""
-        for execution in await self.journal.queued_after(self._discovered_up_to):
+        for execution in await self.journal.claim_queued_after(self._discovered_up_to):
             self._discovered_up_to = max(self._discovered_up_to, execution.seq)
             known = (
                 execution.id in self.scheduler.runs

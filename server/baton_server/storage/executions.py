@@ -32,6 +32,10 @@ class ExecutionRow:
     last_sequence: int
     input: dict[str, Any]
     doc: dict[str, Any]
+    owner: str = ""
+    """The process that runs it ('' when none claimed it yet)."""
+    fence: int = 0
+    """The fencing token of the owner's claim: each claim bumps it."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class Change:
     `last_sequence`."""
 
     seq: int
+    fence: int
+    """The fencing token of the writer's claim: the change is refused if it is not the
+    execution's current one."""
     state: str
     start_time: float
     end_time: float
@@ -124,8 +131,8 @@ class ExecutionRepository:
         rows = list(
             await conn.execute_fetchall(
                 "INSERT INTO executions (id, workflow_id, workflow_revision, state, priority, "
-                "create_time, start_time, end_time, last_sequence, input, doc) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                "create_time, start_time, end_time, last_sequence, input, doc, owner, fence) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (
                     execution.id,
                     execution.workflow_id,
@@ -138,6 +145,8 @@ class ExecutionRepository:
                     len(events),
                     self.codec.encode(execution.input),
                     self.codec.encode(execution.doc),
+                    execution.owner,
+                    execution.fence,
                 ),
             )
         )
@@ -169,6 +178,59 @@ class ExecutionRepository:
             ],
         )
         return seq, numbered
+
+    async def claim(self, conn: SqlConnection, owner: str, seqs: Sequence[int]) -> list[int]:
+        """Makes `owner` the owner of the executions with these seqs, each with a new
+        fencing token; returns the seqs it claimed."""
+        if not seqs:
+            return []
+        return await self._claim(conn, owner, f"seq IN ({', '.join('?' * len(seqs))})", seqs)
+
+    async def claim_active(self, conn: SqlConnection, owner: str) -> list[int]:
+        """Claims every execution that has not ended (a process that takes over)."""
+        return await self._claim(conn, owner, f"state IN ({_ACTIVE})", ACTIVE_STATES)
+
+    async def claim_queued_after(self, conn: SqlConnection, owner: str, seq: int) -> list[int]:
+        """Claims the QUEUED executions after `seq` that `owner` does not own (stored by
+        other processes, or owned by one that ran executions before)."""
+        return await self._claim(
+            conn, owner, "state = 'QUEUED' AND seq > ? AND owner <> ?", (seq, owner)
+        )
+
+    async def _claim(
+        self, conn: SqlConnection, owner: str, where: str, params: Sequence[Any]
+    ) -> list[int]:
+        rows = await conn.execute_fetchall(
+            f"UPDATE executions SET owner = ?, fence = fence + 1 WHERE {where} RETURNING seq",
+            (owner, *params),
+        )
+        return sorted(int(r[0]) for r in rows)
+
+    async def lost_claims(
+        self, conn: SqlConnection, owner: str, claims: Sequence[tuple[int, int]]
+    ) -> set[int]:
+        """The seqs among `claims` ((seq, fence) pairs) whose execution `owner` no longer
+        holds with that fence: another process claimed it since."""
+        if not claims:
+            return set()
+        marks = ", ".join("?" * len(claims))
+        rows = await conn.execute_fetchall(
+            f"SELECT seq, owner, fence FROM executions WHERE seq IN ({marks})",
+            [seq for seq, _ in claims],
+        )
+        current = {int(r[0]): (r[1], int(r[2])) for r in rows}
+        return {seq for seq, fence in claims if current.get(seq) != (owner, fence)}
+
+    async def with_seqs(
+        self, conn: SqlConnection, seqs: Sequence[int]
+    ) -> list[tuple[ExecutionRow, list[StepRow]]]:
+        """The executions with these seqs, with their steps, oldest first."""
+        if not seqs:
+            return []
+        marks = ", ".join("?" * len(seqs))
+        return await self._with_steps(
+            conn, f"SELECT * FROM executions WHERE seq IN ({marks})", list(seqs), order=""
+        )
 
     async def apply(self, conn: SqlConnection, changes: Sequence[Change]) -> None:
         """Writes many executions' changes with three statements, whatever their number
@@ -318,26 +380,6 @@ class ExecutionRepository:
         )
         return [(row[0], row[1]) for row in rows]
 
-    async def active(self, conn: SqlConnection) -> list[tuple[ExecutionRow, list[StepRow]]]:
-        """Every execution that is QUEUED or RUNNING, oldest first."""
-        return await self._with_steps(
-            conn,
-            f"SELECT * FROM executions WHERE state IN ({_ACTIVE})",
-            list(ACTIVE_STATES),
-            order="",
-        )
-
-    async def queued_after(
-        self, conn: SqlConnection, seq: int
-    ) -> list[tuple[ExecutionRow, list[StepRow]]]:
-        """QUEUED executions with seq > `seq`, oldest first (work other processes stored)."""
-        return await self._with_steps(
-            conn,
-            "SELECT * FROM executions WHERE state = 'QUEUED' AND seq > ? ORDER BY seq",
-            [seq],
-            order="",
-        )
-
     async def outcomes(
         self, conn: SqlConnection, workflow_id: str, start: float, end: float
     ) -> list[tuple[str, float, float]]:
@@ -463,4 +505,6 @@ class ExecutionRepository:
             last_sequence=row["last_sequence"],
             input=self.codec.decode(row["input"]),
             doc=self.codec.decode(row["doc"]),
+            owner=row["owner"],
+            fence=row["fence"],
         )

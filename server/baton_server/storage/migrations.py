@@ -163,6 +163,12 @@ MIGRATIONS: list[list[str]] = [
             seq INTEGER PRIMARY KEY, token TEXT NOT NULL, kind TEXT NOT NULL,
             body BLOB NOT NULL, verdict INTEGER) STRICT""",
     ],
+    # 12: who runs each execution, and the fencing token of its claim (bumped by each claim:
+    # a process whose claim was taken over cannot write the execution any more).
+    [
+        "ALTER TABLE executions ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE executions ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 
