@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 
 from baton_server.domain import failures
@@ -121,6 +122,7 @@ class Run:
         self.last = Decision()
         self.values: dict[tuple[str, int, int], list[Any]] = {}
         self.items: dict[str, dict[int, Any]] = {}
+        self.sizes: dict[tuple[str, int], int] = {}  # kept across inputs, as the driver does
 
     def feed(self, event: Input, at: float | None = None) -> Decision:
         if at is not None:
@@ -128,6 +130,7 @@ class Run:
         state = RunState(self.execution, self.plan, self.limits, self.draining)
         state.values = self.values
         state.items = self.items
+        state.sizes = self.sizes
         decision = decide(state, event, self.now, self.directory)
         for position in decision.cleared:
             self.items[self.plan.workflow.steps[position].id] = {}
@@ -657,6 +660,92 @@ def test_outputs_that_would_overfill_the_execution_fail_the_step() -> None:
     run.succeed("s2", {"x": "y" * 600})
     assert run.step("s2").error.type == failures.OUTPUT_TOO_LARGE  # type: ignore[union-attr]
     assert run.state is ExecutionState.FAILED
+
+
+def exact_size(run: Run) -> int:
+    """What the execution holds, measured in full: input, outputs and loops' past outputs."""
+    total = len(orjson.dumps(run.execution.input))
+    for step_run in run.execution.steps:
+        if step_run.past_outputs:
+            total += len(orjson.dumps(step_run.past_outputs))
+        if step_run.state is StepState.SUCCEEDED:
+            total += len(orjson.dumps(step_run.output or {}))
+    return total
+
+
+@pytest.mark.parametrize("spare", [0, -1])
+def test_the_execution_size_bound_is_exact_at_the_limit(spare: int) -> None:
+    """Outputs checked one after the other against a bound kept between decisions: the
+    execution may reach its limit exactly, and not one byte more."""
+    chain = [Step(id=f"s{i}", agent="a", depends_on=[f"s{i - 1}"] if i else []) for i in range(4)]
+    outputs = [{"x": "y" * n} for n in (100, 250, 80)]
+    held = len(orjson.dumps({})) + sum(len(orjson.dumps(o)) for o in outputs)
+    last = {"x": ""}
+    final = {"s3": last}  # the workflow's output (its sink's) is kept too
+    if spare == 0:  # room for the last output and the workflow's, to the byte
+        limit = held + len(orjson.dumps(last)) + len(orjson.dumps(final))
+    else:  # one byte short of room for the last output
+        limit = held + len(orjson.dumps(last)) + spare
+    run = Run(chain, limits=Limits(max_execution_bytes=limit))
+    run.feed(Begin())
+    for i, output in enumerate(outputs):
+        run.succeed(f"s{i}", output, at=T0 + i)
+    run.succeed("s3", last)
+    if spare == 0:
+        assert run.state is ExecutionState.SUCCEEDED
+        assert exact_size(run) + len(orjson.dumps(run.execution.output)) == limit
+    else:
+        assert run.step("s3").error.type == failures.OUTPUT_TOO_LARGE  # type: ignore[union-attr]
+
+
+def test_a_loops_past_outputs_count_toward_the_execution_size() -> None:
+    """A loop's earlier outputs are kept as a list (a byte more each than the outputs):
+    the iteration whose output would overfill the execution by one byte fails."""
+    step = Step(id="s", agent="a", loop=Loop(until="iteration >= 99", max_iterations=100))
+    output = {"x": "y" * 40}
+    size = len(orjson.dumps(output))
+
+    def sizes_before_each(limit: int, iterations: int) -> tuple[Run, list[int]]:
+        run = Run([step], limits=Limits(max_execution_bytes=limit))
+        run.feed(Begin())
+        before = []
+        for _ in range(iterations):
+            if run.state is not ExecutionState.RUNNING:
+                break
+            before.append(exact_size(run))
+            run.feed(AttemptSucceeded("s", run.step("s").attempt, output, size))
+        return run, before
+
+    _, measured = sizes_before_each(10**6, 8)
+    limit = measured[6] + size - 1  # the 7th output is one byte too many
+    run, before = sizes_before_each(limit, 8)
+    assert run.step("s").error.type == failures.OUTPUT_TOO_LARGE  # type: ignore[union-attr]
+    assert len(before) == 7 and run.step("s").iteration == 6
+
+
+def test_a_sleeps_output_counts_toward_the_execution_size() -> None:
+    """A sleep's output ({woke_at}) is kept without going through the output checks: the
+    output after it that would overfill the execution by one byte still fails."""
+    steps = [
+        Step(id="first", agent="a"),
+        Step(id="nap", sleep=5.0, depends_on=["first"]),
+        Step(id="after", agent="a", depends_on=["nap"]),
+    ]
+    output = {"x": "y" * 40}
+    size = len(orjson.dumps(output))
+
+    def run_to_after(limit: int) -> tuple[Run, int]:
+        run = Run(steps, limits=Limits(max_execution_bytes=limit))
+        run.feed(Begin())
+        run.feed(AttemptSucceeded("first", 1, output, size))  # the bound is measured here
+        run.feed(TimerFired(Timer(TimerKind.WAKE, "nap")), at=T0 + 5)
+        held = exact_size(run)
+        run.feed(AttemptSucceeded("after", 1, output, size))
+        return run, held
+
+    _, held = run_to_after(10**6)
+    run, _ = run_to_after(held + size - 1)
+    assert run.step("after").error.type == failures.OUTPUT_TOO_LARGE  # type: ignore[union-attr]
 
 
 def test_an_output_mapping_error_fails_the_execution() -> None:

@@ -82,9 +82,9 @@ _EXECUTION_STATES: dict[ExecutionState, Any] = {
 
 
 def _set_time(field: timestamp_pb2.Timestamp, seconds: float) -> None:
-    """Sets a Timestamp field to epoch `seconds`; 0 leaves it unset."""
-    if seconds:
-        field.FromNanoseconds(round(seconds * 1e9))
+    """Sets a Timestamp field to epoch `seconds` (callers skip 0: the field stays unset,
+    and is not even touched)."""
+    field.seconds, field.nanos = divmod(round(seconds * 1e9), 1_000_000_000)
 
 
 def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepRun:
@@ -95,10 +95,14 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
     )
     if run.agent:
         message.agent = f"agents/{run.agent}"
-    _set_time(message.schedule_time, run.schedule_time)
-    _set_time(message.start_time, run.start_time)
-    _set_time(message.end_time, run.end_time)
-    _set_time(message.wake_time, run.wake_time)
+    if run.schedule_time:
+        _set_time(message.schedule_time, run.schedule_time)
+    if run.start_time:
+        _set_time(message.start_time, run.start_time)
+    if run.end_time:
+        _set_time(message.end_time, run.end_time)
+    if run.wake_time:
+        _set_time(message.wake_time, run.wake_time)
     if run.error is not None:
         message.error.CopyFrom(_error(run.error))
     if run.iteration:
@@ -121,8 +125,10 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
             attempt = message.attempts.add(attempt=a.attempt, fallback=a.fallback)
             if a.agent:
                 attempt.agent = f"agents/{a.agent}"
-            _set_time(attempt.start_time, a.start_time)
-            _set_time(attempt.end_time, a.end_time)
+            if a.start_time:
+                _set_time(attempt.start_time, a.start_time)
+            if a.end_time:
+                _set_time(attempt.end_time, a.end_time)
             if a.error is not None:
                 attempt.error.CopyFrom(_error(a.error))
             if a.usage:
@@ -159,9 +165,12 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
         parent=f"executions/{execution.parent}" if execution.parent else "",
     )
     message.steps.extend([step_to_proto(s, detailed=detailed) for s in execution.steps])
-    _set_time(message.create_time, execution.create_time)
-    _set_time(message.start_time, execution.start_time)
-    _set_time(message.end_time, execution.end_time)
+    if execution.create_time:
+        _set_time(message.create_time, execution.create_time)
+    if execution.start_time:
+        _set_time(message.start_time, execution.start_time)
+    if execution.end_time:
+        _set_time(message.end_time, execution.end_time)
     if execution.output is not None:
         message.output.SetInParent()
         message.output.update(execution.output)

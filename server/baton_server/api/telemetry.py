@@ -14,7 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from baton_server.api.handler_streams import items_of
@@ -44,9 +44,8 @@ class Telemetry:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
         )
-        self.events = Counter(
-            "baton_events", "Execution events committed, by type", ["type"], registry=self.registry
-        )
+        self.events = _EventCounts()
+        self.registry.register(self.events)
         self.tokens = Counter(
             "baton_llm_tokens",
             "Tokens LLM agents' model calls counted, by agent and kind (prompt, completion)",
@@ -68,12 +67,12 @@ class Telemetry:
 
     def count_events(self, events: list[Event]) -> None:
         """Counts committed events (an engine listener)."""
-        counts: dict[EventType, int] = {}  # one increment per kind
+        counts = self.events.by_type
+        turns = False
         for event in events:
-            counts[event.type] = counts.get(event.type, 0) + 1
-        for kind, count in counts.items():
-            self.child(self.events, kind.value).inc(count)
-        if EventType.AGENT_TURN not in counts:
+            counts[event.type] += 1
+            turns = turns or event.type is EventType.AGENT_TURN
+        if not turns:
             return
         for event in events:
             if event.type is EventType.AGENT_TURN:
@@ -98,6 +97,23 @@ class Telemetry:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+
+
+class _EventCounts(Collector):
+    """`baton_events_total` by type: plain counts the engine adds to on every commit (a
+    labelled prometheus Counter takes a lock per increment), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.by_type: dict[EventType, int] = dict.fromkeys(EventType, 0)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "baton_events", "Execution events committed, by type", labels=["type"]
+        )
+        for kind, count in self.by_type.items():
+            if count:
+                family.add_metric([kind.value], count)
+        yield family
 
 
 class _GaugeCollector(Collector):

@@ -671,6 +671,7 @@ class _Decider:
             self.fail_step(run, failure)
             return True
         self.emit(StepSucceeded(output), run.step_id, run.attempt)
+        self.forget_size_bound()
         body = self.plan.loop_bodies[step.id]
         for member in body:
             current = self.close_attempt(run, None) if member == step.id else self.run(member)
@@ -1008,6 +1009,7 @@ class _Decider:
 
     def wake(self, run: StepRun) -> None:
         """The sleeping step succeeds; its output says when it woke."""
+        self.forget_size_bound()
         self.succeed(self.plan.steps[run.step_id], run, {"woke_at": _rfc3339(self.now)})
 
     # Signals ----------------------------------------------------------------------------
@@ -1426,8 +1428,16 @@ class _Decider:
         execution exceed its size bound (with its input and the other steps' outputs)."""
         if size < 0:
             size = len(orjson.dumps(output))
-        total = size + self.stored_bytes(step_id)
         limit = self.state.limits.max_execution_bytes
+        sizes = self.state.sizes
+        bound = sizes.get(_BOUND)
+        if bound is None:
+            bound = self.stored_bytes(None)
+        if bound + size <= limit:  # within a bound of the total, so within the total
+            sizes[_BOUND] = bound + size
+            return None
+        sizes.pop(_BOUND, None)  # near the limit: measured exactly from now on
+        total = size + self.stored_bytes(step_id)
         if total <= limit:
             return None
         return Failure(
@@ -1437,6 +1447,12 @@ class _Decider:
             "always be read back",
             non_retryable=True,
         )
+
+    def forget_size_bound(self) -> None:
+        """An output is kept that did not go through `too_large` (a sleep's), or outputs
+        moved into a loop's `past_outputs` (as a list, a few bytes longer): the bound on
+        the execution's size is measured again at the next output."""
+        self.state.sizes.pop(_BOUND, None)
 
     def stored_bytes(self, except_step: str | None) -> int:
         sizes = self.state.sizes
@@ -1461,6 +1477,13 @@ class _Decider:
                 size = sizes[key] = len(orjson.dumps(run.output or {}))
             total += size
         return total
+
+
+_BOUND = ("", -1)
+"""Where `sizes` keeps an upper bound of what the execution holds: its input and outputs
+as last measured in full, plus every output checked since (some of which may have been
+replaced, or never written): most outputs are checked against it without adding up all the
+steps' outputs again."""
 
 
 def _jitter_source(execution_id: str, step_id: str, attempt: int) -> random.Random:
