@@ -5,6 +5,8 @@ one place that knows the documents' keys."""
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
@@ -19,7 +21,8 @@ class Payload:
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps."""
-        return {name: getattr(self, name) for name in _names(type(self))}
+        names, values = _READERS.get(type(self)) or _reader(type(self))
+        return dict(zip(names, values(self), strict=True))
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
@@ -29,6 +32,17 @@ class Payload:
 
 
 _NAMES: dict[type[Payload], tuple[str, ...]] = {}
+_READERS: dict[type[Payload], tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _reader(cls: type[Payload]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """A payload class's field names, and a function that reads their values as a tuple
+    (made once per class: a document is made for every event written)."""
+    names = _names(cls)
+    getter = operator.attrgetter(*names) if names else (lambda _: ())
+    values = getter if len(names) != 1 else (lambda payload: (getter(payload),))
+    _READERS[cls] = (names, values)
+    return _READERS[cls]
 
 
 def _names(cls: type[Payload]) -> tuple[str, ...]:

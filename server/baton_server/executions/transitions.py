@@ -1268,10 +1268,15 @@ class _Decider:
         self.emit(StepFailed(failure), run.step_id, run.attempt)
 
     def close_attempt(self, run: StepRun, failure: Failure | None) -> StepRun:
+        attempts = self.closed_attempts(run, failure)
+        return run if attempts is None else run.evolve(attempts=attempts)
+
+    def closed_attempts(self, run: StepRun, failure: Failure | None) -> list[StepAttempt] | None:
+        """The step's attempts with the last one ended now (None: none is open)."""
         if not run.attempts or run.attempts[-1].end_time:
-            return run
+            return None
         last = run.attempts[-1].evolve(end_time=self.now, error=failure)
-        return run.evolve(attempts=[*run.attempts[:-1], last])
+        return [*run.attempts[:-1], last]
 
     def ended(
         self,
@@ -1280,8 +1285,15 @@ class _Decider:
         error: Failure | None = None,
         output: dict[str, Any] | None = None,
     ) -> StepRun:
-        run = self.close_attempt(run, error)
-        return run.evolve(state=state, end_time=self.now, error=error, output=output, retry_at=0.0)
+        attempts = self.closed_attempts(run, error)
+        return run.evolve(
+            state=state,
+            end_time=self.now,
+            error=error,
+            output=output,
+            retry_at=0.0,
+            attempts=run.attempts if attempts is None else attempts,
+        )
 
     def agent_at(self, step: Step, index: int, run: StepRun) -> Agent | Failure:
         """The agent at position `index` of the step's chain (0: its own agent or one with
