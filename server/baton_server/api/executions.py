@@ -76,6 +76,9 @@ def _duration(seconds: float | None) -> duration_pb2.Duration:
 _STEP_STATES: dict[StepState, Any] = {
     state: execution_pb2.StepRun.State.Value(f"STATE_{state.value}") for state in StepState
 }
+_EVENT_TYPES: dict[EventType, Any] = {
+    kind: event_pb2.EventType.Value(f"EVENT_TYPE_{kind.value}") for kind in EventType
+}
 _EXECUTION_STATES: dict[ExecutionState, Any] = {
     state: execution_pb2.Execution.State.Value(f"STATE_{state.value}") for state in ExecutionState
 }
@@ -212,12 +215,13 @@ def event_to_proto(event: Event) -> event_pb2.ExecutionEvent:
     message = event_pb2.ExecutionEvent(
         execution=f"executions/{event.execution_id}",
         sequence=event.sequence,
-        time=timestamp(event.time),
-        type=f"EVENT_TYPE_{event.type.value}",
+        type=_EVENT_TYPES[event.type],
         step_id=event.step_id,
         attempt=event.attempt,
         iteration=event.iteration,
     )
+    if event.time:
+        _set_time(message.time, event.time)
     p = payload_of(event)
     match p:
         case ev.ExecutionQueued():
