@@ -153,3 +153,43 @@ async def test_a_claim_taken_over_refuses_only_that_executions_changes(database:
     assert stored["kept"] is not None and stored["kept"].start_time == 5.0
     assert stored["taken"] is not None and stored["taken"].start_time == 7.0
     assert taken.state is domain.ExecutionState.QUEUED  # A's refused change was not applied
+
+
+async def test_the_engine_claims_what_others_stored_and_a_new_engine_claims_everything(
+    database: str,
+) -> None:
+    """Discovery claims the QUEUED executions another process stored (unclaimed) but not the
+    engine's own; a process that takes the engine over claims every unfinished execution,
+    so the old engine's next change to any of them is refused. On both databases."""
+    db = await open_database(database)
+    try:
+        codec = Codec()
+        repo = ExecutionRepository(codec)
+        engine, standby, successor = (
+            Journal(db, repo, IdempotencyRepository(codec), time.time) for _ in range(3)
+        )
+
+        def new(name: str) -> domain.Execution:
+            return domain.Execution(
+                id=name, workflow_id="w", workflow_revision=1, steps=[domain.StepRun("s", 0)]
+            )
+
+        own, stored = new("own"), new("stored")
+        await engine.create(own, [], RequestInfo("StartExecution"))
+        await standby.create(stored, [], RequestInfo("StartExecution"), claimed=False)
+        assert (own.fence, stored.fence) == (1, 0)
+
+        discovered = await engine.claim_queued_after(0)
+        assert [(e.id, e.fence) for e in discovered] == [("stored", 1)]
+        assert await engine.claim_queued_after(0) == []  # its own now: not claimed again
+        [stored] = discovered
+        running = {"state": domain.ExecutionState.RUNNING, "start_time": 5.0}
+        await engine.record(stored, fields=running)  # the claim lets it write
+
+        taken = {e.id: e.fence for e in await successor.claim_active()}
+        assert taken == {"own": 2, "stored": 2}
+        for execution in (own, stored):
+            with pytest.raises(LeaseLostError):
+                await engine.record(execution, fields={"start_time": 9.0})
+    finally:
+        await db.close()
