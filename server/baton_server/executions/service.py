@@ -132,7 +132,6 @@ class Executions:
         self._ended: collections.OrderedDict[str, Execution] = collections.OrderedDict()
         self._plans: dict[tuple[str, int, float], Plan] = {}
         self._listeners: list[Callable[[list[Event]], None]] = [self.hub.publish]
-        self._creating: set[str] = set()
         self._discovered_up_to = 0
         self._background: asyncio.Task[None] | None = None
         self._retrying = asyncio.Lock()
@@ -213,20 +212,17 @@ class Executions:
             execution.labels[PARENT_LABEL] = options.parent.id
         event = new_event(ExecutionQueued(workflow.revision, options.priority), time=now)
 
-        self._creating.add(execution.id)  # not "discovered" as another process's work
-        try:
-            # A child runs at once: its parent holds a place and waits for it.
-            if self.owner and (self.scheduler.has_capacity() or options.parent is not None):
-                with self.scheduler.reserved():
-                    return await self._create_running(execution, event, plan, request)
-            stored, written, created = await self.journal.create(
-                execution, [event], request, claimed=self.owner
-            )
-        finally:
-            self._creating.discard(execution.id)
+        # A child runs at once: its parent holds a place and waits for it.
+        if self.owner and (self.scheduler.has_capacity() or options.parent is not None):
+            with self.scheduler.reserved():
+                return await self._create_running(execution, event, plan, request)
+        claimed = self.owner  # (else the process that runs executions claims it)
+        stored, written, created = await self.journal.create(
+            execution, [event], request, claimed=claimed
+        )
         if created:
             self._publish(written)
-            if self.owner:
+            if claimed and self.owner:  # queued here only under this process's own claim
                 self.scheduler.enqueue(stored, plan)
         return stored
 
@@ -735,13 +731,11 @@ class Executions:
 
     async def _discover(self) -> None:
         """Queues executions other processes stored, then carries out cancel requests."""
+        # Only executions this process does not own are claimed: not one it created itself
+        # (queued here, or running), nor one it claimed before.
         for execution in await self.journal.claim_queued_after(self._discovered_up_to):
             self._discovered_up_to = max(self._discovered_up_to, execution.seq)
-            known = (
-                execution.id in self.scheduler.runs
-                or execution.id in self.scheduler.queued
-                or execution.id in self._creating
-            )
+            known = execution.id in self.scheduler.runs or execution.id in self.scheduler.queued
             if not known:
                 workflow = await self.definitions.get_workflow(
                     execution.workflow_id, execution.workflow_revision
