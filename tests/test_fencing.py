@@ -14,7 +14,7 @@ from conftest import StartServer, start_process, stop_processes
 
 from baton import Agent, Client, EventType, Execution, PythonRuntime, Step, StepRun, Workflow
 from baton_server.domain import executions as domain
-from baton_server.executions.journal import Journal, LeaseLostError
+from baton_server.executions.journal import ClaimLostError, Journal
 from baton_server.idempotency import RequestInfo
 from baton_server.storage.codec import Codec
 from baton_server.storage.database import open_database
@@ -117,7 +117,7 @@ async def test_a_state_change_the_fence_refuses_is_not_written(
 
 async def test_a_claim_taken_over_refuses_only_that_executions_changes(database: str) -> None:
     """Two processes on one database: once B claims an execution A runs, A's changes to it
-    are refused (LeaseLostError), while A's changes to the executions it still holds are
+    are refused (ClaimLostError), while A's changes to the executions it still holds are
     written; B's are written too. On SQLite and on PostgreSQL."""
     db = await open_database(database)
     try:
@@ -145,7 +145,7 @@ async def test_a_claim_taken_over_refuses_only_that_executions_changes(database:
             a.record(taken, fields=running),
             return_exceptions=True,
         )
-        assert results[0] == [] and isinstance(results[1], LeaseLostError)
+        assert results[0] == [] and isinstance(results[1], ClaimLostError)
         await b.record(taken_by_b, fields={**running, "start_time": 7.0})
         stored = {e: await a.get(e) for e in ("kept", "taken")}
     finally:
@@ -189,7 +189,7 @@ async def test_the_engine_claims_what_others_stored_and_a_new_engine_claims_ever
         taken = {e.id: e.fence for e in await successor.claim_active()}
         assert taken == {"own": 2, "stored": 2}
         for execution in (own, stored):
-            with pytest.raises(LeaseLostError):
+            with pytest.raises(ClaimLostError):
                 await engine.record(execution, fields={"start_time": 9.0})
     finally:
         await db.close()

@@ -90,6 +90,15 @@ def _set_time(field: timestamp_pb2.Timestamp, seconds: float) -> None:
     field.seconds, field.nanos = divmod(round(seconds * 1e9), 1_000_000_000)
 
 
+def _set_span(message: Any, start: float, end: float) -> None:
+    """Sets the `start_time` and `end_time` of an Execution, StepRun or StepAttempt message,
+    each only when it is set."""
+    if start:
+        _set_time(message.start_time, start)
+    if end:
+        _set_time(message.end_time, end)
+
+
 def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepRun:
     """A step run as a StepRun message; `detailed` adds attempts and handoffs. Only what is
     set is filled in: this runs for every step of every execution a call returns."""
@@ -100,10 +109,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         message.agent = f"agents/{run.agent}"
     if run.schedule_time:
         _set_time(message.schedule_time, run.schedule_time)
-    if run.start_time:
-        _set_time(message.start_time, run.start_time)
-    if run.end_time:
-        _set_time(message.end_time, run.end_time)
+    _set_span(message, run.start_time, run.end_time)
     if run.wake_time:
         _set_time(message.wake_time, run.wake_time)
     if run.error is not None:
@@ -128,10 +134,7 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
             attempt = message.attempts.add(attempt=a.attempt, fallback=a.fallback)
             if a.agent:
                 attempt.agent = f"agents/{a.agent}"
-            if a.start_time:
-                _set_time(attempt.start_time, a.start_time)
-            if a.end_time:
-                _set_time(attempt.end_time, a.end_time)
+            _set_span(attempt, a.start_time, a.end_time)
             if a.error is not None:
                 attempt.error.CopyFrom(_error(a.error))
             if a.usage:
@@ -170,10 +173,7 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
     message.steps.extend([step_to_proto(s, detailed=detailed) for s in execution.steps])
     if execution.create_time:
         _set_time(message.create_time, execution.create_time)
-    if execution.start_time:
-        _set_time(message.start_time, execution.start_time)
-    if execution.end_time:
-        _set_time(message.end_time, execution.end_time)
+    _set_span(message, execution.start_time, execution.end_time)
     if execution.output is not None:
         message.output.SetInParent()
         message.output.update(execution.output)

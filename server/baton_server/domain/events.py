@@ -21,36 +21,30 @@ class Payload:
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document storage keeps."""
-        names, values = _READERS.get(type(self)) or _reader(type(self))
+        names, values = _fields(type(self))
         return dict(zip(names, values(self), strict=True))
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
         """Reverses `to_doc`; keys this version does not know are ignored."""
-        known = _names(cls)
+        known = _fields(cls)[0]
         return cls(**{k: v for k, v in doc.items() if k in known})
 
 
-_NAMES: dict[type[Payload], tuple[str, ...]] = {}
-_READERS: dict[type[Payload], tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+_Fields = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
+_FIELDS: dict[type[Payload], _Fields] = {}
 
 
-def _reader(cls: type[Payload]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
-    """A payload class's field names, and a function that reads their values as a tuple
-    (made once per class: a document is made for every event written)."""
-    names = _names(cls)
-    getter = operator.attrgetter(*names) if names else (lambda _: ())
-    values = getter if len(names) != 1 else (lambda payload: (getter(payload),))
-    _READERS[cls] = (names, values)
-    return _READERS[cls]
-
-
-def _names(cls: type[Payload]) -> tuple[str, ...]:
-    """A payload class's field names, in order (computed once per class)."""
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
+def _fields(cls: type[Payload]) -> _Fields:
+    """A payload class's field names, in order, and a function that reads their values as a
+    tuple (made once per class: a document is made for every event written)."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        names = tuple(f.name for f in fields(cls))
+        getter = operator.attrgetter(*names) if names else (lambda _: ())
+        values = getter if len(names) != 1 else (lambda payload: (getter(payload),))
+        found = _FIELDS[cls] = (names, values)
+    return found
 
 
 def _failure_doc(failure: Failure | None) -> dict[str, Any] | None:
@@ -64,13 +58,13 @@ class _CarriesFailure(Payload):
     error: Failure | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        doc = {name: getattr(self, name) for name in _names(type(self))}
+        doc = Payload.to_doc(self)  # (zero-argument super() fails in slotted dataclasses)
         doc["error"] = _failure_doc(self.error)
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
-        known = _names(cls)
+        known = _fields(cls)[0]
         values = {k: v for k, v in doc.items() if k in known}
         values["error"] = Failure.from_doc(doc.get("error"))
         return cls(**values)

@@ -69,7 +69,7 @@ from baton_server.executions.decisions import (
     child_id_for,
 )
 from baton_server.executions.directory import AgentDirectory
-from baton_server.executions.journal import Journal, LeaseLostError
+from baton_server.executions.journal import ClaimLostError, Journal
 from baton_server.executions.spans import RunSpans
 from baton_server.executions.transitions import MAX_CHILD_DEPTH, decide
 from baton_server.language.plan import Plan
@@ -242,7 +242,7 @@ class RunDriver:
                 await self._wake.wait()
         except asyncio.CancelledError:
             pass  # cancelled (already written) or the server is stopping (resumes later)
-        except LeaseLostError:
+        except ClaimLostError:
             # Another process claimed the execution (this one was paused or cut off past its
             # lease): nothing of this run was written since; it goes on there.
             log.warning(

@@ -96,7 +96,7 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
     )
 
 
-class LeaseLostError(Exception):
+class ClaimLostError(Exception):
     """A state change was refused: another process claimed the execution since this one
     did (it runs it now)."""
 
@@ -311,7 +311,7 @@ class Journal:
                     done.set_exception(error)
                 elif change.seq in lost:
                     done.set_exception(
-                        LeaseLostError("another process claimed the execution since")
+                        ClaimLostError("another process claimed the execution since")
                     )
                 else:
                     done.set_result(None)

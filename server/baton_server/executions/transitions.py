@@ -180,7 +180,10 @@ class _Decider:
     # Reading and writing ------------------------------------------------------------------
 
     def run(self, step_id: str) -> StepRun:
-        position = self.plan.positions[step_id]
+        return self.at(self.plan.positions[step_id])
+
+    def at(self, position: int) -> StepRun:
+        """The run of the step at `position`, as this decision leaves it."""
         run = self.decision.steps.get(position)
         return run if run is not None else self.state.at(position)
 
@@ -514,11 +517,8 @@ class _Decider:
     def all_ended(self) -> bool:
         """True when every step has ended (looked at from the last: in a chain, the step
         that has not ended yet is found at once)."""
-        decided = self.decision.steps
-        at = self.state.at
         for position in range(len(self.plan.workflow.steps) - 1, -1, -1):
-            run = decided.get(position) or at(position)
-            if not run.state.terminal:
+            if not self.at(position).state.terminal:
                 return False
         return True
 
@@ -1471,10 +1471,8 @@ class _Decider:
         total = sizes.get(("", 0), -1)
         if total < 0:
             total = sizes[("", 0)] = len(orjson.dumps(self.execution.input))
-        decided = self.decision.steps
-        at = self.state.at
         for position in range(len(self.execution.steps)):
-            run = decided.get(position) or at(position)
+            run = self.at(position)
             if run.past_outputs:  # a loop's earlier iterations are kept too
                 key = (run.step_id, -len(run.past_outputs))
                 past = sizes.get(key)
