@@ -1,5 +1,5 @@
-"""Fencing: a server process paused past its engine lease (SIGSTOP), while a standby takes
-its executions over, writes nothing when it wakes; on SQLite and on PostgreSQL."""
+"""Fencing: a replica paused (SIGSTOP) past the lease timeout, while another takes its
+executions over, writes nothing when it wakes; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -17,17 +17,18 @@ from baton_server.domain import executions as domain
 from baton_server.executions.journal import ClaimLostError, Journal
 from baton_server.idempotency import RequestInfo
 from baton_server.storage.codec import Codec
+from baton_server.storage.coordination import CoordinationRepository, ReplicaRow
 from baton_server.storage.database import open_database
 from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.idempotency import IdempotencyRepository
 
 
 @pytest.mark.timeout(90)
-async def test_a_paused_engine_cannot_commit_after_a_standby_took_over(database: str) -> None:
+async def test_a_paused_replica_cannot_commit_after_another_took_over(database: str) -> None:
     env = {"BATON_ENGINE_LEASE": "1.5", "BATON_STREAM_POLL": "0.2"}
     old_log: list[str] = []
     old, old_port = await start_process(database, extra_env=env, log=old_log)
-    standby, standby_port = await start_process(database, extra_env=env)
+    other, other_port = await start_process(database, extra_env=env)
     try:
         async with Client.connect(f"127.0.0.1:{old_port}", timeout=10) as client:
             await client.agents.create(
@@ -50,28 +51,28 @@ async def test_a_paused_engine_cannot_commit_after_a_standby_took_over(database:
             ):
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
-        # The engine freezes in the middle of s0's attempt; its lease runs out and the
-        # standby takes the execution over, delivering s0 again.
+        # The replica running it freezes in the middle of s0's attempt; its row expires
+        # and the other replica takes the execution over, delivering s0 again.
         os.kill(old.pid, signal.SIGSTOP)
-        async with Client.connect(f"127.0.0.1:{standby_port}", timeout=10) as client:
+        async with Client.connect(f"127.0.0.1:{other_port}", timeout=10) as client:
             deadline = time.monotonic() + 20
             while True:
                 events = [e async for e in client.executions.events(started.name)]
                 if any(e.type == EventType.EVENT_TYPE_STEP_INTERRUPTED for e in events):
                     break
-                assert time.monotonic() < deadline, "the standby did not take over"
+                assert time.monotonic() < deadline, "the other replica did not take over"
                 await asyncio.sleep(0.1)
-            # The old engine wakes with s0's first delivery finishing: its writes are refused.
+            # The old replica wakes with s0's first delivery finishing: its writes are refused.
             os.kill(old.pid, signal.SIGCONT)
             done = await client.executions.wait(started.name, timeout=30)
             assert done.state == Execution.STATE_SUCCEEDED, done.error
-            await asyncio.sleep(1.0)  # time for the old engine to try (and fail) to write
+            await asyncio.sleep(1.0)  # time for the old replica to try (and fail) to write
             events = [e async for e in client.executions.events(started.name)]
     finally:
         with_signal = old.poll() is None
         if with_signal:
             os.kill(old.pid, signal.SIGCONT)
-        stop_processes([old, standby])
+        stop_processes([old, other])
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     succeeded = collections.Counter(
         e.step_id for e in events if e.type == EventType.EVENT_TYPE_STEP_SUCCEEDED
@@ -79,10 +80,10 @@ async def test_a_paused_engine_cannot_commit_after_a_standby_took_over(database:
     assert succeeded == {"s0": 1, "s1": 1, "s2": 1}
     interrupted = [e for e in events if e.type == EventType.EVENT_TYPE_STEP_INTERRUPTED]
     assert [(e.step_id, e.attempt) for e in interrupted] == [("s0", 1)]
-    # Whichever the old engine noticed first (its lease renewal failing, or the fence on
-    # its first write), it stopped without writing or failing anything.
+    # The fence on its first write stopped the old replica's run, without writing or
+    # failing anything.
     log = "".join(old_log)
-    assert "lost the engine lease" in log or "claimed by another process" in log, log[-2000:]
+    assert "claimed by another process" in log, log[-2000:]
     assert "execution run failed" not in log and "write batch failed" not in log
 
 
@@ -155,41 +156,57 @@ async def test_a_claim_taken_over_refuses_only_that_executions_changes(database:
     assert taken.state is domain.ExecutionState.QUEUED  # A's refused change was not applied
 
 
-async def test_the_engine_claims_what_others_stored_and_a_new_engine_claims_everything(
-    database: str,
-) -> None:
-    """Discovery claims the QUEUED executions another process stored (unclaimed) but not the
-    engine's own; a process that takes the engine over claims every unfinished execution,
-    so the old engine's next change to any of them is refused. On both databases."""
+async def test_replicas_claim_what_no_live_replica_holds(database: str) -> None:
+    """A replica claims the QUEUED executions no live replica holds (stored for any replica
+    to run), highest priority first and no more than asked, but not those a live replica
+    holds; once a replica is gone, another claims its running executions, and the gone
+    replica's next change to any of them is refused. On both databases."""
     db = await open_database(database)
     try:
         codec = Codec()
         repo = ExecutionRepository(codec)
-        engine, standby, successor = (
-            Journal(db, repo, IdempotencyRepository(codec), time.time) for _ in range(3)
-        )
+        a, b, c = (Journal(db, repo, IdempotencyRepository(codec), time.time) for _ in range(3))
+        replicas = CoordinationRepository()
+        for journal in (a, b, c):  # alive for a minute
+            row = ReplicaRow(journal.owner, "host", 1, "", time.time() + 60, 0)
+            await db.write(lambda conn, r=row: replicas.renew(conn, r))  # type: ignore[misc]
 
-        def new(name: str) -> domain.Execution:
+        def new(name: str, priority: int = 0) -> domain.Execution:
             return domain.Execution(
-                id=name, workflow_id="w", workflow_revision=1, steps=[domain.StepRun("s", 0)]
+                id=name,
+                workflow_id="w",
+                workflow_revision=1,
+                priority=priority,
+                steps=[domain.StepRun("s", 0)],
             )
 
-        own, stored = new("own"), new("stored")
-        await engine.create(own, [], RequestInfo("StartExecution"))
-        await standby.create(stored, [], RequestInfo("StartExecution"), claimed=False)
-        assert (own.fence, stored.fence) == (1, 0)
+        own = new("own")
+        await a.create(own, [], RequestInfo("StartExecution"))
+        for name, priority in (("low", 1), ("high", 9), ("middle", 5)):
+            await b.create(new(name, priority), [], RequestInfo("StartExecution"), claimed=False)
+        assert own.fence == 1
 
-        discovered = await engine.claim_queued_after(0)
-        assert [(e.id, e.fence) for e in discovered] == [("stored", 1)]
-        assert await engine.claim_queued_after(0) == []  # its own now: not claimed again
-        [stored] = discovered
+        claimed = await a.claim_queued(2)
+        assert [(e.id, e.owner, e.fence) for e in claimed] == [
+            ("high", a.owner, 1),
+            ("middle", a.owner, 1),
+        ]  # (the two of highest priority, read back oldest first)
+        assert [e.id for e in await b.claim_queued(10)] == ["low"]
+        assert await a.claim_queued(10) == []  # held by live replicas: not again
+        assert await c.claim_orphans(10) == []
         running = {"state": domain.ExecutionState.RUNNING, "start_time": 5.0}
-        await engine.record(stored, fields=running)  # the claim lets it write
+        high = next(e for e in claimed if e.id == "high")
+        for execution in (own, high):
+            await a.record(execution, fields=running)  # the claim lets it write
 
-        taken = {e.id: e.fence for e in await successor.claim_active()}
-        assert taken == {"own": 2, "stored": 2}
-        for execution in (own, stored):
+        # `a` is gone (its row deleted as dead): `c` claims its running executions.
+        await db.write(lambda conn: replicas.forget(conn, [a.owner]))
+        taken = {e.id: e.fence for e in await c.claim_orphans(10)}
+        assert taken == {"own": 2, "high": 2}
+        for execution in (own, high):
             with pytest.raises(ClaimLostError):
-                await engine.record(execution, fields={"start_time": 9.0})
+                await a.record(execution, fields={"start_time": 9.0})
+        # The queued one `a` held is claimed by whoever has room next.
+        assert [e.id for e in await c.claim_queued(10)] == ["middle"]
     finally:
         await db.close()

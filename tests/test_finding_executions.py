@@ -135,9 +135,13 @@ async def test_the_label_migration_labels_executions_stored_before_it(
             "DROP TABLE agent_tools",
             "DROP TABLE tool_runs",
             "DROP TABLE tools",
-            "DROP TABLE worker_pollers",
-            "DROP TABLE worker_deliveries",
+            "DROP TABLE replicas",
+            "DROP TABLE task_offers",
             "DROP TABLE worker_answers",
+            """CREATE TABLE engine_lease (
+                id INTEGER PRIMARY KEY CHECK (id = 1), owner TEXT NOT NULL, host TEXT NOT NULL,
+                pid INTEGER NOT NULL, expires REAL NOT NULL, address TEXT NOT NULL DEFAULT '')
+                STRICT""",
             "ALTER TABLE executions DROP COLUMN owner",
             "ALTER TABLE executions DROP COLUMN fence",
         ):

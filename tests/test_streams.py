@@ -11,7 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import StartServer, database_for_test, free_port, start_process, stop_processes
+from conftest import (
+    StartServer,
+    database_for_test,
+    free_port,
+    query_database,
+    start_process,
+    stop_processes,
+)
 from google.protobuf import duration_pb2
 
 import baton
@@ -212,13 +219,13 @@ async def test_resuming_after_the_end_ends_at_once(client: Client) -> None:
 
 @pytest.mark.timeout(60)
 async def test_a_standby_streams_live_through_postgresql_notify(tmp_path: Path) -> None:
-    """Two server processes on one PostgreSQL database and no Redis: the one that does not
-    run the execution still streams its events as they happen (LISTEN/NOTIFY), not at its
-    next poll of the database 30 s later."""
+    """Two replicas on one PostgreSQL database and no Redis: the one that does not run the
+    execution still streams its events as they happen (LISTEN/NOTIFY), not at its next
+    poll of the database 30 s later."""
     env = {"BATON_STREAM_POLL": "30"}
     metrics = [free_port(), free_port()]
     async with database_for_test(tmp_path, "postgresql") as url:
-        # Both start at once: the engine lease must still go to exactly one of them.
+        # Both start at once, and each counts both among the replicas.
         (first, first_port), (second, second_port) = await asyncio.gather(
             *(
                 start_process(url, extra_env={**env, "BATON_METRICS_LISTEN": f"127.0.0.1:{m}"})
@@ -226,17 +233,18 @@ async def test_a_standby_streams_live_through_postgresql_notify(tmp_path: Path) 
             )
         )
         try:
+            deadline = time.monotonic() + 10
             async with httpx.AsyncClient() as http:
-                owners = [
-                    "baton_engine_owner 1.0"
-                    in (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-                    for port in metrics
-                ]
-            assert sorted(owners) == [False, True], owners
-            owner_port, standby_port = (
-                (first_port, second_port) if owners[0] else (second_port, first_port)
-            )
-            async with Client.connect(f"127.0.0.1:{owner_port}") as client:
+                while True:
+                    pages = [
+                        (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                        for port in metrics
+                    ]
+                    if all("baton_replicas_live 2.0" in page for page in pages):
+                        break
+                    assert time.monotonic() < deadline, pages
+                    await asyncio.sleep(0.2)
+            async with Client.connect(f"127.0.0.1:{first_port}") as client:
                 await client.agents.create(
                     Agent(python=PythonRuntime(entry_point="test_agents_lib:slow")),
                     agent_id="slow",
@@ -249,13 +257,20 @@ async def test_a_standby_streams_live_through_postgresql_notify(tmp_path: Path) 
                         ]
                     )
                 )
-            async with Client.connect(f"127.0.0.1:{standby_port}") as far:
-                started = await far.executions.start(workflow.name, {})
+                # Started on an idle replica, it runs there.
+                started = await client.executions.start(workflow.name, {})
+            async with Client.connect(f"127.0.0.1:{second_port}") as far:
                 begun = time.monotonic()
                 seen = [event async for event in far.executions.stream(started.name)]
                 elapsed = time.monotonic() - begun
+            ran_at = await query_database(
+                url,
+                "SELECT r.address FROM executions e JOIN replicas r ON r.id = e.owner "
+                f"WHERE e.id = '{started.name.split('/')[1]}'",
+            )
         finally:
             stop_processes([first, second])
+    assert [a.rsplit(":", 1)[1] for (a,) in ran_at] == [str(first_port)]
     assert seen[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
     assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
     assert elapsed < 10, elapsed

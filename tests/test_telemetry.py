@@ -41,7 +41,7 @@ async def test_metrics_endpoint(start_server: StartServer) -> None:
     assert 'method="/baton.v1.ExecutionService/StreamExecutionEvents"' in text
     assert 'baton_events_total{type="EXECUTION_SUCCEEDED"} 1.0' in text
     assert "baton_executions_running 0.0" in text
-    assert "baton_engine_owner 1.0" in text
+    assert "baton_replicas_live 1.0" in text
     assert "baton_rpc_duration_seconds_bucket" in text
 
 

@@ -46,19 +46,19 @@ from baton_server.api.agents import AgentServicer
 from baton_server.api.auth import BearerAuth, Callers, parse_tokens
 from baton_server.api.decoding import DecodingInterceptor
 from baton_server.api.executions import ExecutionServicer
-from baton_server.api.forwarding import EngineForwarder
+from baton_server.api.forwarding import OwnerForwarder
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.http_gateway import HttpGateway, loopback_address
 from baton_server.api.monitoring import MonitoringServicer
 from baton_server.api.requests import PageTokens
 from baton_server.api.schedules import ScheduleServicer
 from baton_server.api.sizes import definition_size
+from baton_server.api.task_offers import TaskOffers
 from baton_server.api.telemetry import Telemetry, TelemetryInterceptor
 from baton_server.api.tools import ToolServicer
-from baton_server.api.worker_mailbox import MailboxClient, MailboxEngine
 from baton_server.api.workers import WorkerServicer, task_to_proto
 from baton_server.api.workflows import WorkflowServicer
-from baton_server.cluster.lease import EngineLease
+from baton_server.cluster.membership import Membership
 from baton_server.config import Settings
 from baton_server.definitions.service import Definitions
 from baton_server.domain.agent_policy import AgentPolicy
@@ -123,8 +123,6 @@ class Baton:
     """A provider the server made (from OTEL_*), shut down with it."""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    mailbox: MailboxClient | None = None
-    """Workers connected here while another process runs executions."""
     stopped: bool = False
 
     async def stop(self, grace: float | None = None) -> None:
@@ -137,8 +135,6 @@ class Baton:
         await self.health.enter_graceful_shutdown()
         if self.runtimes.broker is not None:
             self.runtimes.broker.close()
-        if self.mailbox is not None:
-            self.mailbox.close()
         await asyncio.gather(self.server.stop(grace), self.executions.shutdown(grace or 0.0))
         await self.runtimes.close()
         await self.http.aclose()
@@ -203,7 +199,9 @@ async def create_server(
         timeout=httpx.Timeout(60.0, connect=10.0),
         event_hooks={"request": [policy.check_request]},
     )
-    broker = TaskBroker()
+    coordination = CoordinationRepository()
+    membership = Membership(db, coordination, settings.engine_lease, time.time)
+    broker = TaskBroker(membership.id)
     runtimes = Runtimes(
         threads=settings.agent_threads,
         processes=settings.agent_processes,
@@ -213,8 +211,6 @@ async def create_server(
         http=http,
         max_result_bytes=settings.max_output_bytes,
     )
-    coordination = CoordinationRepository()
-    lease = EngineLease(db, coordination, settings.engine_lease, time.time)
     owns_provider = tracer_provider is None
     tracing = Tracing(tracer_provider or provider_from_environment())
     executions = Executions(
@@ -225,7 +221,7 @@ async def create_server(
         http=http,
         stream_buffer=settings.stream_buffer,
         stream_poll=settings.stream_poll,
-        lease=lease,
+        membership=membership,
         coordination=coordination,
         max_deltas=settings.max_deltas,
         max_handoff_depth=settings.max_handoff_depth,
@@ -240,7 +236,7 @@ async def create_server(
     elif db.kind == "postgresql":
         bus = PostgresEventBus(db.path, "baton_events")
     if bus is not None:
-        relay = EventRelay(bus, executions.hub, lease.owner)
+        relay = EventRelay(bus, executions.hub, membership.id)
         executions.subscribe(relay.publish)
         relay.start()
     secret = await db.fetchone("SELECT value FROM meta WHERE key = 'page_token_secret'")
@@ -265,8 +261,8 @@ async def create_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    # Calls only the engine process can serve are passed on to it; plaintext, so not with TLS.
-    forwarder = EngineForwarder(lease, allowed=not (settings.tls_cert or settings.tls_key))
+    # Commands for a run another replica holds are passed on to it; plaintext, so not with TLS.
+    forwarder = OwnerForwarder(membership, allowed=not (settings.tls_cert or settings.tls_key))
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
         WorkflowServicer(definitions, tokens), server
@@ -282,15 +278,14 @@ async def create_server(
     schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
         ScheduleServicer(schedules, tokens), server
     )
-    mailbox = MailboxClient(db)
-    workers = WorkerServicer(broker, definitions, executions, mailbox)
-    mailbox_engine = MailboxEngine(
+    offers = TaskOffers(
         db,
         broker,
-        runs_executions=lambda: executions.owner,
-        apply=workers.apply_mailed,
+        membership,
+        apply=lambda kind, body: workers.apply_passed_on(kind, body),
         to_message=task_to_proto,
     )
+    workers = WorkerServicer(broker, definitions, offers)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
@@ -329,8 +324,9 @@ async def create_server(
     loopback = tempfile.mkdtemp(prefix="baton-") if settings.http_listen else ""
     if loopback:  # the HTTP/JSON API calls the gRPC API here (a directory only we can enter)
         server.add_insecure_port(loopback_address(loopback))
-    lease.address = settings.advertise_address or _advertised(settings.listen, port)
-    # Take the engine lease and resume unfinished executions before the first call.
+    membership.address = settings.advertise_address or _advertised(settings.listen, port)
+    # Join the replicas and resume the unfinished executions of those gone before the first
+    # call.
     await executions.begin()
     await server.start()
 
@@ -338,8 +334,7 @@ async def create_server(
         server, port, db, cache, health_servicer, executions, runtimes, http, relay, bus, telemetry
     )
     baton.closers.append(forwarder.close)
-    baton.mailbox = mailbox
-    baton.tasks.append(asyncio.create_task(mailbox_engine.run(), name="worker-mailbox"))
+    baton.tasks.append(asyncio.create_task(offers.run(), name="worker-task-offers"))
     baton.callers = callers
     if owns_provider and isinstance(tracing.provider, TracerProvider):
         baton.tracer_provider = tracing.provider
@@ -417,7 +412,10 @@ def _gauges(
         "baton_executions_queued": ("Executions waiting for capacity", executions.queued),
         "baton_workers_connected": ("Workers polling this process", broker.connected_workers),
         "baton_event_streams": ("Open event streams", executions.hub.streams),
-        "baton_engine_owner": ("1 if this process runs executions", float(executions.owner)),
+        "baton_replicas_live": (
+            "Server processes running executions on this database, as last read",
+            float(len(executions.membership.live)),
+        ),
     }
     if cache is not None:
         gauges["baton_redis_up"] = ("1 while Redis answers", float(cache.healthy))
@@ -474,8 +472,8 @@ async def _periodically(interval: float, job: Callable[[], Awaitable[int]], done
 
 
 async def _purge_ended(executions: Executions, retention: float) -> int:
-    """In the engine process: deletes executions that ended `retention` seconds ago."""
-    return await executions.purge_ended(retention) if executions.owner else 0
+    """In the leading replica: deletes executions that ended `retention` seconds ago."""
+    return await executions.purge_ended(retention) if executions.membership.leads else 0
 
 
 GC_THRESHOLDS = (10_000, 20, 20)

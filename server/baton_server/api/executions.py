@@ -23,7 +23,7 @@ from baton_server.api.convert import (
     usage_to_proto,
 )
 from baton_server.api.enums import enum_to_domain
-from baton_server.api.forwarding import EngineForwarder
+from baton_server.api.forwarding import OwnerForwarder
 from baton_server.api.requests import PageTokens, request_info
 from baton_server.api.status import translate_errors
 from baton_server.domain import events as ev
@@ -396,14 +396,14 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         executions: Executions,
         tokens: PageTokens,
         callers: Callers,
-        forwarder: EngineForwarder,
+        forwarder: OwnerForwarder,
     ) -> None:
         self._executions = executions
         self._tokens = tokens
         self._callers = callers
         self._forwarder = forwarder
 
-    async def _here_or_engine(
+    async def _here_or_owner(
         self,
         method: str,
         request: Any,
@@ -411,14 +411,15 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         command: Callable[[], Awaitable[Execution]],
     ) -> execution_pb2.Execution:
         """Carries out a command on a run in memory here, or passes the call on to the
-        process that runs executions when this one does not."""
+        process that runs the execution."""
         try:
             return execution_to_proto(await command())
         except BatonError as exc:
-            if exc.reason != "ENGINE_ELSEWHERE":
+            if exc.reason != "ENGINE_ELSEWHERE" or "owner" not in exc.metadata:
                 raise
+            owner = exc.metadata["owner"]
         answer: execution_pb2.Execution = await self._forwarder.unary(
-            execution_pb2_grpc.ExecutionServiceStub, method, request, context
+            execution_pb2_grpc.ExecutionServiceStub, method, request, context, owner
         )
         return answer
 
@@ -528,12 +529,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if len(request.from_steps) > MAX_LIST_ITEMS:
             raise invalid_field("from_steps", f"name at most {MAX_LIST_ITEMS} steps", "TOO_MANY")
         from_steps = list(request.from_steps)
-        return await self._here_or_engine(
-            "RetryExecution",
-            request,
-            context,
-            lambda: self._executions.retry(execution_id, from_steps, info),
-        )
+        return execution_to_proto(await self._executions.retry(execution_id, from_steps, info))
 
     async def PauseExecution(
         self, request: execution_pb2.PauseExecutionRequest, context: Context
@@ -542,7 +538,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         execution_id = parse_name(request.name, "executions", "name")
         if len(request.reason) > MAX_REASON:
             raise invalid_field("reason", f"is longer than {MAX_REASON} characters")
-        return await self._here_or_engine(
+        return await self._here_or_owner(
             "PauseExecution",
             request,
             context,
@@ -554,7 +550,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> execution_pb2.Execution:
         info = request_info("ResumeExecution", request)
         execution_id = parse_name(request.name, "executions", "name")
-        return await self._here_or_engine(
+        return await self._here_or_owner(
             "ResumeExecution",
             request,
             context,
@@ -577,7 +573,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             role=caller.role,
             reason=request.reason,
         )
-        return await self._here_or_engine(
+        return await self._here_or_owner(
             "ApproveStep",
             request,
             context,
@@ -609,7 +605,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if not SIGNAL_NAME.fullmatch(request.signal):
             raise invalid_field("signal", "must be 1-63 of [A-Za-z0-9_.-], from a letter")
         payload = optional_struct(request, "payload", "payload") or {}
-        return await self._here_or_engine(
+        return await self._here_or_owner(
             "SignalExecution",
             request,
             context,

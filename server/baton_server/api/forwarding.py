@@ -1,7 +1,7 @@
-"""Passing a call on to the server process that runs executions (the engine lease holder),
-when the process that got it cannot serve it: the execution commands that act on a run in
-memory (pause, resume, retry, approve, signal). The caller's credentials go with the call,
-so the engine process checks them again; a call is passed on once at most."""
+"""Passing a call on to the server process that runs an execution, when the process that got
+it does not: the execution commands that act on a run in memory (pause, resume, approve,
+signal). The caller's credentials go with the call, so that process checks them again; a
+call is passed on once at most."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from baton_server.cluster.lease import EngineLease
+from baton_server.cluster.membership import Membership
 from baton_server.errors import BatonError, Code
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -21,12 +21,12 @@ FORWARDED = "baton-forwarded"
 """Metadata on a call passed on by another process: it is not passed on again."""
 
 
-class EngineForwarder:
-    """Channels to the engine process, by its advertised address. `allowed` is False with
-    TLS on: a forwarded call would be plaintext, so callers are told where to go instead."""
+class OwnerForwarder:
+    """Channels to the other replicas, by their advertised addresses. `allowed` is False
+    with TLS on: a forwarded call would be plaintext, so callers are told where to go."""
 
-    def __init__(self, lease: EngineLease | None, *, allowed: bool) -> None:
-        self._lease = lease
+    def __init__(self, membership: Membership, *, allowed: bool) -> None:
+        self._membership = membership
         self._allowed = allowed
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -42,9 +42,10 @@ class EngineForwarder:
         method: str,
         request: Any,
         context: Context,
+        owner: str,
     ) -> Any:
-        """Makes the call `method` on the engine process; its answer, or its error as ours."""
-        stub = stub_of(await self._channel(context))
+        """Makes the call `method` on replica `owner`; its answer, or its error as ours."""
+        stub = stub_of(await self._channel(context, owner))
         try:
             return await getattr(stub, method)(
                 request, metadata=_forwarded(context), timeout=context.time_remaining()
@@ -52,21 +53,21 @@ class EngineForwarder:
         except grpc.aio.AioRpcError as exc:
             await _abort_like(context, exc)
 
-    async def _channel(self, context: Context) -> grpc.aio.Channel:
-        lease = self._lease
-        address = await lease.holder_address() if lease is not None else ""
+    async def _channel(self, context: Context, owner: str) -> grpc.aio.Channel:
+        address = await self._membership.address_of(owner)
         already = any(key == FORWARDED for key, _ in context.invocation_metadata() or ())
-        if not address or (lease is not None and address == lease.address) or already:
+        if not address or owner == self._membership.id or already:
             raise BatonError(
                 Code.UNAVAILABLE,
                 "NO_ENGINE",
-                "no server process runs executions right now; retry shortly",
+                "the server process that runs this execution cannot be reached right now; "
+                "retry shortly",
             )
         if not self._allowed:
             raise BatonError(
                 Code.UNAVAILABLE,
                 "ENGINE_ELSEWHERE",
-                f"this process does not run executions: call {address}",
+                f"another server process runs this execution: call {address}",
                 metadata={"address": address},
             )
         channel = self._channels.get(address)

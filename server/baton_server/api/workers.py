@@ -1,6 +1,6 @@
-"""WorkerService: remote workers poll for step tasks and answer them. Tasks live in the
-process that runs executions; the other processes reach them through the database's
-mailbox (`worker_mailbox.py`)."""
+"""WorkerService: remote workers poll for step tasks and answer them. A task lives in the
+replica that runs its execution; workers connected to other replicas get it, and answer
+it, through the database (`task_offers.py`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from baton_server.api.convert import (
     timestamp,
 )
 from baton_server.api.status import translate_errors
-from baton_server.api.worker_mailbox import MailboxClient
+from baton_server.api.task_offers import TaskOffers
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
 from baton_server.domain.definitions import runtime_kind
@@ -30,7 +30,6 @@ from baton_server.domain.executions import Failure
 from baton_server.domain.ids import is_resource_id
 from baton_server.domain.tools import implementation_kind
 from baton_server.errors import BatonError, invalid_field
-from baton_server.executions.service import Executions
 from baton_server.limits import (
     MAX_ERROR_MESSAGE,
     MAX_ERROR_TYPE,
@@ -38,7 +37,7 @@ from baton_server.limits import (
     MAX_STEP_DURATION_SECONDS,
     shorten,
 )
-from baton_server.runtimes.worker_broker import Task, TaskBroker
+from baton_server.runtimes.worker_broker import Hosted, Task, TaskBroker, owner_of
 
 TOOL_QUEUE = "tools/"
 """Tool calls wait for workers under `tools/{tool}` (agent steps under the agent id)."""
@@ -95,13 +94,11 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self,
         broker: TaskBroker,
         definitions: Definitions,
-        executions: Executions,
-        mailbox: MailboxClient,
+        offers: TaskOffers,
     ) -> None:
         self._broker = broker
         self._definitions = definitions
-        self._executions = executions
-        self._mailbox = mailbox
+        self._offers = offers
         self._answers: dict[str, tuple[Any, Callable[[Any, bool], bool]]] = {
             "complete": (worker_pb2.CompleteTaskRequest, self._complete),
             "fail": (worker_pb2.FailTaskRequest, self._fail),
@@ -134,50 +131,60 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             raise invalid_field("max_concurrent_tasks", "must not be negative")
         identity = request.identity or context.peer()
         capacity = request.max_concurrent_tasks or 1
-        if not self._executions.owner:
-            async for mailed in self._mailbox.poll(identity, frozenset(queues), capacity):
-                yield mailed
-            return
         async for task in self._broker.poll(identity, frozenset(queues), capacity):
-            yield task_to_proto(task)
+            if isinstance(task, Hosted):  # another replica's, as it made the message
+                yield worker_pb2.Task.FromString(task.message)
+            else:
+                yield task_to_proto(task)
 
     async def CompleteTask(
         self, request: worker_pb2.CompleteTaskRequest, context: Context
     ) -> worker_pb2.CompleteTaskResponse:
-        accepted = await self._here_or_mailed("complete", request)
+        accepted = await self._here_or_owner("complete", request)
         return worker_pb2.CompleteTaskResponse(accepted=accepted)
 
     async def FailTask(
         self, request: worker_pb2.FailTaskRequest, context: Context
     ) -> worker_pb2.FailTaskResponse:
-        accepted = await self._here_or_mailed("fail", request)
+        accepted = await self._here_or_owner("fail", request)
         return worker_pb2.FailTaskResponse(accepted=accepted)
 
     async def HeartbeatTask(
         self, request: worker_pb2.HeartbeatTaskRequest, context: Context
     ) -> worker_pb2.HeartbeatTaskResponse:
-        stop = await self._here_or_mailed("heartbeat", request)
+        stop = await self._here_or_owner("heartbeat", request)
         return worker_pb2.HeartbeatTaskResponse(cancel_requested=stop)
 
-    async def apply_mailed(self, kind: str, body: bytes) -> bool:
-        """In the engine process: carries out an answer another process received (and
-        checked); returns what that process answers (accepted, or for a heartbeat: stop)."""
+    async def apply_passed_on(self, kind: str, body: bytes) -> bool:
+        """Carries out an answer another replica received (and checked) for a task of this
+        one; returns what that replica answers (accepted, or for a heartbeat: stop)."""
         message_type, carry_out = self._answers[kind]
         try:
             return carry_out(message_type.FromString(body), True)
         except (BatonError, DecodeError):  # checked where it was received; cannot happen
-            log.exception("a mailed worker answer could not be carried out")
+            log.exception("a worker answer passed on could not be carried out")
             return kind == "heartbeat"
 
-    async def _here_or_mailed(self, kind: str, request: Any) -> bool:
-        """Checks an answer, then carries it out here, or through the mailbox when another
-        process runs executions."""
-        _require_token(request.task_token)
+    async def _here_or_owner(self, kind: str, request: Any) -> bool:
+        """Checks an answer, then carries it out here, or passes it on to the replica whose
+        task it is (letting go of the task when it was hosted here)."""
+        token = request.task_token
+        _require_token(token)
         carry_out = self._answers[kind][1]
-        if self._executions.owner:
+        if self._broker.knows(token):
             return carry_out(request, True)
         carry_out(request, False)  # checks it only
-        return await self._mailbox.answer(request.task_token, kind, request.SerializeToString())
+        hosted = self._broker.hosted(token)
+        owner = hosted.owner if hosted is not None else owner_of(token)
+        if not owner or owner == self._broker.owner:
+            return carry_out(request, True)  # unknown here: refused, as a token of nobody's
+        verdict = await self._offers.pass_on(owner, token, kind, request.SerializeToString())
+        if hosted is not None:
+            if kind == "heartbeat":
+                self._broker.heard_from_host(token)
+            else:
+                self._broker.let_go(token, heard=True)
+        return verdict
 
     def _complete(self, request: worker_pb2.CompleteTaskRequest, apply: bool) -> bool:
         handoff_to = agent_ref(request.handoff_to)

@@ -1,6 +1,6 @@
-"""Keeping the engine lease in the background: renew it while held, try to take it while
-not, and tell the engine when it was gained or lost; between renewals, a round of the
-holder's own coordination work (picking up what other processes stored)."""
+"""The background work that keeps this process among the replicas: renew its row, and every
+round pick up what no live replica holds (executions stored for any replica to run, those
+of replicas that are gone, cancel requests)."""
 
 from __future__ import annotations
 
@@ -8,66 +8,47 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from baton_server.cluster.lease import EngineLease
+from baton_server.cluster.membership import Membership
 
 log = logging.getLogger(__name__)
 
+RENEWAL = 1.0
+"""Most seconds between two renewals of this process's row (and reads of the others')."""
+
 
 class Coordinator:
-    """Runs `gained`/`lost` when the lease changes hands, and `each_round` every `interval`
-    seconds while this process holds it (without a lease, it always does)."""
+    """Every `interval` seconds runs `each_round(renewed)`; `renewed` is True when the
+    replicas were read again just before (then replicas that are gone are noticed)."""
 
     def __init__(
         self,
-        lease: EngineLease | None,
+        membership: Membership,
         *,
         interval: float,
-        gained: Callable[[], Awaitable[None]],
-        lost: Callable[[], Awaitable[None]],
-        each_round: Callable[[], Awaitable[None]],
+        running: Callable[[], int],
+        each_round: Callable[[bool], Awaitable[None]],
     ) -> None:
-        self.lease = lease
-        self.owner = lease is None  # without a lease: the only process, always the engine
+        self.membership = membership
         self._interval = interval
-        self._gained = gained
-        self._lost = lost
+        self._running = running
         self._each_round = each_round
 
-    async def take(self) -> bool:
-        """At start-up: takes the lease if it is free; True when this process holds it."""
-        if self.lease is not None:
-            self.owner = await self.lease.hold()
-        return self.owner
-
-    async def release(self) -> None:
-        """At shutdown: gives the lease up, so that a standby takes over at once."""
-        if self.lease is None:
-            return
-        if self.owner:
-            await self.lease.release()
-        else:
-            self.lease.forget()
+    async def join(self) -> None:
+        """At start-up: this process's row, and the others' read."""
+        await self.membership.renew(self._running())
 
     async def run(self) -> None:
         """The background loop (until cancelled)."""
         loop = asyncio.get_running_loop()
-        renew_every = self.lease.ttl / 3 if self.lease is not None else float("inf")
+        renew_every = min(self.membership.ttl / 3, RENEWAL)
         next_renewal = loop.time() + renew_every
         while True:
-            await asyncio.sleep(self._interval if self.owner else min(renew_every, 1.0))
+            await asyncio.sleep(self._interval)
             try:
-                if self.lease is not None and (not self.owner or loop.time() >= next_renewal):
-                    held = await self.lease.hold()
+                renewed = loop.time() >= next_renewal
+                if renewed:
+                    await self.membership.renew(self._running())
                     next_renewal = loop.time() + renew_every
-                    if held and not self.owner:
-                        log.info("took over the engine lease; resuming executions")
-                        self.owner = True
-                        await self._gained()
-                    elif not held and self.owner:
-                        log.error("lost the engine lease to another process; stopping runs")
-                        self.owner = False
-                        await self._lost()
-                if self.owner:
-                    await self._each_round()
+                await self._each_round(renewed)
             except Exception:  # a failed round is retried at the next one
                 log.exception("coordination round failed")

@@ -367,6 +367,8 @@ class Execution:
     end_time: float = 0.0
     last_sequence: int = 0
     seq: int = 0
+    owner: str = ""
+    """The replica that runs it, as last read or claimed ('' when none claimed it yet)."""
     fence: int = 0
     """The fencing token of this process's claim on the execution (0: not claimed): its
     state changes are written only while the claim is the current one."""

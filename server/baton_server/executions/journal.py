@@ -92,6 +92,7 @@ def to_execution(row: ExecutionRow, steps: Sequence[StepRow]) -> Execution:
         end_time=row.end_time,
         last_sequence=row.last_sequence,
         seq=row.seq,
+        owner=row.owner,
         fence=row.fence,
     )
 
@@ -131,7 +132,7 @@ class Journal:
         claimed: bool = True,
     ) -> tuple[Execution, list[Event], bool]:
         """Stores a new execution with its first events, idempotently, `claimed` by this
-        process (else for the process that runs executions to claim). Returns the execution
+        process (else for any replica to claim). Returns the execution
         as stored (the first one, for a repeated request id), its events, and whether this
         call created it. ALREADY_EXISTS when its id is taken."""
         now = self.clock()
@@ -195,7 +196,7 @@ class Journal:
             assert stored is not None, "a remembered execution exists"
             return stored, [], False
         execution.last_sequence = numbered[-1].sequence if numbered else 0
-        execution.fence = 1 if claimed else 0
+        execution.owner, execution.fence = (self.owner, 1) if claimed else ("", 0)
         return execution, [to_event(execution.id, e) for e in numbered], True
 
     async def record(
@@ -334,17 +335,22 @@ class Journal:
             lambda conn: self.repo.claim(conn, self.owner, [execution.seq])
         )
         assert claimed, "a claimed execution exists"
-        execution.fence = claimed[0].fence
+        execution.owner, execution.fence = self.owner, claimed[0].fence
 
-    async def claim_active(self) -> list[Execution]:
-        """Claims every execution that has not ended and reads them back as claimed,
-        oldest first (a process that takes the executions over)."""
-        return await self._claimed(lambda conn: self.repo.claim_active(conn, self.owner))
+    async def claim_orphans(self, limit: int) -> list[Execution]:
+        """Claims up to `limit` running or paused executions of replicas that are gone, and
+        reads them back as claimed, oldest first."""
+        now = self.clock()
+        return await self._claimed(
+            lambda conn: self.repo.claim_orphans(conn, self.owner, now, limit)
+        )
 
-    async def claim_queued_after(self, seq: int) -> list[Execution]:
-        """Claims the QUEUED executions stored after `seq` by other processes (or owned by
-        one that ran executions before), oldest first."""
-        return await self._claimed(lambda conn: self.repo.claim_queued_after(conn, self.owner, seq))
+    async def claim_queued(self, limit: int) -> list[Execution]:
+        """Claims up to `limit` QUEUED executions no live replica holds, by priority."""
+        now = self.clock()
+        return await self._claimed(
+            lambda conn: self.repo.claim_queued(conn, self.owner, now, limit)
+        )
 
     async def _claimed(
         self, claim: Callable[[SqlConnection], Awaitable[list[int]]]

@@ -51,6 +51,16 @@ class Scheduler:
         finally:
             self._reserved -= 1
 
+    def room(self, most: int) -> int:
+        """How many more executions, at most `most`, could start now (none while stopping),
+        with those queued here counted."""
+        if self.stopping:
+            return 0
+        if not self.max_running:
+            return most
+        taken = len(self.runs) + self._reserved + len(self.queued)
+        return max(0, min(most, self.max_running - taken))
+
     def enqueue(self, execution: Execution, plan: Plan) -> None:
         """Queues an execution; it runs as soon as there is room."""
         self.queued[execution.id] = execution
@@ -62,12 +72,6 @@ class Scheduler:
         """Removes an execution from the queue (it was cancelled), if it waits there."""
         self._plans.pop(execution_id, None)
         return self.queued.pop(execution_id, None)
-
-    def clear_queue(self) -> None:
-        """Forgets the queue (another process runs executions now)."""
-        self._queue.clear()
-        self.queued.clear()
-        self._plans.clear()
 
     def start(self, run: RunDriver) -> None:
         """Adds a run that was prepared with the execution's creation."""

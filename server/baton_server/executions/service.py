@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from baton_server.cluster.coordinator import Coordinator
-from baton_server.cluster.lease import EngineLease
+from baton_server.cluster.membership import Membership
 from baton_server.definitions.service import Definitions
 from baton_server.domain import failures
 from baton_server.domain.attempts import AgentResult, AttemptFailedError
@@ -66,6 +66,10 @@ from baton_server.tracing import Tracing, traceparent
 log = logging.getLogger(__name__)
 
 RECENTLY_ENDED = 1000
+CLAIM_BATCH = 64
+"""Most executions one claim takes (queued ones, or those of a replica that is gone)."""
+CLAIM_ROUNDS = 8
+"""Most claims of queued executions in one coordination round."""
 MAX_BUFFERED_SIGNALS = 100
 """Most signals an execution keeps that no step has taken yet."""
 
@@ -84,10 +88,11 @@ class StartOptions:
 
 
 class Executions:
-    """The engine's front door, in every server process. The process holding the engine
-    lease runs the executions of the database (and resumes the unfinished ones when it gets
-    the lease); the others store new executions and cancel requests for it to pick up, and
-    serve reads, waits and streams from storage and the event bus."""
+    """The engine's front door, in every server process. Every process runs executions:
+    those it claimed (new ones it started, while it runs no more than its share of the
+    replicas' executions; those stored for any replica to run; those of replicas that are
+    gone). Commands for an execution another process runs are passed on to it (or left for
+    it, a cancel); reads, waits and streams are served from storage and the event bus."""
 
     def __init__(
         self,
@@ -100,7 +105,7 @@ class Executions:
         clock: Callable[[], float] = time.time,
         stream_buffer: int = 1000,
         stream_poll: float = 0.5,
-        lease: EngineLease | None = None,
+        membership: Membership | None = None,
         coordination: CoordinationRepository | None = None,
         discovery_interval: float = 0.2,
         max_deltas: int = 1000,
@@ -116,23 +121,22 @@ class Executions:
         self.hub = EventHub(stream_buffer)
         self.streams = Streams(self, self.hub, stream_poll)
         self.scheduler = Scheduler(max_running, self._new_run, self._run_ended)
-        self.coordinator = Coordinator(
-            lease,
-            interval=discovery_interval,
-            gained=self.recover,
-            lost=self._lost_lease,
-            each_round=self._discover,
+        self.membership = membership or Membership(
+            journal.db, coordination or CoordinationRepository(), 10.0, clock
         )
-        self.lease = lease
-        if lease is not None:  # one name for this process, as lease holder and as owner
-            journal.owner = lease.owner
+        journal.owner = self.membership.id  # one name for this process, as replica and owner
+        self.coordinator = Coordinator(
+            self.membership,
+            interval=discovery_interval,
+            running=self._load,
+            each_round=self._coordinate,
+        )
         self._coordination = coordination or CoordinationRepository()
         self._waiters: dict[str, asyncio.Event] = {}
         # Executions that just ended here, as committed: waits and gets answer from memory.
         self._ended: collections.OrderedDict[str, Execution] = collections.OrderedDict()
         self._plans: dict[tuple[str, int, float], Plan] = {}
         self._listeners: list[Callable[[list[Event]], None]] = [self.hub.publish]
-        self._discovered_up_to = 0
         self._background: asyncio.Task[None] | None = None
         self._retrying = asyncio.Lock()
         self._child_cancels: set[asyncio.Task[None]] = set()
@@ -154,11 +158,6 @@ class Executions:
             max_deltas=max_deltas,
             tracing=tracing or Tracing(None),
         )
-
-    @property
-    def owner(self) -> bool:
-        """True when this process runs executions (it holds the engine lease)."""
-        return self.coordinator.owner
 
     # Commands -------------------------------------------------------------------------
 
@@ -213,18 +212,30 @@ class Executions:
         event = new_event(ExecutionQueued(workflow.revision, options.priority), time=now)
 
         # A child runs at once: its parent holds a place and waits for it.
-        if self.owner and (self.scheduler.has_capacity() or options.parent is not None):
+        if options.parent is not None or (self.scheduler.has_capacity() and self._least_busy()):
             with self.scheduler.reserved():
                 return await self._create_running(execution, event, plan, request)
-        claimed = self.owner  # (else the process that runs executions claims it)
+        # Alone, it waits here for room; else any replica with room claims it.
+        alone = len(self.membership.live) == 1
         stored, written, created = await self.journal.create(
-            execution, [event], request, claimed=claimed
+            execution, [event], request, claimed=alone
         )
         if created:
             self._publish(written)
-            if claimed and self.owner:  # queued here only under this process's own claim
+            if alone:
                 self.scheduler.enqueue(stored, plan)
         return stored
+
+    def _load(self) -> int:
+        """How many executions this process runs or queues."""
+        return len(self.scheduler.runs) + len(self.scheduler.queued)
+
+    def _least_busy(self) -> bool:
+        """Whether this process runs no more executions than any other replica (as each
+        last reported): a new execution then runs here at once, else it is left to the
+        replicas' claims, so that new executions spread over the replicas."""
+        others = self.membership.running_elsewhere()
+        return not others or self._load() <= min(others)
 
     async def _create_running(
         self, execution: Execution, event: Event, plan: Plan, request: RequestInfo
@@ -309,10 +320,16 @@ class Executions:
         """Cancels an execution that has not ended."""
         if request.request_id and await self.journal.answered(request):
             return await self.get(execution_id)
-        if not self.owner:
-            return await self._cancel_elsewhere(execution_id, reason, request)
         run = self.scheduler.runs.get(execution_id)
         queued = self.scheduler.take_queued(execution_id) if run is None else None
+        if run is None and queued is None:
+            execution = await self.get(execution_id)
+            if execution.state.terminal:
+                raise _already_terminal(execution)
+            if not self._unheld_queued(execution):
+                return await self._cancel_elsewhere(execution, reason, request)
+            await self.journal.claim(execution)  # queued for any replica: cancelled here
+            queued = execution
         if run is not None:
             if await run.cancel(reason):
                 await self.journal.remember(request, {"id": execution_id})
@@ -346,13 +363,8 @@ class Executions:
         the steps that did not finish), keeping the outputs upstream of them."""
         if request.request_id and await self.journal.answered(request):
             return await self.get(execution_id)
-        if not self.owner or self.scheduler.stopping:
-            raise BatonError(
-                Code.UNAVAILABLE,
-                "ENGINE_ELSEWHERE",
-                "this server process does not run executions now; ask the one that does",
-                metadata={"name": f"executions/{execution_id}"},
-            )
+        if self.scheduler.stopping:
+            raise BatonError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down")
         async with self._retrying:
             execution = await self.get(execution_id)
             if execution.state not in RETRYABLE_STATES:
@@ -412,13 +424,8 @@ class Executions:
         execution = await self.get(execution_id)
         expected = ExecutionState.RUNNING if pausing else ExecutionState.PAUSED
         run = self.scheduler.runs.get(execution_id)
-        if execution.state is expected and run is None and not self.owner:
-            raise BatonError(
-                Code.UNAVAILABLE,
-                "ENGINE_ELSEWHERE",
-                "this server process does not run executions now; ask the one that does",
-                metadata={"name": f"executions/{execution_id}"},
-            )
+        if execution.state is expected and run is None:
+            raise self._elsewhere(execution, "pause" if pausing else "resume")
         done = False
         if execution.state is expected and run is not None:
             done = await (run.pause(reason or "") if pausing else run.resume())
@@ -466,13 +473,8 @@ class Executions:
         if execution.state.terminal:
             raise _already_terminal(execution)
         run = self.scheduler.runs.get(execution_id)
-        if run is None and not self.owner:
-            raise BatonError(
-                Code.UNAVAILABLE,
-                "ENGINE_ELSEWHERE",
-                "this server process does not run executions now; ask the one that does",
-                metadata={"name": name},
-            )
+        if run is None and execution.state is not ExecutionState.QUEUED:
+            raise self._elsewhere(execution, "decide")
         if run is None or not await run.decide_step(decided):
             now = run.execution if run is not None else execution
             state = now.step(step.id).state.value
@@ -510,13 +512,12 @@ class Executions:
                 raise _already_terminal(run.execution)
             return run.execution
         queued = self.scheduler.queued.get(execution_id)
+        claimed = queued is None and self._unheld_queued(execution)
+        if claimed:  # queued for any replica: this one claims it, and queues it here
+            await self.journal.claim(execution)
+            queued = execution
         if queued is None:
-            raise BatonError(
-                Code.UNAVAILABLE,
-                "ENGINE_ELSEWHERE",
-                "this server process does not run executions now; signal the one that does",
-                metadata={"name": f"executions/{execution_id}"},
-            )
+            raise self._elsewhere(execution, "signal")
         if request.request_id and request.request_id in queued.signal_requests:
             return queued
         written = await self.journal.record(
@@ -532,6 +533,11 @@ class Executions:
             events=[new_event(SignalReceived(signal, payload))],
         )
         self._publish(written)
+        if claimed:
+            workflow = await self.definitions.get_workflow(
+                queued.workflow_id, queued.workflow_revision
+            )
+            self.scheduler.enqueue(queued, self._plan(workflow))
         return queued
 
     def _check_size(self, value: dict[str, Any], field: str) -> None:
@@ -578,18 +584,42 @@ class Executions:
             await asyncio.sleep(0)  # let the writes that queued meanwhile go first
 
     async def _cancel_elsewhere(
-        self, execution_id: str, reason: str, request: RequestInfo
+        self, execution: Execution, reason: str, request: RequestInfo
     ) -> Execution:
-        """Cancel in a process that does not run executions: leave a request for the one
-        that does, and wait a moment for it to be carried out."""
-        execution = await self.get(execution_id)
-        if execution.state.terminal:
-            raise _already_terminal(execution)
+        """Cancels an execution another replica runs (or will, once it claims one whose
+        replica is gone): leaves a request for it, and waits a moment for it to be
+        carried out."""
         await self.journal.db.write(
-            lambda conn: self._coordination.request_cancel(conn, execution_id, reason, self.clock())
+            lambda conn: self._coordination.request_cancel(conn, execution.id, reason, self.clock())
         )
-        await self.journal.remember(request, {"id": execution_id})
-        return await self.wait(execution_id, 5.0)
+        await self.journal.remember(request, {"id": execution.id})
+        return await self.wait(execution.id, 5.0)
+
+    def _unheld_queued(self, execution: Execution) -> bool:
+        """A QUEUED execution that no live replica holds: whichever replica acts on it
+        first claims it."""
+        return (
+            execution.state is ExecutionState.QUEUED and execution.owner not in self.membership.live
+        )
+
+    def _elsewhere(self, execution: Execution, action: str) -> BatonError:
+        """An execution another replica runs: the call is passed on to it (ENGINE_ELSEWHERE,
+        naming the replica), or, when no live replica holds it yet, tried again shortly."""
+        name = f"executions/{execution.id}"
+        if execution.owner and execution.owner in self.membership.live:
+            return BatonError(
+                Code.UNAVAILABLE,
+                "ENGINE_ELSEWHERE",
+                f"another server process runs this execution; {action} it there",
+                metadata={"name": name, "owner": execution.owner},
+            )
+        return BatonError(
+            Code.UNAVAILABLE,
+            "NO_ENGINE",
+            "the server process that ran this execution is gone; another one takes it over "
+            "within the lease timeout: retry shortly",
+            metadata={"name": name},
+        )
 
     # Queries --------------------------------------------------------------------------
 
@@ -687,33 +717,18 @@ class Executions:
 
     # Lifecycle ------------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Resumes every execution that had not ended: running ones continue (finished steps
-        are kept; a step that was running starts a new attempt), queued ones queue again."""
-        active = await self.journal.claim_active()
-        for execution in active:
-            workflow = await self.definitions.get_workflow(
-                execution.workflow_id, execution.workflow_revision
-            )
-            plan = self._plan(workflow)
-            if execution.state in (ExecutionState.RUNNING, ExecutionState.PAUSED):
-                self.scheduler.run(execution, plan)
-            else:
-                self.scheduler.enqueue(execution, plan)
-        if active:
-            log.info("resumed executions", extra={"count": len(active)})
-
     async def begin(self) -> None:
-        """At start-up: takes the engine lease if it is free (then resumes the unfinished
-        executions), and keeps coordinating with other processes in the background."""
-        if await self.coordinator.take():
-            await self.recover()
+        """At start-up: joins the replicas, resumes the unfinished executions of those that
+        are gone (this process's earlier life among them), claims queued ones it has room
+        for, and keeps coordinating with the other replicas in the background."""
+        await self.coordinator.join()
+        await self._coordinate(renewed=True)
         self._background = asyncio.create_task(self.coordinator.run(), name="baton-coordinator")
 
     async def shutdown(self, grace: float) -> None:
         """Stops starting executions, lets running attempts finish within `grace`, and
-        leaves the rest to be resumed by the next start (or by a standby process, which
-        gets the released lease at once)."""
+        leaves the rest to the other replicas (which claim them at once) or to the next
+        start."""
         self.scheduler.stopping = True
         if self._background is not None:
             self._background.cancel()
@@ -722,29 +737,43 @@ class Executions:
         runs = list(self.scheduler.runs.values())
         await asyncio.gather(*(run.drain(grace) for run in runs))
         with contextlib.suppress(Exception):
-            await self.coordinator.release()
+            await self.membership.leave()
 
-    async def _lost_lease(self) -> None:
-        """Another process runs executions now: stop ours (it resumes them)."""
-        await asyncio.gather(*(r.drain(0.0) for r in list(self.scheduler.runs.values())))
-        self.scheduler.clear_queue()
-
-    async def _discover(self) -> None:
-        """Queues executions other processes stored, then carries out cancel requests."""
-        # Only executions this process does not own are claimed: not one it created itself
-        # (queued here, or running), nor one it claimed before.
-        for execution in await self.journal.claim_queued_after(self._discovered_up_to):
-            self._discovered_up_to = max(self._discovered_up_to, execution.seq)
-            known = execution.id in self.scheduler.runs or execution.id in self.scheduler.queued
-            if not known:
-                workflow = await self.definitions.get_workflow(
-                    execution.workflow_id, execution.workflow_revision
-                )
-                self.scheduler.enqueue(execution, self._plan(workflow))
-        requests = await self.journal.db.write(self._coordination.take_cancel_requests)
+    async def _coordinate(self, renewed: bool) -> None:
+        """One round: after reading the replicas again, resume the executions of those that
+        are gone; claim the queued executions no live replica holds, as many as there is
+        room for; carry out the cancel requests for executions run here."""
+        if self.scheduler.stopping:
+            return
+        if renewed:
+            while True:
+                orphans = await self.journal.claim_orphans(CLAIM_BATCH)
+                for execution in orphans:
+                    self.scheduler.run(execution, await self._plan_of(execution))
+                if orphans:
+                    log.info("resumed executions", extra={"count": len(orphans)})
+                if len(orphans) < CLAIM_BATCH:
+                    break
+        for _ in range(CLAIM_ROUNDS):
+            room = self.scheduler.room(CLAIM_BATCH)
+            claimed = await self.journal.claim_queued(room) if room else []
+            for execution in claimed:
+                if execution.id not in self.scheduler.runs:
+                    self.scheduler.enqueue(execution, await self._plan_of(execution))
+            if len(claimed) < room or not room:
+                break
+        requests = await self.journal.db.write(
+            lambda conn: self._coordination.take_cancel_requests(conn, self.journal.owner)
+        )
         for execution_id, reason in requests:
             with contextlib.suppress(BatonError):
                 await self.cancel(execution_id, reason, RequestInfo("CancelExecution"))
+
+    async def _plan_of(self, execution: Execution) -> Plan:
+        workflow = await self.definitions.get_workflow(
+            execution.workflow_id, execution.workflow_revision
+        )
+        return self._plan(workflow)
 
     # Scheduling -----------------------------------------------------------------------
 
@@ -754,7 +783,7 @@ class Executions:
     def _run_ended(self, run: RunDriver) -> None:
         execution = run.execution
         if not execution.state.terminal:
-            return  # stopped by a shutdown or a lost lease: it resumes elsewhere or later
+            return  # stopped by a shutdown or a lost claim: it resumes elsewhere or later
         log.info(
             "execution ended",
             extra={

@@ -210,12 +210,14 @@ class Schedules:
     # Firing ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The firing loop, until cancelled: it fires only while this process runs
-        executions, and sleeps until the soonest schedule is due (at most IDLE_WAIT)."""
+        """The firing loop, until cancelled: it fires only while this process leads the
+        replicas (a slot's execution id is the same wherever it fires, so a slot two fired
+        at once starts once), and sleeps until the soonest schedule is due (at most
+        IDLE_WAIT)."""
         while True:
             wait = IDLE_WAIT
             try:
-                if self.executions.owner and not self.executions.scheduler.stopping:
+                if self.executions.membership.leads and not self.executions.scheduler.stopping:
                     await self.fire_due()
                     soonest = await self.db.read(self.firings.next_fire)
                     if soonest is not None:

@@ -186,15 +186,36 @@ class ExecutionRepository:
             return []
         return await self._claim(conn, owner, f"seq IN ({', '.join('?' * len(seqs))})", seqs)
 
-    async def claim_active(self, conn: SqlConnection, owner: str) -> list[int]:
-        """Claims every execution that has not ended (a process that takes over)."""
-        return await self._claim(conn, owner, f"state IN ({_ACTIVE})", ACTIVE_STATES)
+    async def claim_orphans(
+        self, conn: SqlConnection, owner: str, now: float, limit: int
+    ) -> list[int]:
+        """Claims up to `limit` running or paused executions whose owner is gone (its
+        replica row expired at `now`, or was deleted as dead), oldest first."""
+        return await self._claim_unowned(
+            conn, owner, now, "state IN ('RUNNING', 'PAUSED')", "seq", limit
+        )
 
-    async def claim_queued_after(self, conn: SqlConnection, owner: str, seq: int) -> list[int]:
-        """Claims the QUEUED executions after `seq` that `owner` does not own (stored by
-        other processes, or owned by one that ran executions before)."""
+    async def claim_queued(
+        self, conn: SqlConnection, owner: str, now: float, limit: int
+    ) -> list[int]:
+        """Claims up to `limit` QUEUED executions that no live replica holds (stored for
+        any replica to run, or held by one that is gone): highest priority, then oldest,
+        first."""
+        return await self._claim_unowned(
+            conn, owner, now, "state = 'QUEUED'", "priority DESC, seq", limit
+        )
+
+    async def _claim_unowned(
+        self, conn: SqlConnection, owner: str, now: float, where: str, order: str, limit: int
+    ) -> list[int]:
+        # Rows another replica is claiming right now are skipped, not waited for.
+        lock = getattr(conn, "row_lock", "")
         return await self._claim(
-            conn, owner, "state = 'QUEUED' AND seq > ? AND owner <> ?", (seq, owner)
+            conn,
+            owner,
+            f"seq IN (SELECT seq FROM executions WHERE {where} AND owner NOT IN "
+            f"(SELECT id FROM replicas WHERE expires >= ?) ORDER BY {order} LIMIT ?{lock})",
+            (now, limit),
         )
 
     async def _claim(

@@ -169,6 +169,30 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE executions ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE executions ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
     ],
+    # 13: every server process runs executions. The processes alive (each renews its own
+    # row; `running` is how many executions it runs, for spreading new ones), the worker
+    # tasks an execution's owner offers to workers connected to any process, and workers'
+    # answers addressed to the owner of their task. (The engine lease and the mailbox of
+    # the one process that ran executions go.)
+    [
+        "DROP TABLE engine_lease",
+        "DROP TABLE worker_pollers",
+        "DROP TABLE worker_deliveries",
+        "DROP TABLE worker_answers",
+        """CREATE TABLE replicas (
+            id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            address TEXT NOT NULL, expires REAL NOT NULL, running INTEGER NOT NULL) STRICT""",
+        """CREATE TABLE task_offers (
+            seq INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE, queue TEXT NOT NULL,
+            owner TEXT NOT NULL, task BLOB NOT NULL, host TEXT NOT NULL DEFAULT '',
+            ended TEXT NOT NULL DEFAULT '') STRICT""",
+        "CREATE INDEX task_offers_open ON task_offers (queue, seq) WHERE host = ''",
+        "CREATE INDEX task_offers_host ON task_offers (host)",
+        """CREATE TABLE worker_answers (
+            seq INTEGER PRIMARY KEY, token TEXT NOT NULL, owner TEXT NOT NULL,
+            kind TEXT NOT NULL, body BLOB NOT NULL, verdict INTEGER) STRICT""",
+        "CREATE INDEX worker_answers_open ON worker_answers (owner, seq) WHERE verdict IS NULL",
+    ],
 ]
 
 
