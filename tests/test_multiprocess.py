@@ -1,5 +1,6 @@
-"""Several server processes on one database with a real Redis: one runs the executions
-(the engine lease), any of them streams, waits, and cancels; a standby takes over."""
+"""Two replicas on one SQLite file, each running executions: the other one streams, waits,
+cancels and passes commands on; workers connected to one serve both; when one dies, the
+other takes its executions over."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,54 +41,55 @@ async def two_servers(
     common = {"BATON_STREAM_POLL": "5", **env}
     if redis is not None:
         common.update(BATON_REDIS_URL=redis.url, BATON_REDIS_PREFIX=redis_prefix())
-    owner, owner_port = await start_process(tmp_path / "baton.db", extra_env=common)
-    standby, standby_port = await start_process(tmp_path / "baton.db", extra_env=common)
-    return [owner, standby], owner_port, standby_port
+    first, first_port = await start_process(tmp_path / "baton.db", extra_env=common)
+    second, second_port = await start_process(tmp_path / "baton.db", extra_env=common)
+    await asyncio.sleep(1.2)  # each has read the other's row
+    return [first, second], first_port, second_port
 
 
 @pytest.mark.timeout(90)
 async def test_run_by_one_process_streamed_live_from_the_other(
     tmp_path: Path, own_redis: RedisProcess
 ) -> None:
-    processes, owner_port, standby_port = await two_servers(tmp_path, own_redis)
+    processes, first_port, second_port = await two_servers(tmp_path, own_redis)
     try:
         async with (
-            Client.connect(f"127.0.0.1:{owner_port}") as owner,
-            Client.connect(f"127.0.0.1:{standby_port}") as standby,
+            Client.connect(f"127.0.0.1:{first_port}") as first,
+            Client.connect(f"127.0.0.1:{second_port}") as second,
         ):
-            assert (await owner.system_health()).running_executions == 0
-            workflow = await busy_workflow(standby, pause=0.05, steps=5)
-            # Started through the standby: stored there, run by the lease holder.
-            execution = await standby.executions.start(workflow, {})
+            assert (await first.system_health()).running_executions == 0
+            workflow = await busy_workflow(second, pause=0.05, steps=5)
+            # Started through the first replica, idle: it runs there.
+            execution = await first.executions.start(workflow, {})
             begun = time.monotonic()
-            streamed = [e async for e in standby.executions.stream(execution.name)]
+            streamed = [e async for e in second.executions.stream(execution.name)]
             elapsed = time.monotonic() - begun
             # Streams check storage only every 5 s here: finishing sooner means live events
             # came through Redis.
             assert elapsed < 4, elapsed
             assert [e.sequence for e in streamed] == list(range(1, len(streamed) + 1))
             assert streamed[-1].type == EventType.EVENT_TYPE_EXECUTION_SUCCEEDED
-            stored = [e async for e in owner.executions.events(execution.name)]
+            stored = [e async for e in first.executions.events(execution.name)]
             assert [(e.sequence, e.type) for e in stored] == [
                 (e.sequence, e.type) for e in streamed
             ]
 
-            waited = await standby.executions.wait(execution.name, timeout=10)
+            waited = await second.executions.wait(execution.name, timeout=10)
             assert waited.state == Execution.STATE_SUCCEEDED
 
-            # Cancel through the standby reaches the process that runs the execution.
-            sleeper = await standby.workflows.create(
+            # Cancel through the second reaches the replica that runs the execution.
+            sleeper = await second.workflows.create(
                 baton.Workflow(
                     steps=[baton.Step(id="nap", agent="slow", input_mapping={"seconds": 60})]
                 )
             )
-            long = await standby.executions.start(sleeper.name, {})
+            long = await first.executions.start(sleeper.name, {})
             await asyncio.sleep(0.3)
-            cancelled = await standby.executions.cancel(long.name, reason="from the standby")
+            cancelled = await second.executions.cancel(long.name, reason="from the second")
             assert cancelled.state == Execution.STATE_CANCELLED
-            assert cancelled.error.message == "from the standby"
+            assert cancelled.error.message == "from the second"
             with pytest.raises(baton.FailedPreconditionError):
-                await standby.executions.cancel(long.name)
+                await second.executions.cancel(long.name)
     finally:
         stop_processes(processes)
 
@@ -95,13 +98,18 @@ async def test_run_by_one_process_streamed_live_from_the_other(
 async def test_redis_stopped_while_streaming_loses_nothing(
     tmp_path: Path, own_redis: RedisProcess
 ) -> None:
-    processes, _, standby_port = await two_servers(tmp_path, own_redis, BATON_STREAM_POLL="0.3")
+    processes, first_port, second_port = await two_servers(
+        tmp_path, own_redis, BATON_STREAM_POLL="0.3"
+    )
     try:
-        async with Client.connect(f"127.0.0.1:{standby_port}") as standby:
-            workflow = await busy_workflow(standby, pause=0.1, steps=6)
-            execution = await standby.executions.start(workflow, {})
+        async with (
+            Client.connect(f"127.0.0.1:{first_port}") as first,
+            Client.connect(f"127.0.0.1:{second_port}") as second,
+        ):
+            workflow = await busy_workflow(second, pause=0.1, steps=6)
+            execution = await first.executions.start(workflow, {})  # runs on the first
             seen = []
-            async for event in standby.executions.stream(execution.name):
+            async for event in second.executions.stream(execution.name):
                 seen.append(event)
                 if len(seen) == 10:
                     own_redis.stop()  # SIGKILL: the live path is gone
@@ -113,43 +121,51 @@ async def test_redis_stopped_while_streaming_loses_nothing(
 
 
 @pytest.mark.timeout(90)
-async def test_standby_takes_over_when_the_engine_process_dies(tmp_path: Path) -> None:
-    processes, _, standby_port = await two_servers(
+async def test_a_replica_takes_over_when_the_other_dies(tmp_path: Path) -> None:
+    processes, first_port, second_port = await two_servers(
         tmp_path, None, BATON_ENGINE_LEASE="1.5", BATON_STREAM_POLL="0.2"
     )
     try:
-        async with Client.connect(f"127.0.0.1:{standby_port}", timeout=30) as standby:
-            workflow = await busy_workflow(standby, pause=0.2, steps=6)
-            executions = [await standby.executions.start(workflow, {}) for _ in range(5)]
+        async with (
+            Client.connect(f"127.0.0.1:{first_port}", timeout=30) as first,
+            Client.connect(f"127.0.0.1:{second_port}", timeout=30) as second,
+        ):
+            workflow = await busy_workflow(second, pause=0.2, steps=6)
+            executions = [await first.executions.start(workflow, {}) for _ in range(5)]
             await asyncio.sleep(0.8)
-            processes[0].send_signal(signal.SIGKILL)  # the lease holder
+            held = sqlite3.connect(tmp_path / "baton.db").execute(
+                "SELECT count(*) FROM executions e JOIN replicas r ON r.id = e.owner "
+                f"WHERE r.pid = {processes[0].pid} AND e.end_time IS NULL"
+            )
+            assert held.fetchone()[0] > 0  # the first runs some of them
+            processes[0].send_signal(signal.SIGKILL)
             finished = await asyncio.gather(
-                *(standby.executions.wait(e.name, timeout=60) for e in executions)
+                *(second.executions.wait(e.name, timeout=60) for e in executions)
             )
             assert all(e.state == Execution.STATE_SUCCEEDED for e in finished), [
                 (e.state, e.error.message) for e in finished
             ]
-            assert (await standby.system_health()).running_executions == 0
-            events = [e async for e in standby.executions.events(finished[0].name)]
+            assert (await second.system_health()).running_executions == 0
+            events = [e async for e in second.executions.events(finished[0].name)]
             assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     finally:
         stop_processes(processes)
 
 
 @pytest.mark.timeout(90)
-async def test_a_worker_on_the_standby_serves_the_engine(tmp_path: Path) -> None:
-    processes, owner_port, standby_port = await two_servers(tmp_path, None, BATON_STREAM_POLL="0.2")
+async def test_a_worker_on_one_replica_serves_the_other(tmp_path: Path) -> None:
+    processes, first_port, second_port = await two_servers(tmp_path, None, BATON_STREAM_POLL="0.2")
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         str(TESTS / "worker_process.py"),
-        f"127.0.0.1:{standby_port}",
+        f"127.0.0.1:{second_port}",
         "shout",
         env={**os.environ, "PYTHONPATH": str(TESTS)},
     )
     try:
-        async with Client.connect(f"127.0.0.1:{owner_port}") as owner:
-            await owner.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="shout")
-            workflow = await owner.workflows.create(
+        async with Client.connect(f"127.0.0.1:{first_port}") as first:
+            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="shout")
+            workflow = await first.workflows.create(
                 baton.Workflow(
                     steps=[
                         baton.Step(
@@ -158,8 +174,8 @@ async def test_a_worker_on_the_standby_serves_the_engine(tmp_path: Path) -> None
                     ]
                 )
             )
-            execution = await owner.executions.start(workflow.name, {"text": "relayed"})
-            done = await owner.executions.wait(execution.name, timeout=30)
+            execution = await first.executions.start(workflow.name, {"text": "relayed"})
+            done = await first.executions.wait(execution.name, timeout=30)
         assert done.state == Execution.STATE_SUCCEEDED, done.error
         assert done.steps[0].output["text"] == "RELAYED"
         assert int(done.steps[0].output["pid"]) == worker.pid
@@ -170,22 +186,24 @@ async def test_a_worker_on_the_standby_serves_the_engine(tmp_path: Path) -> None
 
 
 @pytest.mark.timeout(90)
-async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> None:
-    """Pause, resume, signal, approve and retry act on a run in memory: a standby passes
-    them on to the process that runs executions, with the caller's token (so the approver
-    is the caller, and a reader may still not approve)."""
+async def test_commands_through_one_replica_reach_the_one_running_the_execution(
+    tmp_path: Path,
+) -> None:
+    """Pause, resume, signal and approve act on a run in memory: the other replica passes
+    them on to the one that runs the execution, with the caller's token (so the approver
+    is the caller, and a reader may still not approve); retry works on any replica."""
     tokens = "o-token=operator:olga,r-token=reader:rita"
-    processes, owner_port, standby_port = await two_servers(
+    processes, first_port, second_port = await two_servers(
         tmp_path, None, BATON_AUTH_TOKENS=tokens, BATON_STREAM_POLL="0.2"
     )
     try:
         async with (
-            Client.connect(f"127.0.0.1:{owner_port}", token="o-token") as owner,
-            Client.connect(f"127.0.0.1:{standby_port}", token="o-token") as standby,
-            Client.connect(f"127.0.0.1:{standby_port}", token="r-token") as reader,
+            Client.connect(f"127.0.0.1:{first_port}", token="o-token") as first,
+            Client.connect(f"127.0.0.1:{second_port}", token="o-token") as second,
+            Client.connect(f"127.0.0.1:{second_port}", token="r-token") as reader,
         ):
             for agent_id, entry in (("slow", "test_agents_lib:slow"), ("flaky", "flaky")):
-                await owner.agents.create(
+                await first.agents.create(
                     baton.Agent(
                         python=baton.PythonRuntime(
                             entry_point=entry if ":" in entry else f"test_agents_lib:{entry}"
@@ -193,7 +211,7 @@ async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> 
                     ),
                     agent_id=agent_id,
                 )
-            workflow = await owner.workflows.create(
+            workflow = await first.workflows.create(
                 baton.Workflow(
                     steps=[
                         baton.Step(id="nap", agent="slow", input_mapping={"seconds": 0.5}),
@@ -217,29 +235,29 @@ async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> 
                     ]
                 )
             )
-            started = await standby.executions.start(workflow.name, {})  # the engine takes it
+            started = await first.executions.start(workflow.name, {})  # it runs on the first
 
             async def state_is(state: int, step: int = -1) -> bool:
-                now = await standby.executions.get(started.name)
+                now = await second.executions.get(started.name)
                 return (now.state if step < 0 else now.steps[step].state) == state
 
             await eventually(lambda: state_is(Execution.STATE_RUNNING))
-            paused = await standby.executions.pause(started.name, reason="hold on")
+            paused = await second.executions.pause(started.name, reason="hold on")
             assert paused.state == Execution.STATE_PAUSED
-            resumed = await standby.executions.resume(started.name)
+            resumed = await second.executions.resume(started.name)
             assert resumed.state == Execution.STATE_RUNNING
             await eventually(lambda: state_is(baton.StepRun.STATE_WAITING, 1))
             with pytest.raises(baton.PermissionDeniedError):
                 await reader.executions.approve(started.name, "review")
-            approved = await standby.executions.approve(started.name, "review", reason="fine")
+            approved = await second.executions.approve(started.name, "review", reason="fine")
             assert approved.steps[1].state == baton.StepRun.STATE_SUCCEEDED
             assert approved.steps[1].output["decided_by"] == "olga"
-            await standby.executions.signal(started.name, "go", {"n": 1})
-            failed = await standby.executions.wait(started.name, timeout=20)
+            await second.executions.signal(started.name, "go", {"n": 1})
+            failed = await second.executions.wait(started.name, timeout=20)
             assert failed.state == Execution.STATE_FAILED, failed.error
-            retried = await standby.executions.retry(started.name, ["last"])
+            retried = await second.executions.retry(started.name, ["last"])
             assert retried.state == Execution.STATE_RUNNING
-            done = await standby.executions.wait(started.name, timeout=20)
+            done = await second.executions.wait(started.name, timeout=20)
             assert done.state == Execution.STATE_SUCCEEDED, done.error
             assert done.steps[3].output["attempt"] == 2
             assert done.steps[2].output == {"n": 1}
@@ -249,25 +267,28 @@ async def test_commands_through_the_standby_reach_the_engine(tmp_path: Path) -> 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("stop", ["SIGSTOP", "SIGKILL"])
-async def test_a_lost_worker_on_the_standby_hands_the_retry_on(tmp_path: Path, stop: str) -> None:
-    """Two workers on the standby: the task reaches one through the mailbox, and its
-    heartbeats keep it alive there. Frozen (SIGSTOP), its lease runs out on the engine and
-    the retry goes to the other worker, not down the frozen one's open stream. Killed, its
-    stream ends on the standby and the engine fails the task WORKER_LOST at once."""
-    processes, owner_port, standby_port = await two_servers(tmp_path, None)
-    workers = {p.pid: p for p in (worker_process(standby_port, "marked") for _ in range(2))}
+async def test_a_lost_worker_on_the_other_replica_hands_the_retry_on(
+    tmp_path: Path, stop: str
+) -> None:
+    """Two workers on the second replica: the first's task reaches one through the
+    database, and its heartbeats keep it alive there. Frozen (SIGSTOP), its lease runs out
+    on the first and the retry goes to the other worker, not down the frozen one's open
+    stream. Killed, its stream ends on the second, which tells the first: the task fails
+    WORKER_LOST at once."""
+    processes, first_port, second_port = await two_servers(tmp_path, None)
+    workers = {p.pid: p for p in (worker_process(second_port, "marked") for _ in range(2))}
     try:
-        async with Client.connect(f"127.0.0.1:{owner_port}") as owner:
+        async with Client.connect(f"127.0.0.1:{first_port}") as first:
             runtime = baton.WorkerRuntime()
             runtime.heartbeat_timeout.FromSeconds(2)
-            await owner.agents.create(baton.Agent(worker=runtime), agent_id="marked")
+            await first.agents.create(baton.Agent(worker=runtime), agent_id="marked")
             retry = baton.RetryPolicy(max_attempts=3)
             retry.initial_interval.FromNanoseconds(50_000_000)
-            workflow = await owner.workflows.create(
+            workflow = await first.workflows.create(
                 baton.Workflow(steps=[baton.Step(id="work", agent="marked", retry_policy=retry)])
             )
             marker = tmp_path / "marker"
-            started = await owner.executions.start(
+            started = await first.executions.start(
                 workflow.name, {"marker": str(marker), "seconds": 3.0}
             )
 
@@ -275,7 +296,7 @@ async def test_a_lost_worker_on_the_standby_hands_the_retry_on(tmp_path: Path, s
             frozen = workers[int(marker.read_text().split()[0])]
             frozen.send_signal(getattr(signal, stop))
             try:
-                done = await owner.executions.wait(started.name, timeout=30)
+                done = await first.executions.wait(started.name, timeout=30)
             finally:
                 frozen.send_signal(signal.SIGCONT)
         assert done.state == Execution.STATE_SUCCEEDED, done.error
@@ -291,29 +312,29 @@ async def test_a_lost_worker_on_the_standby_hands_the_retry_on(tmp_path: Path, s
 
 
 @pytest.mark.timeout(90)
-async def test_a_worker_on_the_standby_with_tls(tmp_path: Path, certificates: Path) -> None:
-    """With TLS, worker calls cannot be relayed in plaintext; through the mailbox a worker
-    connected to the standby still serves the engine."""
+async def test_a_worker_on_the_other_replica_with_tls(tmp_path: Path, certificates: Path) -> None:
+    """With TLS, worker calls cannot be relayed in plaintext; through the database a worker
+    connected to the second replica still serves the first."""
     env = {
         "BATON_TLS_CERT": str(certificates / "server.pem"),
         "BATON_TLS_KEY": str(certificates / "server.key"),
     }
-    processes, owner_port, standby_port = await two_servers(tmp_path, None, **env)
+    processes, first_port, second_port = await two_servers(tmp_path, None, **env)
     try:
         credentials = tls(certificates)
         async with (
-            Client.connect(f"127.0.0.1:{owner_port}", credentials=credentials) as owner,
-            Client.connect(f"127.0.0.1:{standby_port}", credentials=credentials) as standby,
+            Client.connect(f"127.0.0.1:{first_port}", credentials=credentials) as first,
+            Client.connect(f"127.0.0.1:{second_port}", credentials=credentials) as second,
         ):
-            await owner.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="upper")
+            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="upper")
 
             async def upper(value: dict[str, Any], ctx: baton.StepContext) -> dict[str, Any]:
                 ctx.log.info("upper-casing")
                 return {"text": str(value["text"]).upper()}
 
-            worker = asyncio.create_task(baton.Worker(standby, {"agents/upper": upper}).run())
+            worker = asyncio.create_task(baton.Worker(second, {"agents/upper": upper}).run())
             try:
-                workflow = await owner.workflows.create(
+                workflow = await first.workflows.create(
                     baton.Workflow(
                         steps=[
                             baton.Step(
@@ -322,8 +343,8 @@ async def test_a_worker_on_the_standby_with_tls(tmp_path: Path, certificates: Pa
                         ]
                     )
                 )
-                started = await owner.executions.start(workflow.name, {"text": "secure"})
-                done = await owner.executions.wait(started.name, timeout=30)
+                started = await first.executions.start(workflow.name, {"text": "secure"})
+                done = await first.executions.wait(started.name, timeout=30)
             finally:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -332,10 +353,73 @@ async def test_a_worker_on_the_standby_with_tls(tmp_path: Path, certificates: Pa
             assert done.steps[0].output["text"] == "SECURE"
             logs = [
                 e.log.message
-                async for e in owner.executions.events(
+                async for e in first.executions.events(
                     done.name, event_types=[EventType.EVENT_TYPE_LOG]
                 )
             ]
-            assert "upper-casing" in logs  # sent with a heartbeat, through the mailbox
+            assert "upper-casing" in logs  # sent with a heartbeat, through the database
     finally:
         stop_processes(processes)
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_holds_no_more_tasks_than_its_room_whichever_replica_runs_them(
+    tmp_path: Path,
+) -> None:
+    """A worker with room for one task, connected to one replica, serves the executions
+    of both replicas: the tasks of the other come through the database, and it never holds
+    two at once, wherever they come from."""
+    processes, first_port, second_port = await two_servers(tmp_path, None)
+    holding = 0
+    most = 0
+    served: list[str] = []
+
+    async def hold(value: dict[str, Any], ctx: baton.StepContext) -> dict[str, Any]:
+        nonlocal holding, most
+        holding += 1
+        most = max(most, holding)
+        served.append(ctx.execution)
+        try:
+            await asyncio.sleep(0.3)
+        finally:
+            holding -= 1
+        return {"n": value["n"]}
+
+    try:
+        async with (
+            Client.connect(f"127.0.0.1:{first_port}") as first,
+            Client.connect(f"127.0.0.1:{second_port}") as second,
+        ):
+            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="hold")
+            workflow = await first.workflows.create(
+                baton.Workflow(
+                    steps=[baton.Step(id="h", agent="hold", input_mapping={"n": "${input.n}"})]
+                )
+            )
+            worker = asyncio.create_task(
+                baton.Worker(second, {"agents/hold": hold}, max_concurrent_tasks=1).run()
+            )
+            try:
+                await asyncio.sleep(1.5)  # both replicas have read each other's rows
+                # Each replica runs those started through it while it is the least busy.
+                started = [
+                    await (first if i % 2 else second).executions.start(workflow.name, {"n": i})
+                    for i in range(6)
+                ]
+                done = [await first.executions.wait(e.name, timeout=30) for e in started]
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+    finally:
+        stop_processes(processes)
+    assert [d.state for d in done] == [Execution.STATE_SUCCEEDED] * 6, [d.error for d in done]
+    assert [d.steps[0].output["n"] for d in done] == list(range(6))
+    assert sorted(served) == sorted(d.name for d in done)
+    assert most == 1
+    owners = dict(
+        sqlite3.connect(tmp_path / "baton.db")
+        .execute("SELECT owner, count(*) FROM executions GROUP BY owner")
+        .fetchall()
+    )
+    assert len(owners) == 2, owners  # both replicas ran some
