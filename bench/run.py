@@ -377,16 +377,24 @@ async def postgresql_figures(scale: float) -> dict[str, Any]:
             figures["postgresql_concurrent_3_step_executions_per_s"] = round(rate3)
             rate10 = await concurrent(client, ten, 500)
             figures["postgresql_concurrent_10_step_steps_per_s"] = round(rate10 * 10)
-        # More replicas on the same database, the calls spread over all of them. One replica
-        # runs the executions (the others store, relay and stream), so this measures what
-        # the extra replicas cost or give, not engine scale-out (not built yet).
-        extra = [await start_server(url, "FULL") for _ in range(2)]
+        # More replicas on the same database, each running executions: the calls spread
+        # over all of them, then all through one replica (the others claim what it
+        # queues). On this machine's two cores the replicas share the CPU with PostgreSQL
+        # and the client, and PostgreSQL writes one transaction at a time.
+        extra: list[tuple[subprocess.Popen[str], int]] = []
         try:
-            ports = [port] + [p for _, p in extra]
             for replicas in (2, 3):
+                extra.append(await start_server(url, "FULL"))
+                ports = [port] + [p for _, p in extra]
+                await asyncio.sleep(1.5)  # every replica has read the others' rows
                 clients = [Client.connect(f"127.0.0.1:{p}", timeout=300) for p in ports[:replicas]]
                 try:
                     rate = await concurrent_spread(clients, ten, 500)
+                    if replicas == 3:
+                        one_door = await concurrent(clients[0], ten, 500)
+                        figures["postgresql_3_replicas_one_door_10_step_steps_per_s"] = round(
+                            one_door * 10
+                        )
                 finally:
                     for each in clients:
                         await each.close()

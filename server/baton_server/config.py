@@ -46,13 +46,13 @@ class Settings:
     stream_poll: float = 0.5
     """Seconds a quiet event stream waits before checking storage for events it missed."""
     advertise_address: str = ""
-    """host:port at which other server processes reach this one (they relay worker calls
-    to the process that runs executions). Default: the listen address, with the host's
+    """host:port at which other server processes reach this one (they pass on to it the
+    commands for the executions it runs). Default: the listen address, with the host's
     address in place of 0.0.0.0. On Kubernetes, set it to the pod IP and port."""
     engine_lease: float = 10.0
-    """Seconds the engine lease lasts: with several processes on one database, a standby
-    takes over the executions this long after the process running them stopped renewing
-    (at once if that process is gone from the same host, or released the lease)."""
+    """Seconds a replica's row lasts: with several processes on one database, the others
+    take over a process's executions this long after it stopped renewing its row (at once
+    if that process is gone from the same host, or left at shutdown)."""
     metrics_listen: str = ""
     """host:port for Prometheus metrics over HTTP (e.g. 0.0.0.0:9464); empty: off."""
     http_listen: str = ""

@@ -89,7 +89,7 @@ def _forwarded(context: Context) -> list[tuple[str, str]]:
 
 
 async def _abort_like(context: Context, error: grpc.aio.AioRpcError) -> None:
-    """Ends the call with the engine process's status, details and error details."""
+    """Ends the call with the other replica's status, details and error details."""
     await context.abort(
         error.code(), error.details() or "", trailing_metadata=error.trailing_metadata()
     )

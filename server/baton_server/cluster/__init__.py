@@ -1,1 +1,1 @@
-"""Several server processes on one database: the engine lease."""
+"""Several server processes (replicas) on one database, each running executions."""

@@ -1,9 +1,9 @@
 """The schedule service: schedules as definitions with their firing state, and the loop that
-fires their slots in the process that runs executions.
+fires their slots in the replica that leads (the live one with the smallest id).
 
 Each slot starts its execution under an id made from the schedule and the slot, so a slot
 fired twice (after a crash between starting the execution and recording the firing, or by
-two processes while the engine lease changes hands) starts one execution. The firing state
+two replicas while the replicas change) starts one execution. The firing state
 lives in its own table, written after the executions start: a crash in between only means
 the slot is decided again, and finds its execution there.
 """

@@ -145,7 +145,7 @@ class PostgresDatabase(GroupCommitted):
         async with self._writer.transaction():
             # One writer at a time across every process on this database, as SQLite's
             # BEGIN IMMEDIATE gives: jobs read, decide and write without racing another
-            # process (the engine lease, versions, event sequences rely on it).
+            # process (claims, versions, event sequences rely on it).
             await self._writer.execute("SELECT pg_advisory_xact_lock($1)", _WRITE_LOCK)
             for pending in batch:
                 if not pending.isolated:
