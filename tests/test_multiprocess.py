@@ -27,10 +27,12 @@ from conftest import (
     tls,
     worker_process,
 )
+from google.protobuf import struct_pb2
 from test_streams import busy_workflow
 
 import baton
 from baton import Client, EventType, Execution
+from baton.v1 import worker_pb2, worker_pb2_grpc
 
 pytestmark = pytest.mark.sqlite_only  # reads or shares the SQLite file
 
@@ -423,3 +425,120 @@ async def test_a_worker_holds_no_more_tasks_than_its_room_whichever_replica_runs
         .fetchall()
     )
     assert len(owners) == 2, owners  # both replicas ran some
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_answer_may_reach_any_replica(tmp_path: Path) -> None:
+    """Three replicas: the first runs the execution, the second hosts the worker's stream,
+    and the worker answers through the third. The task token says whose the task is, so
+    the answer reaches the first; a heartbeat through the third keeps the lease."""
+    common = {"BATON_STREAM_POLL": "0.2"}
+    started_processes = [
+        await start_process(tmp_path / "baton.db", extra_env=common) for _ in range(3)
+    ]
+    processes = [process for process, _ in started_processes]
+    ports = [port for _, port in started_processes]
+    await asyncio.sleep(1.2)  # each has read the others' rows
+    try:
+        async with (
+            Client.connect(f"127.0.0.1:{ports[0]}") as first,
+            Client.connect(f"127.0.0.1:{ports[1]}") as second,
+            Client.connect(f"127.0.0.1:{ports[2]}") as third,
+        ):
+            runtime = baton.WorkerRuntime()
+            runtime.heartbeat_timeout.FromSeconds(1)
+            await first.agents.create(baton.Agent(worker=runtime), agent_id="far")
+            workflow = await first.workflows.create(
+                baton.Workflow(steps=[baton.Step(id="f", agent="far")])
+            )
+            hosting = worker_pb2_grpc.WorkerServiceStub(second._channel)
+            answering = worker_pb2_grpc.WorkerServiceStub(third._channel)
+            poll = hosting.PollTasks(
+                worker_pb2.PollTasksRequest(agents=["agents/far"], identity="far-worker")
+            )
+            started = await first.executions.start(workflow.name, {"x": 1})
+            task = await asyncio.wait_for(poll.read(), 10)
+            assert task.execution == started.name and task.attempt == 1
+            for _ in range(3):  # 1.5 s of work, past the heartbeat timeout
+                await asyncio.sleep(0.5)
+                beat = await answering.HeartbeatTask(
+                    worker_pb2.HeartbeatTaskRequest(task_token=task.task_token)
+                )
+                assert not beat.cancel_requested
+            output = struct_pb2.Struct()
+            output.update({"answered": "through the third"})
+            completed = await answering.CompleteTask(
+                worker_pb2.CompleteTaskRequest(task_token=task.task_token, output=output)
+            )
+            assert completed.accepted
+            again = await answering.CompleteTask(
+                worker_pb2.CompleteTaskRequest(task_token=task.task_token, output=output)
+            )
+            assert not again.accepted  # the lease has ended
+            done = await second.executions.wait(started.name, timeout=20)
+            poll.cancel()
+    finally:
+        stop_processes(processes)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert done.steps[0].output == {"answered": "through the third"}
+    assert [a.attempt for a in done.steps[0].attempts] == [1]
+
+
+@pytest.mark.timeout(90)
+async def test_a_queued_execution_no_replica_holds_is_claimed_by_the_one_acting_on_it(
+    tmp_path: Path,
+) -> None:
+    """With no room anywhere (one execution at a time on each replica), a new execution is
+    stored for any replica to claim. A cancel or a signal for it is carried out by the
+    replica that receives the call, which claims it; the signalled one runs there once it
+    has room, and takes the signal."""
+    processes, first_port, second_port = await two_servers(
+        tmp_path, None, BATON_MAX_RUNNING="1", BATON_STREAM_POLL="0.2"
+    )
+    try:
+        async with (
+            Client.connect(f"127.0.0.1:{first_port}") as first,
+            Client.connect(f"127.0.0.1:{second_port}") as second,
+        ):
+            await first.agents.create(
+                baton.Agent(python=baton.PythonRuntime(entry_point="test_agents_lib:slow")),
+                agent_id="slow",
+            )
+            sleeper = await first.workflows.create(
+                baton.Workflow(
+                    steps=[baton.Step(id="nap", agent="slow", input_mapping={"seconds": 60})]
+                )
+            )
+            waiter = await first.workflows.create(
+                baton.Workflow(steps=[baton.Step(id="w", wait_for=baton.WaitFor(signal="go"))])
+            )
+            busy = [
+                await first.executions.start(sleeper.name, {}),
+                await second.executions.start(sleeper.name, {}),
+            ]
+            cancelled = await first.executions.start(waiter.name, {})
+            signalled = await first.executions.start(waiter.name, {})
+            await asyncio.sleep(0.5)  # neither replica has room to claim them
+            for queued in (cancelled, signalled):
+                assert (await second.executions.get(queued.name)).state == (Execution.STATE_QUEUED)
+            gone = await second.executions.cancel(cancelled.name, reason="not needed")
+            assert gone.state == Execution.STATE_CANCELLED
+            await second.executions.signal(signalled.name, "go", {"n": 7})
+            await second.executions.cancel(busy[1].name)  # room on the second
+            done = await first.executions.wait(signalled.name, timeout=20)
+            for execution in busy:
+                with contextlib.suppress(baton.FailedPreconditionError):
+                    await first.executions.cancel(execution.name)
+        ran_at = (
+            sqlite3.connect(tmp_path / "baton.db")
+            .execute(
+                "SELECT r.pid FROM executions e JOIN replicas r ON r.id = e.owner WHERE e.id = ?",
+                (signalled.name.split("/")[1],),
+            )
+            .fetchall()
+        )
+    finally:
+        stop_processes(processes)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert done.steps[0].output == {"n": 7}
+    assert ran_at == [(processes[1].pid,)]
