@@ -542,3 +542,54 @@ async def test_a_queued_execution_no_replica_holds_is_claimed_by_the_one_acting_
     assert done.state == Execution.STATE_SUCCEEDED, done.error
     assert done.steps[0].output == {"n": 7}
     assert ran_at == [(processes[1].pid,)]
+
+
+@pytest.mark.timeout(90)
+async def test_a_task_that_waits_for_a_busy_local_worker_goes_to_an_idle_one_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Two steps at once for workers with room for one task each, one worker on each
+    replica: the step the busy local worker cannot take yet is offered, after a moment,
+    to the idle worker on the other replica."""
+    processes, first_port, second_port = await two_servers(tmp_path, None)
+
+    def working(name: str) -> Any:
+        async def work(value: dict[str, Any], ctx: baton.StepContext) -> dict[str, Any]:
+            await asyncio.sleep(2.0)
+            return {"by": name}
+
+        return work
+
+    try:
+        async with (
+            Client.connect(f"127.0.0.1:{first_port}") as first,
+            Client.connect(f"127.0.0.1:{second_port}") as second,
+        ):
+            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="job")
+            workflow = await first.workflows.create(
+                baton.Workflow(steps=[baton.Step(id=s, agent="job") for s in ("a", "b")])
+            )
+            workers = [
+                asyncio.create_task(
+                    baton.Worker(
+                        client, {"agents/job": working(name)}, max_concurrent_tasks=1
+                    ).run()
+                )
+                for client, name in ((first, "near"), (second, "far"))
+            ]
+            try:
+                await asyncio.sleep(0.5)  # both workers are connected
+                begun = time.monotonic()
+                started = await first.executions.start(workflow.name, {})  # runs on the first
+                done = await first.executions.wait(started.name, timeout=30)
+                took = time.monotonic() - begun
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+    finally:
+        stop_processes(processes)
+    assert done.state == Execution.STATE_SUCCEEDED, done.error
+    assert sorted(run.output["by"] for run in done.steps) == ["far", "near"]
+    assert took < 3.5, took  # side by side, not one after the other (4 s)

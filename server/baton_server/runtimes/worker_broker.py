@@ -32,6 +32,9 @@ from baton_server.domain.executions import Failure
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0
+OFFER_AFTER = 0.5
+"""Seconds a task waits for a local worker (one that serves its queue, busy) before it is
+offered to the workers of every replica too."""
 
 
 @dataclass(eq=False)
@@ -56,6 +59,7 @@ class Task:
     handoff_to: str = ""
     offered: bool = False
     """Offered to the workers of every replica (taken only through the offer)."""
+    queued_at: float = field(default_factory=time.monotonic)
     expired: bool = False
     """Its lease ran out: its worker sent no heartbeat in time."""
 
@@ -335,11 +339,12 @@ class TaskBroker:
             self._fail(task, Failure(failures.WORKER_LOST, f"worker {worker!r} disconnected"))
 
     def offer_waiting(self) -> None:
-        """Offers every waiting task no local worker may take (another replica may have
-        come up since it was queued)."""
+        """Offers the waiting tasks no local worker may take (another replica may have
+        come up since they were queued), and those that waited OFFER_AFTER seconds for a
+        busy local worker: a worker of another replica may be idle."""
+        before = time.monotonic() - OFFER_AFTER
         for queue in list(self._pending):
-            if not self._served(queue):
-                self._offer_stranded(queue)
+            self._offer_stranded(queue, None if not self._served(queue) else before)
 
     # Internals ------------------------------------------------------------------------
 
@@ -347,18 +352,23 @@ class TaskBroker:
         """Whether a local worker that may take tasks serves `queue`."""
         return any(queue in p.agents and not p.stalled for p in self._pollers)
 
-    def _offer_stranded(self, queue: str) -> None:
-        """Offers the tasks of `queue` waiting here to every replica's workers (no local
-        worker may take them)."""
+    def _offer_stranded(self, queue: str, queued_before: float | None = None) -> None:
+        """Offers the tasks of `queue` waiting here to every replica's workers (all of them,
+        or those queued before `queued_before`)."""
         offering = self.offering
         waiting = self._pending.get(queue)
         if offering is None or not waiting or not offering.wanted():
             return
+        kept = []
         for task in waiting:
-            if not task.done:
-                task.offered = True
-                offering.offer(task)
-        waiting.clear()
+            if task.done:
+                continue
+            if queued_before is not None and task.queued_at > queued_before:
+                kept.append(task)
+                continue
+            task.offered = True
+            offering.offer(task)
+        waiting[:] = kept
 
     def _take(self, poller: _Poller) -> Task | None:
         if poller.stalled:
