@@ -160,7 +160,11 @@ class TaskOffers:
             for token, owner, worker in lost:
                 await self._repo.post_answer(conn, token, owner, "lost", worker)
 
-        await self._db.write(job)
+        try:
+            await self._db.write(job)
+        except BaseException:  # said again at the next round
+            self._offers[:0], self._ends[:0], self._lost[:0] = offers, ends, lost
+            raise
 
     async def _host(self, me: str) -> None:
         """Takes open offers for the local workers that have room."""

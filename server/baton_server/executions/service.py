@@ -140,6 +140,8 @@ class Executions:
         self._background: asyncio.Task[None] | None = None
         self._retrying = asyncio.Lock()
         self._child_cancels: set[asyncio.Task[None]] = set()
+        self._claimed: list[Execution] = []
+        """Executions claimed and not yet run or queued here."""
         self._env = RunEnv(
             journal=journal,
             runtimes=runtimes,
@@ -745,11 +747,12 @@ class Executions:
         room for; carry out the cancel requests for executions run here."""
         if self.scheduler.stopping:
             return
+        await self._take_on()  # claimed before, and not started: its plan was not read
         if renewed:
             while True:
                 orphans = await self.journal.claim_orphans(CLAIM_BATCH)
-                for execution in orphans:
-                    self.scheduler.run(execution, await self._plan_of(execution))
+                self._claimed.extend(orphans)
+                await self._take_on()
                 if orphans:
                     log.info("resumed executions", extra={"count": len(orphans)})
                 if len(orphans) < CLAIM_BATCH:
@@ -757,9 +760,8 @@ class Executions:
         for _ in range(CLAIM_ROUNDS):
             room = self.scheduler.room(CLAIM_BATCH)
             claimed = await self.journal.claim_queued(room) if room else []
-            for execution in claimed:
-                if execution.id not in self.scheduler.runs:
-                    self.scheduler.enqueue(execution, await self._plan_of(execution))
+            self._claimed.extend(claimed)
+            await self._take_on()
             if len(claimed) < room or not room:
                 break
         requests = await self.journal.db.write(
@@ -768,6 +770,21 @@ class Executions:
         for execution_id, reason in requests:
             with contextlib.suppress(BatonError):
                 await self.cancel(execution_id, reason, RequestInfo("CancelExecution"))
+
+    async def _take_on(self) -> None:
+        """Runs the claimed executions that were running before, and queues the others
+        (each waits here until its plan is read: a failed read is tried at the next
+        round)."""
+        while self._claimed:
+            execution = self._claimed[0]
+            plan = await self._plan_of(execution)
+            self._claimed.pop(0)
+            if execution.id in self.scheduler.runs or execution.id in self.scheduler.queued:
+                continue
+            if execution.state is ExecutionState.QUEUED:
+                self.scheduler.enqueue(execution, plan)
+            else:
+                self.scheduler.run(execution, plan)
 
     async def _plan_of(self, execution: Execution) -> Plan:
         workflow = await self.definitions.get_workflow(
