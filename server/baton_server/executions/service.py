@@ -377,10 +377,7 @@ class Executions:
                     "cancelled or timed-out execution can be retried",
                     metadata={"name": f"executions/{execution_id}"},
                 )
-            workflow = await self.definitions.get_workflow(
-                execution.workflow_id, execution.workflow_revision
-            )
-            plan = self._plan(workflow)
+            plan = await self._plan_of(execution)
             for i, step_id in enumerate(from_steps):
                 if step_id not in plan.steps:
                     raise invalid_field(
@@ -536,10 +533,7 @@ class Executions:
         )
         self._publish(written)
         if claimed:
-            workflow = await self.definitions.get_workflow(
-                queued.workflow_id, queued.workflow_revision
-            )
-            self.scheduler.enqueue(queued, self._plan(workflow))
+            self.scheduler.enqueue(queued, await self._plan_of(queued))
         return queued
 
     def _check_size(self, value: dict[str, Any], field: str) -> None:
