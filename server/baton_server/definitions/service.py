@@ -129,6 +129,8 @@ def _runs(tool: Tool) -> list[str]:
 
 
 TOOL = Kind[Tool]("tool", TOOLS, Tool.from_doc, lambda t: {}, lambda t: {"runs": _runs(t)})
+WORKFLOWS_TO_RUN = 1024
+"""Most workflows `workflow_to_run` keeps."""
 
 
 def etag_of(resource: Resource) -> str:
@@ -224,6 +226,8 @@ class Definitions:
         self.policy = policy or AgentPolicy()
         self._measure = measure
         self._max_bytes = max_bytes
+        self._to_run: dict[str, Workflow] = {}
+        """The latest revision of workflows executions started from, by id (shared)."""
 
     async def _checked(
         self, kind: Kind[Any], resource: Any, validate: Callable[[], list[FieldViolation]]
@@ -427,6 +431,26 @@ class Definitions:
                 metadata={"name": f"workflows/{workflow_id}", "revision": str(revision)},
             )
         return Workflow.from_doc(doc)
+
+    async def workflow_to_run(self, workflow_id: str, revision: int = 0) -> Workflow:
+        """As `get_workflow`, for starting and running executions: the latest revision is
+        read in full only when its version changed (a new execution reads the version
+        alone), and the same object is answered meanwhile, so callers must not change it."""
+        if self.cache is not None:  # (the cache answers without reading the database)
+            return await self.get_workflow(workflow_id, revision)
+        version = await self.db.read(
+            lambda conn: self.repo.version(conn, WORKFLOW.table, workflow_id)
+        )
+        latest = self._to_run.get(workflow_id)
+        if latest is None or version is None or latest.version != version:
+            latest = await self._get(WORKFLOW, workflow_id)  # NOT_FOUND if it is gone
+            self._to_run.pop(workflow_id, None)
+            if len(self._to_run) >= WORKFLOWS_TO_RUN:
+                del self._to_run[next(iter(self._to_run))]  # the one kept longest
+            self._to_run[workflow_id] = latest
+        if revision in (0, latest.revision):
+            return latest
+        return await self.get_workflow(workflow_id, revision)
 
     async def list_workflows(
         self, *, after: int, limit: int, tags: Sequence[str], state: WorkflowState | None

@@ -177,7 +177,7 @@ class Executions:
         if options.timeout is not None and options.timeout <= 0:
             raise invalid_field("timeout", "must be positive")
         self._check_size(value, "input")
-        workflow = await self.definitions.get_workflow(workflow_id, revision)
+        workflow = await self.definitions.workflow_to_run(workflow_id, revision)
         if workflow.state is not WorkflowState.ACTIVE:
             raise BatonError(
                 Code.FAILED_PRECONDITION,
@@ -781,7 +781,7 @@ class Executions:
                 self.scheduler.run(execution, plan)
 
     async def _plan_of(self, execution: Execution) -> Plan:
-        workflow = await self.definitions.get_workflow(
+        workflow = await self.definitions.workflow_to_run(
             execution.workflow_id, execution.workflow_revision
         )
         return self._plan(workflow)

@@ -69,6 +69,13 @@ class DefinitionRepository:
         assert row is not None, "meta.version is created by the first migration"
         return int(row[0])
 
+    async def version(self, conn: SqlConnection, table: Table, id_: str) -> int | None:
+        """The version of the row with this id (its document unread), or None."""
+        rows = list(
+            await conn.execute_fetchall(f"SELECT version FROM {table.name} WHERE id = ?", (id_,))
+        )
+        return int(rows[0][0]) if rows else None
+
     async def get(self, conn: SqlConnection, table: Table, id_: str) -> Row | None:
         """Returns the row with this id, or None."""
         rows = list(
