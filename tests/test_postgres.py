@@ -5,9 +5,11 @@ serialised across processes as SQLite's are."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import database_for_test
 
 from baton_server.storage.database import SqlConnection, open_database
@@ -69,3 +71,45 @@ async def test_writes_of_two_processes_never_interleave(tmp_path: Path) -> None:
         finally:
             for db in dbs:
                 await db.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_write_transaction_left_idle_is_ended_and_run_again(tmp_path: Path) -> None:
+    """A process that stalls inside a write transaction (frozen, or paused while it holds
+    the write lock) does not stop the others' writes for long: PostgreSQL ends the idle
+    transaction after 5 s, which wrote nothing, and the stalled process runs the batch
+    again on a new connection when it goes on."""
+    async with database_for_test(tmp_path, "postgresql") as url:
+        stalled, other = await open_database(url), await open_database(url)
+        try:
+            runs = 0
+            finished: dict[str, float] = {}
+
+            async def slow(conn: SqlConnection) -> str:
+                nonlocal runs
+                runs += 1
+                await conn.execute("INSERT INTO meta (key, value) VALUES ('slow', ?)", (str(runs),))
+                if runs == 1:
+                    await asyncio.sleep(7)  # holding the write lock, idle in its transaction
+                await conn.execute("SELECT 1")
+                finished["slow"] = time.monotonic()
+                return "written"
+
+            async def quick(conn: SqlConnection) -> None:
+                await conn.execute("INSERT INTO meta (key, value) VALUES ('quick', '1')")
+                finished["quick"] = time.monotonic()
+
+            begun = time.monotonic()
+            first = asyncio.ensure_future(stalled.write(slow))
+            await asyncio.sleep(0.5)  # it holds the lock
+            await other.write(quick)
+            assert 4.0 < finished["quick"] - begun < 7.0  # not held up until the stall ends
+            assert await first == "written"
+            rows = dict(
+                await other.fetchall("SELECT key, value FROM meta WHERE key IN ('slow', 'quick')")
+            )
+        finally:
+            await stalled.close()
+            await other.close()
+    assert runs == 2
+    assert rows == {"slow": "2", "quick": "1"}  # the first run's insert was rolled back

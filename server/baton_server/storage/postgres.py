@@ -16,6 +16,7 @@ same semantics as the SQLite one, so that the repositories run unchanged on eith
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 _WRITE_LOCK = 7405124
 """The advisory lock that serialises write transactions across processes."""
+_WRITER_SETTINGS = {"idle_in_transaction_session_timeout": "5000"}
+"""A write transaction left idle 5 s (its process paused or frozen while holding the write
+lock) is ended by PostgreSQL, so that the other replicas can write (and take that one's
+executions over); that process reconnects when it wakes."""
 _PLACEHOLDER = re.compile(r"\?")
 
 
@@ -87,7 +92,7 @@ class PostgresDatabase(GroupCommitted):
     @classmethod
     async def open(cls, url: str) -> PostgresDatabase:
         """Connects to the database at `url` and brings its schema up to date."""
-        writer = await asyncpg.connect(url)
+        writer = await asyncpg.connect(url, server_settings=_WRITER_SETTINGS)
         try:
             await migrate_postgres(writer)
             readers = await asyncpg.create_pool(url, min_size=1, max_size=8)
@@ -131,18 +136,35 @@ class PostgresDatabase(GroupCommitted):
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[PendingWrite]) -> None:
-        try:
-            outcomes = await self._batch(batch)
-        except Exception as exc:  # the commit or a non-isolated job failed
-            log.exception("postgresql write batch failed")
-            outcomes = [(None, exc)] * len(batch)
+        for attempt in (1, 2):
+            committing = [False]
+            try:
+                outcomes = await self._batch(batch, committing)
+                break
+            except Exception as exc:  # the commit or a non-isolated job failed
+                if attempt == 1 and self._writer.is_closed() and not committing[0]:
+                    # The connection went (PostgreSQL ended the transaction, which left
+                    # nothing): the batch runs again on a new one.
+                    log.warning("postgresql write connection lost; reconnecting")
+                    with contextlib.suppress(Exception):
+                        self._writer = await asyncpg.connect(
+                            self.path, server_settings=_WRITER_SETTINGS
+                        )
+                        continue
+                log.exception("postgresql write batch failed")
+                outcomes = [(None, exc)] * len(batch)
+                break
         self._commits.finish(batch, outcomes)
 
-    async def _batch(self, batch: Sequence[PendingWrite]) -> list[Outcome]:
-        """Runs a batch of jobs in one transaction; returns each job's result or error."""
+    async def _batch(self, batch: Sequence[PendingWrite], committing: list[bool]) -> list[Outcome]:
+        """Runs a batch of jobs in one transaction; returns each job's result or error.
+        `committing[0]` is set once the commit is sent (after which a lost connection
+        leaves the outcome unknown)."""
         conn = PgConnection(self._writer)
         outcomes: list[Outcome] = []
-        async with self._writer.transaction():
+        transaction = self._writer.transaction()
+        await transaction.start()
+        try:
             # One writer at a time across every process on this database, as SQLite's
             # BEGIN IMMEDIATE gives: jobs read, decide and write without racing another
             # process (claims, versions, event sequences rely on it).
@@ -158,6 +180,15 @@ class PostgresDatabase(GroupCommitted):
                     outcomes.append((None, exc))
                 else:
                     outcomes.append((result, None))
+        except BaseException:
+            if not self._writer.is_closed():
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+            raise
+        if self._writer.is_closed():  # (so the jobs' errors are not theirs: nothing committed)
+            raise ConnectionError("the write connection was closed")
+        committing[0] = True
+        await transaction.commit()
         return outcomes
 
 
