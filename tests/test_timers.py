@@ -51,14 +51,16 @@ async def test_sleep_steps_and_backoffs_keep_their_times_across_a_sigkill(tmp_pa
         await servers.kill()
         await asyncio.sleep(2.0)
         restarted = time.time()
-        async with Client.connect(f"127.0.0.1:{await servers.start()}", timeout=10) as client:
+        port = await servers.start()
+        serving = time.time()  # (a process takes a second or more to start on a slow day)
+        async with Client.connect(f"127.0.0.1:{port}", timeout=10) as client:
             done = await client.executions.wait(started.name, timeout=30)
         assert done.state == Execution.STATE_SUCCEEDED, done.error
         nap, deadline, backoff = (step(done, s) for s in ("nap", "deadline", "backoff"))
         # The sleep woke at its first time, not 4 s after the restart.
         assert abs(seconds(nap.end_time) - (began + 4)) < 1.0
         # The deadline passed while the server was down: it woke as soon as it could.
-        assert seconds(deadline.end_time) - restarted < 1.5
+        assert restarted < seconds(deadline.end_time) < serving + 1.0
         # The backoff's second attempt started 4 s after the first failed, restart or not.
         first, second = backoff.attempts[-2], backoff.attempts[-1]
         assert abs(seconds(second.start_time) - seconds(first.end_time) - 4) < 1.0
