@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 
 from baton_server.storage.coordination import CoordinationRepository, ReplicaRow
-from baton_server.storage.database import Database
+from baton_server.storage.database import Database, SqlConnection
 
 _LIVE: set[str] = set()
 """The replicas alive in this process (a process may run several servers, as tests do)."""
@@ -52,12 +52,17 @@ class Membership:
         the replicas alive."""
         now = self.clock()
         mine = ReplicaRow(self.id, self.host, self.pid, self.address, now + self.ttl, running)
-        rows = await self.db.write(lambda conn: self.repo.renew(conn, mine))
-        self._rows = {row.id: row for row in rows}
-        self._live = frozenset(row.id for row in rows if self._alive(row, now))
-        dead = [row.id for row in rows if row.id not in self._live]
-        if dead:
-            await self.db.write(lambda conn: self.repo.forget(conn, dead))
+
+        async def job(conn: SqlConnection) -> list[ReplicaRow]:
+            rows = await self.repo.renew(conn, mine)
+            live = [row for row in rows if self._alive(row, now)]
+            if len(live) < len(rows):  # the dead ones' rows go in the same transaction
+                await self.repo.forget(conn, [r.id for r in rows if r not in live])
+            return live
+
+        live = await self.db.write(job)
+        self._rows = {row.id: row for row in live}
+        self._live = frozenset(self._rows)
         return self._live
 
     def running_elsewhere(self) -> list[int]:

@@ -121,9 +121,8 @@ class Executions:
         self.hub = EventHub(stream_buffer)
         self.streams = Streams(self, self.hub, stream_poll)
         self.scheduler = Scheduler(max_running, self._new_run, self._run_ended)
-        self.membership = membership or Membership(
-            journal.db, coordination or CoordinationRepository(), 10.0, clock
-        )
+        self._coordination = coordination or CoordinationRepository()
+        self.membership = membership or Membership(journal.db, self._coordination, 10.0, clock)
         journal.owner = self.membership.id  # one name for this process, as replica and owner
         self.coordinator = Coordinator(
             self.membership,
@@ -131,7 +130,6 @@ class Executions:
             running=self._load,
             each_round=self._coordinate,
         )
-        self._coordination = coordination or CoordinationRepository()
         self._waiters: dict[str, asyncio.Event] = {}
         # Executions that just ended here, as committed: waits and gets answer from memory.
         self._ended: collections.OrderedDict[str, Execution] = collections.OrderedDict()
