@@ -24,6 +24,7 @@ import asyncpg
 import grpc
 import pytest
 import redis
+import uvloop
 from fake_llm import fake_openai, scripted_llm  # noqa: F401 - fixtures for every test module
 
 from baton import Agent, Client, PythonRuntime
@@ -94,6 +95,13 @@ class RedisProcess:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The tests run on the loop the server runs on (`python -m baton_server`)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

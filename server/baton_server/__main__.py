@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
+
+import uvloop
 
 from baton_server.app import serve
 from baton_server.config import Settings
@@ -14,7 +15,7 @@ def main() -> None:
     """Entry point of `python -m baton_server` and the `baton-server` command."""
     settings = Settings.load(sys.argv[1:])
     configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    uvloop.run(serve(settings))
 
 
 if __name__ == "__main__":
