@@ -536,6 +536,59 @@ async def test_bad_requests(client: Client) -> None:
     assert caught.value.reason == "WORKFLOW_ARCHIVED"
 
 
+async def test_a_start_sees_the_workflow_as_another_server_left_it(
+    start_server: StartServer,
+) -> None:
+    """A server keeps the workflow it last started executions from, unread, and checks it
+    in the transaction that stores the next execution: what another server (a replica on
+    the same database) changed since is what that execution runs, or what refuses it."""
+    first, second = await start_server(), await start_server()
+    async with (
+        Client.connect(f"127.0.0.1:{first.port}", timeout=10) as one,
+        Client.connect(f"127.0.0.1:{second.port}", timeout=10) as two,
+    ):
+        await agent(one, "echo", "baton_server.agents.builtin:echo")
+        schema = struct({"type": "object", "properties": {"n": {"type": "integer"}}})
+        workflow = await one.workflows.create(
+            WorkflowMessage(steps=[Step(id="a", agent="echo")], input_schema=schema)
+        )
+        started = await one.executions.start(workflow.name, {"n": 1})
+        assert (await one.executions.wait(started.name, timeout=10)).workflow_revision == 1
+
+        await two.workflows.update(
+            WorkflowMessage(name=workflow.name, steps=[Step(id="b", agent="echo")]),
+            update_mask=["steps"],
+        )
+        started = await one.executions.start(workflow.name, {"n": 1})
+        assert started.workflow_revision == 2
+        assert [s.step_id for s in started.steps] == ["b"]
+
+        await two.workflows.update(
+            WorkflowMessage(name=workflow.name, state=WorkflowMessage.STATE_ARCHIVED),
+            update_mask=["state"],
+        )
+        with pytest.raises(baton.FailedPreconditionError) as caught:
+            await one.executions.start(workflow.name, {"n": 1})
+        assert caught.value.reason == "WORKFLOW_ARCHIVED"
+        await two.workflows.update(
+            WorkflowMessage(name=workflow.name, state=WorkflowMessage.STATE_ACTIVE),
+            update_mask=["state"],
+        )
+        latest = await two.workflows.get(workflow.name)
+        started = await one.executions.start(workflow.name, {"n": 1})
+        assert started.workflow_revision == latest.revision
+
+        # A refusal by the schema `one` knows is checked against the workflow as it is.
+        await two.workflows.update(
+            WorkflowMessage(name=workflow.name, input_schema=struct({"type": "object"})),
+            update_mask=["input_schema"],
+        )
+        started = await one.executions.start(workflow.name, {"n": "five"})
+        assert started.workflow_revision == latest.revision + 1
+        done = await one.executions.wait(started.name, timeout=10)
+        assert done.state == Execution.STATE_SUCCEEDED
+
+
 async def test_pinned_revision_and_delete_while_running(client: Client) -> None:
     await agent(client, "sleepy", "test_agents_lib:slow")
     await agent(client, "echo", "baton_server.agents.builtin:echo")

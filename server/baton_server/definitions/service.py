@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -131,6 +132,13 @@ def _runs(tool: Tool) -> list[str]:
 TOOL = Kind[Tool]("tool", TOOLS, Tool.from_doc, lambda t: {}, lambda t: {"runs": _runs(t)})
 WORKFLOWS_TO_RUN = 1024
 """Most workflows `workflow_to_run` keeps."""
+
+VersionCheck = Callable[[SqlConnection], Awaitable[None]]
+"""Run in a write transaction: raises WorkflowChangedError when a workflow changed."""
+
+
+class WorkflowChangedError(Exception):
+    """The workflow changed since its latest revision was read."""
 
 
 def etag_of(resource: Resource) -> str:
@@ -431,6 +439,32 @@ class Definitions:
                 metadata={"name": f"workflows/{workflow_id}", "revision": str(revision)},
             )
         return Workflow.from_doc(doc)
+
+    async def workflow_to_start(
+        self, workflow_id: str, revision: int = 0
+    ) -> tuple[Workflow, VersionCheck | None]:
+        """As `workflow_to_run`, for a new execution, without reading the database when the
+        latest revision is at hand: with it comes the check to run in the transaction that
+        stores the execution, which raises WorkflowChangedError if the workflow changed
+        since (the caller forgets it and starts over). No check for an older revision (it
+        never changes)."""
+        latest = self._to_run.get(workflow_id)
+        if self.cache is not None or latest is None or revision not in (0, latest.revision):
+            workflow = await self.workflow_to_run(workflow_id, revision)
+            latest = self._to_run.get(workflow_id)
+            if workflow is not latest:
+                return workflow, None
+        assert latest is not None
+        return latest, functools.partial(self._still_current, latest)
+
+    async def _still_current(self, workflow: Workflow, conn: SqlConnection) -> None:
+        version = await self.repo.version(conn, WORKFLOW.table, workflow.id)
+        if version != workflow.version:
+            raise WorkflowChangedError(workflow.id)
+
+    def forget(self, workflow_id: str) -> None:
+        """Drops the latest revision kept for `workflow_to_run` (it changed)."""
+        self._to_run.pop(workflow_id, None)
 
     async def workflow_to_run(self, workflow_id: str, revision: int = 0) -> Workflow:
         """As `get_workflow`, for starting and running executions: the latest revision is

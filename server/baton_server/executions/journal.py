@@ -130,9 +130,11 @@ class Journal:
         request: RequestInfo,
         *,
         claimed: bool = True,
+        check: Callable[[SqlConnection], Awaitable[None]] | None = None,
     ) -> tuple[Execution, list[Event], bool]:
         """Stores a new execution with its first events, idempotently, `claimed` by this
-        process (else for any replica to claim). Returns the execution
+        process (else for any replica to claim), after `check` (which may refuse it by
+        raising) in the same transaction. Returns the execution
         as stored (the first one, for a repeated request id), its events, and whether this
         call created it. ALREADY_EXISTS when its id is taken."""
         now = self.clock()
@@ -143,6 +145,8 @@ class Journal:
 
         async def job(conn: SqlConnection) -> Any:
             nonlocal created, numbered
+            if check is not None:
+                await check(conn)
             if request.request_id:
                 # The answer (the new id) is known up front: claim the request id with it.
                 key = f"{request.method}:{request.request_id}"

@@ -17,7 +17,7 @@ import orjson
 
 from baton_server.cluster.coordinator import Coordinator
 from baton_server.cluster.membership import Membership
-from baton_server.definitions.service import Definitions
+from baton_server.definitions.service import Definitions, VersionCheck, WorkflowChangedError
 from baton_server.domain import failures
 from baton_server.domain.attempts import AgentResult, AttemptFailedError
 from baton_server.domain.definitions import APPROVING_ROLES, Workflow, WorkflowState
@@ -175,7 +175,32 @@ class Executions:
         if options.timeout is not None and options.timeout <= 0:
             raise invalid_field("timeout", "must be positive")
         self._check_size(value, "input")
-        workflow = await self.definitions.workflow_to_run(workflow_id, revision)
+        for tries_left in (2, 1, 0):
+            # The workflow as this process last read it, checked when the execution is
+            # stored: read again if it changed since (the last try reads it, unchecked).
+            workflow, check = await self.definitions.workflow_to_start(workflow_id, revision)
+            try:
+                return await self._start(
+                    workflow, value, options, request, check if tries_left else None
+                )
+            except WorkflowChangedError:
+                self.definitions.forget(workflow_id)
+            except BatonError:  # refused: on the workflow as it is now, or as it was?
+                if check is None:
+                    raise
+                if await self.definitions.workflow_to_run(workflow_id, revision) is workflow:
+                    raise
+        raise AssertionError("the last try is not checked")
+
+    async def _start(
+        self,
+        workflow: Workflow,
+        value: dict[str, Any],
+        options: StartOptions,
+        request: RequestInfo,
+        check: VersionCheck | None,
+    ) -> Execution:
+        workflow_id = workflow.id
         if workflow.state is not WorkflowState.ACTIVE:
             raise BatonError(
                 Code.FAILED_PRECONDITION,
@@ -214,11 +239,11 @@ class Executions:
         # A child runs at once: its parent holds a place and waits for it.
         if options.parent is not None or (self.scheduler.has_capacity() and self._least_busy()):
             with self.scheduler.reserved():
-                return await self._create_running(execution, event, plan, request)
+                return await self._create_running(execution, event, plan, request, check)
         # Alone, it waits here for room; else any replica with room claims it.
         alone = len(self.membership.live) == 1
         stored, written, created = await self.journal.create(
-            execution, [event], request, claimed=alone
+            execution, [event], request, claimed=alone, check=check
         )
         if created:
             self._publish(written)
@@ -238,7 +263,12 @@ class Executions:
         return not others or self._load() <= min(others)
 
     async def _create_running(
-        self, execution: Execution, event: Event, plan: Plan, request: RequestInfo
+        self,
+        execution: Execution,
+        event: Event,
+        plan: Plan,
+        request: RequestInfo,
+        check: VersionCheck | None = None,
     ) -> Execution:
         """Creates an execution that runs at once: its start and its first steps' start are
         written with it."""
@@ -251,7 +281,7 @@ class Executions:
         created = False
         try:
             stored, written, created = await self.journal.create(
-                execution, [event, *first.events], request
+                execution, [event, *first.events], request, check=check
             )
         finally:
             if not created:
@@ -646,7 +676,8 @@ class Executions:
         if execution.state.terminal:
             return execution
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter.wait(), within)
+            async with asyncio.timeout(within):  # (no task, unlike wait_for)
+                await waiter.wait()
         return await self.get(execution_id)
 
     async def step_items(
@@ -793,7 +824,7 @@ class Executions:
         execution = run.execution
         if not execution.state.terminal:
             return  # stopped by a shutdown or a lost claim: it resumes elsewhere or later
-        log.info(
+        log.debug(  # (at INFO, a busy server would log a line per execution)
             "execution ended",
             extra={
                 "execution": execution.id,
