@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +19,7 @@ from baton import Client
 from baton_server.app import Baton
 from baton_server.config import Settings
 from baton_server.domain import events, failures
+from baton_server.domain.attempts import Cancellation
 from baton_server.domain.executions import EventType, Failure
 from baton_server.language.conditions import free_variables, referenced_steps
 from baton_server.language.expressions import ExpressionError, parse_path, parse_template
@@ -180,3 +183,25 @@ class _ByteStream(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
             yield chunk
+
+
+def test_an_attempts_cancellation_wakes_a_thread_waiting_on_it() -> None:
+    """`ctx.cancelled` behaves as the threading.Event it is, whether the thread waits on it
+    before or after it is set (its condition is made on the first wait)."""
+    already = Cancellation()
+    already.set()
+    assert already.is_set() and already.wait(0) and already.wait()
+    already.clear()
+    assert not already.is_set() and not already.wait(0.01)
+
+    cancelled = Cancellation()
+    assert isinstance(cancelled, threading.Event)
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(cancelled.wait(10)))
+    waiter.start()
+    time.sleep(0.05)  # the thread waits on the condition by now
+    begun = time.monotonic()
+    cancelled.set()
+    waiter.join(5)
+    assert woken == [True] and time.monotonic() - begun < 1
+    assert cancelled.is_set() and cancelled.wait(0)

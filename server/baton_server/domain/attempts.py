@@ -41,6 +41,47 @@ class AttemptFailedError(Exception):
         self.usage = usage
 
 
+class Cancellation(threading.Event):
+    """An attempt's `cancelled` flag: a threading.Event whose condition (a lock and a
+    deque, about 1 KB) is made only when a thread waits on it. Most attempts never do, and
+    one is made per attempt, so thousands of waiting executions would carry thousands."""
+
+    _making = threading.Lock()  # guards the making of any instance's condition
+
+    def __init__(self) -> None:  # (no super().__init__: the condition comes on demand)
+        self._flag = False
+        self._cond: threading.Condition | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with Cancellation._making:
+            if self._cond is None:  # no thread waits: nobody to wake
+                self._flag = True
+                return
+        super().set()
+
+    def clear(self) -> None:
+        with Cancellation._making:
+            if self._cond is None:
+                self._flag = False
+                return
+        super().clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with Cancellation._making:
+            if self._cond is None:
+                if self._flag:
+                    return True
+                self._cond = threading.Condition(threading.Lock())
+        return super().wait(timeout)
+
+    def _at_fork_reinit(self) -> None:
+        if self._cond is not None:
+            super()._at_fork_reinit()  # type: ignore[misc]
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptInfo:
     """What a runtime needs to run one attempt: who it is for, the agent's config, when it

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,7 +21,12 @@ from typing import Any, Protocol
 import orjson
 
 from baton_server.domain import failures
-from baton_server.domain.attempts import AgentResult, AttemptFailedError, AttemptInfo
+from baton_server.domain.attempts import (
+    AgentResult,
+    AttemptFailedError,
+    AttemptInfo,
+    Cancellation,
+)
 from baton_server.domain.definitions import Agent, OpenAIRuntime
 from baton_server.domain.events import (
     AGENT_LOOP_KINDS,
@@ -122,7 +126,7 @@ class RunDriver:
         self.env = env
         self._lock = asyncio.Lock()
         self._inputs: list[Input] = []
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the loop's, while it sleeps
         self._attempts: dict[str, _Running] = {}  # by step
         self._held: dict[str, asyncio.Semaphore] = {}  # slots granted to steps, not yet used
         self._granted: set[str] = set()  # steps whose grant the decision at hand took
@@ -202,7 +206,7 @@ class RunDriver:
         self._timers.clear()
         for waiting in self._slot_waits.values():
             waiting.cancel()
-        self._wake.set()
+        self._wake()
         if self._task is None:
             return
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -238,8 +242,11 @@ class RunDriver:
                     or any(run.state is StepState.WAITING for run in self.execution.steps)
                 ):
                     raise RuntimeError("the execution waits for nothing")
-                self._wake.clear()
-                await self._wake.wait()
+                self._waiter = self._loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
         except asyncio.CancelledError:
             pass  # cancelled (already written) or the server is stopping (resumes later)
         except ClaimLostError:
@@ -258,9 +265,15 @@ class RunDriver:
             self._spans.end()
             self.env.finished(self)
 
+    def _wake(self) -> None:
+        """Wakes the loop if it sleeps (it looks at everything before it sleeps again)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _push(self, event: Input) -> None:
         self._inputs.append(event)
-        self._wake.set()
+        self._wake()
 
     async def _apply(self, inputs: list[Input]) -> Decision | None:
         """Decides `inputs`, writes the decision, then carries it out; None when the
@@ -389,13 +402,13 @@ class RunDriver:
                 )
 
     def _run_attempt(self, command: RunAttempt) -> None:
-        cancelled = threading.Event()
+        cancelled = Cancellation()
         task = self._loop.create_task(self._attempt(command, cancelled))
         key = _attempt_key(command.step_id, command.item)
         slot = self._held.pop(command.step_id, None) if command.item < 0 else None
         self._attempts[key] = _Running(command.attempt, task, cancelled, slot)
 
-    async def _attempt(self, command: RunAttempt, cancelled: threading.Event) -> None:
+    async def _attempt(self, command: RunAttempt, cancelled: Cancellation) -> None:
         """Runs one attempt and reports how it ended."""
         step_id, number, item = command.step_id, command.attempt, command.item
         key = _attempt_key(step_id, item)
@@ -463,7 +476,7 @@ class RunDriver:
             if current is not None and current.attempt == number:  # (else it was stopped)
                 del self._attempts[key]
                 current.release()
-            self._wake.set()
+            self._wake()
 
     async def _loop_info(self, info: AttemptInfo, command: RunAttempt) -> AttemptInfo:
         """What an LLM agent's loop is given besides the attempt: the agent's tools (and
@@ -538,7 +551,7 @@ class RunDriver:
     def _run_child(self, command: RunChild) -> None:
         task = asyncio.ensure_future(self._child(command))
         self._attempts[command.step_id] = _Running(
-            command.attempt, task, threading.Event(), None, command.child_id
+            command.attempt, task, Cancellation(), None, command.child_id
         )
 
     async def _child(self, command: RunChild) -> None:
@@ -555,7 +568,7 @@ class RunDriver:
             current = self._attempts.get(step_id)
             if current is not None and current.attempt == number:
                 del self._attempts[step_id]
-            self._wake.set()
+            self._wake()
 
     def _await_slot(self, command: AwaitSlot) -> None:
         if command.step_id in self._slot_waits or command.step_id in self._held:
@@ -609,7 +622,7 @@ class RunDriver:
         for waiting in self._slot_waits.values():
             waiting.cancel()
         self.release()
-        self._wake.set()
+        self._wake()
 
     # Writing --------------------------------------------------------------------------
 
@@ -661,7 +674,7 @@ class _Running:
 
     attempt: int
     task: asyncio.Task[None]
-    cancelled: threading.Event
+    cancelled: Cancellation
     slot: asyncio.Semaphore | None
     child: str = ""
     """The child execution the attempt waits for (a `workflow` step)."""
