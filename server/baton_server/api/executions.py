@@ -123,13 +123,15 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
         message.items_succeeded = run.items_succeeded
         message.items_failed = run.items_failed
         message.items_running = len(run.items_running)
-    if run.items_usage or any(a.usage for a in run.attempts):
-        message.usage.CopyFrom(usage_to_proto(run.usage))
+    used = bool(run.items_usage)
     if run.output is not None:
+        output = run.output
         message.output.SetInParent()  # present even when empty
-        message.output.update(run.output)
+        if output:
+            message.output.update(output)
     if detailed:
-        message.iteration_outputs.extend(dict_to_struct(o) for o in run.past_outputs)
+        if run.past_outputs:
+            message.iteration_outputs.extend(dict_to_struct(o) for o in run.past_outputs)
         for a in run.attempts:
             attempt = message.attempts.add(attempt=a.attempt, fallback=a.fallback)
             if a.agent:
@@ -138,7 +140,13 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
             if a.error is not None:
                 attempt.error.CopyFrom(_error(a.error))
             if a.usage:
+                used = True
                 attempt.usage.CopyFrom(usage_to_proto(Usage.from_doc(a.usage)))
+    else:
+        used = used or any(a.usage for a in run.attempts)
+    if used:
+        message.usage.CopyFrom(usage_to_proto(run.usage))
+    if detailed and run.handoffs:
         message.handoffs.extend(
             execution_pb2.HandoffRecord(
                 handoff=h.handoff,
@@ -154,29 +162,38 @@ def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepR
 
 
 def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execution_pb2.Execution:
-    """An execution as an Execution message."""
+    """An execution as an Execution message (what is unset is not touched: this runs for
+    every execution a call returns)."""
     message = execution_pb2.Execution(
         name=f"executions/{execution.id}",
         workflow=f"workflows/{execution.workflow_id}",
         workflow_revision=execution.workflow_revision,
-        input=dict_to_struct(execution.input),
         state=_EXECUTION_STATES[execution.state],
-        error=failure_to_proto(execution.error),
         priority=execution.priority,
-        timeout=duration(execution.timeout),
         trace=execution.trace,
-        labels=execution.labels,
         last_event_sequence=execution.last_sequence,
         run=execution.run,
-        parent=f"executions/{execution.parent}" if execution.parent else "",
     )
+    message.input.SetInParent()  # present even when empty
+    if execution.input:
+        message.input.update(execution.input)
+    error = failure_to_proto(execution.error)
+    if error is not None:
+        message.error.CopyFrom(error)
+    if execution.timeout is not None:
+        message.timeout.FromNanoseconds(round(execution.timeout * 1e9))
+    if execution.labels:
+        message.labels.update(execution.labels)
+    if execution.parent:
+        message.parent = f"executions/{execution.parent}"
     message.steps.extend([step_to_proto(s, detailed=detailed) for s in execution.steps])
     if execution.create_time:
         _set_time(message.create_time, execution.create_time)
     _set_span(message, execution.start_time, execution.end_time)
     if execution.output is not None:
         message.output.SetInParent()
-        message.output.update(execution.output)
+        if execution.output:
+            message.output.update(execution.output)
     return message
 
 
