@@ -51,6 +51,11 @@ class Scheduler:
         finally:
             self._reserved -= 1
 
+    @property
+    def load(self) -> int:
+        """How many executions this process runs, is creating to run, or queues."""
+        return len(self.runs) + self._reserved + len(self.queued)
+
     def room(self, most: int) -> int:
         """How many more executions, at most `most`, could start now (none while stopping),
         with those queued here counted."""
@@ -58,8 +63,7 @@ class Scheduler:
             return 0
         if not self.max_running:
             return most
-        taken = len(self.runs) + self._reserved + len(self.queued)
-        return max(0, min(most, self.max_running - taken))
+        return max(0, min(most, self.max_running - self.load))
 
     def enqueue(self, execution: Execution, plan: Plan) -> None:
         """Queues an execution; it runs as soon as there is room."""

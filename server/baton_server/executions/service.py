@@ -252,8 +252,9 @@ class Executions:
         return stored
 
     def _load(self) -> int:
-        """How many executions this process runs or queues."""
-        return len(self.scheduler.runs) + len(self.scheduler.queued)
+        """How many executions this process runs, is creating to run, or queues (a burst
+        of starts sees the ones before it, though none is stored yet)."""
+        return self.scheduler.load
 
     def _least_busy(self) -> bool:
         """Whether this process runs no more executions than any other replica (as each

@@ -94,7 +94,8 @@ class Runtimes:
     ) -> Any:
         """Calls a Python entry point (an agent's or a tool's) with `value` and the step
         context; returns what it returned or raises AttemptFailedError."""
-        function, is_async = await self._function(runtime.entry_point)
+        found = self._functions.get(runtime.entry_point)  # (loaded: no coroutine to await)
+        function, is_async = found or await self._function(runtime.entry_point)
         ctx = step_context(info)
         try:
             if is_async:
@@ -132,11 +133,9 @@ class Runtimes:
             self._processes.shutdown(wait=False, cancel_futures=True)
 
     async def _function(self, entry_point: str) -> tuple[AgentFunction, bool]:
-        """The entry point's function, and whether it is a coroutine function: loaded once,
-        if the policy allows it (the policy is this process's for its lifetime)."""
-        found = self._functions.get(entry_point)
-        if found is not None:
-            return found
+        """The entry point's function, and whether it is a coroutine function, the first
+        time (callers look in `_functions` first): loaded once, if the policy allows it
+        (the policy is this process's for its lifetime)."""
         problem = self.policy.entry_point_problem(entry_point)
         if problem is not None:  # the policy was narrowed after the agent was written
             raise AttemptFailedError(
