@@ -498,6 +498,13 @@ async def test_list_executions_with_filters_and_pages(client: Client) -> None:
     assert before == list(reversed(names[:3]))
 
 
+async def set_state(client: Client, workflow: str, state: WorkflowMessage.State) -> None:
+    """Archives or reactivates a workflow."""
+    await client.workflows.update(
+        WorkflowMessage(name=workflow, state=state), update_mask=["state"]
+    )
+
+
 async def test_bad_requests(client: Client) -> None:
     await agent(client, "echo", "baton_server.agents.builtin:echo")
     schema = struct({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}})
@@ -527,10 +534,7 @@ async def test_bad_requests(client: Client) -> None:
         await client.executions.cancel("executions/nope")
     assert [e async for e in client.executions.list()] == []  # nothing was started
 
-    await client.workflows.update(
-        WorkflowMessage(name=workflow.name, state=WorkflowMessage.STATE_ARCHIVED),
-        update_mask=["state"],
-    )
+    await set_state(client, workflow.name, WorkflowMessage.STATE_ARCHIVED)
     with pytest.raises(baton.FailedPreconditionError) as caught:
         await client.executions.start(workflow.name, {"n": 1})
     assert caught.value.reason == "WORKFLOW_ARCHIVED"
@@ -563,17 +567,11 @@ async def test_a_start_sees_the_workflow_as_another_server_left_it(
         assert started.workflow_revision == 2
         assert [s.step_id for s in started.steps] == ["b"]
 
-        await two.workflows.update(
-            WorkflowMessage(name=workflow.name, state=WorkflowMessage.STATE_ARCHIVED),
-            update_mask=["state"],
-        )
+        await set_state(two, workflow.name, WorkflowMessage.STATE_ARCHIVED)
         with pytest.raises(baton.FailedPreconditionError) as caught:
             await one.executions.start(workflow.name, {"n": 1})
         assert caught.value.reason == "WORKFLOW_ARCHIVED"
-        await two.workflows.update(
-            WorkflowMessage(name=workflow.name, state=WorkflowMessage.STATE_ACTIVE),
-            update_mask=["state"],
-        )
+        await set_state(two, workflow.name, WorkflowMessage.STATE_ACTIVE)
         latest = await two.workflows.get(workflow.name)
         started = await one.executions.start(workflow.name, {"n": 1})
         assert started.workflow_revision == latest.revision
