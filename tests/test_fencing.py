@@ -7,6 +7,7 @@ import asyncio
 import collections
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -21,6 +22,21 @@ from baton_server.storage.coordination import CoordinationRepository, ReplicaRow
 from baton_server.storage.database import open_database
 from baton_server.storage.executions import ExecutionRepository
 from baton_server.storage.idempotency import IdempotencyRepository
+
+
+def _sqlite_write_locked(database: str) -> bool:
+    """Whether a process holds the SQLite database's write lock (never, on PostgreSQL)."""
+    if database.startswith("postgresql://"):
+        return False
+    conn = sqlite3.connect(database, timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        return False
+    except sqlite3.OperationalError:  # database is locked
+        return True
+    finally:
+        conn.close()
 
 
 @pytest.mark.timeout(90)
@@ -54,6 +70,7 @@ async def test_a_paused_replica_cannot_commit_after_another_took_over(database: 
         # The replica running it freezes in the middle of s0's attempt; its row expires
         # and the other replica takes the execution over, delivering s0 again.
         os.kill(old.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
         async with Client.connect(f"127.0.0.1:{other_port}", timeout=10) as client:
             deadline = time.monotonic() + 20
             while True:
@@ -61,6 +78,11 @@ async def test_a_paused_replica_cannot_commit_after_another_took_over(database: 
                 if any(e.type == EventType.EVENT_TYPE_STEP_INTERRUPTED for e in events):
                     break
                 assert time.monotonic() < deadline, "the other replica did not take over"
+                if time.monotonic() - frozen_at > 5 and _sqlite_write_locked(database):
+                    pytest.skip(
+                        "frozen in the few ms it held SQLite's write lock, which nothing can "
+                        "take back (a known limit of SQLite replicas): nothing to fence"
+                    )
                 await asyncio.sleep(0.1)
             # The old replica wakes with s0's first delivery finishing: its writes are refused.
             os.kill(old.pid, signal.SIGCONT)
