@@ -38,7 +38,11 @@ class Scheduler:
     def has_capacity(self) -> bool:
         """True when a new execution may start at once: nothing waits in the queue and the
         limit leaves room."""
-        if self.stopping or self._queue:
+        return not self._queue and self._below_limit()
+
+    def _below_limit(self) -> bool:
+        """Whether one more execution may run (those running and being created counted)."""
+        if self.stopping:
             return False
         return not self.max_running or len(self.runs) + self._reserved < self.max_running
 
@@ -89,11 +93,7 @@ class Scheduler:
 
     def fill(self) -> None:
         """Starts queued executions while there is room."""
-        while (
-            self._queue
-            and not self.stopping
-            and (not self.max_running or len(self.runs) + self._reserved < self.max_running)
-        ):
+        while self._queue and self._below_limit():
             _, _, execution_id = heapq.heappop(self._queue)
             execution = self.queued.pop(execution_id, None)
             plan = self._plans.pop(execution_id, None)
