@@ -27,7 +27,7 @@ import redis
 import uvloop
 from fake_llm import fake_openai, scripted_llm  # noqa: F401 - fixtures for every test module
 
-from baton import Agent, Client, PythonRuntime
+from baton import Agent, Client, PythonRuntime, WorkerRuntime
 from baton_server.app import Baton, create_server
 from baton_server.config import Settings
 
@@ -332,6 +332,11 @@ def python_agent(display_name: str = "Echo", **fields: Any) -> Agent:
         python=PythonRuntime(entry_point="baton_agents.echo:run"),
         **fields,
     )
+
+
+async def worker_agent(client: Client, agent_id: str) -> None:
+    """Creates `agents/{agent_id}`, served by remote workers (default WorkerRuntime)."""
+    await client.agents.create(Agent(worker=WorkerRuntime()), agent_id=agent_id)
 
 
 async def file_has(path: Path, text: str) -> bool:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import worker_agent
+
 import baton
 from baton import Client
 from baton_server.app import Baton
@@ -240,7 +242,7 @@ async def test_options_after_the_command_input_files_validate_and_partial_apply(
 async def test_watch_shows_workers_awaited_durations_and_cancellation(
     server: Baton, client: Client
 ) -> None:
-    await client.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="remote")
+    await worker_agent(client, "remote")
     await client.workflows.create(
         baton.Workflow(steps=[baton.Step(id="far", agent="remote")]), workflow_id="far"
     )

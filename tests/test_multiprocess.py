@@ -25,6 +25,7 @@ from conftest import (
     start_process,
     stop_processes,
     tls,
+    worker_agent,
     worker_process,
 )
 from google.protobuf import struct_pb2
@@ -166,7 +167,7 @@ async def test_a_worker_on_one_replica_serves_the_other(tmp_path: Path) -> None:
     )
     try:
         async with Client.connect(f"127.0.0.1:{first_port}") as first:
-            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="shout")
+            await worker_agent(first, "shout")
             workflow = await first.workflows.create(
                 baton.Workflow(
                     steps=[
@@ -328,7 +329,7 @@ async def test_a_worker_on_the_other_replica_with_tls(tmp_path: Path, certificat
             Client.connect(f"127.0.0.1:{first_port}", credentials=credentials) as first,
             Client.connect(f"127.0.0.1:{second_port}", credentials=credentials) as second,
         ):
-            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="upper")
+            await worker_agent(first, "upper")
 
             async def upper(value: dict[str, Any], ctx: baton.StepContext) -> dict[str, Any]:
                 ctx.log.info("upper-casing")
@@ -392,7 +393,7 @@ async def test_a_worker_holds_no_more_tasks_than_its_room_whichever_replica_runs
             Client.connect(f"127.0.0.1:{first_port}") as first,
             Client.connect(f"127.0.0.1:{second_port}") as second,
         ):
-            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="hold")
+            await worker_agent(first, "hold")
             workflow = await first.workflows.create(
                 baton.Workflow(
                     steps=[baton.Step(id="h", agent="hold", input_mapping={"n": "${input.n}"})]
@@ -565,7 +566,7 @@ async def test_a_task_that_waits_for_a_busy_local_worker_goes_to_an_idle_one_els
             Client.connect(f"127.0.0.1:{first_port}") as first,
             Client.connect(f"127.0.0.1:{second_port}") as second,
         ):
-            await first.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="job")
+            await worker_agent(first, "job")
             workflow = await first.workflows.create(
                 baton.Workflow(steps=[baton.Step(id=s, agent="job") for s in ("a", "b")])
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from conftest import AGENT_MODULES, start_process, stop_processes
+from conftest import AGENT_MODULES, start_process, stop_processes, worker_agent
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -68,7 +68,7 @@ async def test_one_trace_from_the_caller_through_the_server_to_the_worker(
                 baton.Agent(python=baton.PythonRuntime(entry_point="test_agents_lib:relay")),
                 agent_id="local",
             )
-            await client.agents.create(baton.Agent(worker=baton.WorkerRuntime()), agent_id="far")
+            await worker_agent(client, "far")
             await client.workflows.create(
                 Workflow(
                     steps=[
