@@ -50,6 +50,7 @@ from baton_server.api.forwarding import OwnerForwarder
 from baton_server.api.handoffs import HandoffServicer
 from baton_server.api.http_gateway import HttpGateway, loopback_address
 from baton_server.api.monitoring import MonitoringServicer
+from baton_server.api.registration import generic_only
 from baton_server.api.requests import PageTokens
 from baton_server.api.schedules import ScheduleServicer
 from baton_server.api.sizes import definition_size
@@ -263,20 +264,21 @@ async def create_server(
     )
     # Commands for a run another replica holds are passed on to it; plaintext, so not with TLS.
     forwarder = OwnerForwarder(membership, allowed=not (settings.tls_cert or settings.tls_key))
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), server)
+    services = generic_only(server)  # one request task for all methods (see the module)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(definitions, tokens), services)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        WorkflowServicer(definitions, tokens), server
+        WorkflowServicer(definitions, tokens), services
     )
     handoff_pb2_grpc.add_HandoffServiceServicer_to_server(
-        HandoffServicer(definitions, tokens), server
+        HandoffServicer(definitions, tokens), services
     )
     execution_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionServicer(executions, tokens, callers, forwarder), server
+        ExecutionServicer(executions, tokens, callers, forwarder), services
     )
-    tool_pb2_grpc.add_ToolServiceServicer_to_server(ToolServicer(definitions, tokens), server)
+    tool_pb2_grpc.add_ToolServiceServicer_to_server(ToolServicer(definitions, tokens), services)
     schedules = Schedules(db, definitions, FiringRepository(codec), executions)
     schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
-        ScheduleServicer(schedules, tokens), server
+        ScheduleServicer(schedules, tokens), services
     )
     offers = TaskOffers(
         db,
@@ -286,22 +288,22 @@ async def create_server(
         to_message=task_to_proto,
     )
     workers = WorkerServicer(broker, definitions, offers)
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(workers, services)
     monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringServicer(
             probe, executions, broker, Metrics(executions.journal, definitions), time.time()
         ),
-        server,
+        services,
     )
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, services)
     reflection.enable_server_reflection(
         [
             *SERVICE_NAMES,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ],
-        server,
+        services,
     )
     try:
         if credentials is None:
