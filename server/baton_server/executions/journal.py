@@ -30,6 +30,7 @@ from baton_server.storage.executions import (
     ExecutionRepository,
     ExecutionRow,
     ItemRow,
+    PreparedChanges,
     StepRow,
 )
 from baton_server.storage.idempotency import IdempotencyRepository
@@ -298,13 +299,16 @@ class Journal:
     def _flush(self) -> None:
         """Writes every change pending when the writer gets to it, in one job."""
         taken: list[tuple[Change, asyncio.Future[None]]] = []
-        changes: list[Change] = []
+        claims: list[tuple[int, int]] = []
+        prepared: list[PreparedChanges] = []
 
         def take() -> None:  # on the loop, just before the batch goes to the writer
             taken.extend(self._pending)
             self._pending = []
             self._flush_scheduled = False
-            changes.extend(change for change, _ in taken)
+            changes = [change for change, _ in taken]
+            claims.extend(sorted({(c.seq, c.fence) for c in changes}))
+            prepared.append(self.repo.prepare(changes))
 
         def settle(written: asyncio.Future[set[int]]) -> None:
             error = written.exception()
@@ -324,9 +328,8 @@ class Journal:
         async def apply(conn: SqlConnection) -> set[int]:
             # The changes of executions another process claimed since are left out (their
             # runs stop there); the others are written.
-            claims = {(c.seq, c.fence) for c in changes}
-            lost = await self.repo.lost_claims(conn, self.owner, sorted(claims))
-            await self.repo.apply(conn, [c for c in changes if c.seq not in lost])
+            lost = await self.repo.lost_claims(conn, self.owner, claims)
+            await self.repo.apply(conn, prepared[0].without(lost) if lost else prepared[0])
             return lost
 
         job = self.db.submit(apply, before=take)

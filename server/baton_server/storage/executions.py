@@ -99,6 +99,28 @@ class ItemRow:
     doc: dict[str, Any]
 
 
+@dataclass
+class PreparedChanges:
+    """The parameters of the statements that write a batch of changes (each row starts or
+    ends with its execution's seq, as `without` expects)."""
+
+    cleared: list[tuple[Any, ...]]
+    items: list[tuple[Any, ...]]
+    executions: list[tuple[Any, ...]]
+    steps: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+
+    def without(self, seqs: set[int]) -> PreparedChanges:
+        """These changes less those of the executions `seqs`."""
+        return PreparedChanges(
+            [r for r in self.cleared if r[0] not in seqs],
+            [r for r in self.items if r[0] not in seqs],
+            [r for r in self.executions if r[-1] not in seqs],
+            [r for r in self.steps if r[-2] not in seqs],
+            [r for r in self.events if r[0] not in seqs],
+        )
+
+
 @dataclass(frozen=True)
 class ExecutionFilter:
     """Which executions a list returns."""
@@ -253,63 +275,73 @@ class ExecutionRepository:
             conn, f"SELECT * FROM executions WHERE seq IN ({marks})", list(seqs), order=""
         )
 
-    async def apply(self, conn: SqlConnection, changes: Sequence[Change]) -> None:
-        """Writes many executions' changes with three statements, whatever their number
-        (and two more when `for_each` items ended)."""
-        cleared = [(c.seq, position) for c in changes for position in c.cleared]
-        if cleared:
-            await conn.executemany(
-                "DELETE FROM map_items WHERE execution_seq = ? AND position = ?", cleared
-            )
-        items = [
-            (c.seq, i.position, i.index, i.state, i.attempt, self.codec.encode(i.doc))
-            for c in changes
-            for i in c.items
-        ]
-        if items:
-            await conn.executemany(
-                "INSERT INTO map_items "
-                "(execution_seq, position, item, state, attempt, doc) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (execution_seq, position, item) DO UPDATE SET "
-                "state = excluded.state, attempt = excluded.attempt, doc = excluded.doc",
-                items,
-            )
-        await conn.executemany(
-            "UPDATE executions SET state = ?, start_time = ?, end_time = ?, "
-            "doc = COALESCE(?, doc), last_sequence = ? WHERE seq = ?",
-            [
+    def prepare(self, changes: Sequence[Change]) -> PreparedChanges:
+        """The statements' parameters for `changes`, documents encoded: made on the event
+        loop, so that the writer thread, which competes with it for the GIL, only binds
+        and runs them."""
+        encode = self.codec.encode
+        return PreparedChanges(
+            cleared=[(c.seq, position) for c in changes for position in c.cleared],
+            items=[
+                (c.seq, i.position, i.index, i.state, i.attempt, encode(i.doc))
+                for c in changes
+                for i in c.items
+            ],
+            executions=[
                 (
                     c.state,
                     c.start_time or None,
                     c.end_time or None,
-                    None if c.doc is None else self.codec.encode(c.doc),
+                    None if c.doc is None else encode(c.doc),
                     c.last_sequence,
                     c.seq,
                 )
                 for c in changes
             ],
+            steps=[
+                (s.state, s.attempt, encode(s.doc), c.seq, s.position)
+                for c in changes
+                for s in c.steps
+            ],
+            events=[
+                (c.seq, e.sequence, e.type, e.time, e.step_id, e.attempt, encode(e.doc))
+                for c in changes
+                for e in c.events
+            ],
         )
-        steps = [
-            (s.state, s.attempt, self.codec.encode(s.doc), c.seq, s.position)
-            for c in changes
-            for s in c.steps
-        ]
-        if steps:
+
+    async def apply(self, conn: SqlConnection, prepared: PreparedChanges) -> None:
+        """Writes many executions' prepared changes with three statements, whatever their
+        number (and two more when `for_each` items ended)."""
+        if prepared.cleared:
+            await conn.executemany(
+                "DELETE FROM map_items WHERE execution_seq = ? AND position = ?",
+                prepared.cleared,
+            )
+        if prepared.items:
+            await conn.executemany(
+                "INSERT INTO map_items "
+                "(execution_seq, position, item, state, attempt, doc) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (execution_seq, position, item) DO UPDATE SET "
+                "state = excluded.state, attempt = excluded.attempt, doc = excluded.doc",
+                prepared.items,
+            )
+        await conn.executemany(
+            "UPDATE executions SET state = ?, start_time = ?, end_time = ?, "
+            "doc = COALESCE(?, doc), last_sequence = ? WHERE seq = ?",
+            prepared.executions,
+        )
+        if prepared.steps:
             await conn.executemany(
                 "UPDATE step_runs SET state = ?, attempt = ?, doc = ? "
                 "WHERE execution_seq = ? AND position = ?",
-                steps,
+                prepared.steps,
             )
-        events = [
-            (c.seq, e.sequence, e.type, e.time, e.step_id, e.attempt, self.codec.encode(e.doc))
-            for c in changes
-            for e in c.events
-        ]
-        if events:
+        if prepared.events:
             await conn.executemany(
                 "INSERT INTO events (execution_seq, sequence, type, time, step_id, attempt, doc) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                events,
+                prepared.events,
             )
 
     async def items(
