@@ -142,10 +142,29 @@ class Journal:
         for event in events:
             event.time = event.time or now
         created = False
-        numbered: list[EventRow] = []
+        prepared = self.repo.prepare_insert(
+            ExecutionRow(
+                0,
+                execution.id,
+                execution.workflow_id,
+                execution.workflow_revision,
+                execution.state.value,
+                execution.priority,
+                execution.create_time,
+                execution.start_time,
+                execution.end_time,
+                0,
+                execution.input,
+                execution.mutable_doc(),
+                owner=self.owner if claimed else "",
+                fence=1 if claimed else 0,
+            ),
+            [step_row(s) for s in execution.steps],
+            [event_row(e) for e in events],
+        )
 
         async def job(conn: SqlConnection) -> Any:
-            nonlocal created, numbered
+            nonlocal created
             if check is not None:
                 await check(conn)
             if request.request_id:
@@ -162,29 +181,8 @@ class Journal:
                             "REQUEST_ID_REUSED",
                         )
                     return remembered.response
-            row = ExecutionRow(
-                0,
-                execution.id,
-                execution.workflow_id,
-                execution.workflow_revision,
-                execution.state.value,
-                execution.priority,
-                execution.create_time,
-                execution.start_time,
-                execution.end_time,
-                0,
-                execution.input,
-                execution.mutable_doc(),
-                owner=self.owner if claimed else "",
-                fence=1 if claimed else 0,
-            )
             try:
-                execution.seq, numbered = await self.repo.insert(
-                    conn,
-                    row,
-                    [step_row(s) for s in execution.steps],
-                    [event_row(e) for e in events],
-                )
+                execution.seq = await self.repo.insert(conn, prepared)
             except INTEGRITY_ERRORS:
                 raise BatonError(
                     Code.ALREADY_EXISTS,
@@ -200,9 +198,11 @@ class Journal:
             stored = await self.get(answer["id"])
             assert stored is not None, "a remembered execution exists"
             return stored, [], False
-        execution.last_sequence = numbered[-1].sequence if numbered else 0
+        for sequence, event in enumerate(events, 1):
+            event.sequence, event.execution_id = sequence, execution.id
+        execution.last_sequence = len(events)
         execution.owner, execution.fence = (self.owner, 1) if claimed else ("", 0)
-        return execution, [to_event(execution.id, e) for e in numbered], True
+        return execution, events, True
 
     async def record(
         self,

@@ -100,6 +100,16 @@ class ItemRow:
 
 
 @dataclass
+class PreparedInsert:
+    """The parameters that store a new execution (less its seq, which the insert makes)."""
+
+    execution: tuple[Any, ...]
+    labels: list[tuple[str, str]]
+    steps: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+
+
+@dataclass
 class PreparedChanges:
     """The parameters of the statements that write a batch of changes (each row starts or
     ends with its execution's seq, as `without` expects)."""
@@ -141,65 +151,63 @@ class ExecutionRepository:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
 
-    async def insert(
-        self,
-        conn: SqlConnection,
-        execution: ExecutionRow,
-        steps: Sequence[StepRow],
-        events: Sequence[EventRow],
-    ) -> tuple[int, list[EventRow]]:
-        """Stores a new execution with its steps and first events; returns its seq and the
-        numbered events."""
+    def prepare_insert(
+        self, execution: ExecutionRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> PreparedInsert:
+        """The parameters that store a new execution with its steps and first events
+        (numbered from 1), documents encoded: made on the event loop (see `prepare`)."""
+        encode = self.codec.encode
+        return PreparedInsert(
+            execution=(
+                execution.id,
+                execution.workflow_id,
+                execution.workflow_revision,
+                execution.state,
+                execution.priority,
+                execution.create_time,
+                execution.start_time or None,
+                execution.end_time or None,
+                len(events),
+                encode(execution.input),
+                encode(execution.doc),
+                execution.owner,
+                execution.fence,
+            ),
+            labels=list((execution.doc.get("labels") or {}).items()),
+            steps=[(s.position, s.step_id, s.state, s.attempt, encode(s.doc)) for s in steps],
+            events=[
+                (i + 1, e.type, e.time, e.step_id, e.attempt, encode(e.doc))
+                for i, e in enumerate(events)
+            ],
+        )
+
+    async def insert(self, conn: SqlConnection, prepared: PreparedInsert) -> int:
+        """Stores a new execution with its steps and first events; returns its seq."""
         rows = list(
             await conn.execute_fetchall(
                 "INSERT INTO executions (id, workflow_id, workflow_revision, state, priority, "
                 "create_time, start_time, end_time, last_sequence, input, doc, owner, fence) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                (
-                    execution.id,
-                    execution.workflow_id,
-                    execution.workflow_revision,
-                    execution.state,
-                    execution.priority,
-                    execution.create_time,
-                    execution.start_time or None,
-                    execution.end_time or None,
-                    len(events),
-                    self.codec.encode(execution.input),
-                    self.codec.encode(execution.doc),
-                    execution.owner,
-                    execution.fence,
-                ),
+                prepared.execution,
             )
         )
         seq = int(rows[0][0])
-        labels = execution.doc.get("labels") or {}
-        if labels:
+        if prepared.labels:
             await conn.executemany(
                 "INSERT INTO execution_labels (execution_seq, key, value) VALUES (?, ?, ?)",
-                [(seq, key, value) for key, value in labels.items()],
+                [(seq, *label) for label in prepared.labels],
             )
         await conn.executemany(
             "INSERT INTO step_runs (execution_seq, position, step_id, state, attempt, doc) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (seq, s.position, s.step_id, s.state, s.attempt, self.codec.encode(s.doc))
-                for s in steps
-            ],
+            [(seq, *step) for step in prepared.steps],
         )
-        numbered = [
-            EventRow(e.type, e.time, e.step_id, e.attempt, e.doc, sequence=i + 1)
-            for i, e in enumerate(events)
-        ]
         await conn.executemany(
             "INSERT INTO events (execution_seq, sequence, type, time, step_id, attempt, doc) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (seq, e.sequence, e.type, e.time, e.step_id, e.attempt, self.codec.encode(e.doc))
-                for e in numbered
-            ],
+            [(seq, *event) for event in prepared.events],
         )
-        return seq, numbered
+        return seq
 
     async def claim(self, conn: SqlConnection, owner: str, seqs: Sequence[int]) -> list[int]:
         """Makes `owner` the owner of the executions with these seqs, each with a new
