@@ -99,12 +99,16 @@ def _set_span(message: Any, start: float, end: float) -> None:
         _set_time(message.end_time, end)
 
 
-def step_to_proto(run: StepRun, *, detailed: bool = True) -> execution_pb2.StepRun:
-    """A step run as a StepRun message; `detailed` adds attempts and handoffs. Only what is
-    set is filled in: this runs for every step of every execution a call returns."""
-    message = execution_pb2.StepRun(
-        step_id=run.step_id, state=_STEP_STATES[run.state], attempt=run.attempt
-    )
+def step_to_proto(
+    run: StepRun, *, detailed: bool = True, into: execution_pb2.StepRun | None = None
+) -> execution_pb2.StepRun:
+    """A step run as a StepRun message (filled `into` an empty one, e.g. one just added to
+    an execution's steps, instead of a copy); `detailed` adds attempts and handoffs. Only
+    what is set is filled in: this runs for every step of every execution a call returns."""
+    message = execution_pb2.StepRun() if into is None else into
+    message.step_id = run.step_id
+    message.state = _STEP_STATES[run.state]
+    message.attempt = run.attempt
     if run.agent:
         message.agent = f"agents/{run.agent}"
     if run.schedule_time:
@@ -186,7 +190,8 @@ def execution_to_proto(execution: Execution, *, detailed: bool = True) -> execut
         message.labels.update(execution.labels)
     if execution.parent:
         message.parent = f"executions/{execution.parent}"
-    message.steps.extend([step_to_proto(s, detailed=detailed) for s in execution.steps])
+    for run in execution.steps:
+        step_to_proto(run, detailed=detailed, into=message.steps.add())
     if execution.create_time:
         _set_time(message.create_time, execution.create_time)
     _set_span(message, execution.start_time, execution.end_time)

@@ -112,10 +112,13 @@ def filter_words(field: str, values: Sequence[str]) -> list[str]:
 
 
 def request_info(method: str, request: Message) -> RequestInfo:
-    """The request id of a mutating request and a fingerprint of everything else in it."""
+    """The request id of a mutating request and a fingerprint of everything else in it
+    (none without a request id: nothing is remembered then)."""
     request_id = getattr(request, "request_id", "")
     if len(request_id) > 128:
         raise invalid_field("request_id", "is longer than 128 characters")
+    if not request_id:
+        return RequestInfo(method=method)
     copy = type(request)()
     copy.CopyFrom(request)
     copy.ClearField("request_id")
