@@ -93,9 +93,10 @@ postgresql:
 
 # The suite on SQLite, then again on PostgreSQL (but the tests about SQLite itself).
 # The tests run servers in the pytest process and start others (the CLI, workers, replicas)
-# by fork and exec: gRPC's fork handlers are for children that go on using gRPC, and one
-# such child died of SIGSEGV before its exec. GRPC_ENABLE_FORK_SUPPORT=false is gRPC's
-# documented setting for fork-then-exec (read when gRPC loads, so set before pytest starts).
+# by fork and exec while gRPC's threads are busy (one such child, the CLI, once died of
+# SIGSEGV). gRPC's fork handlers are for children that go on using gRPC;
+# GRPC_ENABLE_FORK_SUPPORT=false is gRPC's documented setting for processes that exec after
+# fork (read when gRPC loads, so set before pytest starts).
 test: install redis-server chromium postgresql examples/node-worker/node_modules console/node_modules
 	GRPC_ENABLE_FORK_SUPPORT=false $(BIN)/pytest
 	GRPC_ENABLE_FORK_SUPPORT=false BATON_TEST_DATABASE=postgresql $(BIN)/pytest
