@@ -27,9 +27,10 @@ from baton import Agent, Client, Execution, Loop, PythonRuntime, Step, Workflow
 
 # Engine speed, as ratios to the empty-RPC ceiling of the same run (so that they hold on
 # any machine): (figure, ceiling figure, how they compare, target ratio). Each figure's
-# ceiling is measured just before and just after it (the mean of the two): a VM's speed
-# drifts from one minute to the next, and one ceiling at the start of the run was as much
-# as 50 % off the machine the figure met minutes later.
+# ceiling is also measured just before and just after it (the mean of the two): a VM's
+# speed drifts from one minute to the next, and the ceiling at the start of the run was as
+# much as 50 % off the machine the figure met minutes later. A target is met only against
+# both ceilings.
 RATIO_TARGETS = {
     "sequential_3_step_p50_ms": ("empty_rpc_sequential_p50_ms", "<=", 5.4),
     "concurrent_3_step_executions_per_s": ("empty_rpc_per_s", ">=", 0.16),
@@ -624,12 +625,14 @@ async def main(quick: bool, synchronous: str) -> dict[str, Any]:
     figures["ratio_targets"] = {}
     for name, (ceiling, op, target) in RATIO_TARGETS.items():
         beside = figures["ceilings_beside"][name][ceiling]
-        ratio = figures[name] / beside
+        both = (figures[name] / beside, figures[name] / figures[ceiling])
+        # Judged on the worse of the two, so that the choice of ceiling never helps.
+        ratio = max(both) if op == "<=" else min(both)
         figures["ratio_targets"][name] = {
             "measured": figures[name],
-            "ceiling": f"{ceiling} = {beside} (measured beside it; at the run's start "
-            f"{figures[ceiling]})",
-            "ratio_to_start_ceiling": round(figures[name] / figures[ceiling], 3),
+            "ceiling": f"{ceiling} = {beside} beside it, {figures[ceiling]} at the run's start",
+            "ratio_to_ceiling_beside": round(both[0], 3),
+            "ratio_to_start_ceiling": round(both[1], 3),
             "ratio": round(ratio, 3),
             "target": f"{op} {target}",
             "met": ratio <= target if op == "<=" else ratio >= target,
