@@ -299,16 +299,16 @@ class Journal:
     def _flush(self) -> None:
         """Writes every change pending when the writer gets to it, in one job."""
         taken: list[tuple[Change, asyncio.Future[None]]] = []
-        claims: list[tuple[int, int]] = []
-        prepared: list[PreparedChanges] = []
+        changes: list[Change] = []
+        prepared: PreparedChanges | None = None
 
         def take() -> None:  # on the loop, just before the batch goes to the writer
+            nonlocal prepared
             taken.extend(self._pending)
             self._pending = []
             self._flush_scheduled = False
-            changes = [change for change, _ in taken]
-            claims.extend(sorted({(c.seq, c.fence) for c in changes}))
-            prepared.append(self.repo.prepare(changes))
+            changes.extend(change for change, _ in taken)
+            prepared = self.repo.prepare(changes)
 
         def settle(written: asyncio.Future[set[int]]) -> None:
             error = written.exception()
@@ -328,8 +328,13 @@ class Journal:
         async def apply(conn: SqlConnection) -> set[int]:
             # The changes of executions another process claimed since are left out (their
             # runs stop there); the others are written.
-            lost = await self.repo.lost_claims(conn, self.owner, claims)
-            await self.repo.apply(conn, prepared[0].without(lost) if lost else prepared[0])
+            claims = {(c.seq, c.fence) for c in changes}
+            lost = await self.repo.lost_claims(conn, self.owner, sorted(claims))
+            batch = prepared
+            assert batch is not None, "taken before the batch runs"
+            if lost:  # (rare: made again without them, here)
+                batch = self.repo.prepare([c for c in changes if c.seq not in lost])
+            await self.repo.apply(conn, batch)
             return lost
 
         job = self.db.submit(apply, before=take)

@@ -5,6 +5,7 @@ read while the writer writes). `open_database` picks SQLite or PostgreSQL by the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -304,27 +305,17 @@ class _Writer:
 
     async def run(self, work: Callable[[], T]) -> T:
         """Runs `work()` in the writer thread."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def report(result: T | None, error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(cast(T, result))
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def call() -> None:
-            try:
-                result = work()
-            except BaseException as exc:  # reported to the caller
-                loop.call_soon_threadsafe(report, None, exc)
-            else:
-                loop.call_soon_threadsafe(report, result, None)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except BaseException as exc:  # reported to the caller
+                    future.set_exception(exc)
 
         self._queue.put(call)
-        return await future
+        return await asyncio.wrap_future(future)
 
     def submit(self, work: Callable[[], None]) -> None:
         """Runs `work()` in the writer thread; it reports back by itself."""

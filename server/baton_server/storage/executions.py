@@ -111,24 +111,13 @@ class PreparedInsert:
 
 @dataclass
 class PreparedChanges:
-    """The parameters of the statements that write a batch of changes (each row starts or
-    ends with its execution's seq, as `without` expects)."""
+    """The parameters of the statements that write a batch of changes."""
 
     cleared: list[tuple[Any, ...]]
     items: list[tuple[Any, ...]]
     executions: list[tuple[Any, ...]]
     steps: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
-
-    def without(self, seqs: set[int]) -> PreparedChanges:
-        """These changes less those of the executions `seqs`."""
-        return PreparedChanges(
-            [r for r in self.cleared if r[0] not in seqs],
-            [r for r in self.items if r[0] not in seqs],
-            [r for r in self.executions if r[-1] not in seqs],
-            [r for r in self.steps if r[-2] not in seqs],
-            [r for r in self.events if r[0] not in seqs],
-        )
 
 
 @dataclass(frozen=True)
